@@ -1,0 +1,74 @@
+"""The `pixsearch` command: one entry point, one subcommand per job.
+
+Each subcommand lives in a thin module beside this one that defines `NAME`, `HELP`, `add_arguments(parser)` and
+`run(args) -> int`; `COMMANDS` lists them in the order `--help` shows them. Job modules import their engines
+(Spark, Ray, DeepSpeed) inside `run`, so `pixsearch --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from pixsearch_core import __version__
+
+#: subcommand modules, in help order
+COMMANDS: list[str] = [
+    "jobs.config_check",
+    "jobs.store",
+]
+
+log = logging.getLogger("pixsearch")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "py4j", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pixsearch",
+        description="PixSearch at cluster scale: build sharded indices (Spark), serve search and run benchmark "
+                    "evaluations (Ray), train (DeepSpeed). Every job reads a YAML config from conf/ and accepts "
+                    "dotted key=value overrides.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"pixsearch {__version__}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="logging level (default: INFO)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for modname in COMMANDS:
+        mod = importlib.import_module(modname)
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+    except Exception as e:  # one clear line for expected user errors; the traceback at DEBUG
+        from pixsearch_core.config import ConfigError
+
+        if isinstance(e, (ConfigError, FileNotFoundError, ValueError, KeyError)):
+            log.debug("details", exc_info=True)
+            log.error("%s", e)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

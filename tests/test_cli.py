@@ -1,0 +1,61 @@
+"""The `pixsearch` command: --help for every subcommand, --version, and config errors that name the problem."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as ei:
+        cli.main(["--help"])
+    assert ei.value.code == 0
+    out = capsys.readouterr().out
+    parser = cli.build_parser()
+    subs = next(a for a in parser._actions if a.dest == "command").choices
+    assert subs, "no subcommands"
+    for name in subs:
+        assert name in out
+
+
+def test_each_subcommand_help(capsys):
+    parser = cli.build_parser()
+    subs = next(a for a in parser._actions if a.dest == "command").choices
+    for name in subs:
+        with pytest.raises(SystemExit) as ei:
+            cli.main([name, "--help"])
+        assert ei.value.code == 0
+        assert "usage: pixsearch " + name in capsys.readouterr().out
+
+
+def test_version_via_console_entry():
+    out = subprocess.run([sys.executable, "-m", "jobs.cli", "--version"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("pixsearch 0.")
+
+
+def test_bad_config_value_fails_naming_key_value_allowed(tmp_path, capsys):
+    bad = tmp_path / "storage" / "bad.yaml"
+    bad.parent.mkdir()
+    bad.write_text("# pixsearch config\naddressing_style: sideways\nmultipart_chunk_mb: 1\n")
+    assert cli.main(["config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "addressing_style" in err and "'sideways'" in err and "'auto', 'virtual' or 'path'" in err
+    assert "multipart_chunk_mb" in err and "greater than or equal to 5" in err
+
+
+def test_store_cli_roundtrip(tmp_path, capsys):
+    src = tmp_path / "a.txt"
+    src.write_text("hello")
+    assert cli.main(["store", "cp", str(src), f"file://{tmp_path}/out/b.txt"]) == 0
+    assert (tmp_path / "out" / "b.txt").read_text() == "hello"
+    capsys.readouterr()
+    assert cli.main(["store", "ls", str(tmp_path / "out")]) == 0
+    assert capsys.readouterr().out.strip() == f"{tmp_path}/out/b.txt"
+    assert cli.main(["store", "cat", str(tmp_path / "missing")]) == 2
