@@ -104,7 +104,7 @@ def _format_error(err: dict[str, Any]) -> str:
         return f"{key}: required key is missing"
     allowed = ""
     ctx = err.get("ctx") or {}
-    if "expected" in ctx:
+    if "expected" in ctx and str(ctx["expected"]) not in err["msg"]:
         allowed = f"; allowed: {ctx['expected']}"
     return f"{key}: {err['msg']} (got {err.get('input')!r}){allowed}"
 

@@ -40,12 +40,12 @@ def test_version_via_console_entry():
     assert out.returncode == 0 and out.stdout.startswith("pixsearch 0.")
 
 
-def test_bad_config_value_fails_naming_key_value_allowed(tmp_path, capsys):
+def test_bad_config_value_fails_naming_key_value_allowed(tmp_path, caplog):
     bad = tmp_path / "storage" / "bad.yaml"
     bad.parent.mkdir()
     bad.write_text("# pixsearch config\naddressing_style: sideways\nmultipart_chunk_mb: 1\n")
     assert cli.main(["config", str(bad)]) == 2
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "addressing_style" in err and "'sideways'" in err and "'auto', 'virtual' or 'path'" in err
     assert "multipart_chunk_mb" in err and "greater than or equal to 5" in err
 

@@ -42,6 +42,8 @@ def test_all_problems_in_one_error_naming_key_value_and_allowed():
 
 def test_override_into_scalar_is_an_error():
     with pytest.raises(ConfigError, match="'name' is a value"):
+        validate_config(Outer, {"name": "a"}, overrides=["name.sub=1"])
+    with pytest.raises(ConfigError, match="name: Input should be a valid string"):
         validate_config(Outer, {}, overrides=["name.sub=1"])
 
 
