@@ -1,0 +1,95 @@
+"""Write a SynthCRAG world: corpus (for the indexing job), stage-1 and stage-2 data, and the benchmark splits.
+
+Layout under `out` (a path or object-store URI):
+    world.json                       the world config and counts
+    corpus/docs.jsonl                id, title, text, url, image (URI of the entity's picture, or null)
+    corpus/images/<entity-id>.png    each entity alone (what the image index holds)
+    scenes/<split>/<id>.png          scene images; masks/<split>/<id>.png their gold target masks
+    stage1/train.jsonl               referring segmentation: image, expression, mask
+    stage2/train.jsonl               search-interleaved trajectories (question, image, response, query types)
+    benchmark/{train,test}.jsonl     questions with gold answers (CRAG-MM-like fields), egocentric flag, masks
+Everything is a pure function of the world config and `scenes_per_entity`: the same seed writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from pixsearch_core.storage import ObjectStore, join
+from pixsearch_core.synthcrag.questions import QUESTION_TYPES, make_question, to_record
+from pixsearch_core.synthcrag.render import compose_scene, icon_image
+from pixsearch_core.synthcrag.world import World
+
+log = logging.getLogger(__name__)
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def _jsonl(rows: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
+
+
+def corpus_records(world: World, out: str) -> list[dict[str, Any]]:
+    docs = [{"id": e.id, "title": e.name, "text": e.document(), "url": f"synthcrag://entity/{e.id}",
+             "image": join(out, "corpus", "images", f"{e.id}.png")} for e in world.entities]
+    docs += [{"id": m.id, "title": m.name, "text": m.document(), "url": f"synthcrag://maker/{m.id}", "image": None}
+             for m in world.makers]
+    docs += [{"id": p.id, "title": p.name, "text": p.document(), "url": f"synthcrag://place/{p.id}", "image": None}
+             for p in world.places]
+    return docs
+
+
+def write_synthcrag(world: World, out: str, store: ObjectStore | None = None, scenes_per_entity: int = 2,
+                    questions_per_scene: int = 2) -> dict[str, int]:
+    """Generate scenes and questions for every entity and write the layout above; returns the counts."""
+    store = store or ObjectStore()
+    rng = np.random.default_rng(world.config.seed + 1)
+    store.put_bytes(join(out, "corpus", "docs.jsonl"), _jsonl(corpus_records(world, out)))
+    for e in tqdm(world.entities, desc="synthcrag icons", unit="icon"):
+        store.put_bytes(join(out, "corpus", "images", f"{e.id}.png"), _png(icon_image(e)))
+    rows: dict[str, list[dict[str, Any]]] = {"train": [], "test": []}
+    stage1: list[dict[str, Any]] = []
+    for e in tqdm(world.entities, desc="synthcrag scenes", unit="entity"):
+        pool = [d for d in world.entities if d.split == e.split and (d.colour, d.shape) != (e.colour, e.shape)]
+        for s in range(scenes_per_entity):
+            ego = s % 2 == 0
+            distract = [pool[i] for i in rng.choice(len(pool), size=int(rng.integers(3, 6)), replace=False)] if ego else []
+            scene = compose_scene(rng, e, distract, egocentric=ego)
+            sid = f"{e.id}-s{s}"
+            img_uri = join(out, "scenes", e.split, f"{sid}.png")
+            mask_uri = join(out, "masks", e.split, f"{sid}.png")
+            store.put_bytes(img_uri, _png(scene.image))
+            store.put_bytes(mask_uri, _png(Image.fromarray(scene.target_mask.astype(np.uint8) * 255)))
+            if e.split == "train":
+                stage1.append({"id": sid, "image": img_uri, "expression": e.description, "mask": mask_uri,
+                               "box": list(scene.target_box)})
+            for qi in range(questions_per_scene):
+                qtype = QUESTION_TYPES[int(rng.integers(len(QUESTION_TYPES)))]
+                q = make_question(world, e, qtype, ego, len(scene.objects), rng)
+                rows[e.split].append(to_record(f"{sid}-q{qi}", q, e, ego, img_uri, mask_uri, scene.target_box))
+    for split, recs in rows.items():
+        store.put_bytes(join(out, "benchmark", f"{split}.jsonl"), _jsonl(recs))
+    stage2 = [{"id": r["interaction_id"], "image": r["image"], "question": r["query"], "response": r["response"],
+               "query_types": r["query_types"], "entity_span": r["entity_span"], "mask": r["gold_mask"]}
+              for r in rows["train"]]
+    store.put_bytes(join(out, "stage1", "train.jsonl"), _jsonl(stage1))
+    store.put_bytes(join(out, "stage2", "train.jsonl"), _jsonl(stage2))
+    counts = {"entities": len(world.entities), "documents": len(world.entities) + len(world.makers) + len(world.places),
+              "train_questions": len(rows["train"]), "test_questions": len(rows["test"]),
+              "test_egocentric": sum(r["egocentric"] for r in rows["test"]), "stage1": len(stage1)}
+    meta = {"config": world.config.model_dump(), "scenes_per_entity": scenes_per_entity,
+            "questions_per_scene": questions_per_scene, "counts": counts}
+    store.put_bytes(join(out, "world.json"), json.dumps(meta, indent=2, sort_keys=True).encode())
+    log.info("synthcrag world written to %s: %s", out, counts)
+    return counts
