@@ -29,9 +29,12 @@ T = TypeVar("T")
 #: A module listed here must be importable without pyspark, ray, deepspeed or airflow.
 KINDS: dict[str, list[str]] = {
     "model": [],
-    "benchmark": [],
+    "benchmark": [f"pixsearch_core.benchmarks.{m}" for m in (
+        "crag_mm", "infoseek", "oven", "textvqa", "hotpotqa", "nq_open", "popqa", "musique", "refcoco", "ade20k",
+        "coco_stuff")],
     "retriever": [],
-    "metric": [],
+    "metric": [f"pixsearch_core.metrics.{m}" for m in (
+        "squad", "relaxed", "textqa", "infoseek", "oven", "textvqa", "crag", "segmentation")],
     "image_encoder": [],
     "text_encoder": [],
 }
