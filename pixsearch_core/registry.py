@@ -31,7 +31,7 @@ KINDS: dict[str, list[str]] = {
     "model": [],
     "benchmark": [f"pixsearch_core.benchmarks.{m}" for m in (
         "crag_mm", "infoseek", "oven", "textvqa", "hotpotqa", "nq_open", "popqa", "musique", "refcoco", "ade20k",
-        "coco_stuff")],
+        "coco_stuff", "synthcrag")],
     "retriever": [],
     "metric": [f"pixsearch_core.metrics.{m}" for m in (
         "squad", "relaxed", "textqa", "infoseek", "oven", "textvqa", "crag", "segmentation")],

@@ -72,3 +72,28 @@ def test_records_masks_and_trajectories(tmp_path):
             if r["question_type"] != "identification":
                 assert r["ans_full"] in evidence, "the answer must be retrievable, not memorised"
             assert by_id[r["entity_id"]].name in evidence
+
+
+def test_synthcrag_benchmark_scores_the_crag_way(tmp_path):
+    import subprocess
+    import sys
+
+    from pixsearch_core import registry
+
+    write_synthcrag(generate_world(SMALL), str(tmp_path), scenes_per_entity=2)
+    bench = registry.get("benchmark", "synthcrag")()
+    examples = list(bench.load(str(tmp_path)))
+    assert examples and all(ex.metadata["question_type"] for ex in examples)
+    # perfect answers on egocentric rows, "I don't know" on the others
+    preds = tmp_path / "preds.jsonl"
+    preds.write_text("".join(json.dumps({"id": ex.id, "prediction": ex.answers[0] if ex.metadata["egocentric"]
+                                         else "I don't know"}) + "\n" for ex in examples))
+    out = subprocess.run([sys.executable, "-m", "jobs.cli", "eval", "score", "--benchmark", "synthcrag",
+                          "--gold", str(tmp_path), "--predictions", str(preds), "--judge", "none"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout)
+    n_ego = sum(ex.metadata["egocentric"] for ex in examples)
+    assert res["ego"]["n"] == n_ego and res["ego"]["accuracy"] == 1.0 and res["ego"]["truthfulness"] == 1.0
+    assert res["non_ego"]["missing"] == 1.0 and res["non_ego"]["truthfulness"] == 0.0
+    assert abs(res["all"]["accuracy"] - n_ego / len(examples)) < 1e-9

@@ -1,0 +1,34 @@
+"""SynthCRAG (pixsearch_core.synthcrag): the generated knowledge world, scored the CRAG-MM way.
+
+Gold: the `benchmark/<split>.jsonl` written by `write_synthcrag` (a world directory or the file itself); rows carry
+CRAG-MM-like fields (`interaction_id`, `query`, `ans_full`, `egocentric`) plus `image`, `gold_mask`, `target_box`,
+`question_type` and the gold trajectory. Prediction id: `interaction_id`. Scores and aggregation are CRAG-MM's
+(accuracy, missing, hallucination, truthfulness; overall, egocentric, non-egocentric); with no judge, accuracy is
+exact match after the official lower/strip normalisation.
+"""
+
+from __future__ import annotations
+
+from pixsearch_core.benchmarks.base import Example, read_jsonl, require, resolve
+from pixsearch_core.benchmarks.crag_mm import CragMM
+from pixsearch_core.registry import register
+
+
+@register("benchmark", "synthcrag")
+class SynthCRAG(CragMM):
+    name = "synthcrag"
+    default_split = "test"
+
+    def load(self, path, split=None):
+        split = split or self.default_split
+        uri = resolve(self.store, path, [f"benchmark/{split}.jsonl", f"{split}.jsonl"])
+        for lineno, rec in read_jsonl(self.store, uri):
+            where = f"{uri} line {lineno + 1}"
+            yield Example(
+                id=str(require(rec, "interaction_id", where)), question=require(rec, "query", where, str),
+                answers=[require(rec, "ans_full", where, str)], image=require(rec, "image", where, str),
+                mask=rec.get("gold_mask"),
+                metadata={"egocentric": bool(require(rec, "egocentric", where, bool)),
+                          "question_type": rec.get("question_type"), "target_box": rec.get("target_box"),
+                          "entity_span": rec.get("entity_span"), "gold_response": rec.get("response"),
+                          "query_types": rec.get("query_types", [])})
