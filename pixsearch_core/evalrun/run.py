@@ -12,7 +12,6 @@ different settings under the same run id is refused by RecordWriter.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -77,8 +76,7 @@ def run_meta(req: RunRequest, cfg: EvalRunConfig, store: ObjectStore, spec: Runn
     return {"benchmark": req.benchmark, "data": req.data, "split": cfg.split, "mode": req.mode,
             "decode": cfg.decode_options(req.mode), "model": req.model, "index": req.index,
             "index_version": index_version(store, req.index), "config_hash": identity.config_hash(),
-            "runner": spec.target, "runner_kwargs_hash": hashlib.sha256(
-                json.dumps(spec.kwargs, sort_keys=True, default=str).encode()).hexdigest()[:12]}
+            "runner": spec.target}
 
 
 def _examples(req: RunRequest, cfg: EvalRunConfig, bench_spec: BenchmarkSpec) -> list:
