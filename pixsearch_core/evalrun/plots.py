@@ -84,7 +84,8 @@ def search_behaviour(run, uri: str, store: ObjectStore) -> str:
     ax2.set(xticks=np.arange(3), xticklabels=["region", "image", "text"], ylabel="% of searches",
             title="Query modality")
     for ax in (ax1, ax2):
-        ax.legend(fontsize=8)
+        ax.set_ylim(0, 118)  # room for the legend above 100 %
+        ax.legend(fontsize=8, loc="upper right")
     fig.suptitle(f"Search behaviour: {run.label}")
     return _save(fig, store, uri)
 
