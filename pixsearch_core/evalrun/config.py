@@ -66,6 +66,8 @@ class EvalRunConfig(Config):
     decode: dict[str, Any] = Field(default_factory=dict, description="DecodeOptions fields (max_new_tokens, "
                                    "temperature, ...); the mode sets mode / modalities / max_searches")
     search_k: int = Field(3, ge=1, description="evidence passages per search")
+    prompt_template: str = Field("{question}", description="the prompt; {question} is replaced (the model "
+                                 "adapter adds the image slot)")
     benchmark_options: dict[str, Any] = Field(default_factory=dict, description="passed to the benchmark class")
     split: str | None = Field(None, description="benchmark split; null = the benchmark's default")
     limit: int | None = Field(None, ge=1, description="evaluate only the first N examples")

@@ -5,8 +5,9 @@ DecodeRequest, Trajectory), `pixsearch_core.modeling` (builders of registry kind
 `indexing.searcher.ShardedSearcher`. Everything is imported inside `setup()`, so this module imports without
 torch, the model or the index (and a run with `--model oracle` needs none of them).
 
-The model must be usable as a decoder `DecoderModel` (prefill / extend / select / predict_mask): either the built
-object is one, or it offers `as_decoder_model()`.
+The model becomes a decoder `DecoderModel` (prefill / extend / select / predict_mask) through, in order: its own
+`as_decoder_model()`, being one already, or `pixsearch_core.decoding.pixsearch_adapter.PixSearchAdapter`.
+A batch is decoded as an image sub-batch and a text-only sub-batch (the adapter takes one kind per batch).
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ def _device(setting: str) -> str:
 class DecodingRunner:
     def __init__(self, model: str, index: str, decode: dict[str, Any], model_size: str = "tiny",
                  model_overrides: list[str] | None = None, device: str = "auto",
-                 storage: dict[str, Any] | None = None):
+                 storage: dict[str, Any] | None = None, prompt_template: str = "{question}"):
         self.model_ref, self.index, self.decode = model, index, dict(decode)
+        self.prompt_template = prompt_template
         self.model_size, self.model_overrides, self.device = model_size, list(model_overrides or []), device
         self.storage = StorageConfig(**(storage or {}))
         self.decoder = None
@@ -64,8 +66,13 @@ class DecodingRunner:
             return model.as_decoder_model()
         if all(hasattr(model, m) for m in ("prefill", "extend", "select", "predict_mask")):
             return model
-        raise TypeError(f"model {self.model_ref!r} ({type(model).__name__}) is not a decoder model: it needs "
-                        "prefill/extend/select/predict_mask or as_decoder_model()")
+        try:
+            from pixsearch_core.decoding.pixsearch_adapter import PixSearchAdapter
+        except ImportError:
+            raise TypeError(f"model {self.model_ref!r} ({type(model).__name__}) is not a decoder model (needs "
+                            "prefill/extend/select/predict_mask or as_decoder_model()) and "
+                            "pixsearch_core.decoding.pixsearch_adapter is not installed") from None
+        return PixSearchAdapter(model)
 
     def _searcher(self):
         if self.index in ("", "none"):
@@ -90,18 +97,24 @@ class DecodingRunner:
 
     def _request(self, ex: Example):
         from pixsearch_core.decoding import DecodeRequest
-        from pixsearch_core.modeling.tokens import IMAGE_PLACEHOLDER
 
-        image = self._image(ex.image)
-        prompt = f"{IMAGE_PLACEHOLDER}\n{ex.question}" if image is not None else ex.question
-        return DecodeRequest(ex.id, prompt, image=image, question=ex.question)
+        prompt = self.prompt_template.format(question=ex.question)  # the adapter places the image slot
+        return DecodeRequest(ex.id, prompt, image=self._image(ex.image), question=ex.question)
 
     def run_batch(self, examples: list[Example]) -> list[dict[str, Any]]:
         assert self.decoder is not None, "run_batch before setup()"
-        t0 = time.perf_counter()
-        trajectories = self.decoder.decode([self._request(ex) for ex in examples])
-        per = (time.perf_counter() - t0) / len(examples)
-        return [_output(t, per) for t in trajectories]
+        requests = [self._request(ex) for ex in examples]
+        outputs: list[dict[str, Any] | None] = [None] * len(examples)
+        for with_image in (True, False):
+            idx = [i for i, r in enumerate(requests) if (r.image is not None) == with_image]
+            if not idx:
+                continue
+            t0 = time.perf_counter()
+            trajectories = self.decoder.decode([requests[i] for i in idx])
+            per = (time.perf_counter() - t0) / len(idx)
+            for i, traj in zip(idx, trajectories):
+                outputs[i] = _output(traj, per)
+        return outputs
 
 
 def _output(traj, decode_s: float) -> dict[str, Any]:

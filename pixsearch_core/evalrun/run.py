@@ -67,7 +67,7 @@ def runner_spec(req: RunRequest, cfg: EvalRunConfig) -> RunnerSpec:
     return RunnerSpec("pixsearch_core.evalrun.decoding_runner:DecodingRunner", {
         "model": req.model, "index": req.index, "decode": cfg.decode_options(req.mode),
         "model_size": cfg.model.size, "model_overrides": cfg.model.overrides, "device": cfg.model.device,
-        "storage": cfg.storage.model_dump()})
+        "storage": cfg.storage.model_dump(), "prompt_template": cfg.prompt_template})
 
 
 def run_meta(req: RunRequest, cfg: EvalRunConfig, store: ObjectStore, spec: RunnerSpec) -> dict[str, Any]:
