@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
@@ -68,8 +67,9 @@ def runs(tmp_path):
             rec("x1", None, status="error")]
     no_region = [rec("e1", verdict(ego=True), ego=True), rec("n1", verdict(correct=True))]
     budget1 = [rec("e1", verdict(correct=True, ego=True), ego=True), rec("n1", verdict())]
-    return tmp_path, pred, gold, [write_run(root, "full", "full", full), write_run(root, "noreg", "no_region", no_region),
-                                  write_run(root, "b1", "budget1", budget1)]
+    uris = [write_run(root, "full", "full", full), write_run(root, "noreg", "no_region", no_region),
+            write_run(root, "b1", "budget1", budget1)]
+    return tmp_path, pred, gold, uris
 
 
 def row(md: str, table: str, label: str) -> list[str]:

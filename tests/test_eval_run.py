@@ -67,7 +67,8 @@ def test_interrupted_run_resumes_without_duplicates(tmp_path):
     store = ObjectStore()
     first = read_records(store, str(tmp_path / "out" / "runs" / "resume"))
     assert sorted(r["sample_id"] for r in first) == IDS[:6]  # two whole batches survived the kill
-    again = run_eval(cfg, _req(gold, "resume", scripted(answers=ANSWERS)))
+    wider = cfg.model_copy(update={"ray": RayConfig(num_replicas=4, batch_size=5)})  # layout is not identity
+    again = run_eval(wider, _req(gold, "resume", scripted(answers=ANSWERS)))
     assert (again["skipped"], again["written"]) == (6, 6)
     ids = [r["sample_id"] for r in read_records(store, again["run_uri"])]
     assert Counter(ids) == Counter(IDS)  # every id exactly once

@@ -54,9 +54,16 @@ def index_version(store: ObjectStore, index: str) -> str:
     return index
 
 
+def identity_hash(cfg: EvalRunConfig) -> str:
+    """The config hash of what changes results: not the Ray layout, output root, limit or flush size (so a run
+    may be resumed wider, elsewhere, or extended past an earlier --limit)."""
+    return cfg.model_copy(update={"ray": cfg.ray.__class__(), "output": "", "limit": None,
+                                  "flush_every": 16}).config_hash()
+
+
 def default_run_id(req: RunRequest, cfg: EvalRunConfig) -> str:
     model = req.model.rstrip("/").rsplit("/", 1)[-1]
-    return f"{req.benchmark}-{model}-{req.mode}-{cfg.config_hash()[:8]}"
+    return f"{req.benchmark}-{model}-{req.mode}-{identity_hash(cfg)[:8]}"
 
 
 def runner_spec(req: RunRequest, cfg: EvalRunConfig) -> RunnerSpec:
@@ -71,11 +78,10 @@ def runner_spec(req: RunRequest, cfg: EvalRunConfig) -> RunnerSpec:
 
 
 def run_meta(req: RunRequest, cfg: EvalRunConfig, store: ObjectStore, spec: RunnerSpec) -> dict[str, Any]:
-    """What identifies a run (a resumed run must match it). Replica counts are not part of it."""
-    identity = cfg.model_copy(update={"ray": cfg.ray.__class__(), "output": ""})
+    """What identifies a run (a resumed run must match it)."""
     return {"benchmark": req.benchmark, "data": req.data, "split": cfg.split, "mode": req.mode,
             "decode": cfg.decode_options(req.mode), "model": req.model, "index": req.index,
-            "index_version": index_version(store, req.index), "config_hash": identity.config_hash(),
+            "index_version": index_version(store, req.index), "config_hash": identity_hash(cfg),
             "runner": spec.target}
 
 
