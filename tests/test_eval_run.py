@@ -95,3 +95,11 @@ def test_ray_run_equals_sequential_and_resumes(tmp_path, ray_session):
     replicas = {r["replica"] for r in ray_records if r["replica"] != "local"}
     assert 1 <= len(replicas) <= cfg.ray.num_replicas
     assert json.dumps(ray_run["aggregate"], sort_keys=True) == json.dumps(seq["aggregate"], sort_keys=True)
+
+
+def test_bad_runner_target_fails_before_any_record(tmp_path):
+    gold = write_crag_gold(tmp_path / "validation.jsonl")
+    with pytest.raises(ValueError, match="has no 'Nope'"):
+        run_eval(_cfg(tmp_path), _req(gold, "bad", scripted().__class__(
+            "pixsearch_core.evalrun.scripted:Nope", {}), sequential=False))
+    assert not (tmp_path / "out" / "runs" / "bad").exists()

@@ -102,6 +102,7 @@ def run_eval(cfg: EvalRunConfig, req: RunRequest) -> dict[str, Any]:
     bench_spec = BenchmarkSpec(req.benchmark, dict(cfg.benchmark_options))
     examples = _examples(req, cfg, bench_spec)
     spec = runner_spec(req, cfg)
+    spec.resolve()
     run_uri = run_dir(cfg.output, req.run_id or default_run_id(req, cfg))
     with RecordWriter(store, run_uri, meta=run_meta(req, cfg, store, spec), flush_every=cfg.flush_every) as w:
         todo = [ex for ex in examples if not w.is_done(ex.id)]

@@ -43,11 +43,18 @@ class RunnerSpec:
     target: str
     kwargs: dict[str, Any] = field(default_factory=dict)
 
-    def build(self) -> SampleRunner:
+    def resolve(self) -> type:
+        """The runner class (checked on the driver before any replica starts)."""
         module, _, name = self.target.partition(":")
         if not name:
             raise ValueError(f"runner target {self.target!r} must be 'module:Class'")
-        return getattr(importlib.import_module(module), name)(**self.kwargs)
+        cls = getattr(importlib.import_module(module), name, None)
+        if cls is None:
+            raise ValueError(f"runner target {self.target!r}: module {module!r} has no {name!r}")
+        return cls
+
+    def build(self) -> SampleRunner:
+        return self.resolve()(**self.kwargs)
 
 
 @dataclass(frozen=True)
