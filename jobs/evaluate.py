@@ -1,6 +1,6 @@
 """`pixsearch eval`: benchmark evaluation. A subcommand group; `eval score` scores a predictions file.
 
-Further actions (`eval run`, `eval report`) plug in by adding a function `_add_<name>(sub)` to ACTIONS."""
+`eval run` and `eval report` live in jobs/eval_run.py; an action is a function `add_<name>(sub)` in ACTIONS."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ import json
 import sys
 
 NAME = "eval"
-HELP = "score predictions against a benchmark's gold data (eval score)"
+HELP = "benchmark evaluation: run a model on Ray (eval run), score predictions (eval score), report (eval report)"
 DESCRIPTION = """Benchmark evaluation.
+
+  pixsearch eval run --benchmark synthcrag --data out/synthcrag --model tiny --index out/index/demo --mode full
+  pixsearch eval report out/runs/<run_id> [more runs] --out out/report
 
   pixsearch eval score --benchmark hotpotqa --gold data/hotpot --predictions preds.jsonl
   pixsearch eval score --benchmark crag_mm --gold data/crag-mm --predictions preds.jsonl --judge http://127.0.0.1:8000/v1
@@ -41,7 +44,9 @@ def _add_score(sub) -> None:
     p.set_defaults(_action=_score)
 
 
-ACTIONS = [_add_score]
+from jobs.eval_run import add_report, add_run  # noqa: E402
+
+ACTIONS = [_add_score, add_run, add_report]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

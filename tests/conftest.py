@@ -61,3 +61,17 @@ def store(request, tmp_path):
     if request.param == "file":
         st.root = "file://" + str(tmp_path / "store")
     return st
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One small local Ray for the whole test session (fractional-CPU actors; see STACK.md), shut down at the end."""
+    from pixsearch_core.evalrun.config import RayConfig
+    from pixsearch_core.evalrun.execute import init_ray
+
+    import ray
+
+    started = init_ray(RayConfig(local_num_cpus=2, object_store_mb=600))
+    yield ray
+    if started:
+        ray.shutdown()

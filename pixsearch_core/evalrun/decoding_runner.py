@@ -1,0 +1,130 @@
+"""`DecodingRunner`: the real `SampleRunner`: a model replica + a search client + `SearchInterleavedDecoder`.
+
+Written against the documented APIs of `pixsearch_core.decoding` (SearchInterleavedDecoder, DecodeOptions,
+DecodeRequest, Trajectory), `pixsearch_core.modeling` (builders of registry kind "model", `load_trainable`) and
+`indexing.searcher.ShardedSearcher`. Everything is imported inside `setup()`, so this module imports without
+torch, the model or the index (and a run with `--model oracle` needs none of them).
+
+The model becomes a decoder `DecoderModel` (prefill / extend / select / predict_mask) through, in order: its own
+`as_decoder_model()`, being one already, or `pixsearch_core.decoding.pixsearch_adapter.PixSearchAdapter`.
+A batch is decoded as an image sub-batch and a text-only sub-batch (the adapter takes one kind per batch).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from typing import Any
+
+from pixsearch_core.benchmarks.base import Example
+from pixsearch_core.storage import ObjectStore, StorageConfig
+
+log = logging.getLogger(__name__)
+
+
+class NullSearcher:
+    """No index (`--index none`): every search returns nothing. For no-search runs."""
+
+    def search(self, query, k):
+        return []
+
+    def search_many(self, queries, k):
+        return [[] for _ in queries]
+
+
+def _device(setting: str) -> str:
+    if setting != "auto":
+        return setting
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class DecodingRunner:
+    def __init__(self, model: str, index: str, decode: dict[str, Any], model_size: str = "tiny",
+                 model_overrides: list[str] | None = None, device: str = "auto",
+                 storage: dict[str, Any] | None = None, prompt_template: str = "{question}"):
+        self.model_ref, self.index, self.decode = model, index, dict(decode)
+        self.prompt_template = prompt_template
+        self.model_size, self.model_overrides, self.device = model_size, list(model_overrides or []), device
+        self.storage = StorageConfig(**(storage or {}))
+        self.decoder = None
+
+    def _model(self):
+        from pixsearch_core.registry import get, names
+
+        if self.model_ref in names("model"):
+            model = get("model", self.model_ref)(overrides=self.model_overrides)
+        else:  # a checkpoint of trainable weights on top of the configured builder
+            from pixsearch_core.modeling.checkpoint import load_trainable
+
+            model = get("model", self.model_size)(overrides=self.model_overrides)
+            load_trainable(model, self.model_ref, ObjectStore(self.storage))
+        model = model.to(_device(self.device)).eval()
+        if hasattr(model, "as_decoder_model"):
+            return model.as_decoder_model()
+        if all(hasattr(model, m) for m in ("prefill", "extend", "select", "predict_mask")):
+            return model
+        try:
+            from pixsearch_core.decoding.pixsearch_adapter import PixSearchAdapter
+        except ImportError:
+            raise TypeError(f"model {self.model_ref!r} ({type(model).__name__}) is not a decoder model (needs "
+                            "prefill/extend/select/predict_mask or as_decoder_model()) and "
+                            "pixsearch_core.decoding.pixsearch_adapter is not installed") from None
+        return PixSearchAdapter(model)
+
+    def _searcher(self):
+        if self.index in ("", "none"):
+            return NullSearcher()
+        from indexing.searcher import ShardedSearcher
+
+        return ShardedSearcher(self.index, storage=self.storage)
+
+    def setup(self) -> None:
+        from pixsearch_core.decoding import DecodeOptions, SearchInterleavedDecoder
+
+        self.store = ObjectStore(self.storage)
+        self.decoder = SearchInterleavedDecoder(self._model(), self._searcher(), DecodeOptions(**self.decode))
+        log.info("replica ready: model %s, index %s", self.model_ref, self.index)
+
+    def _image(self, ref: str | None):
+        if not ref:
+            return None
+        from PIL import Image
+
+        return Image.open(io.BytesIO(self.store.get_bytes(ref))).convert("RGB")
+
+    def _request(self, ex: Example):
+        from pixsearch_core.decoding import DecodeRequest
+
+        prompt = self.prompt_template.format(question=ex.question)  # the adapter places the image slot
+        return DecodeRequest(ex.id, prompt, image=self._image(ex.image), question=ex.question)
+
+    def run_batch(self, examples: list[Example]) -> list[dict[str, Any]]:
+        assert self.decoder is not None, "run_batch before setup()"
+        requests = [self._request(ex) for ex in examples]
+        outputs: list[dict[str, Any] | None] = [None] * len(examples)
+        for with_image in (True, False):
+            idx = [i for i, r in enumerate(requests) if (r.image is not None) == with_image]
+            if not idx:
+                continue
+            t0 = time.perf_counter()
+            trajectories = self.decoder.decode([requests[i] for i in idx])
+            per = (time.perf_counter() - t0) / len(idx)
+            for i, traj in zip(idx, trajectories):
+                outputs[i] = _output(traj, per)
+        return outputs
+
+
+def _output(traj, decode_s: float) -> dict[str, Any]:
+    searches = [{"hop": s.hop, "modality": s.modality, "requested": s.requested, "text": s.text,
+                 "box": list(s.crop_box) if s.crop_box else None, "mask_rle": s.mask_rle,
+                 "evidence_ids": list(s.evidence_ids), "latency_s": s.latency_s, "error": s.error}
+                for s in traj.searches]
+    masks = [s["mask_rle"] for s in searches if s["mask_rle"]]
+    traj_dict = traj.to_dict()
+    traj_dict.pop("searches", None)
+    return {"answer": traj.answer, "searches": searches, "mask_rle": masks[-1] if masks else None,
+            "trajectory": traj_dict,
+            "timings": {"decode_s": decode_s, "search_s": sum(s["latency_s"] for s in searches)}}

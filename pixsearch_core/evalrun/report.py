@@ -1,0 +1,142 @@
+"""`pixsearch eval report`: tables shaped like the paper's Tables 1, 6 and 7 (Markdown + HTML) and the figures.
+
+    paths = write_report(["out/runs/crag-full", "out/runs/crag-no_region"], "out/report")
+
+Each run contributes one row (label: its model and mode from run.json). Metrics come from the records'
+per-example scores through the benchmark's own `aggregate`; records with status="error" are left out of the
+metrics and counted in an `errors` column. CRAG-style aggregates ({"all", "ego", "non_ego"} with truthfulness,
+accuracy, missing, hallucination) give the paper's layout in % (truthfulness in [-100, 100]); any other benchmark
+gets one column per scalar metric. Table 6 appears when a run used a modality restriction, Table 7 when one used a
+search budget.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from pixsearch_core.evalrun.config import MODALITY_MODES
+from pixsearch_core.records import read_records, read_run_meta
+from pixsearch_core.storage import ObjectStore, join
+
+log = logging.getLogger(__name__)
+
+CRAG_GROUPS = (("all", "Overall"), ("ego", "Egocentric"), ("non_ego", "Non-Egocentric"))
+CRAG_METRICS = (("truthfulness", "Truth."), ("accuracy", "Acc."), ("missing", "Miss."), ("hallucination", "Hallu."))
+
+
+@dataclass
+class Run:
+    uri: str
+    meta: dict[str, Any]
+    records: list[dict[str, Any]]
+    aggregate: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        model = str(self.meta.get("model", "?")).rstrip("/").rsplit("/", 1)[-1]
+        return f"{model} [{self.meta.get('mode', '?')}]"
+
+    @property
+    def errors(self) -> int:
+        return sum(r.get("status") == "error" for r in self.records)
+
+
+def load_run(store: ObjectStore, uri: str) -> Run:
+    from pixsearch_core.registry import get
+
+    if not store.exists(join(uri, "run.json")):
+        raise FileNotFoundError(f"{uri} is not a run directory (no run.json); expected <output>/runs/<run_id>")
+    meta = read_run_meta(store, uri)
+    records = read_records(store, uri)
+    scores = [r["scores"] for r in records if r.get("status") == "ok" and r.get("scores") is not None]
+    aggregate = get("benchmark", meta["benchmark"])().aggregate(scores) if scores else {}
+    return Run(uri, meta, records, aggregate)
+
+
+def _is_crag(agg: dict[str, Any]) -> bool:
+    return all(isinstance(agg.get(g), dict) and "truthfulness" in agg[g] for g, _ in CRAG_GROUPS)
+
+
+def _pct(v: Any) -> str:
+    return f"{100 * v:.1f}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "-"
+
+
+def crag_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
+    header = ["Run"] + [f"{name} {m}" for _, name in CRAG_GROUPS for _, m in CRAG_METRICS] + ["n", "errors"]
+    rows = [[r.label] + [_pct(r.aggregate.get(g, {}).get(k)) for g, _ in CRAG_GROUPS for k, _ in CRAG_METRICS]
+            + [str(r.aggregate.get("all", {}).get("n", 0)), str(r.errors)] for r in runs]
+    return header, rows
+
+
+def flat_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
+    keys = sorted({k for r in runs for k, v in r.aggregate.items() if isinstance(v, (int, float))
+                   and not isinstance(v, bool) and k != "n"})
+    header = ["Run", *keys, "records", "errors"]
+    return header, [[r.label] + [_pct(r.aggregate.get(k)) for k in keys] + [str(len(r.records)), str(r.errors)]
+                    for r in runs]
+
+
+def _table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
+    return crag_table(runs) if runs and all(_is_crag(r.aggregate) for r in runs) else flat_table(runs)
+
+
+def _budget(mode: str) -> float:
+    return 0 if mode == "no_search" else float("inf") if mode == "full" else int(mode.removeprefix("budget"))
+
+
+def tables(runs: list[Run]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) for Table 1 and, when such runs are given, Tables 6 and 7."""
+    out = [("Table 1: main results", *_table(runs))]
+    modes = {r.meta.get("mode") for r in runs}
+    if modes & set(MODALITY_MODES):
+        abl = [r for r in runs if r.meta.get("mode") in ("full", *MODALITY_MODES)]
+        out.append(("Table 6: query-type removal (inference-time constraint)", *_table(abl)))
+    if any(str(m).startswith("budget") for m in modes):
+        bud = sorted((r for r in runs if r.meta.get("mode") == "full" or r.meta.get("mode") == "no_search"
+                      or str(r.meta.get("mode")).startswith("budget")), key=lambda r: _budget(r.meta["mode"]))
+        out.append(("Table 7: search budget", *_table(bud)))
+    return out
+
+
+def markdown(title: str, header: list[str], rows: list[list[str]]) -> str:
+    lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def html_table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<h3>{html.escape(title)}</h3>\n<table>\n<tr>{head}</tr>\n{body}\n</table>\n"
+
+
+def write_report(run_uris: list[str], out: str, store: ObjectStore | None = None,
+                 overlays_per_run: int = 4) -> dict[str, list[str]]:
+    """Write report.md, report.html and the PNG figures under `out`; returns {"tables": [...], "figures": [...]}."""
+    from pixsearch_core.evalrun import plots
+
+    store = store or ObjectStore()
+    runs = [load_run(store, u) for u in run_uris]
+    tabs = tables(runs)
+    note = ("Metrics in %; CRAG truthfulness in [-100, 100]. Error records are excluded from the metrics.\n\n"
+            + "\n".join(f"- {r.label}: `{r.uri}` (benchmark {r.meta.get('benchmark')}, index "
+                        f"{r.meta.get('index_version')}, config {r.meta.get('config_hash')})" for r in runs))
+    figures = []
+    for i, run in enumerate(runs):
+        name = f"{i:02d}-{run.uri.rstrip('/').rsplit('/', 1)[-1]}"
+        figures.append(plots.search_behaviour(run, join(out, f"search_behaviour_{name}.png"), store))
+        figures += plots.mask_overlays(run, join(out, f"overlays_{name}"), store, overlays_per_run)
+    rel = [f[len(out.rstrip("/")) + 1:] for f in figures]
+    md = "# Evaluation report\n\n" + note + "\n\n" + "\n".join(markdown(*t) for t in tabs)
+    md += "\n### Figures\n\n" + "".join(f"![{r}]({r})\n" for r in rel)
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>pixsearch eval report</title><style>"
+            "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px;text-align:right}"
+            "</style></head><body><h2>Evaluation report</h2>\n" + "".join(html_table(*t) for t in tabs)
+            + "<h3>Figures</h3>\n" + "".join(f"<img src='{html.escape(r)}' style='max-width:900px'><br>\n"
+                                              for r in rel) + "</body></html>\n")
+    store.put_bytes(join(out, "report.md"), md.encode())
+    store.put_bytes(join(out, "report.html"), page.encode())
+    return {"tables": [join(out, "report.md"), join(out, "report.html")], "figures": figures}

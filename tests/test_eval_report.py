@@ -1,0 +1,128 @@
+"""eval report: Table 1 / 6 / 7 values from hand-made records, Figure 4 counts, mask overlays, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jobs import cli
+from pixsearch_core.evalrun.plots import overlay, rle_decode, search_stats
+from pixsearch_core.evalrun.report import write_report
+from pixsearch_core.records import RecordWriter, run_dir
+from pixsearch_core.storage import ObjectStore
+from tests.eval_run_helpers import write_crag_gold
+
+
+def rle_fortran(mask: np.ndarray) -> dict:
+    """Independent reference encoder: column-major runs, starting with a (maybe empty) run of zeros."""
+    flat, counts, cur, run = mask.T.reshape(-1), [], False, 0
+    for v in flat:
+        if bool(v) != cur:
+            counts.append(run)
+            cur, run = bool(v), 0
+        run += 1
+    counts.append(run)
+    return {"size": list(mask.shape), "counts": counts}
+
+
+def verdict(correct=False, missing=False, ego=False):
+    return {"correct": correct, "missing": missing, "exact_match": correct, "judged": False, "ego": ego}
+
+
+def rec(sid, scores, searches=(), ego=False, mask=None, image=None, gold_mask=None, status="ok"):
+    return {"sample_id": sid, "status": status, "error": None if status == "ok" else "boom", "answer": "a",
+            "question": f"q {sid}", "scores": scores if status == "ok" else None, "egocentric": ego,
+            "searches": [{"modality": m} for m in searches], "n_searches": len(searches), "mask_rle": mask,
+            "image": image, "gold_mask": gold_mask, "timings": {}, "replica": "local"}
+
+
+def write_run(root, run_id, mode, records):
+    store = ObjectStore()
+    uri = run_dir(root, run_id)
+    with RecordWriter(store, uri, meta={"benchmark": "crag_mm", "mode": mode, "model": "s3://b/ckpt/stage2",
+                                        "index_version": "v1", "config_hash": "abc"}) as w:
+        w.write_many(records)
+    return uri
+
+
+@pytest.fixture
+def runs(tmp_path):
+    root = str(tmp_path / "out")
+    img = np.zeros((20, 30, 3), np.uint8)
+    img[..., 2] = 200
+    gold = np.zeros((20, 30), bool)
+    gold[5:15, 10:20] = True
+    pred = np.zeros((20, 30), bool)
+    pred[6:16, 12:22] = True
+    Image.fromarray(img).save(tmp_path / "img.png")
+    Image.fromarray(gold.astype(np.uint8) * 255).save(tmp_path / "gold.png")
+    full = [rec("e1", verdict(correct=True, ego=True), ["region", "text", "text"], ego=True, mask=rle_fortran(pred),
+                image=str(tmp_path / "img.png"), gold_mask=str(tmp_path / "gold.png")),
+            rec("e2", verdict(missing=True, ego=True), ["region"], ego=True),
+            rec("n1", verdict(correct=True), ["image", "region"]),
+            rec("n2", verdict()),  # a hallucination with no search
+            rec("x1", None, status="error")]
+    no_region = [rec("e1", verdict(ego=True), ego=True), rec("n1", verdict(correct=True))]
+    budget1 = [rec("e1", verdict(correct=True, ego=True), ego=True), rec("n1", verdict())]
+    uris = [write_run(root, "full", "full", full), write_run(root, "noreg", "no_region", no_region),
+            write_run(root, "b1", "budget1", budget1)]
+    return tmp_path, pred, gold, uris
+
+
+def row(md: str, table: str, label: str) -> list[str]:
+    section = md.split(f"### {table}")[1].split("###")[0]
+    line = next(ln for ln in section.splitlines() if ln.startswith(f"| {label} |"))
+    return [c.strip() for c in line.strip("|").split("|")][1:]
+
+
+def test_report_tables_match_hand_computed_values(runs):
+    tmp_path, *_, uris = runs
+    paths = write_report(uris, str(tmp_path / "report"))
+    md = (tmp_path / "report" / "report.md").read_text()
+    # full: all 4 scored (x1 errored): 2 correct, 1 missing, 1 hallucination -> truth (4+1)/4-1 = 25%
+    # ego (e1 correct, e2 missing): truth (2+1)/2-1 = 50%; non-ego (n1 correct, n2 wrong): truth 0
+    assert row(md, "Table 1", "stage2 [full]") == ["25.0", "50.0", "25.0", "25.0", "50.0", "50.0", "50.0", "0.0",
+                                                   "0.0", "50.0", "0.0", "50.0", "4", "1"]
+    assert row(md, "Table 1", "stage2 [no_region]")[:4] == ["0.0", "50.0", "0.0", "50.0"]
+    assert "stage2 [no_region]" in md.split("### Table 6")[1].split("###")[0]
+    t7 = md.split("### Table 7")[1].split("###")[0]
+    assert t7.index("[budget1]") < t7.index("[full]") and "[no_region]" not in t7
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert html.count("<table>") == 3 and "<td>25.0</td>" in html
+    assert len(paths["figures"]) == 4  # 3 search-behaviour plots + 1 overlay (only e1 has a mask)
+    for f in paths["figures"]:
+        assert Image.open(f).format == "PNG"
+
+
+def test_search_stats_and_overlay_pixels(runs):
+    tmp_path, pred, gold, uris = runs
+    from pixsearch_core.evalrun.report import load_run
+
+    stats = search_stats(load_run(ObjectStore(), uris[0]).records)
+    assert stats["egocentric"]["per_sample"] == {3: 1, 1: 1}
+    assert stats["egocentric"]["modality"] == {"region": 2, "text": 2}
+    assert stats["non-egocentric"]["per_sample"] == {2: 1, 0: 1} and stats["non-egocentric"]["samples"] == 2
+    assert (rle_decode(rle_fortran(pred)) == pred).all()
+    img = np.zeros((20, 30, 3), np.uint8)
+    out = overlay(img, pred, gold)
+    assert tuple(out[10, 15]) == (127, 0, 0)      # inside pred, inside gold: red blend
+    assert tuple(out[5, 10]) == (0, 255, 0)       # gold corner: green boundary
+    assert tuple(out[0, 0]) == (0, 0, 0)          # outside both: untouched
+
+
+def test_cli_run_oracle_then_report(tmp_path, capsys):
+    gold = write_crag_gold(tmp_path / "validation.jsonl", n=6)
+    out = tmp_path / "out"
+    assert cli.main(["eval", "run", "--sequential", "--benchmark", "crag_mm", "--data", str(gold), "--model",
+                     "oracle", "--index", "none", "--mode", "no_search", "--run-id", "oracle", "--out", str(out),
+                     "ray.batch_size=4"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["aggregate"]["all"]["accuracy"] == 1.0 and summary["records"] == 6
+    assert cli.main(["eval", "report", str(out / "runs" / "oracle"), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert row(md, "Table 1", "oracle [no_search]")[:2] == ["100.0", "100.0"]
+    assert cli.main(["eval", "run", "--sequential", "--benchmark", "crag_mm", "--data", str(gold), "--model",
+                     "oracle", "--index", "none", "--mode", "budget", "--out", str(out)]) == 2  # bad mode
