@@ -1,0 +1,1 @@
+"""PixSearch modeling (placeholder docstring; replaced below)."""
