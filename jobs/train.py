@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from pixsearch_core.training.trainer import train
 
     summary = train(cfg, args.stage, stop_after=args.stop_after)
-    if summary.get("export") is not None or summary["step"] < summary["total_steps"]:
+    if summary.get("rank", 0) == 0:
         print(json.dumps(summary))
     return 0
 

@@ -128,7 +128,7 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
     export = _finish(engine, cfg, prefix, run_dir, rank, store, done=step >= total)
     dist.barrier()
     dist.destroy_process_group()
-    return {"step": step, "total_steps": total, "final_loss": last.get("loss"), "export": export}
+    return {"rank": rank, "step": step, "total_steps": total, "final_loss": last.get("loss"), "export": export}
 
 
 def _finish(engine, cfg: TrainConfig, prefix: str, run_dir: Path, rank: int, store, done: bool) -> str | None:
