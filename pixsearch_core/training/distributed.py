@@ -57,3 +57,16 @@ def deepspeed_config(cfg, cuda: bool) -> dict:
     ds.setdefault("steps_per_print", 10 ** 9)
     ds.pop("train_batch_size", None)
     return ds
+
+
+def shutdown() -> None:
+    """Destroy the process group (ZeRO aborts at exit otherwise) and DeepSpeed's cached groups, so that a later
+    `init_distributed` in the same process (tests, notebooks) starts clean."""
+    import importlib
+
+    import deepspeed.utils.groups
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+    importlib.reload(deepspeed.utils.groups)

@@ -25,7 +25,7 @@ from pixsearch_core.training import checkpoints
 from pixsearch_core.training.collate import Collator
 from pixsearch_core.training.config import TrainConfig
 from pixsearch_core.training.data import build_mixture, prepare_shards
-from pixsearch_core.training.distributed import deepspeed_config, init_distributed, use_cuda
+from pixsearch_core.training.distributed import deepspeed_config, init_distributed, shutdown, use_cuda
 from pixsearch_core.training.losses import LossWeights, pixsearch_loss
 from pixsearch_core.training.metrics import MetricsLog, plot_metrics
 from pixsearch_core.training.schedule import make_scheduler
@@ -127,7 +127,7 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
         acc, t0 = {}, time.perf_counter()
     export = _finish(engine, cfg, prefix, run_dir, rank, store, done=step >= total)
     dist.barrier()
-    dist.destroy_process_group()
+    shutdown()
     return {"rank": rank, "step": step, "total_steps": total, "final_loss": last.get("loss"), "export": export}
 
 
