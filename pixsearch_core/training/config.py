@@ -85,6 +85,8 @@ class TrainConfig(Config):
     loss: LossConfig = LossConfig()
     save_every: int = Field(100, ge=1, description="optimizer steps between checkpoints")
     keep_checkpoints: int = Field(2, ge=1)
+    gradient_checkpointing: bool = Field(False, description="recompute the LM's activations (13b: needed for "
+                                                            "micro-batch 6 on 80 GB)")
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 on GPU, fp32 on CPU")
     deepspeed: dict[str, Any] | str = Field({}, description="DeepSpeed config (dict or a JSON path); batch sizes, "
                                                             "clipping and precision are filled in from this file")

@@ -42,6 +42,8 @@ def build_model(cfg: TrainConfig, stage: int, store: ObjectStore):
     if cfg.precision == "fp32" or (cfg.precision == "auto" and not use_cuda()):
         overrides.append("dtype=float32")
     model = get("model", cfg.model.size)(overrides=overrides, store=store)
+    if cfg.gradient_checkpointing:
+        model.language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     init = cfg.stage(stage).init_from
     if init:
         load_trainable(model, join(cfg.output, "stage1", "final") if init == "stage1" else init, store)
