@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from pixsearch_core.config import Config
+from pixsearch_core.storage import StorageConfig
 
 
 class DatasetConfig(Config):
@@ -77,6 +78,7 @@ class TrainConfig(Config):
     seed: int = 0
     output: str = Field(description="object-store prefix: checkpoints and the final export per stage")
     run_dir: str = Field(description="local directory: metrics.jsonl, loss plot, checkpoint staging")
+    storage: StorageConfig = StorageConfig()
     model: ModelRef = ModelRef()
     data: DataConfig
     stage1: StageConfig

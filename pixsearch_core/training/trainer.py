@@ -73,7 +73,7 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
     import deepspeed
     import torch.distributed as dist
 
-    store = store or ObjectStore()
+    store = store or ObjectStore(cfg.storage)
     rank, world = init_distributed()
     sc, oc = cfg.stage(stage), cfg.optim
     prefix, run_dir = join(cfg.output, f"stage{stage}"), Path(cfg.run_dir) / f"stage{stage}"
