@@ -7,7 +7,8 @@ masked (Eq. 9-10 via the offset mapping), B/I/O labels per token, images and mas
 Only assistant turns (and the end-of-turn token after each) are LM targets; inside them, every token that
 overlaps an <information>...</information> block is not (`losses.information_token_mask`). Tags: the first token
 of each span B, the rest I, every other real token O, padding and the image placeholder IGNORE. A span truncated
-away entirely loses its mask (logged); the rest keep theirs, in span order.
+away entirely loses its mask (logged); the rest keep theirs, in span order. A text-only sample (LLaVA's
+text rows) gets a black 32x32 image and the placeholder, so that every row of a batch has exactly one image.
 """
 
 from __future__ import annotations

@@ -55,6 +55,7 @@ def deepspeed_config(cfg, cuda: bool) -> dict:
               gradient_accumulation_steps=cfg.optim.grad_accum, gradient_clipping=cfg.optim.grad_clip,
               bf16={"enabled": bf16}, fp16={"enabled": False}, zero_allow_untested_optimizer=True)
     ds.setdefault("steps_per_print", 10 ** 9)
+    ds.setdefault("checkpoint", {"use_node_local_storage": True})  # run_dir need not be shared across nodes
     ds.pop("train_batch_size", None)
     return ds
 
