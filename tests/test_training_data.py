@@ -134,3 +134,19 @@ def test_mixture_ratio_weights_determinism_and_seek():
     assert not seen[0] & seen[1] and len(seen[0] | seen[1]) == 18  # ranks split the shards
     with pytest.raises(ValueError, match="stage 2"):
         mixture_probabilities(sources[:2], {1: 7, 2: 9})
+
+
+def test_coco_stuff_layout_maps_label_values_to_names(tmp_path):
+    (tmp_path / "maps" / "train2017").mkdir(parents=True)
+    (tmp_path / "img").mkdir()
+    labels = np.full((10, 10), 255, np.uint8)
+    labels[:5] = 0     # id 1: person (maps hold id - 1)
+    labels[5:] = 156   # id 157: sky-other
+    (tmp_path / "maps" / "train2017" / "000000000009.png").write_bytes(_png(labels))
+    Image.new("RGB", (10, 10)).save(tmp_path / "img" / "000000000009.jpg")
+    (tmp_path / "labels.txt").write_text("0: unlabeled\n1: person\n2: bicycle\n157: sky-other\n")
+    [s] = _items("coco_stuff", tmp_path / "maps", images=str(tmp_path / "img"), classes=str(tmp_path / "labels.txt"),
+                 min_pixels=1)
+    answer = s.conversation[1]["content"]
+    assert [answer[a:b] for _, a, b in s.spans] == ["the person", "the sky-other"]
+    assert np.array_equal(s.masks[0], labels == 0) and np.array_equal(s.masks[1], labels == 156)
