@@ -19,6 +19,7 @@ COMMANDS: list[str] = [
     "jobs.config_check",
     "jobs.store",
     "jobs.evaluate",
+    "jobs.train",
 ]
 
 log = logging.getLogger("pixsearch")

@@ -47,6 +47,7 @@ class ConfigError(ValueError):
 SCHEMAS: dict[str, str] = {
     "storage": "pixsearch_core.storage:StorageConfig",
     "eval": "pixsearch_core.evalrun.config:EvalRunConfig",
+    "train": "pixsearch_core.training.config:TrainConfig",
 }
 
 

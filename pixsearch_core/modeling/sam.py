@@ -1,0 +1,75 @@
+"""SAM parts (segment-anything's own classes) per kind: the frozen image encoder, prompt encoder, mask decoder.
+
+    parts = build_sam_parts("vit_h")      # SAM ViT-H (1024 input, 64x64x256 embedding); weights loaded separately
+    parts = build_sam_parts("litemedsam") # TinyViT encoder (256 input) + SAM prompt encoder / mask decoder
+    parts = build_sam_parts("tiny", image_size=64, prompt_dim=32)   # random, milliseconds
+
+`SamParts.image_size` is the encoder's square input side, `embedding_size` its output grid. segment-anything is
+imported through `_torchvision_compat.segment_anything()` (works without torchvision).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch import nn
+
+from pixsearch_core.modeling._torchvision_compat import segment_anything
+
+#: SAM ViT variants: (embed_dim, depth, num_heads, global_attn_indexes), from segment_anything.build_sam
+VIT_VARIANTS = {
+    "vit_h": (1280, 32, 16, (7, 15, 23, 31)),
+    "vit_l": (1024, 24, 16, (5, 11, 17, 23)),
+    "vit_b": (768, 12, 12, (2, 5, 8, 11)),
+}
+SAM_KINDS = (*VIT_VARIANTS, "litemedsam", "tiny")
+
+
+@dataclass
+class SamParts:
+    image_encoder: nn.Module
+    prompt_encoder: nn.Module
+    mask_decoder: nn.Module
+    image_size: int
+    embedding_size: int
+    prompt_dim: int
+
+
+def _prompt_and_decoder(prompt_dim: int, image_size: int, embedding_size: int, depth: int = 2,
+                        mlp_dim: int = 2048, num_heads: int = 8) -> tuple[nn.Module, nn.Module]:
+    m = segment_anything().modeling
+    prompt_encoder = m.PromptEncoder(embed_dim=prompt_dim, image_embedding_size=(embedding_size, embedding_size),
+                                     input_image_size=(image_size, image_size), mask_in_chans=16)
+    mask_decoder = m.MaskDecoder(
+        num_multimask_outputs=3,
+        transformer=m.TwoWayTransformer(depth=depth, embedding_dim=prompt_dim, mlp_dim=mlp_dim, num_heads=num_heads),
+        transformer_dim=prompt_dim, iou_head_depth=3, iou_head_hidden_dim=prompt_dim)
+    return prompt_encoder, mask_decoder
+
+
+def build_sam_parts(kind: str, image_size: int = 1024, prompt_dim: int = 256, encoder_dim: int = 32) -> SamParts:
+    """Random-initialised SAM parts of a kind (weights are loaded by the builders in build.py)."""
+    m = segment_anything().modeling
+    if kind in VIT_VARIANTS:
+        dim, depth, heads, global_idx = VIT_VARIANTS[kind]
+        encoder = m.ImageEncoderViT(
+            depth=depth, embed_dim=dim, img_size=1024, mlp_ratio=4, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            num_heads=heads, patch_size=16, qkv_bias=True, use_rel_pos=True, global_attn_indexes=global_idx,
+            window_size=14, out_chans=256)
+        return SamParts(encoder, *_prompt_and_decoder(256, 1024, 64), 1024, 64, 256)
+    if kind == "litemedsam":
+        from pixsearch_core.modeling.litemedsam import EMBEDDING_SIZE, IMAGE_SIZE, build_tiny_vit
+
+        return SamParts(build_tiny_vit(), *_prompt_and_decoder(256, IMAGE_SIZE, EMBEDDING_SIZE),
+                        IMAGE_SIZE, EMBEDDING_SIZE, 256)
+    if kind == "tiny":
+        encoder = m.ImageEncoderViT(
+            depth=1, embed_dim=encoder_dim, img_size=image_size, mlp_ratio=2, num_heads=2, patch_size=16,
+            qkv_bias=True, use_rel_pos=False, window_size=0, out_chans=prompt_dim)
+        embedding = image_size // 16
+        pe, md = _prompt_and_decoder(prompt_dim, image_size, embedding, depth=1, mlp_dim=2 * prompt_dim,
+                                     num_heads=2)
+        return SamParts(encoder, pe, md, image_size, embedding, prompt_dim)
+    raise ValueError(f"unknown SAM kind {kind!r}; allowed: {', '.join(SAM_KINDS)}")

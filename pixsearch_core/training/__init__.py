@@ -1,0 +1,1 @@
+"""Training: losses (losses.py); data mixing and the DeepSpeed loop build on them."""

@@ -1,0 +1,125 @@
+"""Samples -> a training batch for PixSearchModel: chat template, truncation, labels with the information tokens
+masked (Eq. 9-10 via the offset mapping), B/I/O labels per token, images and masks resized for the decoder.
+
+    collate = Collator(model.tokenizer, max_length=512, image_max_side=1024)
+    batch = collate(samples)   # images, input_ids, attention_mask, labels, tags, gt_masks, n_tokens, ids
+
+Only assistant turns (and the end-of-turn token after each) are LM targets; inside them, every token that
+overlaps an <information>...</information> block is not (`losses.information_token_mask`). Tags: the first token
+of each span B, the rest I, every other real token O, padding and the image placeholder IGNORE. A span truncated
+away entirely loses its mask (logged); the rest keep theirs, in span order. A text-only sample (LLaVA's
+text rows) gets a black 32x32 image and the placeholder, so that every row of a batch has exactly one image.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pixsearch_core.modeling.span_tagger import TAG_B, TAG_I, TAG_O
+from pixsearch_core.modeling.tokens import IMAGE_PLACEHOLDER
+from pixsearch_core.training.losses import IGNORE, information_spans, information_token_mask, lm_labels
+from pixsearch_core.training.sample import IMAGE, Sample
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    system: str
+    user: str        # "{content}" formats a user turn
+    assistant: str   # the text before an assistant turn's content; the content is followed by the EOS token
+
+
+TEMPLATES = {
+    "vicuna_v1": ChatTemplate("A chat between a curious human and an artificial intelligence assistant. The "
+                              "assistant gives helpful, detailed, and polite answers to the human's questions. ",
+                              "USER: {content} ", "ASSISTANT: "),
+    "plain": ChatTemplate("", "{content}\n", ""),
+}
+
+
+def render(sample: Sample, template: ChatTemplate, eos: str):
+    """-> (text, assistant char ranges, span char ranges) for one sample; the image goes where `<image>` is in
+    the first user turn (prepended when absent)."""
+    text, targets, starts = template.system, [], {}
+    placed = False
+    for i, turn in enumerate(sample.conversation):
+        content = turn["content"]
+        if turn["role"] == "user":
+            if not placed:
+                content = content.replace(IMAGE, IMAGE_PLACEHOLDER, 1) if IMAGE in content else \
+                    IMAGE_PLACEHOLDER + "\n" + content
+                placed = True
+            text += template.user.format(content=content)
+        else:
+            text += template.assistant
+            starts[i] = len(text)
+            text += content + eos
+            targets.append((starts[i], len(text)))
+    spans = [(starts[t] + s, starts[t] + e) for t, s, e in sample.spans]
+    return text, targets, spans
+
+
+def load_image(sample: Sample, max_side: int) -> tuple[np.ndarray, torch.Tensor]:
+    """-> (uint8 (H, W, 3), float masks (N, H, W)) with the longer side at most `max_side`."""
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(sample.image)).convert("RGB") if sample.image else Image.new("RGB", (32, 32))
+    w, h = img.size
+    scale = min(1.0, max_side / max(w, h))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if size != (w, h):
+        img = img.resize(size, Image.BILINEAR)
+    masks = sample.masks if sample.masks is not None else np.zeros((0, h, w), np.uint8)
+    out = [np.asarray(Image.fromarray(m * 255).resize(size, Image.NEAREST)) > 127 for m in masks]
+    gt = torch.from_numpy(np.stack(out)).float() if out else torch.zeros((0, size[1], size[0]))
+    return np.asarray(img), gt
+
+
+def _overlap(offsets: torch.Tensor, s: int, e: int) -> torch.Tensor:
+    return (offsets[:, 0] < e) & (offsets[:, 1] > s) & (offsets[:, 1] > offsets[:, 0])
+
+
+class Collator:
+    def __init__(self, tokenizer, max_length: int = 512, image_max_side: int = 1024, template: str = "vicuna_v1"):
+        if template not in TEMPLATES:
+            raise ValueError(f"chat template {template!r}; allowed: {', '.join(TEMPLATES)}")
+        self.tok, self.max_length, self.image_max_side = tokenizer, max_length, image_max_side
+        self.template = TEMPLATES[template]
+        self.placeholder = tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER)
+
+    def __call__(self, samples: list[Sample]) -> dict:
+        rendered = [render(s, self.template, self.tok.eos_token) for s in samples]
+        enc = self.tok([r[0] for r in rendered], return_tensors="pt", padding="longest", truncation=True,
+                       max_length=self.max_length, return_offsets_mapping=True)
+        ids, attn = enc.input_ids, enc.attention_mask
+        keep = torch.zeros_like(ids, dtype=torch.bool)
+        tags = torch.full_like(ids, IGNORE)
+        images, gt_masks = [], []
+        for b, (sample, (text, targets, spans)) in enumerate(zip(samples, rendered)):
+            offs, real = enc.offset_mapping[b], attn[b].bool()
+            for s, e in targets:
+                keep[b] |= _overlap(offs, s, e)
+            keep[b] &= information_token_mask(offs, information_spans(text))
+            tags[b] = torch.where(real & (ids[b] != self.placeholder), TAG_O, IGNORE)
+            image, masks = load_image(sample, self.image_max_side)
+            kept = []
+            for j, (s, e) in sorted(enumerate(spans), key=lambda x: x[1]):
+                idx = torch.nonzero(_overlap(offs, s, e) & real).flatten()
+                if len(idx) == 0:
+                    log.info("sample %s: span %d truncated away (max_length %d)", sample.id, j, self.max_length)
+                    continue
+                tags[b, idx[0]], tags[b, idx[1:]] = TAG_B, TAG_I
+                kept.append(j)
+            images.append(image)
+            gt_masks.append(masks[kept] if kept else masks[:0])
+        if (ids == self.placeholder).sum(1).ne(1).any():
+            raise ValueError(f"samples {[s.id for s in samples]}: every row needs exactly one image placeholder")
+        labels = lm_labels(ids, attn, keep, (self.placeholder,))
+        return {"ids": [s.id for s in samples], "images": images, "input_ids": ids, "attention_mask": attn,
+                "labels": labels, "tags": tags, "gt_masks": gt_masks, "n_tokens": int(attn.sum())}

@@ -1,0 +1,114 @@
+"""The training config (conf/train/*.yaml), validated up front. One file serves both stages:
+`pixsearch train --stage 1|2 --config conf/train/<name>.yaml [key=value ...]` picks `stage1` or `stage2`."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from pixsearch_core.config import Config
+from pixsearch_core.storage import StorageConfig
+
+
+class DatasetConfig(Config):
+    name: str
+    stage: Literal[1, 2]
+    reader: str = Field(description="pixsearch_core.training.readers.READERS")
+    path: str = Field(description="the source in its public layout (file, directory, URI); relative: under "
+                                  "data.root")
+    shards: str | None = Field(None, description="where its webdataset shards live (packed on first use); "
+                                                 "default <output>/shards/<name>")
+    weight: float = Field(1.0, ge=0.0, description="weight within its stage's group")
+    options: dict[str, Any] = Field({}, description="reader options (images, classes, max_classes, ...)")
+
+
+class DataConfig(Config):
+    root: str = Field("", description="base of relative dataset paths and of relative `options` paths")
+    datasets: list[DatasetConfig]
+    max_length: int = Field(512, ge=16)
+    image_max_side: int = Field(1024, ge=16, description="images (and gold masks) are resized to fit")
+    template: str = "vicuna_v1"
+    samples_per_shard: int = Field(1000, ge=1)
+
+
+class Ratio(Config):
+    stage1: float = Field(ge=0.0)
+    stage2: float = Field(ge=0.0)
+
+    def as_dict(self) -> dict[int, float]:
+        return {1: self.stage1, 2: self.stage2}
+
+
+class StageConfig(Config):
+    lr: float = Field(gt=0)
+    ratio: Ratio = Field(description="stage-1 : stage-2 sampling ratio, e.g. {stage1: 7, stage2: 9}")
+    epochs: float = Field(1.0, gt=0, description="passes over this stage's own datasets")
+    max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs")
+    warmup_steps: int = Field(0, ge=0)
+    decay: Literal["cosine", "linear", "constant"] = "cosine"
+    min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
+    init_from: str | None = Field(None, description="trainable weights to start from; 'stage1' = that stage's "
+                                                     "final export under output")
+
+
+class OptimConfig(Config):
+    betas: tuple[float, float] = (0.9, 0.95)
+    weight_decay: float = Field(0.0, ge=0.0)
+    eps: float = 1e-8
+    micro_batch_size: int = Field(6, ge=1)
+    grad_accum: int = Field(10, ge=1)
+    grad_clip: float = Field(1.0, ge=0.0)
+
+
+class LossConfig(Config):
+    ce: float = 1.0
+    cls: float = 2.0
+    seg: float = 8.0
+    bce: float = 2.0
+    kl: float = 0.1
+
+
+class ModelRef(Config):
+    size: str = "tiny"
+    overrides: list[str] = []
+
+
+class TrainConfig(Config):
+    seed: int = 0
+    output: str = Field(description="object-store prefix: checkpoints and the final export per stage")
+    run_dir: str = Field(description="local directory: metrics.jsonl, loss plot, checkpoint staging")
+    storage: StorageConfig = StorageConfig()
+    model: ModelRef = ModelRef()
+    data: DataConfig
+    stage1: StageConfig
+    stage2: StageConfig
+    optim: OptimConfig = OptimConfig()
+    loss: LossConfig = LossConfig()
+    save_every: int = Field(100, ge=1, description="optimizer steps between checkpoints")
+    keep_checkpoints: int = Field(2, ge=1)
+    gradient_checkpointing: bool = Field(False, description="recompute the LM's activations (13b: needed for "
+                                                            "micro-batch 6 on 80 GB)")
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 on GPU, fp32 on CPU")
+    deepspeed: dict[str, Any] | str = Field({}, description="DeepSpeed config (dict or a JSON path); batch sizes, "
+                                                            "clipping and precision are filled in from this file")
+
+    def resolved_datasets(self) -> list[DatasetConfig]:
+        """Datasets with paths under data.root and default shard prefixes filled in."""
+        from pixsearch_core.storage import join
+
+        def under(p):
+            return p if not self.data.root or p.startswith("/") or "://" in p else join(self.data.root, p)
+
+        out = []
+        for ds in self.data.datasets:
+            opts = {k: under(v) if k in ("images", "classes") and isinstance(v, str) else v
+                    for k, v in ds.options.items()}
+            out.append(ds.model_copy(update={"path": under(ds.path), "options": opts,
+                                             "shards": ds.shards or join(self.output, "shards", ds.name)}))
+        return out
+
+    def stage(self, n: int) -> StageConfig:
+        if n not in (1, 2):
+            raise ValueError(f"stage {n!r}; allowed: 1, 2")
+        return self.stage1 if n == 1 else self.stage2

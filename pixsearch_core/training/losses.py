@@ -1,0 +1,156 @@
+"""PixSearch's training losses (paper §4.2, Eq. 6-10; weights from Table 9), each a separate function.
+
+    L = λ_CE·L_LM + λ_cls·L_span + λ_seg·L_seg + λ_BCE·L_BCE + λ_KL·L_KL          (Eq. 6)
+
+- `information_token_mask`: Eq. 9: 0 for every token overlapping an <information>...</information> block (tags
+  included), from the tokenizer's offset mapping over the blocks' character spans; computed at collation.
+- `masked_lm_loss`: Eq. 10: next-token cross-entropy averaged over the tokens the mask keeps.
+- `span_tag_loss`: B/I/O cross-entropy (class weights configurable).
+- `focal_tversky_loss` (Eq. 7, L_seg) and `mask_bce_loss` (L_BCE): per mask, averaged over the N+ spans.
+- `span_kl_loss`: Eq. 8: Gaussian KL to frozen teacher span embeddings, ||h - t||² / 2σ², averaged over spans.
+- `pixsearch_loss`: the weighted sum over a PixSearchOutput, with every term reported.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from pixsearch_core.modeling.tokens import INFO_END, INFO_START
+
+IGNORE = -100
+_INFO_BLOCK = re.compile(re.escape(INFO_START) + r".*?(?:" + re.escape(INFO_END) + r"|\Z)", re.DOTALL)
+
+
+@dataclass
+class LossWeights:
+    """Table 9 defaults."""
+
+    ce: float = 1.0
+    cls: float = 2.0
+    seg: float = 8.0
+    bce: float = 2.0
+    kl: float = 0.1
+
+
+# ---------------------------------------------------------------- information-token masking (Eq. 9-10)
+def information_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans [start, end) of every <information>...</information> block, tags included. An unclosed
+    block (a truncated sample) runs to the end of the text."""
+    return [(m.start(), m.end()) for m in _INFO_BLOCK.finditer(text)]
+
+
+def information_token_mask(offsets, spans: list[tuple[int, int]]) -> torch.Tensor:
+    """Eq. 9. offsets (T, 2) character offsets per token (the tokenizer's offset mapping; (0, 0) for tokens with
+    no characters) -> (T,) bool, False for every token overlapping an information span, True otherwise."""
+    offsets = torch.as_tensor(offsets, dtype=torch.long).reshape(-1, 2)
+    keep = torch.ones(offsets.shape[0], dtype=torch.bool)
+    start, end = offsets[:, 0], offsets[:, 1]
+    for s, e in spans:
+        keep &= ~((start < e) & (end > s) & (end > start))
+    return keep
+
+
+def lm_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor | None = None,
+              ignore_ids: tuple[int, ...] = ()) -> torch.Tensor:
+    """Labels for `masked_lm_loss`: input_ids where attention_mask and loss_mask are 1, else IGNORE (-100).
+    `ignore_ids` (e.g. the image placeholder) are never targets."""
+    keep = attention_mask.bool() if loss_mask is None else attention_mask.bool() & loss_mask.bool()
+    for i in ignore_ids:
+        keep &= input_ids != i
+    return torch.where(keep, input_ids, torch.full_like(input_ids, IGNORE))
+
+
+def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Eq. 10. logits (B, T, V) where logits[:, t] predicts labels[:, t + 1]; labels (B, T) with IGNORE for the
+    masked tokens -> the mean negative log-likelihood over the kept targets (0 if none)."""
+    shift_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
+    shift_labels = labels[:, 1:].reshape(-1)
+    if (shift_labels != IGNORE).sum() == 0:
+        return logits.sum() * 0.0
+    return F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE)
+
+
+# ---------------------------------------------------------------- span tagging
+def span_tag_loss(span_logits: torch.Tensor, tags: torch.Tensor,
+                  class_weights: tuple[float, float, float] | None = None) -> torch.Tensor:
+    """B/I/O cross-entropy. span_logits (B, T, 3), tags (B, T) in {0: O, 1: B, 2: I} or IGNORE."""
+    if (tags != IGNORE).sum() == 0:
+        return span_logits.sum() * 0.0
+    weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32,
+                                                              device=span_logits.device)
+    return F.cross_entropy(span_logits.reshape(-1, 3).float(), tags.reshape(-1), weight=weight, ignore_index=IGNORE)
+
+
+# ---------------------------------------------------------------- masks
+def focal_tversky_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.7, beta: float = 0.3,
+                       gamma: float = 0.75, eps: float = 1e-6) -> torch.Tensor:
+    """Focal-Tversky (Abraham & Khan 2019) per mask, averaged: (1 - TI)^γ with TI = TP / (TP + α·FN + β·FP).
+
+    logits, target (N, H, W); α weighs false negatives, β false positives; γ = 1/(4/3) as in the original paper.
+    """
+    if logits.shape[0] == 0:
+        return logits.sum() * 0.0
+    p = torch.sigmoid(logits.float()).flatten(1)
+    t = target.float().flatten(1)
+    tp = (p * t).sum(1)
+    fn = ((1 - p) * t).sum(1)
+    fp = (p * (1 - t)).sum(1)
+    ti = (tp + eps) / (tp + alpha * fn + beta * fp + eps)
+    return ((1 - ti).clamp(min=0) ** gamma).mean()
+
+
+def mask_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-pixel sigmoid BCE, averaged per mask then over masks. logits, target (N, H, W)."""
+    if logits.shape[0] == 0:
+        return logits.sum() * 0.0
+    per_pixel = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
+    return per_pixel.flatten(1).mean(1).mean()
+
+
+# ---------------------------------------------------------------- regulariser
+def span_kl_loss(hidden: torch.Tensor, teacher: torch.Tensor, spans: list[list[tuple[int, int]]],
+                 sigma: float = 1.0) -> torch.Tensor:
+    """Eq. 8: (1/N+) Σ_s ||h_{i_s:j_s} - t_{i_s:j_s}||² / (2σ²) over the spans of all rows.
+
+    hidden, teacher (B, T, D); the teacher is detached (frozen)."""
+    terms = [((hidden[b, s:e].float() - teacher[b, s:e].detach().float()) ** 2).sum() / (2 * sigma ** 2)
+             for b, row in enumerate(spans) for s, e in row]
+    if not terms:
+        return hidden.sum() * 0.0
+    return torch.stack(terms).mean()
+
+
+# ---------------------------------------------------------------- the total
+def pixsearch_loss(output, labels: torch.Tensor, tags: torch.Tensor | None = None,
+                   gt_masks: list[torch.Tensor] | None = None, weights: LossWeights | None = None,
+                   class_weights: tuple[float, float, float] | None = None,
+                   sigma: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """Eq. 6 over a PixSearchOutput. labels (B, T) from `lm_labels`; tags (B, T) gold B/I/O; gt_masks per row
+    (N_i, H_i, W_i) in the order of output.spans. Returns (total, {term: value}) with the unweighted terms."""
+    w = weights or LossWeights()
+    zero = output.logits.sum() * 0.0
+    terms = {"lm": masked_lm_loss(output.logits, labels)}
+    terms["span"] = span_tag_loss(output.span_logits, tags, class_weights) if tags is not None else zero
+    if gt_masks is not None:
+        for b, (pred, gt) in enumerate(zip(output.mask_logits, gt_masks)):
+            if pred.shape != gt.shape:
+                raise ValueError(f"row {b}: predicted masks {tuple(pred.shape)} vs gold {tuple(gt.shape)}; one gold "
+                                 f"mask per span ({len(output.spans[b])} spans), at image resolution")
+        pred = [m.flatten(1) for m in output.mask_logits if m.shape[0]]
+        gold = [m.flatten(1).to(output.logits.device) for m in gt_masks if m.shape[0]]
+        seg = [focal_tversky_loss(p, g) * p.shape[0] for p, g in zip(pred, gold)]
+        bce = [mask_bce_loss(p, g) * p.shape[0] for p, g in zip(pred, gold)]
+        n = sum(p.shape[0] for p in pred)
+        terms["seg"] = torch.stack(seg).sum() / n if n else zero
+        terms["bce"] = torch.stack(bce).sum() / n if n else zero
+    else:
+        terms["seg"] = terms["bce"] = zero
+    teacher = output.teacher_hidden_states
+    terms["kl"] = span_kl_loss(output.hidden_states, teacher, output.spans, sigma) if teacher is not None else zero
+    total = (w.ce * terms["lm"] + w.cls * terms["span"] + w.seg * terms["seg"] + w.bce * terms["bce"]
+             + w.kl * terms["kl"])
+    return total, {k: float(v.detach()) for k, v in terms.items()}

@@ -1,0 +1,149 @@
+"""The training loop of one stage under DeepSpeed (ZeRO-2, bf16 on GPU; fp32 + gloo on CPU).
+
+    summary = train(cfg, stage=1)        # in every process of a torchrun / deepspeed launch (or alone)
+
+Model: the registry's builder with LoRA on the LM (conf `model`); stage 2 starts from stage 1's export
+(`stage2.init_from: stage1`). Optimizer: AdamW(betas, weight decay) over the trainable parameters, LambdaLR
+warm-up + decay, gradient accumulation and clipping by DeepSpeed. Every micro-batch reseeds torch from
+(seed, rank, micro-batch), so dropout, like the data order, is a function of the position: a resumed run repeats
+an uninterrupted one. Outputs: checkpoints (checkpoints.py), `<run_dir>/stage<N>/metrics.jsonl` + `loss.png`,
+and the export `<output>/stage<N>/final/` (trainable.safetensors + config.json: `ModelConfig.weights` loads it).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from pixsearch_core.storage import ObjectStore, join
+from pixsearch_core.training import checkpoints
+from pixsearch_core.training.collate import Collator
+from pixsearch_core.training.config import TrainConfig
+from pixsearch_core.training.data import build_mixture, prepare_shards
+from pixsearch_core.training.distributed import deepspeed_config, init_distributed, shutdown, use_cuda
+from pixsearch_core.training.losses import LossWeights, pixsearch_loss
+from pixsearch_core.training.metrics import MetricsLog, plot_metrics
+from pixsearch_core.training.schedule import make_scheduler
+
+log = logging.getLogger(__name__)
+
+
+def build_model(cfg: TrainConfig, stage: int, store: ObjectStore):
+    from pixsearch_core.modeling.checkpoint import load_trainable
+    from pixsearch_core.registry import get
+
+    device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if use_cuda() else "cpu"
+    overrides = [f"device={device}", *cfg.model.overrides]
+    if cfg.precision == "fp32" or (cfg.precision == "auto" and not use_cuda()):
+        overrides.append("dtype=float32")
+    model = get("model", cfg.model.size)(overrides=overrides, store=store)
+    if cfg.gradient_checkpointing:
+        model.language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    init = cfg.stage(stage).init_from
+    if init:
+        load_trainable(model, join(cfg.output, "stage1", "final") if init == "stage1" else init, store)
+    return model
+
+
+def _step_loss(engine, batch, cfg: TrainConfig, with_teacher: bool):
+    device = engine.device
+    out = engine(batch["images"], batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                 span_tags=batch["tags"].to(device), with_teacher=with_teacher)
+    w = LossWeights(**cfg.loss.model_dump())
+    return pixsearch_loss(out, batch["labels"].to(device), batch["tags"].to(device), batch["gt_masks"], w)
+
+
+def _reduce(values: dict[str, float], world: int) -> dict[str, float]:
+    import torch.distributed as dist
+
+    keys = sorted(values)
+    t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    if world > 1:
+        dist.all_reduce(t)
+    return dict(zip(keys, t.tolist()))
+
+
+def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: ObjectStore | None = None) -> dict:
+    """Train one stage (resuming from its LATEST checkpoint if any); returns {step, final_loss, export}."""
+    import deepspeed
+    import torch.distributed as dist
+
+    store = store or ObjectStore(cfg.storage)
+    rank, world = init_distributed()
+    sc, oc = cfg.stage(stage), cfg.optim
+    prefix, run_dir = join(cfg.output, f"stage{stage}"), Path(cfg.run_dir) / f"stage{stage}"
+    if rank == 0:
+        prepare_shards(cfg, sc.ratio.as_dict(), store)
+    dist.barrier()
+    mixture, epoch = build_mixture(cfg, sc, rank, world, store)
+    per_step = oc.micro_batch_size * oc.grad_accum * world
+    total = sc.max_steps or max(1, math.ceil(sc.epochs * epoch / per_step))
+    model = build_model(cfg, stage, store)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=sc.lr, betas=oc.betas, weight_decay=oc.weight_decay, eps=oc.eps)
+    engine, _, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer,
+                                                   lr_scheduler=make_scheduler(optimizer, total, sc),
+                                                   config=deepspeed_config(cfg, use_cuda()))
+    client = {"step": 0, "micro_batches": 0}
+    tag = checkpoints.latest(join(prefix, "checkpoints"), store)
+    if tag:
+        client = checkpoints.load(engine, join(prefix, "checkpoints"), tag, run_dir / f"resume-rank{rank}", store)
+    metrics = MetricsLog(run_dir / "metrics.jsonl", client["step"]) if rank == 0 else None
+    collate = Collator(model.tokenizer, cfg.data.max_length, cfg.data.image_max_side, cfg.data.template)
+    samples = mixture.iterate(start=client["micro_batches"] * oc.micro_batch_size)
+    micro, step, last = client["micro_batches"], client["step"], {}
+    engine.train()
+    log.info("stage %d: %d optimizer steps of %d samples (%d ranks), from step %d", stage, total, per_step,
+             world, step)
+    acc, t0 = {}, time.perf_counter()
+    while step < total and (stop_after is None or step < stop_after):
+        batch = collate([next(samples) for _ in range(oc.micro_batch_size)])
+        torch.manual_seed(cfg.seed * 1_000_003 + rank * 10_007 + micro)
+        loss, terms = _step_loss(engine, batch, cfg, cfg.loss.kl > 0)
+        lr = scheduler.get_last_lr()[0]  # the LR this optimizer step uses
+        engine.backward(loss)
+        engine.step()
+        micro += 1
+        for k, v in {"loss": float(loss.detach()), **terms, "tokens": batch["n_tokens"]}.items():
+            acc[k] = acc.get(k, 0.0) + v
+        if micro % oc.grad_accum:
+            continue
+        step += 1
+        red, dt = _reduce(acc, world), time.perf_counter() - t0
+        last = {k: v / (oc.grad_accum * world) for k, v in red.items() if k != "tokens"}
+        row = {"step": step, **last, "lr": lr, "samples_per_s": per_step / dt,
+               "tokens_per_s": red["tokens"] / dt, "step_time_s": dt}
+        if metrics:
+            metrics.write(row)
+            log.info("stage %d step %d/%d loss %.4f lr %.2e %.1f samples/s", stage, step, total, row["loss"],
+                     row["lr"], row["samples_per_s"])
+        if step % cfg.save_every == 0 or step == total:
+            checkpoints.save(engine, join(prefix, "checkpoints"), run_dir / "ckpt", step,
+                             {"step": step, "micro_batches": micro, "samples": micro * oc.micro_batch_size},
+                             store, cfg.keep_checkpoints)
+        acc, t0 = {}, time.perf_counter()
+    export = _finish(engine, cfg, prefix, run_dir, rank, store, done=step >= total)
+    dist.barrier()
+    shutdown()
+    return {"rank": rank, "step": step, "total_steps": total, "final_loss": last.get("loss"), "export": export}
+
+
+def _finish(engine, cfg: TrainConfig, prefix: str, run_dir: Path, rank: int, store, done: bool) -> str | None:
+    """Rank 0: the loss plot and, when the stage is complete, the trainable-weights export."""
+    from pixsearch_core.modeling.checkpoint import save_trainable
+
+    if rank != 0:
+        return None
+    if (run_dir / "metrics.jsonl").exists():
+        plot_metrics(run_dir / "metrics.jsonl", run_dir / "loss.png")
+        store.put_file(join(prefix, "metrics.jsonl"), run_dir / "metrics.jsonl")
+        store.put_file(join(prefix, "loss.png"), run_dir / "loss.png")
+    if not done:
+        return None
+    save_trainable(engine.module, join(prefix, "final"), store)
+    return join(prefix, "final")

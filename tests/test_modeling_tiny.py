@@ -1,0 +1,133 @@
+"""The tiny PixSearch model: forward/backward with every loss, gradient targets, LoRA placement, decoding API."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pixsearch_core.modeling import PixSearchModel
+from pixsearch_core.modeling.tokens import IMAGE_PLACEHOLDER, SPECIAL_TOKENS
+from pixsearch_core.modeling.trainable import special_row_ids, token_row_params
+from pixsearch_core.registry import get
+from pixsearch_core.training.losses import pixsearch_loss
+from tests._pixsearch_batch import batch, images
+
+
+@pytest.fixture(scope="module")
+def model():
+    return get("model", "tiny")()
+
+
+def _loss(model, b):
+    out = model(b["images"], b["input_ids"], b["attention_mask"], span_tags=b["tags"], with_teacher=True)
+    return out, *pixsearch_loss(out, b["labels"], b["tags"], b["gt_masks"])
+
+
+def test_registry_builds_the_model(model):
+    assert isinstance(model, PixSearchModel)
+    ids = model.token_ids
+    vocab = model.tokenizer.get_vocab()
+    assert [vocab[t] for t in SPECIAL_TOKENS] == [ids.search_start, ids.search_end, ids.image, ids.region,
+                                                 ids.info_start, ids.info_end]
+    assert model.language_model.get_input_embeddings().weight.shape[0] >= len(model.tokenizer)
+
+
+def test_forward_backward_every_loss(model):
+    b = batch(model)
+    model.zero_grad(set_to_none=True)
+    out, total, terms = _loss(model, b)
+    assert out.spans == [[tuple(torch.nonzero(b["tags"][r] >= 1).flatten()[[0, -1]].add(torch.tensor([0, 1])).tolist())]
+                         for r in range(2)]
+    assert [m.shape for m in out.mask_logits] == [(1, 40, 56), (1, 48, 32)]
+    assert set(terms) == {"lm", "span", "seg", "bce", "kl"}
+    for name in ("lm", "span", "seg", "bce"):
+        assert terms[name] > 0 and torch.isfinite(torch.tensor(terms[name])), (name, terms)
+    assert terms["kl"] == 0.0  # LoRA B starts at zero: the student equals the frozen teacher
+    total.backward()
+    assert torch.isfinite(total)
+
+
+def _perturb_lora(model):
+    with torch.no_grad():
+        for n, p in model.language_model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.1)
+
+
+def test_gradients_reach_exactly_the_trainable_parts(model):
+    _perturb_lora(model)
+    b = batch(model)
+    model.zero_grad(set_to_none=True)
+    out, total, terms = _loss(model, b)
+    assert terms["kl"] > 0
+    total.backward()
+    rows = set(special_row_ids(model))
+    row_params = {id(p) for p in token_row_params(model)}
+    got = {}
+    for name, p in model.named_parameters():
+        nonzero = p.grad is not None and bool(p.grad.abs().sum() > 0)
+        if id(p) in row_params:
+            assert p.grad is not None
+            hit = set(torch.nonzero(p.grad.abs().sum(1)).flatten().tolist())
+            assert hit and hit <= rows, f"{name}: gradient on rows {sorted(hit - rows)} (only {sorted(rows)} train)"
+            continue
+        if nonzero:
+            assert p.requires_grad, name
+            part = "lora" if "lora_" in name else name.split(".")[0]
+            got[part] = got.get(part, 0) + 1
+        elif "lora_" not in name and not name.startswith(("span_tagger", "mask_head", "mask_decoder",
+                                                          "prompt_encoder", "projector")):
+            assert p.grad is None, f"frozen {name} got a gradient"
+    assert set(got) == {"lora", "span_tagger", "mask_head", "mask_decoder", "prompt_encoder", "projector"}, got
+    frozen = [n for n, p in model.named_parameters() if n.startswith(("vision_tower", "sam_image_encoder"))
+              or ("language_model" in n and "lora_" not in n and id(p) not in row_params)]
+    assert frozen and all(not dict(model.named_parameters())[n].requires_grad for n in frozen)
+
+
+def test_lora_only_on_language_model_q_and_v(model):
+    lora_modules = {n.rsplit(".lora_", 1)[0] for n, _ in model.named_parameters() if "lora_" in n}
+    assert lora_modules and all(n.startswith("language_model.") for n in lora_modules)
+    assert {n.rsplit(".", 1)[-1] for n in lora_modules} == {"q_proj", "v_proj"}
+    assert not any("lora" in n for n, _ in model.vision_tower.named_parameters())
+    assert any(n.endswith("self_attn.q_proj") for n, _ in model.vision_tower.named_modules())  # CLIP has them
+
+
+def test_mask_feedback_trains_the_mask_prompt_path():
+    m = get("model", "tiny")(overrides=["mask_feedback=true"])
+    b = batch(m)
+    b["tags"][0, -3] = 1  # a second span in row 0 ("Tom"), with its own gold mask
+    b["gt_masks"][0] = torch.cat([b["gt_masks"][0], torch.zeros_like(b["gt_masks"][0])])
+    out, total, _ = _loss(m, b)
+    assert len(out.spans[0]) == 2
+    total.backward()
+    assert m.prompt_encoder.mask_downscaling[0].weight.grad.abs().sum() > 0
+
+
+def _prompt(model, texts):
+    tok = model.tokenizer
+    tok.padding_side = "right"
+    return tok([IMAGE_PLACEHOLDER + t for t in texts], return_tensors="pt", padding=True)
+
+
+def test_cached_steps_match_a_full_pass(model):
+    model.eval()
+    ims = images()
+    enc = _prompt(model, ["Q: where is it?", "Q: a b"])
+    more = model.tokenizer(["<search><region></search>", "x"], return_tensors="pt", padding=True)
+    state = model.start(ims, enc.input_ids, enc.attention_mask)
+    state = model.append_tokens(state, more.input_ids, more.attention_mask)  # forced, rows of unequal length
+    nxt = torch.tensor([[5], [6]])
+    state = model.append_tokens(state, nxt)
+    for b in range(2):  # reference: each row alone, everything in one pass
+        ids = torch.cat([enc.input_ids[b][enc.attention_mask[b].bool()], more.input_ids[b][more.attention_mask[b].bool()],
+                         nxt[b]])[None]
+        ref = model.start([ims[b]], ids)
+        torch.testing.assert_close(state.logits[b, -1], ref.logits[0, -1], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(state.hidden_states[b, -1], ref.hidden_states[0, -1], atol=1e-5, rtol=1e-4)
+    model.train()
+
+
+def test_placeholder_count_is_checked(model):
+    enc = model.tokenizer(["no image here", "x"], return_tensors="pt", padding=True)
+    with pytest.raises(ValueError, match=r"rows \[0, 1\] have \[0, 0\] image placeholders"):
+        model.start(images(), enc.input_ids, enc.attention_mask)
