@@ -43,6 +43,8 @@ def test_forward_backward_every_loss(model):
     for name in ("lm", "span", "seg", "bce"):
         assert terms[name] > 0 and torch.isfinite(torch.tensor(terms[name])), (name, terms)
     assert terms["kl"] == 0.0  # LoRA B starts at zero: the student equals the frozen teacher
+    weighted = terms["lm"] + 2.0 * terms["span"] + 8.0 * terms["seg"] + 2.0 * terms["bce"] + 0.1 * terms["kl"]
+    assert total.item() == pytest.approx(weighted, rel=1e-5)
     total.backward()
     assert torch.isfinite(total)
 
