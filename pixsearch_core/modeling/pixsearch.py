@@ -39,12 +39,14 @@ class PixSearchModel(SegmentationMixin, nn.Module):
       sam_image_size: the SAM encoder's square input side (1024 for SAM, 256 for LiteMedSAM).
       mask_feedback: PLUM's loop: each span of a row gets the previous span's mask as a dense prompt.
       image_cache_size: how many SAM image embeddings to keep (LRU, keyed by image content).
+      sam_pixel_mean, sam_pixel_std: the SAM encoder's input normalization on 0..255 pixels (default: SAM's).
     """
 
     def __init__(self, *, vision_tower: nn.Module, projector: nn.Module, language_model: nn.Module,
                  span_tagger: nn.Module, mask_head: nn.Module, sam_image_encoder: nn.Module,
                  prompt_encoder: nn.Module, mask_decoder: nn.Module, tokenizer, sam_image_size: int,
-                 mask_feedback: bool = False, image_cache_size: int = 32, config=None) -> None:
+                 mask_feedback: bool = False, image_cache_size: int = 32, sam_pixel_mean=None, sam_pixel_std=None,
+                 config=None) -> None:
         super().__init__()
         self.vision_tower = vision_tower
         self.projector = projector
@@ -57,7 +59,8 @@ class PixSearchModel(SegmentationMixin, nn.Module):
         self.tokenizer = tokenizer
         self.token_ids = special_token_ids(tokenizer)
         self.sam_image_size = sam_image_size
-        self.sam_transform = SamTransform(sam_image_size)
+        self.sam_transform = SamTransform(sam_image_size, *(() if sam_pixel_mean is None else
+                                                            (sam_pixel_mean, sam_pixel_std)))
         self.mask_feedback = mask_feedback
         self.config = config
         self._sam_cache = EmbeddingCache(image_cache_size)
