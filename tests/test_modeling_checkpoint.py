@@ -92,6 +92,7 @@ def _to_lisa_keys(model):
                ("mask_decoder.", "model.visual_model.mask_decoder."),
                ("mask_head.mlp.", "model.text_hidden_fcs.0."),
                ("projector.linear_1.", "model.mm_projector.0."), ("projector.linear_2.", "model.mm_projector.2."),
+               ("vision_tower.clip.", "model.vision_tower.vision_tower.vision_model."),
                ("language_model.lm_head.", "lm_head."), ("language_model.model.", "model.")]
     out = {}
     for k, v in model.state_dict().items():
@@ -107,9 +108,15 @@ def test_lisa_style_checkpoint_maps_onto_the_model():
     dst = get("model", "tiny")(overrides=["lora.enabled=false", "seed=6"])
     state = _to_lisa_keys(src)
     assert len(LISA_KEY_RULES) >= 9
+    n_base = len(src.tokenizer) - 7  # a LISA vocabulary without the PixSearch tokens: fewer embedding rows
+    state["model.embed_tokens.weight"] = state["model.embed_tokens.weight"][:n_base].clone()
+    before = dst.state_dict()["language_model.model.embed_tokens.weight"].clone()
     load_lisa_style(dst, state, "lisa.safetensors")
     for k, v in src.state_dict().items():
-        if not k.startswith(("span_tagger", "vision_tower")):
+        if k == "language_model.model.embed_tokens.weight":
+            assert torch.equal(dst.state_dict()[k][:n_base], v[:n_base])
+            assert torch.equal(dst.state_dict()[k][n_base:], before[n_base:])
+        elif not k.startswith("span_tagger"):
             assert torch.equal(v, dst.state_dict()[k]), k
     state["model.unknown_head.weight"] = torch.zeros(1)
     with pytest.raises(CheckpointMismatchError, match="no mapping rule.*model.unknown_head.weight"):
