@@ -121,17 +121,16 @@ class PixSearchModel(SegmentationMixin, nn.Module):
         rows, positions = [], []
         for b in range(input_ids.shape[0]):
             real = torch.nonzero(attention_mask[b].bool()).flatten()
-            pieces, pos, cursor = [], torch.full((input_ids.shape[1],), -1, dtype=torch.long), 0
-            for t in real.tolist():
-                if is_ph[b, t]:
-                    pieces.append(feats[b])
-                    cursor += feats.shape[1]
-                    pos[t] = cursor - 1
-                else:
-                    pieces.append(tok[b, t:t + 1])
-                    pos[t] = cursor
-                    cursor += 1
-            rows.append(torch.cat(pieces) if pieces else tok.new_zeros((0, tok.shape[-1])))
+            pos = torch.full((input_ids.shape[1],), -1, dtype=torch.long, device=input_ids.device)
+            pos[real] = torch.arange(real.numel(), device=input_ids.device)
+            if counts[b] and feats is not None:  # splice: tokens before | image features | tokens after
+                t = int(torch.nonzero(is_ph[b]).flatten()[0])
+                i = int(pos[t])
+                rows.append(torch.cat([tok[b, real[:i]], feats[b], tok[b, real[i + 1:]]]))
+                pos[real[i + 1:]] += feats.shape[1] - 1
+                pos[t] = i + feats.shape[1] - 1
+            else:
+                rows.append(tok[b, real])
             positions.append(pos)
         return self._pad(rows, torch.stack(positions).to(input_ids.device), padding_side)
 
