@@ -48,6 +48,7 @@ SCHEMAS: dict[str, str] = {
     "storage": "pixsearch_core.storage:StorageConfig",
     "eval": "pixsearch_core.evalrun.config:EvalRunConfig",
     "train": "pixsearch_core.training.config:TrainConfig",
+    "model": "pixsearch_core.modeling.build:ModelConfig",
 }
 
 

@@ -43,6 +43,8 @@ def test_forward_backward_every_loss(model):
     for name in ("lm", "span", "seg", "bce"):
         assert terms[name] > 0 and torch.isfinite(torch.tensor(terms[name])), (name, terms)
     assert terms["kl"] == 0.0  # LoRA B starts at zero: the student equals the frozen teacher
+    weighted = terms["lm"] + 2.0 * terms["span"] + 8.0 * terms["seg"] + 2.0 * terms["bce"] + 0.1 * terms["kl"]
+    assert total.item() == pytest.approx(weighted, rel=1e-5)
     total.backward()
     assert torch.isfinite(total)
 
@@ -131,3 +133,23 @@ def test_placeholder_count_is_checked(model):
     enc = model.tokenizer(["no image here", "x"], return_tensors="pt", padding=True)
     with pytest.raises(ValueError, match=r"rows \[0, 1\] have \[0, 0\] image placeholders"):
         model.start(images(), enc.input_ids, enc.attention_mask)
+
+
+def test_image_features_are_spliced_at_the_placeholder(model):
+    tok = model.tokenizer
+    tok.padding_side = "right"
+    enc = tok(["ab" + IMAGE_PLACEHOLDER + "cde", IMAGE_PLACEHOLDER + "x"], return_tensors="pt", padding=True)
+    ims = images()
+    with torch.no_grad():
+        feats = model.image_features(model.prepare_images(ims))
+        emb = model.language_model.get_input_embeddings()(enc.input_ids)
+        for side in ("left", "right"):
+            p = model.embed_inputs(ims, enc.input_ids, enc.attention_mask, padding_side=side)
+            n = feats.shape[1]
+            assert p.inputs_embeds.shape[1] == 5 + n and p.attention_mask.sum(1).tolist() == [5 + n, 1 + n]
+            row0 = torch.cat([emb[0, :2], feats[0], emb[0, 3:6]])
+            torch.testing.assert_close(p.inputs_embeds[0], row0)
+            off = 4 if side == "left" else 0  # row 1 is 4 shorter
+            torch.testing.assert_close(p.inputs_embeds[1, off:off + n + 1], torch.cat([feats[1], emb[1, 1:2]]))
+            assert p.text_positions[0].tolist() == [0, 1, 1 + n, 2 + n, 3 + n, 4 + n]
+            assert p.text_positions[1].tolist() == [off + n - 1, off + n, -1, -1, -1, -1]

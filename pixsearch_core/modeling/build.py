@@ -234,7 +234,7 @@ def _build_pixsearch(cfg: ModelConfig, store: ObjectStore | None = None):
         mask_head=MaskQueryHead(d, sam.prompt_dim), sam_image_encoder=sam.image_encoder,
         prompt_encoder=sam.prompt_encoder, mask_decoder=sam.mask_decoder, tokenizer=tok,
         sam_image_size=sam.image_size, mask_feedback=cfg.mask_feedback, image_cache_size=cfg.image_cache_size,
-        config=cfg)
+        sam_pixel_mean=sam.pixel_mean, sam_pixel_std=sam.pixel_std, config=cfg)
     if sam_state is not None:
         ck.load_sam_weights(model, sam_state, sam_source)
     if cfg.init_checkpoint:

@@ -23,12 +23,14 @@ Other formats:
     model.visual_model.mask_decoder.*             ->  mask_decoder.*
     model.text_hidden_fcs.0.{0,2}.*               ->  mask_head.mlp.{0,2}.*   (g: Linear-ReLU-Linear-Dropout)
     model.mm_projector.{0,2}.*                    ->  projector.linear_{1,2}.*
-    model.vision_tower.vision_tower.vision_model.* -> vision_tower.clip.vision_model.*
+    model.vision_tower.vision_tower.vision_model.* -> vision_tower.clip.*   (transformers 5 CLIPVisionModel keys)
     model.{embed_tokens,layers,norm}.*            ->  language_model.model.{...}.*   (base LM, before LoRA)
     lm_head.*                                     ->  language_model.lm_head.*
     model.span_extractor.* / model.bio_encoder.*  ->  span_tagger.*   (PLUM's span tagger; verify the inner
                                                      names against a real PLUM checkpoint: unmapped keys are listed)
-Extra rules can be passed (config `init_key_rules`).
+Extra rules can be passed (config `init_key_rules`). The embedding and output matrices may differ in rows (LISA adds
+[SEG], LLaVA-HF pads its vocabulary): the rows both have are copied and the difference is logged; the base
+vocabulary ids agree, and the PixSearch tokens' rows keep their mean initialisation.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ LISA_KEY_RULES: list[tuple[str, str]] = [
     (r"^model\.text_hidden_fcs\.0\.([02])\.(.*)$", r"mask_head.mlp.\1.\2"),
     (r"^model\.mm_projector\.0\.(.*)$", r"projector.linear_1.\1"),
     (r"^model\.mm_projector\.2\.(.*)$", r"projector.linear_2.\1"),
-    (r"^model\.vision_tower\.vision_tower\.(.*)$", r"vision_tower.clip.\1"),
+    (r"^model\.vision_tower\.vision_tower\.(?:vision_model\.)?(.*)$", r"vision_tower.clip.\1"),
     (r"^model\.(embed_tokens|layers|norm)\.(.*)$", r"language_model.model.\1.\2"),
     (r"^lm_head\.(.*)$", r"language_model.lm_head.\1"),
     (r"^model\.(?:span_extractor|bio_encoder)\.(.*)$", r"span_tagger.\1"),
@@ -225,6 +227,16 @@ def load_lisa_style(model: nn.Module, state: dict[str, torch.Tensor], source: st
     if unmapped and strict:
         raise CheckpointMismatchError(source, [], [f"(no mapping rule) {k}" for k in sorted(unmapped)])
     prefixes = sorted({k.split(".", 1)[0] for k in mapped})
+    own = model.state_dict()
+    for key in [k for k in mapped if k.endswith(("embed_tokens.weight", "lm_head.weight")) and k in own]:
+        theirs, ours = mapped[key], own[key]
+        if theirs.shape[0] != ours.shape[0] and theirs.shape[1:] == ours.shape[1:]:
+            n = min(theirs.shape[0], ours.shape[0])
+            log.warning("%s: %s has %d rows, the model %d; copying the first %d", source, key, theirs.shape[0],
+                        ours.shape[0], n)
+            merged = ours.clone()
+            merged[:n] = theirs[:n]
+            mapped[key] = merged
     _load_into(model, mapped, prefixes, source, strict=strict)
 
 

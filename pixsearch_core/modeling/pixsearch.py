@@ -39,12 +39,14 @@ class PixSearchModel(SegmentationMixin, nn.Module):
       sam_image_size: the SAM encoder's square input side (1024 for SAM, 256 for LiteMedSAM).
       mask_feedback: PLUM's loop: each span of a row gets the previous span's mask as a dense prompt.
       image_cache_size: how many SAM image embeddings to keep (LRU, keyed by image content).
+      sam_pixel_mean, sam_pixel_std: the SAM encoder's input normalization on 0..255 pixels (default: SAM's).
     """
 
     def __init__(self, *, vision_tower: nn.Module, projector: nn.Module, language_model: nn.Module,
                  span_tagger: nn.Module, mask_head: nn.Module, sam_image_encoder: nn.Module,
                  prompt_encoder: nn.Module, mask_decoder: nn.Module, tokenizer, sam_image_size: int,
-                 mask_feedback: bool = False, image_cache_size: int = 32, config=None) -> None:
+                 mask_feedback: bool = False, image_cache_size: int = 32, sam_pixel_mean=None, sam_pixel_std=None,
+                 config=None) -> None:
         super().__init__()
         self.vision_tower = vision_tower
         self.projector = projector
@@ -57,7 +59,8 @@ class PixSearchModel(SegmentationMixin, nn.Module):
         self.tokenizer = tokenizer
         self.token_ids = special_token_ids(tokenizer)
         self.sam_image_size = sam_image_size
-        self.sam_transform = SamTransform(sam_image_size)
+        self.sam_transform = SamTransform(sam_image_size, *(() if sam_pixel_mean is None else
+                                                            (sam_pixel_mean, sam_pixel_std)))
         self.mask_feedback = mask_feedback
         self.config = config
         self._sam_cache = EmbeddingCache(image_cache_size)
@@ -118,17 +121,16 @@ class PixSearchModel(SegmentationMixin, nn.Module):
         rows, positions = [], []
         for b in range(input_ids.shape[0]):
             real = torch.nonzero(attention_mask[b].bool()).flatten()
-            pieces, pos, cursor = [], torch.full((input_ids.shape[1],), -1, dtype=torch.long), 0
-            for t in real.tolist():
-                if is_ph[b, t]:
-                    pieces.append(feats[b])
-                    cursor += feats.shape[1]
-                    pos[t] = cursor - 1
-                else:
-                    pieces.append(tok[b, t:t + 1])
-                    pos[t] = cursor
-                    cursor += 1
-            rows.append(torch.cat(pieces) if pieces else tok.new_zeros((0, tok.shape[-1])))
+            pos = torch.full((input_ids.shape[1],), -1, dtype=torch.long, device=input_ids.device)
+            pos[real] = torch.arange(real.numel(), device=input_ids.device)
+            if counts[b] and feats is not None:  # splice: tokens before | image features | tokens after
+                t = int(torch.nonzero(is_ph[b]).flatten()[0])
+                i = int(pos[t])
+                rows.append(torch.cat([tok[b, real[:i]], feats[b], tok[b, real[i + 1:]]]))
+                pos[real[i + 1:]] += feats.shape[1] - 1
+                pos[t] = i + feats.shape[1] - 1
+            else:
+                rows.append(tok[b, real])
             positions.append(pos)
         return self._pad(rows, torch.stack(positions).to(input_ids.device), padding_side)
 

@@ -35,6 +35,8 @@ class SamParts:
     image_size: int
     embedding_size: int
     prompt_dim: int
+    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)   # SAM's (on 0..255 pixels)
+    pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
 
 
 def _prompt_and_decoder(prompt_dim: int, image_size: int, embedding_size: int, depth: int = 2,
@@ -63,7 +65,7 @@ def build_sam_parts(kind: str, image_size: int = 1024, prompt_dim: int = 256, en
         from pixsearch_core.modeling.litemedsam import EMBEDDING_SIZE, IMAGE_SIZE, build_tiny_vit
 
         return SamParts(build_tiny_vit(), *_prompt_and_decoder(256, IMAGE_SIZE, EMBEDDING_SIZE),
-                        IMAGE_SIZE, EMBEDDING_SIZE, 256)
+                        IMAGE_SIZE, EMBEDDING_SIZE, 256, (0.0, 0.0, 0.0), (255.0, 255.0, 255.0))  # [0, 1] input
     if kind == "tiny":
         encoder = m.ImageEncoderViT(
             depth=1, embed_dim=encoder_dim, img_size=image_size, mlp_ratio=2, num_heads=2, patch_size=16,
