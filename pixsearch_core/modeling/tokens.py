@@ -1,0 +1,96 @@
+"""The special tokens of PixSearch, added to a tokenizer and a language model in ONE place.
+
+Decoding (the search-interleaved decoder), data construction and training all import from here:
+
+    <search> ... </search>            a retrieval request; the payload is <image>, <region> or query text
+    <image>                           payload: the whole image is the query
+    <region>                          payload: a mask of the last entity mentioned, cropped, is the query
+    <information> ... </information>  retrieved evidence forced into the stream (masked out of the LM loss)
+
+`IMAGE_PLACEHOLDER` is internal: it marks where the image features are spliced into a prompt
+(`PixSearchModel.encode_prefix`). It is a separate token so that a generated `<image>` payload is never mistaken
+for the image slot.
+
+    ids = add_special_tokens(tokenizer)                   # idempotent; returns the ids
+    resize_token_embeddings(language_model, tokenizer)    # new rows = mean of the old ones
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+log = logging.getLogger(__name__)
+
+SEARCH_START = "<search>"
+SEARCH_END = "</search>"
+IMAGE = "<image>"
+REGION = "<region>"
+INFO_START = "<information>"
+INFO_END = "</information>"
+#: the six tokens of the paper (§3.2), in a fixed order
+SPECIAL_TOKENS: tuple[str, ...] = (SEARCH_START, SEARCH_END, IMAGE, REGION, INFO_START, INFO_END)
+#: where `encode_prefix` splices the image features into a prompt; never generated
+IMAGE_PLACEHOLDER = "<image_features>"
+
+
+@dataclass(frozen=True)
+class SpecialTokenIds:
+    """Token ids of the special tokens in one tokenizer."""
+
+    search_start: int
+    search_end: int
+    image: int
+    region: int
+    info_start: int
+    info_end: int
+    image_placeholder: int
+    eos: int
+    pad: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def add_special_tokens(tokenizer) -> SpecialTokenIds:
+    """Add the PixSearch tokens (and a pad token if missing) to `tokenizer`; returns their ids. Idempotent.
+
+    Tokens are added as special (never split, never normalized). Call `resize_token_embeddings` afterwards.
+    """
+    from tokenizers import AddedToken
+
+    wanted = [*SPECIAL_TOKENS, IMAGE_PLACEHOLDER]
+    vocab = tokenizer.get_vocab()
+    new = [AddedToken(t, special=True, normalized=False, lstrip=False, rstrip=False)
+           for t in wanted if t not in vocab]
+    if new:
+        tokenizer.add_tokens(new, special_tokens=True)
+        log.info("added %d special tokens: %s", len(new), ", ".join(str(t) for t in new))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return special_token_ids(tokenizer)
+
+
+def special_token_ids(tokenizer) -> SpecialTokenIds:
+    """The ids of the special tokens; raises naming the missing ones if `add_special_tokens` was not called."""
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in (*SPECIAL_TOKENS, IMAGE_PLACEHOLDER) if t not in vocab]
+    if missing:
+        raise KeyError(f"tokenizer lacks the PixSearch tokens {missing}; call add_special_tokens(tokenizer) first")
+    if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
+        raise ValueError("tokenizer needs an eos and a pad token")
+    return SpecialTokenIds(
+        search_start=vocab[SEARCH_START], search_end=vocab[SEARCH_END], image=vocab[IMAGE], region=vocab[REGION],
+        info_start=vocab[INFO_START], info_end=vocab[INFO_END], image_placeholder=vocab[IMAGE_PLACEHOLDER],
+        eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id)
+
+
+def resize_token_embeddings(language_model, tokenizer) -> int:
+    """Resize the LM's input and output embeddings to the tokenizer; new rows are the mean of the old rows.
+
+    Returns the number of rows the model had before (rows at or past it are the new tokens' rows).
+    """
+    old = language_model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > old:
+        language_model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    return old
