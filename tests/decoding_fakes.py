@@ -11,7 +11,7 @@ from pixsearch_core.retrieval.types import Evidence, ImageQuery, RegionQuery, Te
 
 WORDS = ("the a is what dog cat breed of this husky tabby who painted it mona lisa leonardo da vinci answer "
          "was born in year city doc title text paris louvre museum ( ) : . , ... 1 2 3 4 5 6 7 8 9 0 no results "
-         "image region photo wiki page about first second third hop query Doc").split()
+         "image region photo wiki page about first second third hop query Doc yes ok x y z b c").split()
 
 
 def make_tokenizer():
