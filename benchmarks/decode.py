@@ -158,6 +158,8 @@ def main(argv=None) -> int:
         for kv in (True, False):
             runs = [run(adapter, reqs, args, kv, batch) for _ in range(args.repeats)]
             results[(batch, kv)] = min(runs, key=lambda r: r[1])
+            print(f"# done: batch {batch}, {'kv cache' if kv else 're-encode'}: {results[(batch, kv)][1]:.2f} s",
+                  flush=True)
     ref = [t.tokens for t in results[(args.batch, True)][0]]
     same = all([t.tokens for t in r[0]] == ref for r in results.values())
     gen = sum(t.generated_tokens for t in results[(args.batch, True)][0])
