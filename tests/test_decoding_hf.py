@@ -65,3 +65,12 @@ def test_adapter_rejects_unresized_model(tok):
     model = tiny_llama(len(tok) - 3, "eager")
     with pytest.raises(ValueError, match="resize_token_embeddings"):
         HFCausalLMAdapter(model, tok)
+
+
+def test_sampling_is_seeded_and_differs_from_greedy(tok):
+    model = tiny_llama(len(tok), "eager")
+    greedy = decode(model, tok, PROMPTS[:2])
+    a = decode(model, tok, PROMPTS[:2], temperature=5.0, seed=3)
+    b = decode(model, tok, PROMPTS[:2], temperature=5.0, seed=3)
+    assert [t.tokens for t in a] == [t.tokens for t in b]
+    assert [t.tokens for t in a] != [t.tokens for t in greedy]
