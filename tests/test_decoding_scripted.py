@@ -134,7 +134,7 @@ def test_text_only_model_cannot_search_images(tok):
 
 
 MALFORMED = [
-    ("the </search> husky", ["search_end_without_start"], 0, "the </search> husky"),
+    ("the </search> husky", ["search_end_without_start"], 0, "the husky"),  # kept as text; answer skips specials
     ("<search> dog <search> cat </search> tabby", ["nested_search"], 1, "tabby"),
     ("<search> dog", ["unclosed_search"], 0, ""),
     ("<search> </search> husky", ["empty_payload"], 1, "husky"),
@@ -149,7 +149,7 @@ def test_malformed_output_is_recorded_not_raised(tok, script, issues, n_searches
     ts, _, _ = run(tok, {"bad": script, "good": "cat <search> tabby </search> yes"}, DecodeOptions(max_new_tokens=4 if "louvre" in script else 64))
     bad, good = ts
     assert [i.kind for i in bad.issues] == issues and len(bad.searches) == n_searches
-    assert bad.answer == (answer if "</search> husky" not in answer else "the husky")
+    assert bad.answer == answer
     if "louvre" not in script:
         assert good.answer == "yes" and good.issues == []  # the batch-mate is unaffected
 
