@@ -49,6 +49,7 @@ SCHEMAS: dict[str, str] = {
     "eval": "pixsearch_core.evalrun.config:EvalRunConfig",
     "train": "pixsearch_core.training.config:TrainConfig",
     "model": "pixsearch_core.modeling.build:ModelConfig",
+    "decode": "pixsearch_core.decoding.options:DecodeOptions",
 }
 
 
