@@ -16,6 +16,7 @@ from pixsearch_core import __version__
 
 #: subcommand modules, in help order
 COMMANDS: list[str] = [
+    "jobs.demo",
     "jobs.config_check",
     "jobs.store",
     "jobs.evaluate",

@@ -46,6 +46,7 @@ class ConfigError(ValueError):
 #: conf/<dir>/*.yaml -> "module:Class" of the schema that validates those files.
 SCHEMAS: dict[str, str] = {
     "storage": "pixsearch_core.storage:StorageConfig",
+    "demo": "pixsearch_core.demo.config:DemoConfig",
     "eval": "pixsearch_core.evalrun.config:EvalRunConfig",
     "train": "pixsearch_core.training.config:TrainConfig",
     "model": "pixsearch_core.modeling.build:ModelConfig",

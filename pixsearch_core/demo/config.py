@@ -1,0 +1,29 @@
+"""`pixsearch demo` config (conf/demo/*.yaml): the world, and which job configs and overrides each step uses."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from pixsearch_core.config import Config
+from pixsearch_core.synthcrag.world import WorldConfig
+
+
+class StepConfig(Config):
+    """One job of the pipeline: its conf/ file and dotted overrides (the demo adds its own paths)."""
+
+    config: str
+    overrides: list[str] = []
+
+
+class DemoConfig(Config):
+    output: str = Field("out/demo", description="local directory for every artefact of the demo")
+    world: WorldConfig = WorldConfig()
+    scenes_per_entity: int = Field(2, ge=1)
+    questions_per_scene: int = Field(2, ge=1)
+    index: StepConfig = StepConfig(config="conf/index/synthcrag.yaml")
+    train: StepConfig = StepConfig(config="conf/train/tiny-synthcrag.yaml")
+    train_nproc: int = Field(1, ge=1, description="training processes on this machine (torchrun)")
+    eval: StepConfig = StepConfig(config="conf/eval/demo.yaml")
+    modes: list[str] = Field(["full", "whole_image", "text_question", "no_search"],
+                             description="decode modes evaluated (paper Table 1 rows)")
+    retrieval_k: int = Field(5, ge=1, le=100, description="k of the retrieval check (hit@1 and hit@k)")

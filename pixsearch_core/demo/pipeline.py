@@ -1,0 +1,124 @@
+"""The demo pipeline: every step is one of the real jobs, run as its own `pixsearch` process (as a user or Airflow
+would run it), and every step resumes: a re-run skips what is finished.
+
+    world     SynthCRAG world (corpus, stage-1/2 data, benchmark)      <out>/world
+    index     pixsearch index build (Spark local[*])                     <out>/store/indices/synthcrag
+    retrieval region vs whole-image vs text hit@k with gold masks       <out>/report/retrieval.{json,md}
+    train     pixsearch train --stage 1, then --stage 2 (DeepSpeed)      <out>/train
+    eval      pixsearch eval run, one run per mode (Ray)                 <out>/eval/runs/<run_id>
+    report    pixsearch eval report (tables, Figure 4, overlays)        <out>/report
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pixsearch_core.demo.config import DemoConfig
+from pixsearch_core.storage import ObjectStore
+
+log = logging.getLogger(__name__)
+
+STEPS = ("world", "index", "retrieval", "train", "eval", "report")
+
+
+class StepFailed(RuntimeError):
+    """A pipeline step's process exited non-zero; names the step and the command."""
+
+
+def _pixsearch(step: str, *args: str) -> str:
+    """Run `pixsearch ARGS` in a child process (stdout captured and returned, logs streamed)."""
+    cmd = [sys.executable, "-m", "jobs.cli", *args]
+    log.info("[%s] %s", step, " ".join(cmd[2:]))
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise StepFailed(f"step {step!r} failed (exit {proc.returncode}): pixsearch {' '.join(args)}")
+    log.info("[%s] done in %.0fs", step, time.monotonic() - t0)
+    return proc.stdout
+
+
+class Demo:
+    def __init__(self, cfg: DemoConfig):
+        self.cfg = cfg
+        self.out = Path(cfg.output).resolve()
+        self.world = str(self.out / "world")
+        self.index = str(self.out / "store" / "indices" / "synthcrag")
+        self.train_store = str(self.out / "train" / "store")
+        self.eval_out = str(self.out / "eval")
+        self.report = self.out / "report"
+        self.store = ObjectStore()
+
+    # ------------------------------------------------------------------ steps
+    def step_world(self) -> dict[str, Any]:
+        from pixsearch_core.synthcrag import generate_world
+        from pixsearch_core.synthcrag.write import write_synthcrag
+
+        meta_path = Path(self.world) / "world.json"
+        want = {"config": self.cfg.world.model_dump(), "scenes_per_entity": self.cfg.scenes_per_entity,
+                "questions_per_scene": self.cfg.questions_per_scene}
+        if meta_path.is_file():
+            meta = json.loads(meta_path.read_text())
+            if {k: meta.get(k) for k in want} == want:
+                log.info("[world] %s is up to date: %s", self.world, meta["counts"])
+                return meta["counts"]
+        return write_synthcrag(generate_world(self.cfg.world), self.world, self.store,
+                               self.cfg.scenes_per_entity, self.cfg.questions_per_scene)
+
+    def step_index(self) -> None:
+        docs = str(Path(self.world) / "corpus" / "docs.jsonl")
+        _pixsearch("index", "index", "build", "--config", self.cfg.index.config, f"output={self.out / 'store'}",
+                   f"sources=[{{kind: jsonl, path: '{docs}'}}]", *self.cfg.index.overrides)
+
+    def step_retrieval(self) -> dict[str, Any]:
+        from indexing.searcher import ShardedSearcher
+        from pixsearch_core.demo.retrieval_check import retrieval_check, to_markdown
+
+        searcher = ShardedSearcher(self.index, cache_dir=str(self.out / "cache"))
+        result = retrieval_check(searcher, self.world, k=self.cfg.retrieval_k, store=self.store)
+        self.report.mkdir(parents=True, exist_ok=True)
+        (self.report / "retrieval.json").write_text(json.dumps(result, indent=2))
+        (self.report / "retrieval.md").write_text(
+            "# Retrieval with gold masks: region vs whole image vs question text\n\n" + to_markdown(result) + "\n")
+        return result
+
+    def step_train(self) -> None:
+        common = ["--config", self.cfg.train.config, f"data.root={self.world}", f"output={self.train_store}",
+                  f"run_dir={self.out / 'train'}", *self.cfg.train.overrides]
+        nproc = ["--nproc", str(self.cfg.train_nproc)] if self.cfg.train_nproc > 1 else []
+        for stage in (1, 2):
+            _pixsearch(f"train stage {stage}", "train", "--stage", str(stage), *nproc, *common)
+
+    def step_eval(self) -> list[str]:
+        runs = []
+        for mode in self.cfg.modes:
+            summary = json.loads(_pixsearch(
+                f"eval {mode}", "eval", "run", "--config", self.cfg.eval.config, "--benchmark", "synthcrag",
+                "--data", self.world, "--model", f"{self.train_store}/stage2/final", "--index", self.index,
+                "--mode", mode, "--out", self.eval_out, *self.cfg.eval.overrides).strip().splitlines()[-1])
+            runs.append(summary["run_uri"])
+        (self.out / "eval" / "runs.json").write_text(json.dumps(runs, indent=2))
+        return runs
+
+    def step_report(self) -> None:
+        runs = json.loads((self.out / "eval" / "runs.json").read_text())
+        _pixsearch("report", "eval", "report", *runs, "--out", str(self.report))
+
+    # ------------------------------------------------------------------ driver
+    def run(self, steps: tuple[str, ...] = STEPS) -> dict[str, Any]:
+        unknown = [s for s in steps if s not in STEPS]
+        if unknown:
+            raise ValueError(f"unknown demo steps {unknown}; allowed: {', '.join(STEPS)}")
+        results: dict[str, Any] = {}
+        for step in STEPS:
+            if step in steps:
+                t0 = time.monotonic()
+                results[step] = getattr(self, f"step_{step}")()
+                results[f"{step}_seconds"] = round(time.monotonic() - t0, 1)
+        (self.out / "demo-summary.json").write_text(json.dumps(results, indent=2, default=str))
+        return results
