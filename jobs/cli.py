@@ -18,6 +18,7 @@ from pixsearch_core import __version__
 COMMANDS: list[str] = [
     "jobs.config_check",
     "jobs.store",
+    "jobs.build_index",
 ]
 
 log = logging.getLogger("pixsearch")

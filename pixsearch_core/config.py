@@ -46,6 +46,7 @@ class ConfigError(ValueError):
 #: conf/<dir>/*.yaml -> "module:Class" of the schema that validates those files.
 SCHEMAS: dict[str, str] = {
     "storage": "pixsearch_core.storage:StorageConfig",
+    "index": "indexing.config:IndexBuildConfig",
 }
 
 
