@@ -26,7 +26,7 @@ class SourceConfig(Config):
                     "webdataset: image tar shards keyed by document id; demo: the packaged demo corpus")
     path: str = Field("", description="file, directory or glob; unused for kind=demo")
     url_base: str = Field("https://en.wikipedia.org/wiki/", description="mediawiki: page URL prefix")
-    max_records: int | None = Field(None, ge=1, description="read at most this many records (dev runs)")
+    max_records: int | None = Field(None, ge=1, description="read at most this many records (dev runs; kind=demo: articles)")
 
 
 class PassageConfig(Config):

@@ -110,15 +110,18 @@ def strip_markup(wikitext: str) -> str:
     import mwparserfromhell
 
     code = mwparserfromhell.parse(wikitext)
-    for tag in code.filter_tags(recursive=False):
-        if str(tag.tag).lower() in ("ref", "table", "gallery", "math"):
-            try:
-                code.remove(tag)
-            except ValueError:
-                pass
+    drop = [t for t in code.filter_tags(recursive=False) if str(t.tag).lower() in ("ref", "table", "gallery", "math")]
+    drop += [w for w in code.filter_wikilinks(recursive=False)
+             if str(w.title).strip().lower().startswith(("file:", "image:", "category:"))]
+    for node in drop:
+        try:
+            code.remove(node)
+        except ValueError:  # already gone with a parent
+            pass
     text = code.strip_code(normalize=True, collapse=True, keep_template_params=False)
     text = _LEFTOVER.sub(" ", text)
     text = re.sub(r"[ \t]+", " ", text)
+    text = "\n".join(line.strip() for line in text.split("\n"))
     return re.sub(r"\n\s*\n+", "\n\n", text).strip()
 
 
@@ -176,6 +179,8 @@ def read_source(cfg: SourceConfig, store: ObjectStore, cache_dir: str) -> tuple[
 
         docs, imgs = iter(()), iter(())
         for sub in demo_sources(cache_dir):
+            if sub.kind == "mediawiki" and cfg.max_records:  # max_records limits the demo's articles
+                sub = sub.model_copy(update={"max_records": cfg.max_records})
             d, i = read_source(sub, store, cache_dir)
             docs, imgs = _chain(docs, d), _chain(imgs, i)
         return docs, imgs

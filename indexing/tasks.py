@@ -57,12 +57,28 @@ def _decode(data: bytes, max_pixels: int):
     return img.convert("RGB")
 
 
+def _limit_threads() -> None:
+    """Inside a Spark task, use only the task's cores (two tasks per executor must not both take them all)."""
+    try:
+        from pyspark import TaskContext
+    except ImportError:
+        return
+    ctx = TaskContext.get()
+    if ctx is not None:
+        import torch
+
+        cpus = max(1, int(ctx.cpus()))
+        torch.set_num_threads(cpus)
+        os.environ["PIXSEARCH_ORT_THREADS"] = str(cpus)
+
+
 def embed_shard(payload: dict) -> dict:
     cfg = IndexBuildConfig.model_validate(payload["cfg"])
     spec, root = ShardSpec(**payload["shard"]), payload["root"]
     if os.environ.get(FAIL_ENV) == spec.name:
         raise RuntimeError(f"injected failure in {spec.name} ({FAIL_ENV})")
     store = ObjectStore(StorageConfig.model_validate(payload["cfg"]["storage"]))
+    _limit_threads()
     from indexing.embedders import cached_image_encoder, cached_text_encoder
 
     t0 = time.perf_counter()
