@@ -26,7 +26,9 @@ def run_sequential(fn: Callable[[dict], dict], payloads: list[dict], label: str)
 
 
 def spark_session(cfg: SparkConfig):
-    """Get (or create) the SparkSession; local masters get this repo on the workers' PYTHONPATH."""
+    """Get (or create) the SparkSession; local masters get this repo on the workers' PYTHONPATH.
+
+    Launched by spark-submit, the session takes the submitted master and conf; `cfg.conf` is still applied."""
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -36,7 +38,9 @@ def spark_session(cfg: SparkConfig):
         paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
         if repo not in paths:
             os.environ["PYTHONPATH"] = os.pathsep.join([repo] + [p for p in paths if p])
-    builder = SparkSession.builder.master(cfg.master).appName(cfg.app_name)
+    builder = SparkSession.builder
+    if not os.environ.get("PYSPARK_GATEWAY_PORT"):  # under spark-submit, its --master and --conf rule
+        builder = builder.master(cfg.master).appName(cfg.app_name)
     conf = {"spark.python.worker.reuse": "true", "spark.ui.showConsoleProgress": "false", **cfg.conf}
     if cfg.gpus_per_task > 0:
         conf.setdefault("spark.task.resource.gpu.amount", str(cfg.gpus_per_task))
@@ -46,11 +50,15 @@ def spark_session(cfg: SparkConfig):
 
 
 def _progress(sc, label: str, total: int, stop: threading.Event) -> None:
-    while not stop.wait(5.0):
+    """Log finished shards of the running stage whenever the count changes (at most every 10 s)."""
+    last = -1
+    while not stop.wait(10.0):
         tracker = sc.statusTracker()
-        done = sum((tracker.getStageInfo(s).numCompletedTasks if tracker.getStageInfo(s) else 0)
-                   for s in tracker.getActiveStageIds())
-        log.info("%s: %d/%d shards in running stages done", label, done, total)
+        infos = [tracker.getStageInfo(s) for s in tracker.getActiveStageIds()]
+        done = sum(i.numCompletedTasks for i in infos if i)
+        if done != last:
+            log.info("%s: %d/%d shards done", label, done, total)
+            last = done
 
 
 def run_spark(fn: Callable[[dict], dict], payloads: list[dict], label: str, cfg: SparkConfig) -> list[dict]:

@@ -88,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":  # spark-submit jobs/build_index.py build --config ...
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from jobs.cli import main
 
     sys.exit(main([NAME, *sys.argv[1:]]))
