@@ -46,9 +46,35 @@ def expand_paths(path: str, store: ObjectStore) -> list[str]:
     return found
 
 
+class _RawBody(io.RawIOBase):
+    """botocore's StreamingBody as a raw stream, so buffered / text / bz2 readers can sit on top of it."""
+
+    def __init__(self, body):
+        self.body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self.body.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.body.close()
+        super().close()
+
+
 def open_uri(uri: str, store: ObjectStore) -> io.BufferedIOBase:
-    """A binary stream over a local file or an S3 object; .bz2 / .gz are decompressed as they stream."""
-    raw = open(local_path(uri), "rb") if not is_s3(uri) else io.BytesIO(store.get_bytes(uri))
+    """A binary stream over a local file or an S3 object (streamed GET); .bz2 / .gz are decompressed as they stream."""
+    if is_s3(uri):
+        from urllib.parse import urlparse
+
+        parsed = urlparse(uri)
+        raw = io.BufferedReader(_RawBody(store.s3.get_object(Bucket=parsed.netloc,
+                                                             Key=parsed.path.lstrip("/"))["Body"]), 1 << 20)
+    else:
+        raw = open(local_path(uri), "rb")
     if uri.endswith(".bz2"):
         return bz2.BZ2File(raw)
     if uri.endswith(".gz"):
@@ -148,28 +174,31 @@ def read_mediawiki(uri: str, store: ObjectStore, url_base: str) -> Iterator[dict
                    "url": url_base + title.replace(" ", "_")}
 
 
+def _wds_sample(uri: str, key: str, sample: dict[str, bytes]) -> dict:
+    meta = json.loads(sample["json"]) if "json" in sample else {}
+    ext = next((e for e in IMAGE_EXTS if e in sample), None)
+    if ext is None:
+        return {"_reject": "no_image", "_detail": f"{uri}: sample {key!r} has no image ({sorted(sample)})"}
+    return {"doc_id": str(meta.get("doc_id", key)), "key": f"{key}.{ext}", "bytes": sample[ext]}
+
+
 def read_webdataset(uri: str, store: ObjectStore) -> Iterator[dict]:
-    """Images from a webdataset tar shard: samples keyed by document id (or a .json with "doc_id")."""
-    samples: dict[str, dict[str, bytes]] = {}
-    order: list[str] = []
+    """Images from a webdataset tar shard, streamed: consecutive members sharing a key form a sample; the key is the
+    document id (or a .json member gives "doc_id")."""
+    key, sample = None, {}
     with open_uri(uri, store) as f, tarfile.open(fileobj=f, mode="r|*") as tar:
         for member in tar:
             if not member.isfile():
                 continue
             name = member.name.rpartition("/")[2]
-            key, _, ext = name.partition(".")
-            if key not in samples:
-                samples[key] = {}
-                order.append(key)
-            samples[key][ext.lower()] = tar.extractfile(member).read()
-    for key in order:
-        sample = samples[key]
-        meta = json.loads(sample["json"]) if "json" in sample else {}
-        ext = next((e for e in IMAGE_EXTS if e in sample), None)
-        if ext is None:
-            yield {"_reject": "no_image", "_detail": f"{uri}: sample {key!r} has no image ({sorted(sample)})"}
-            continue
-        yield {"doc_id": str(meta.get("doc_id", key)), "key": f"{key}.{ext}", "bytes": sample[ext]}
+            k, _, ext = name.partition(".")
+            if k != key and sample:
+                yield _wds_sample(uri, key, sample)
+                sample = {}
+            key = k
+            sample[ext.lower()] = tar.extractfile(member).read()
+    if sample:
+        yield _wds_sample(uri, key, sample)
 
 
 def read_source(cfg: SourceConfig, store: ObjectStore, cache_dir: str) -> tuple[Iterator[dict], Iterator[dict]]:
