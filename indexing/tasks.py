@@ -85,12 +85,12 @@ def embed_shard(payload: dict) -> dict:
     table = pq.read_table(io.BytesIO(store.get_bytes(join(root, spec.staging))))
     rejects: list[dict] = []
     if spec.kind == "text":
-        enc = cached_text_encoder(cfg.text_encoder, cfg.cache_dir)
+        enc = cached_text_encoder(cfg.text_encoder, cfg.cache_dir, cfg.storage)
         rows = table.to_pylist()
         vectors = enc.encode([embed_text(r["title"], r["text"], cfg.passages) for r in rows])
         docstore = table
     else:
-        enc = cached_image_encoder(cfg.image_encoder, cfg.cache_dir)
+        enc = cached_image_encoder(cfg.image_encoder, cfg.cache_dir, cfg.storage)
         keep, images = [], []
         for i, (key, data) in enumerate(zip(table["key"].to_pylist(), table["bytes"].to_pylist())):
             try:

@@ -46,15 +46,14 @@ def test_hf_encoder_from_directory_matches_the_model(tiny_vit):
 
 
 @pytest.mark.s3
-def test_hf_encoder_from_object_store(tiny_vit, s3_store, tmp_path, monkeypatch):
+def test_hf_encoder_from_object_store(tiny_vit, s3_store, tmp_path):
     from pixsearch_core.storage import join
 
     path, _ = tiny_vit
     for f in path.iterdir():
         s3_store.put_file(join(s3_store.root, "models/vit", f.name), f)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_store.config.endpoint_url)
     cfg = ImageEncoderConfig(kind="hf", model=join(s3_store.root, "models/vit"), device="cpu")
-    vecs = HFVisionEncoder(cfg, str(tmp_path)).encode(_images())
+    vecs = HFVisionEncoder(cfg, str(tmp_path), s3_store.config).encode(_images())
     local = HFVisionEncoder(ImageEncoderConfig(kind="hf", model=str(path), device="cpu"), "").encode(_images())
     np.testing.assert_allclose(vecs, local, atol=1e-6)
 
