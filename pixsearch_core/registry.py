@@ -32,8 +32,8 @@ KINDS: dict[str, list[str]] = {
     "benchmark": [],
     "retriever": [],
     "metric": [],
-    "image_encoder": [],
-    "text_encoder": [],
+    "image_encoder": ["indexing.embedders"],
+    "text_encoder": ["indexing.embedders"],
 }
 
 _REGISTRY: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
