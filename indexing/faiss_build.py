@@ -3,7 +3,7 @@
 The choice follows autofaiss: exact search while it is small and fits, IVF over full vectors while those fit
 the budget, then OPQ + IVF + PQ with as many PQ bytes per vector as the budget allows. Every shard of a kind is
 a copy of the same trained (empty) index with its own vectors added under their global ids, so shards can be
-searched separately and merged, or merged into one index with `merge_into`.
+searched separately and the hits merged, or merged into one index with `merge`.
 """
 
 from __future__ import annotations
@@ -91,6 +91,16 @@ def add_shard(trained_blob: bytes, vectors: np.ndarray, ids: np.ndarray) -> byte
     if len(vectors):
         index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids.astype(np.int64))
     return serialize(index)
+
+
+def merge(blobs: list[bytes]):
+    """One index holding every shard's vectors (shards of one trained index: Flat with ids, IVF, IVF-PQ)."""
+    if not blobs:
+        raise ValueError("merge needs at least one shard")
+    index = deserialize(blobs[0])
+    for blob in blobs[1:]:
+        index.merge_from(deserialize(blob), 0)  # ids are global already: no shift
+    return index
 
 
 def set_nprobe(index, nprobe: int | None) -> None:
