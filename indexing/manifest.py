@@ -107,3 +107,25 @@ def resolve(store: ObjectStore, uri: str) -> str:
         raise FileNotFoundError(f"{uri} is neither a published version (no manifest.json) nor an index "
                                 f"(no CURRENT)")
     return join(uri, current)
+
+
+def describe(manifest: dict) -> str:
+    """A human-readable summary: counts, rejects, per index its encoder, factory and shards, build speed."""
+    c = manifest["corpus"]["counts"]
+    lines = [f"index {manifest['name']} version {manifest['version']} (created {manifest['created_at']})",
+             f"corpus: {c['documents']} documents, {c['passages']} passages, {c['images']} images "
+             f"from {c['inputs']} input records",
+             f"rejects: {manifest['rejects']['total']} ({manifest['rejects']['share']:.2%}) "
+             f"{manifest['rejects']['by_reason']}"]
+    for kind, idx in manifest["indices"].items():
+        enc = idx["encoder"]
+        lines.append(f"{kind} index: {idx['count']} vectors, factory {idx['factory']!r}, metric {idx['metric']}, "
+                     f"nprobe {idx['nprobe']}, {idx['bytes_per_vector']} bytes/vector; "
+                     f"encoder {enc['kind']} {enc['model']} dim {enc['dim']}")
+        for s in idx["shards"]:
+            lines.append(f"  {s['name']}: {s['count']} vectors, ids [{s['id_start']}, {s['id_end']}), "
+                         f"{s['faiss']['size']} bytes, sha256 {s['faiss']['sha256'][:12]}")
+    stats = manifest["stats"]
+    lines.append(f"build: {stats['total_seconds']}s ({stats['runner']}); documents/s {stats['documents_per_s']}, "
+                 f"images/s {stats['images_per_s']}")
+    return "\n".join(lines)

@@ -42,29 +42,8 @@ def _store(args):
     return ObjectStore(StorageConfig(endpoint_url=args.endpoint_url))
 
 
-def _info(manifest: dict) -> str:
-    c = manifest["corpus"]["counts"]
-    lines = [f"index {manifest['name']} version {manifest['version']} (created {manifest['created_at']})",
-             f"corpus: {c['documents']} documents, {c['passages']} passages, {c['images']} images "
-             f"from {c['inputs']} input records",
-             f"rejects: {manifest['rejects']['total']} ({manifest['rejects']['share']:.2%}) "
-             f"{manifest['rejects']['by_reason']}"]
-    for kind, idx in manifest["indices"].items():
-        enc = idx["encoder"]
-        lines.append(f"{kind} index: {idx['count']} vectors, factory {idx['factory']!r}, metric {idx['metric']}, "
-                     f"nprobe {idx['nprobe']}, {idx['bytes_per_vector']} bytes/vector; "
-                     f"encoder {enc['kind']} {enc['model']} dim {enc['dim']}")
-        for s in idx["shards"]:
-            lines.append(f"  {s['name']}: {s['count']} vectors, ids [{s['id_start']}, {s['id_end']}), "
-                         f"{s['faiss']['size']} bytes, sha256 {s['faiss']['sha256'][:12]}")
-    stats = manifest["stats"]
-    lines.append(f"build: {stats['total_seconds']}s ({stats['runner']}); documents/s {stats['documents_per_s']}, "
-                 f"images/s {stats['images_per_s']}")
-    return "\n".join(lines)
-
-
 def run(args: argparse.Namespace) -> int:
-    from indexing.manifest import read_manifest, resolve, verify_manifest
+    from indexing.manifest import describe, read_manifest, resolve, verify_manifest
 
     if args.action == "build":
         from indexing.build import build_index
@@ -74,13 +53,13 @@ def run(args: argparse.Namespace) -> int:
         cfg = load_config(IndexBuildConfig, args.config, args.overrides)
         result = build_index(cfg)
         log.info("published %s", result["version_uri"])
-        print(_info(result["manifest"]))
+        print(describe(result["manifest"]))
         return 0
     store = _store(args)
     version_uri = resolve(store, args.uri)
     manifest = read_manifest(store, version_uri)
     if args.action == "info":
-        print(json.dumps(manifest, indent=2) if args.json else _info(manifest))
+        print(json.dumps(manifest, indent=2) if args.json else describe(manifest))
         return 0
     n = verify_manifest(store, version_uri, manifest)
     print(f"OK {version_uri}: {n} objects match their sha256")
