@@ -63,6 +63,15 @@ def spark_vs_loop(args) -> dict:
             "master": args.master}, vectors
 
 
+def _load_vectors(version_uri: str) -> np.ndarray:
+    from pixsearch_core.storage import ObjectStore, join
+
+    store = ObjectStore()
+    manifest = json.loads(store.get_bytes(join(version_uri, "manifest.json")))
+    return np.concatenate([np.load(io.BytesIO(store.get_bytes(join(version_uri, s["embeddings"]["uri"]))))
+                           for s in manifest["indices"]["text"]["shards"]])
+
+
 def recall_at_10(vectors: np.ndarray, budget_mb: float, queries: int = 500) -> dict:
     cfg = FaissConfig(memory_budget_mb=budget_mb, exact_max_vectors=1000, train_sample=len(vectors))
     factory = faiss_build.choose_factory(len(vectors), vectors.shape[1], cfg)
@@ -108,14 +117,25 @@ def main() -> int:
     p.add_argument("--master", default="local[2]")
     p.add_argument("--budget-mb", type=float, default=0.5, help="memory budget for the recall measurement")
     p.add_argument("--out", default="/tmp/pixsearch-bench")
+    p.add_argument("--omp-threads", type=int, default=0, help="FAISS training threads (0 = all; 1 on busy hosts)")
+    p.add_argument("--quality-only", metavar="VERSION_URI",
+                   help="skip the throughput run; measure recall on the embeddings of this built index version")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    throughput, vectors = spark_vs_loop(args)
+    if args.omp_threads:
+        import faiss
+
+        faiss.omp_set_num_threads(args.omp_threads)
+    if args.quality_only:
+        throughput, vectors = None, _load_vectors(args.quality_only)
+    else:
+        throughput, vectors = spark_vs_loop(args)
     result = {"throughput": throughput, "faiss": recall_at_10(vectors, args.budget_mb), "images": image_quality()}
     t, f, im = result["throughput"], result["faiss"], result["images"]
-    print(f"passages: {t['passages']} from {t['documents']} documents in {t['shards']} shards")
-    print(f"Spark ({t['master']}): {t['spark_passages_per_s']} passages/s; single-process loop: "
-          f"{t['loop_passages_per_s']} passages/s; ratio spark/loop = {t['spark_over_loop']}")
+    if t:
+        print(f"passages: {t['passages']} from {t['documents']} documents in {t['shards']} shards")
+        print(f"Spark ({t['master']}): {t['spark_passages_per_s']} passages/s; single-process loop: "
+              f"{t['loop_passages_per_s']} passages/s; ratio spark/loop = {t['spark_over_loop']}")
     print(f"FAISS {f['factory']} (nprobe {f['nprobe']}): recall@10 vs exact = {f['recall_at_10']}, "
           f"{f['bytes_per_vector']} bytes/vector (exact: {f['exact_bytes_per_vector']})")
     print(f"images ({im['photos']} photos): cls recall@1 {im['cls']['recall_at_1']} at {im['cls']['images_per_s']} "

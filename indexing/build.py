@@ -15,15 +15,16 @@ import io
 import json
 import logging
 import time
+from urllib.parse import urlparse
 
 import numpy as np
 
-from pixsearch_core.storage import ObjectStore, join, local_path, is_s3
+from pixsearch_core.storage import ObjectStore, is_s3, join, local_path
 
 from indexing import faiss_build
 from indexing.config import IndexBuildConfig
-from indexing.manifest import (index_root, object_entry, publish, read_current, verify_manifest, version_root,
-                               write_manifest)
+from indexing.manifest import (VerifyError, index_root, object_entry, publish, read_current, verify_manifest,
+                               verify_object, version_root, write_manifest)
 from indexing.prepare import prepare, rejects_jsonl
 from indexing.readers import expand_paths
 from indexing.runners import runner
@@ -37,28 +38,30 @@ class RejectsExceeded(RuntimeError):
     """More input was rejected than `rejects.max_share` allows."""
 
 
+def _file_identity(uri: str, store: ObjectStore) -> bytes:
+    """Content sha256 of a local file up to 256 MiB; else (size, mtime) locally and (size, ETag) on S3."""
+    if is_s3(uri):
+        parsed = urlparse(uri)
+        head = store.s3.head_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))
+        return f"{head['ContentLength']}:{head['ETag']}".encode()
+    path = local_path(uri)
+    st = path.stat()
+    if st.st_size <= 256 << 20:
+        return hashlib.sha256(path.read_bytes()).digest()
+    return f"{st.st_size}:{st.st_mtime_ns}".encode()
+
+
 def fingerprint(cfg: IndexBuildConfig, store: ObjectStore) -> str:
-    """Inputs' identity: content sha256 of local files up to 256 MiB, else (uri, size, mtime / ETag)."""
+    """The inputs' identity: every source file's URI and content (or size and version stamp)."""
     h = hashlib.sha256()
     for src in cfg.sources:
-        uris = [] if src.kind == "demo" else expand_paths(src.path, store)
         if src.kind == "demo":
             from indexing.demo_corpus import demo_fingerprint
 
             h.update(demo_fingerprint().encode())
-        for uri in uris:
-            h.update(uri.encode())
-            if is_s3(uri):
-                from urllib.parse import urlparse
-
-                p = urlparse(uri)
-                head = store.s3.head_object(Bucket=p.netloc, Key=p.path.lstrip("/"))
-                h.update(f"{head['ContentLength']}:{head['ETag']}".encode())
-            else:
-                path = local_path(uri)
-                st = path.stat()
-                h.update(hashlib.sha256(path.read_bytes()).digest() if st.st_size <= 256 << 20
-                         else f"{st.st_size}:{st.st_mtime_ns}".encode())
+            continue
+        for uri in expand_paths(src.path, store):
+            h.update(uri.encode() + b"\0" + _file_identity(uri, store))
     return h.hexdigest()[:16]
 
 
@@ -85,30 +88,38 @@ def _run_step(cfg, store, root, plan, step, fn, expect, extra=None) -> dict[str,
     return results
 
 
-def _train(cfg, store, root, plan, kind, embedded) -> tuple[str, dict]:
-    """Pick the factory, train on a sample across the kind's shards (reusing a previous identical training)."""
-    shards = plan.of_kind(kind)
-    n = sum(embedded[s.name]["count"] for s in shards)
-    dim = embedded[shards[0].name]["encoder"]["dim"]
-    factory = faiss_build.choose_factory(n, dim, cfg.faiss)
-    path = f"trained/{kind}.faiss"
-    meta_uri = join(root, f"trained/{kind}.json")
-    if store.exists(meta_uri):
-        meta = json.loads(store.get_bytes(meta_uri))
-        if meta["factory"] == factory and store.exists(join(root, path)):
-            return factory, meta["trained"]
-    picks, offset = [], 0
+def _training_sample(cfg, store, root, shards, embedded, n: int) -> np.ndarray:
+    """A deterministic uniform sample of up to `faiss.train_sample` vectors across the shards, in id order."""
     positions = faiss_build.sample_rows(n, cfg.faiss.train_sample, cfg.faiss.seed)
+    picks, offset = [], 0
     for s in shards:
         count = embedded[s.name]["count"]
         mine = positions[(positions >= offset) & (positions < offset + count)] - offset
         offset += count
-        if len(mine) and "IVF" in factory:
-            vecs = np.load(io.BytesIO(store.get_bytes(join(root, s.embeddings))), allow_pickle=False)
-            picks.append(vecs[mine])
-    sample = np.concatenate(picks) if picks else np.zeros((0, dim), np.float32)
-    blob = faiss_build.serialize(faiss_build.train(factory, sample, cfg.faiss.seed) if len(sample)
-                                 else faiss_build.new_index(factory, dim))
+        if len(mine):
+            picks.append(np.load(io.BytesIO(store.get_bytes(join(root, s.embeddings))), allow_pickle=False)[mine])
+    return np.concatenate(picks)
+
+
+def _train(cfg, store, root, plan, kind, embedded) -> tuple[str, dict]:
+    """Pick the factory and train it on the driver (reusing a verified training of the same factory)."""
+    shards = plan.of_kind(kind)
+    n = sum(embedded[s.name]["count"] for s in shards)
+    dim = embedded[shards[0].name]["encoder"]["dim"]
+    factory = faiss_build.choose_factory(n, dim, cfg.faiss)
+    path, meta_uri = f"trained/{kind}.faiss", join(root, f"trained/{kind}.json")
+    if store.exists(meta_uri):
+        meta = json.loads(store.get_bytes(meta_uri))
+        try:
+            if meta["factory"] == factory:
+                verify_object(store, root, meta["trained"])
+                return factory, meta["trained"]
+        except VerifyError:
+            pass
+    index = faiss_build.new_index(factory, dim)
+    if not index.is_trained and n:
+        index = faiss_build.train(factory, _training_sample(cfg, store, root, shards, embedded, n), cfg.faiss.seed)
+    blob = faiss_build.serialize(index)
     entry = object_entry(path, store.put_bytes(join(root, path), blob), len(blob))
     store.put_bytes(meta_uri, json.dumps({"factory": factory, "trained": entry}).encode())
     return factory, entry

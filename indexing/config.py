@@ -12,7 +12,7 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from pixsearch_core.config import Config
 from pixsearch_core.storage import StorageConfig
@@ -27,6 +27,12 @@ class SourceConfig(Config):
     path: str = Field("", description="file, directory or glob; unused for kind=demo")
     url_base: str = Field("https://en.wikipedia.org/wiki/", description="mediawiki: page URL prefix")
     max_records: int | None = Field(None, ge=1, description="read at most this many records (dev runs; kind=demo: articles)")
+
+    @model_validator(mode="after")
+    def _path_unless_demo(self):
+        if self.kind != "demo" and not self.path.strip():
+            raise ValueError(f"sources: kind {self.kind!r} needs a path (a file, directory or glob)")
+        return self
 
 
 class PassageConfig(Config):

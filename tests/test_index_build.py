@@ -140,9 +140,11 @@ def test_publish_to_s3_and_search_from_it(corpus, s3_store):
         s3_store.put_file(join(s3_store.root, "corpus", f), corpus / "corpus" / f)
     sources = [{"kind": "jsonl", "path": join(s3_store.root, "corpus/docs.jsonl")},
                {"kind": "webdataset", "path": join(s3_store.root, "corpus/*.tar")}]
-    cfg = _cfg(corpus, output=s3_store.root, storage=json.dumps(storage), sources=json.dumps(sources))
+    cfg = _cfg(corpus, output=s3_store.root, storage=json.dumps(storage), sources=json.dumps(sources),
+               **{"faiss.exact_max_vectors": 1})  # -> an IVF index, trained on the driver
     res = build_index(cfg)
     assert res["version_uri"].startswith("s3://")
+    assert res["manifest"]["indices"]["text"]["factory"] == "IVF1,Flat"
     assert res["manifest"]["indices"]["image"]["count"] == 2 and res["manifest"]["rejects"]["total"] == 5
     assert s3_store.get_bytes(join(s3_store.root, "indices/t/CURRENT")).decode().strip() == res["manifest"]["version"]
     assert not list(s3_store.list(join(res["version_uri"], "staging")))  # staging removed after publishing
