@@ -184,8 +184,11 @@ def _manifest(cfg, plan: ShardPlan, version, fp, embedded, indexed, trained, rej
     from collections import Counter
 
     c = plan.counts
-    rate = {f"{k}_per_s": round(c[k] / max(times["embed_seconds"], 1e-9), 2) for k in ("documents", "passages",
-                                                                                     "images")}
+    wall = max(times["embed_seconds"], 1e-9)
+    rate = {f"{k}_per_s": round(c[k] / wall, 2) for k in ("documents", "passages", "images")}
+    for kind, unit in (("text", "passages"), ("image", "images")):  # per task-second: about per core/GPU
+        task_s = sum(embedded[s.name]["seconds"] for s in plan.of_kind(kind))
+        rate[f"{unit}_per_task_s"] = round(c[unit] / task_s, 2) if task_s else None
     log.info("embedded %d documents (%d passages) and %d images in %.1fs: %s", c["documents"], c["passages"],
              c["images"], times["embed_seconds"], rate)
     return {

@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from pixsearch_core import __version__
 from pixsearch_core.config import Config
 from pixsearch_core.storage import StorageConfig
 
@@ -123,4 +124,5 @@ class IndexBuildConfig(Config):
                                                      "shards", "faiss"})
         for enc in (keep["text_encoder"], keep["image_encoder"]):
             enc.pop("device", None)  # where it runs does not change the vectors' meaning
+        keep["code"] = __version__  # a release that changes the output gets new versions
         return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]

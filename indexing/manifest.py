@@ -127,5 +127,6 @@ def describe(manifest: dict) -> str:
                          f"{s['faiss']['size']} bytes, sha256 {s['faiss']['sha256'][:12]}")
     stats = manifest["stats"]
     lines.append(f"build: {stats['total_seconds']}s ({stats['runner']}); documents/s {stats['documents_per_s']}, "
-                 f"images/s {stats['images_per_s']}")
+                 f"passages/s {stats['passages_per_s']}, images/s {stats['images_per_s']}; per task-second: "
+                 f"passages {stats.get('passages_per_task_s')}, images {stats.get('images_per_task_s')}")
     return "\n".join(lines)
