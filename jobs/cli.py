@@ -21,6 +21,7 @@ COMMANDS: list[str] = [
     "jobs.store",
     "jobs.evaluate",
     "jobs.train",
+    "jobs.build_index",
 ]
 
 log = logging.getLogger("pixsearch")

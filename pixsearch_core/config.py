@@ -51,6 +51,7 @@ SCHEMAS: dict[str, str] = {
     "train": "pixsearch_core.training.config:TrainConfig",
     "model": "pixsearch_core.modeling.build:ModelConfig",
     "decode": "pixsearch_core.decoding.options:DecodeOptions",
+    "index": "indexing.config:IndexBuildConfig",
 }
 
 

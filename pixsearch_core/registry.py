@@ -35,8 +35,8 @@ KINDS: dict[str, list[str]] = {
     "retriever": [],
     "metric": [f"pixsearch_core.metrics.{m}" for m in (
         "squad", "relaxed", "textqa", "infoseek", "oven", "textvqa", "crag", "segmentation")],
-    "image_encoder": [],
-    "text_encoder": [],
+    "image_encoder": ["indexing.embedders"],
+    "text_encoder": ["indexing.embedders"],
 }
 
 _REGISTRY: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}

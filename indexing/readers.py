@@ -1,0 +1,237 @@
+"""Corpus readers: JSONL / parquet records, MediaWiki XML dumps (streamed), webdataset image shards.
+
+Every reader yields plain dicts, in a deterministic order (files sorted by name, records in file order):
+
+- documents: ``{"id", "title", "text", "url", "image"?}`` where ``image`` is raw bytes, a path / URI (relative
+  paths resolve against the record's file), or ``{"bytes": <base64>}`` in JSONL;
+- images: ``{"doc_id", "key", "bytes"}``.
+
+`read_source(cfg, store)` dispatches on the source kind and returns ``(documents, images)`` iterators.
+"""
+
+from __future__ import annotations
+
+import base64
+import bz2
+import fnmatch
+import gzip
+import io
+import json
+import logging
+import re
+import tarfile
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from typing import Any
+
+from pixsearch_core.storage import ObjectStore, is_s3, join, local_path
+
+from indexing.config import SourceConfig
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff")
+
+
+def expand_paths(path: str, store: ObjectStore) -> list[str]:
+    """A file, a directory (every file under it) or a glob on the last path part -> sorted URIs."""
+    if any(c in path for c in "*?["):
+        parent, _, pattern = path.rpartition("/")
+        return sorted(u for u in store.list(parent) if fnmatch.fnmatch(u.rpartition("/")[2], pattern))
+    if store.exists(path):
+        return [path]
+    found = sorted(store.list(path))
+    if not found:
+        raise FileNotFoundError(f"corpus source {path!r} matches no file (a file, a directory or a glob)")
+    return found
+
+
+class _RawBody(io.RawIOBase):
+    """botocore's StreamingBody as a raw stream, so buffered / text / bz2 readers can sit on top of it."""
+
+    def __init__(self, body):
+        self.body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        data = self.body.read(len(b))
+        b[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.body.close()
+        super().close()
+
+
+def open_uri(uri: str, store: ObjectStore) -> io.BufferedIOBase:
+    """A binary stream over a local file or an S3 object (streamed GET); .bz2 / .gz are decompressed as they stream."""
+    if is_s3(uri):
+        from urllib.parse import urlparse
+
+        parsed = urlparse(uri)
+        raw = io.BufferedReader(_RawBody(store.s3.get_object(Bucket=parsed.netloc,
+                                                             Key=parsed.path.lstrip("/"))["Body"]), 1 << 20)
+    else:
+        raw = open(local_path(uri), "rb")
+    if uri.endswith(".bz2"):
+        return bz2.BZ2File(raw)
+    if uri.endswith(".gz"):
+        return gzip.GzipFile(fileobj=raw)
+    return raw
+
+
+def _resolve_image(value: Any, base_uri: str) -> Any:
+    """Normalise a record's image field: bytes stay bytes, {"bytes": b64} is decoded, a relative path is resolved."""
+    if value is None or isinstance(value, (bytes, bytearray)):
+        return value
+    if isinstance(value, dict) and "bytes" in value:
+        raw = value["bytes"]
+        return raw if isinstance(raw, (bytes, bytearray)) else base64.b64decode(raw)
+    if isinstance(value, str) and value:
+        if "://" in value or value.startswith("/"):
+            return value
+        return join(base_uri.rpartition("/")[0], value)
+    return value
+
+
+def read_jsonl(uri: str, store: ObjectStore) -> Iterator[dict]:
+    with open_uri(uri, store) as f:
+        for lineno, line in enumerate(io.TextIOWrapper(f, encoding="utf-8", errors="replace"), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield {"_reject": "bad_record", "_detail": f"{uri}:{lineno}: {e}"}
+                continue
+            if not isinstance(rec, dict):
+                yield {"_reject": "bad_record", "_detail": f"{uri}:{lineno}: not a JSON object"}
+                continue
+            rec["image"] = _resolve_image(rec.get("image"), uri)
+            yield rec
+
+
+def read_parquet(uri: str, store: ObjectStore) -> Iterator[dict]:
+    import pyarrow.parquet as pq
+
+    src = local_path(uri) if not is_s3(uri) else io.BytesIO(store.get_bytes(uri))
+    pf = pq.ParquetFile(src)
+    for batch in pf.iter_batches(batch_size=1024):
+        for rec in batch.to_pylist():
+            rec["image"] = _resolve_image(rec.get("image"), uri)
+            yield rec
+
+
+def _local(tag: str) -> str:
+    return tag.rpartition("}")[2]
+
+
+_LEFTOVER = re.compile(r"\[\[(?:File|Image|Category):[^\]]*\]\]|<[^>]+>|\{\||\|\}", re.IGNORECASE)
+
+
+def strip_markup(wikitext: str) -> str:
+    """Wikitext -> plain text with mwparserfromhell; templates, refs, tables and files dropped."""
+    import mwparserfromhell
+
+    code = mwparserfromhell.parse(wikitext)
+    drop = [t for t in code.filter_tags(recursive=False) if str(t.tag).lower() in ("ref", "table", "gallery", "math")]
+    drop += [w for w in code.filter_wikilinks(recursive=False)
+             if str(w.title).strip().lower().startswith(("file:", "image:", "category:"))]
+    for node in drop:
+        try:
+            code.remove(node)
+        except ValueError:  # already gone with a parent
+            pass
+    text = code.strip_code(normalize=True, collapse=True, keep_template_params=False)
+    text = _LEFTOVER.sub(" ", text)
+    text = re.sub(r"[ \t]+", " ", text)
+    text = "\n".join(line.strip() for line in text.split("\n"))
+    return re.sub(r"\n\s*\n+", "\n\n", text).strip()
+
+
+def read_mediawiki(uri: str, store: ObjectStore, url_base: str) -> Iterator[dict]:
+    """Stream <page>s of a MediaWiki export (main namespace, no redirects) without holding the dump in memory."""
+    with open_uri(uri, store) as f:
+        for _, elem in ET.iterparse(f, events=("end",)):
+            if _local(elem.tag) != "page":
+                continue
+            fields = {_local(c.tag): c for c in elem}
+            ns = fields.get("ns")
+            if (ns is not None and (ns.text or "0").strip() != "0") or "redirect" in fields:
+                elem.clear()
+                continue
+            title = (fields["title"].text or "").strip() if "title" in fields else ""
+            rev = fields.get("revision")
+            raw = ""
+            if rev is not None:
+                text_el = next((c for c in rev if _local(c.tag) == "text"), None)
+                raw = (text_el.text or "") if text_el is not None else ""
+            page_id = (fields["id"].text or "").strip() if "id" in fields else ""
+            elem.clear()
+            yield {"id": page_id, "title": title, "text": strip_markup(raw),
+                   "url": url_base + title.replace(" ", "_")}
+
+
+def _wds_sample(uri: str, key: str, sample: dict[str, bytes]) -> dict:
+    meta = json.loads(sample["json"]) if "json" in sample else {}
+    ext = next((e for e in IMAGE_EXTS if e in sample), None)
+    if ext is None:
+        return {"_reject": "no_image", "_detail": f"{uri}: sample {key!r} has no image ({sorted(sample)})"}
+    return {"doc_id": str(meta.get("doc_id", key)), "key": f"{key}.{ext}", "bytes": sample[ext]}
+
+
+def read_webdataset(uri: str, store: ObjectStore) -> Iterator[dict]:
+    """Images from a webdataset tar shard, streamed: consecutive members sharing a key form a sample; the key is the
+    document id (or a .json member gives "doc_id")."""
+    key, sample = None, {}
+    with open_uri(uri, store) as f, tarfile.open(fileobj=f, mode="r|*") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            name = member.name.rpartition("/")[2]
+            k, _, ext = name.partition(".")
+            if k != key and sample:
+                yield _wds_sample(uri, key, sample)
+                sample = {}
+            key = k
+            sample[ext.lower()] = tar.extractfile(member).read()
+    if sample:
+        yield _wds_sample(uri, key, sample)
+
+
+def read_source(cfg: SourceConfig, store: ObjectStore, cache_dir: str) -> tuple[Iterator[dict], Iterator[dict]]:
+    """(documents, images) of one source, each a lazy iterator in deterministic order."""
+    if cfg.kind == "demo":
+        from indexing.demo_corpus import demo_sources
+
+        docs, imgs = iter(()), iter(())
+        for sub in demo_sources(cache_dir):
+            if sub.kind == "mediawiki" and cfg.max_records:  # max_records limits the demo's articles
+                sub = sub.model_copy(update={"max_records": cfg.max_records})
+            d, i = read_source(sub, store, cache_dir)
+            docs, imgs = _chain(docs, d), _chain(imgs, i)
+        return docs, imgs
+    uris = expand_paths(cfg.path, store)
+    limit = cfg.max_records
+
+    def gen(reader) -> Iterator[dict]:
+        n = 0
+        for uri in uris:
+            for rec in reader(uri):
+                yield rec
+                n += 1
+                if limit is not None and n >= limit:
+                    return
+
+    readers = {"jsonl": lambda u: read_jsonl(u, store), "parquet": lambda u: read_parquet(u, store),
+               "mediawiki": lambda u: read_mediawiki(u, store, cfg.url_base)}
+    if cfg.kind == "webdataset":
+        return iter(()), gen(lambda u: read_webdataset(u, store))
+    return gen(readers[cfg.kind]), iter(())
+
+
+def _chain(a: Iterator[dict], b: Iterator[dict]) -> Iterator[dict]:
+    yield from a
+    yield from b

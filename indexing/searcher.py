@@ -1,0 +1,139 @@
+"""`ShardedSearcher`: search a published index (every shard, top-k merged) and return `Evidence`.
+
+    searcher = ShardedSearcher("s3://bucket/indices/demo", storage=StorageConfig(...))   # follows CURRENT
+    searcher.search(TextQuery("who piloted the space shuttle"), k=5)      # text index -> passages
+    searcher.search_many([ImageQuery(pil_image), ...], k=5)               # image index -> linked documents
+
+Shards are fetched once into a local cache (`<cache_dir>/indices/<name>/<version>/`), each checked against the
+manifest's sha256 before use. Queries are grouped by modality, encoded in one batch per modality with the encoder
+the manifest names, searched on every shard of that modality's index, and merged by score. Extension points for
+other query kinds (e.g. RegionQuery cropping) are `_encode` and `_index_for`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pixsearch_core.retrieval.types import Evidence, ImageQuery, Query, TextQuery
+from pixsearch_core.storage import ObjectStore, StorageConfig, join, sha256_file
+
+from indexing import faiss_build
+from indexing.config import ImageEncoderConfig, TextEncoderConfig
+from indexing.manifest import VerifyError, read_manifest, resolve
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Shard:
+    name: str
+    index: object  # faiss.Index
+    docs: object  # pyarrow.Table, rows sorted by id
+    ids: np.ndarray
+
+
+class ShardedSearcher:
+    def __init__(self, uri: str, storage: StorageConfig | None = None, cache_dir: str = "~/.cache/pixsearch"):
+        self.store = ObjectStore(storage)
+        self.version_uri = resolve(self.store, uri)
+        self.manifest = read_manifest(self.store, self.version_uri)
+        self.cache_dir = cache_dir
+        self.local = Path(cache_dir).expanduser() / "indices" / self.manifest["name"] / self.manifest["version"]
+        self.shards = {kind: [self._load_shard(kind, s) for s in spec["shards"]]
+                       for kind, spec in self.manifest["indices"].items()}
+        self._encoders: dict[str, object] = {}
+
+    # ---------------------------------------------------------------- loading
+    def _fetch(self, entry: dict) -> Path:
+        """A verified local copy of one manifest object."""
+        path = self.local / entry["uri"]
+        if path.is_file() and sha256_file(path) == entry["sha256"]:
+            return path
+        self.store.get_file(join(self.version_uri, entry["uri"]), path)
+        if sha256_file(path) != entry["sha256"]:
+            path.unlink()
+            raise VerifyError(f"{entry['uri']}: downloaded object does not match the manifest's sha256")
+        return path
+
+    def _load_shard(self, kind: str, spec: dict) -> _Shard:
+        import faiss
+        import pyarrow.parquet as pq
+
+        index = faiss.read_index(str(self._fetch(spec["faiss"])))
+        faiss_build.set_nprobe(index, self.manifest["indices"][kind].get("nprobe"))
+        docs = pq.read_table(self._fetch(spec["docstore"]))
+        return _Shard(spec["name"], index, docs, docs["id"].to_numpy())
+
+    def _encoder(self, kind: str):
+        if kind not in self._encoders:
+            from indexing.embedders import image_encoder, text_encoder
+
+            spec = self.manifest["indices"][kind]["encoder"]
+            if kind == "text":
+                cfg = TextEncoderConfig(model=spec["model"], max_seq_length=spec.get("max_seq_length"))
+                self._encoders[kind] = text_encoder(cfg, self.cache_dir, self.store.config)
+            else:
+                model = None if spec["kind"] == "dinov2-onnx" else spec["model"]
+                cfg = ImageEncoderConfig(kind=spec["kind"], model=model, pooling=spec.get("pooling", "cls"))
+                self._encoders[kind] = image_encoder(cfg, self.cache_dir, self.store.config)
+        return self._encoders[kind]
+
+    # ---------------------------------------------------------------- search
+    @staticmethod
+    def _index_for(query: Query) -> str:
+        if isinstance(query, TextQuery):
+            return "text"
+        if isinstance(query, ImageQuery):
+            return "image"
+        raise TypeError(f"ShardedSearcher handles TextQuery and ImageQuery, got {type(query).__name__}")
+
+    def _encode(self, kind: str, queries: list[Query]) -> np.ndarray:
+        enc = self._encoder(kind)
+        return enc.encode([q.text for q in queries] if kind == "text" else [q.image for q in queries])
+
+    def search(self, query: Query, k: int = 5) -> list[Evidence]:
+        return self.search_many([query], k)[0]
+
+    def search_many(self, queries: list[Query], k: int = 5) -> list[list[Evidence]]:
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        out: list[list[Evidence]] = [[] for _ in queries]
+        by_kind: dict[str, list[int]] = {}
+        for i, q in enumerate(queries):
+            by_kind.setdefault(self._index_for(q), []).append(i)
+        for kind, rows in by_kind.items():
+            if kind not in self.shards:
+                raise ValueError(f"index {self.manifest['name']}/{self.manifest['version']} has no {kind} index; "
+                                 f"it has: {sorted(self.shards)}")
+            vectors = self._encode(kind, [queries[i] for i in rows])
+            for row, hits in zip(rows, self._search_vectors(kind, vectors, k)):
+                out[row] = hits
+        return out
+
+    def _search_vectors(self, kind: str, vectors: np.ndarray, k: int) -> list[list[Evidence]]:
+        """Top-k of every shard, merged by score (ties broken by global id for determinism)."""
+        per_shard = []
+        for shard in self.shards[kind]:
+            scores, ids = shard.index.search(np.ascontiguousarray(vectors, np.float32), k)
+            per_shard.append((shard, scores, ids))
+        results = []
+        for q in range(len(vectors)):
+            cands = [(float(sc), int(i), shard) for shard, scores, ids in per_shard
+                     for sc, i in zip(scores[q], ids[q]) if i >= 0]
+            cands.sort(key=lambda c: (-c[0], c[1]))
+            results.append([self._evidence(kind, shard, gid, score) for score, gid, shard in cands[:k]])
+        return results
+
+    def _evidence(self, kind: str, shard: _Shard, gid: int, score: float) -> Evidence:
+        row = int(np.searchsorted(shard.ids, gid))
+        rec = {name: shard.docs[name][row].as_py() for name in shard.docs.column_names}
+        meta = {"id": gid, "shard": shard.name, "url": rec.get("url", "")}
+        if kind == "image":
+            meta["image_key"] = rec["key"]
+        return Evidence(doc_id=rec["doc_id"], title=rec["title"], text=rec["text"], score=score, index=kind,
+                        meta=meta)
+

@@ -1,0 +1,144 @@
+"""Executor side of a build: one task per shard (Reader -> Mapper -> Writer), the same code in Spark and in-process.
+
+`embed_shard` reads the shard's staged rows, embeds them with the per-process cached encoder, and writes the
+shard's embeddings (`emb/<shard>.npy`, rows in id order), document store (`docs/<shard>.parquet`) and rejects.
+`index_shard` adds those embeddings, under their global ids, to a copy of the trained index (`faiss/<shard>.faiss`).
+Each task writes a `done/<shard>.<step>.json` marker last, listing its objects with their sha256; a rebuild reuses
+a shard whose marker matches its staging input and whose objects verify.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pixsearch_core.storage import ObjectStore, StorageConfig, join
+
+from indexing.config import IndexBuildConfig
+from indexing.manifest import VerifyError, object_entry, verify_object
+from indexing.passages import embed_text
+from indexing.shard_plan import ShardSpec
+
+log = logging.getLogger(__name__)
+
+#: test hook: a shard name whose embedding task fails (simulates a crash half-way through a build)
+FAIL_ENV = "PIXSEARCH_INJECT_FAILURE"
+
+
+def marker_path(spec: ShardSpec, step: str) -> str:
+    return f"done/{spec.name}.{step}.json"
+
+
+def _put(store: ObjectStore, root: str, path: str, data: bytes) -> dict:
+    return object_entry(path, store.put_bytes(join(root, path), data), len(data))
+
+
+def _npy_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _decode(data: bytes, max_pixels: int):
+    """bytes -> RGB PIL image; raises ValueError / OSError for undecodable, truncated or oversized images."""
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(data))
+    if img.width * img.height > max_pixels:
+        raise ValueError(f"{img.width}x{img.height} exceeds image_encoder.max_pixels={max_pixels}")
+    img.load()  # decodes fully: truncated files fail here
+    return img.convert("RGB")
+
+
+def _limit_threads() -> None:
+    """Inside a Spark task, use only the task's cores (two tasks per executor must not both take them all)."""
+    try:
+        from pyspark import TaskContext
+    except ImportError:
+        return
+    ctx = TaskContext.get()
+    if ctx is not None:
+        import torch
+
+        cpus = max(1, int(ctx.cpus()))
+        torch.set_num_threads(cpus)
+        os.environ["PIXSEARCH_ORT_THREADS"] = str(cpus)
+
+
+def embed_shard(payload: dict) -> dict:
+    cfg = IndexBuildConfig.model_validate(payload["cfg"])
+    spec, root = ShardSpec(**payload["shard"]), payload["root"]
+    if os.environ.get(FAIL_ENV) == spec.name:
+        raise RuntimeError(f"injected failure in {spec.name} ({FAIL_ENV})")
+    store = ObjectStore(StorageConfig.model_validate(payload["cfg"]["storage"]))
+    _limit_threads()
+    from indexing.embedders import cached_image_encoder, cached_text_encoder
+
+    t0 = time.perf_counter()
+    table = pq.read_table(io.BytesIO(store.get_bytes(join(root, spec.staging))))
+    rejects: list[dict] = []
+    if spec.kind == "text":
+        enc = cached_text_encoder(cfg.text_encoder, cfg.cache_dir, cfg.storage)
+        rows = table.to_pylist()
+        vectors = enc.encode([embed_text(r["title"], r["text"], cfg.passages) for r in rows])
+        docstore = table
+    else:
+        enc = cached_image_encoder(cfg.image_encoder, cfg.cache_dir, cfg.storage)
+        keep, images = [], []
+        for i, (key, data) in enumerate(zip(table["key"].to_pylist(), table["bytes"].to_pylist())):
+            try:
+                images.append(_decode(data, cfg.image_encoder.max_pixels))
+                keep.append(i)
+            except Exception as e:  # PIL raises many types for bad files; each is a reject, not a crash
+                rejects.append({"reason": "undecodable_image", "id": key, "detail": f"{type(e).__name__}: {e}"[:500]})
+        vectors = enc.encode(images)
+        docstore = table.take(pa.array(keep, pa.int64())).drop_columns(["bytes"])
+    seconds = time.perf_counter() - t0
+    out = {"shard": spec.name, "count": len(vectors), "encoder": enc.spec, "seconds": seconds,
+           "staging_sha256": spec.staging_sha256, "rejects": rejects,
+           "embeddings": _put(store, root, spec.embeddings, _npy_bytes(vectors))}
+    buf = io.BytesIO()
+    pq.write_table(docstore, buf, compression="zstd", row_group_size=4096)
+    out["docstore"] = _put(store, root, spec.docstore, buf.getvalue())
+    store.put_bytes(join(root, marker_path(spec, "embed")), json.dumps(out, sort_keys=True).encode())
+    log.info("%s: %d vectors in %.1fs (%.1f/s)", spec.name, len(vectors), seconds, len(vectors) / max(seconds, 1e-9))
+    return out
+
+
+def index_shard(payload: dict) -> dict:
+    from indexing.faiss_build import add_shard
+
+    spec, root = ShardSpec(**payload["shard"]), payload["root"]
+    store = ObjectStore(StorageConfig.model_validate(payload["cfg"]["storage"]))
+    vectors = np.load(io.BytesIO(store.get_bytes(join(root, spec.embeddings))), allow_pickle=False)
+    ids = pq.read_table(io.BytesIO(store.get_bytes(join(root, spec.docstore))), columns=["id"])["id"].to_numpy()
+    blob = add_shard(store.get_bytes(join(root, payload["trained"]["uri"])), vectors, ids)
+    out = {"shard": spec.name, "trained_sha256": payload["trained"]["sha256"],
+           "faiss": _put(store, root, spec.faiss, blob)}
+    store.put_bytes(join(root, marker_path(spec, "index")), json.dumps(out, sort_keys=True).encode())
+    return out
+
+
+def finished(store: ObjectStore, root: str, spec: ShardSpec, step: str, expect: dict) -> dict | None:
+    """The marker of a finished step whose inputs match `expect` and whose objects verify, else None."""
+    uri = join(root, marker_path(spec, step))
+    if not store.exists(uri):
+        return None
+    marker = json.loads(store.get_bytes(uri))
+    if any(marker.get(k) != v for k, v in expect.items()):
+        return None
+    try:
+        for key in ("embeddings", "docstore", "faiss"):
+            if key in marker:
+                verify_object(store, root, marker[key])
+    except VerifyError as e:
+        log.warning("%s: redoing %s (%s)", spec.name, step, e)
+        return None
+    return marker
