@@ -72,8 +72,8 @@ def _load_vectors(version_uri: str) -> np.ndarray:
                            for s in manifest["indices"]["text"]["shards"]])
 
 
-def recall_at_10(vectors: np.ndarray, budget_mb: float, queries: int = 500) -> dict:
-    cfg = FaissConfig(memory_budget_mb=budget_mb, exact_max_vectors=1000, train_sample=len(vectors))
+def recall_at_10(vectors: np.ndarray, budget_mb: float, queries: int = 500, factory: str | None = None) -> dict:
+    cfg = FaissConfig(memory_budget_mb=budget_mb, exact_max_vectors=1000, train_sample=len(vectors), factory=factory)
     factory = faiss_build.choose_factory(len(vectors), vectors.shape[1], cfg)
     ids = np.arange(len(vectors))
     index = faiss_build.deserialize(faiss_build.add_shard(faiss_build.serialize(faiss_build.train(factory, vectors)),
@@ -117,6 +117,7 @@ def main() -> int:
     p.add_argument("--master", default="local[2]")
     p.add_argument("--budget-mb", type=float, default=0.5, help="memory budget for the recall measurement")
     p.add_argument("--out", default="/tmp/pixsearch-bench")
+    p.add_argument("--factory", help="measure this FAISS factory instead of the one the budget picks")
     p.add_argument("--omp-threads", type=int, default=0, help="FAISS training threads (0 = all; 1 on busy hosts)")
     p.add_argument("--quality-only", metavar="VERSION_URI",
                    help="skip the throughput run; measure recall on the embeddings of this built index version")
@@ -130,7 +131,7 @@ def main() -> int:
         throughput, vectors = None, _load_vectors(args.quality_only)
     else:
         throughput, vectors = spark_vs_loop(args)
-    result = {"throughput": throughput, "faiss": recall_at_10(vectors, args.budget_mb), "images": image_quality()}
+    result = {"throughput": throughput, "faiss": recall_at_10(vectors, args.budget_mb, factory=args.factory), "images": image_quality()}
     t, f, im = result["throughput"], result["faiss"], result["images"]
     if t:
         print(f"passages: {t['passages']} from {t['documents']} documents in {t['shards']} shards")
