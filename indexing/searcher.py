@@ -7,7 +7,8 @@
 Shards are fetched once into a local cache (`<cache_dir>/indices/<name>/<version>/`), each checked against the
 manifest's sha256 before use. Queries are grouped by modality, encoded in one batch per modality with the encoder
 the manifest names, searched on every shard of that modality's index, and merged by score. Extension points for
-other query kinds (e.g. RegionQuery cropping) are `_encode` and `_index_for`.
+other query kinds are `_encode` and `_index_for`. A RegionQuery is searched on the image index with the crop of
+its mask's box (`region_padding`, optional `region_background`; pixsearch_core/retrieval/crop.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pixsearch_core.retrieval.types import Evidence, ImageQuery, Query, TextQuery
+from pixsearch_core.retrieval.crop import crop_to_mask
+from pixsearch_core.retrieval.types import Evidence, ImageQuery, Query, RegionQuery, TextQuery
 from pixsearch_core.storage import ObjectStore, StorageConfig, join, sha256_file
 
 from indexing import faiss_build
@@ -37,7 +39,12 @@ class _Shard:
 
 
 class ShardedSearcher:
-    def __init__(self, uri: str, storage: StorageConfig | None = None, cache_dir: str = "~/.cache/pixsearch"):
+    def __init__(self, uri: str, storage: StorageConfig | None = None, cache_dir: str = "~/.cache/pixsearch",
+                 region_padding: float = 0.1, region_background: tuple[int, int, int] | None = None):
+        """`region_padding`: a RegionQuery searches the mask's box grown by this share of its size per side;
+        `region_background`: if set, pixels outside the mask are painted this colour before encoding."""
+        self.region_padding = region_padding
+        self.region_background = region_background
         self.store = ObjectStore(storage)
         self.version_uri = resolve(self.store, uri)
         self.manifest = read_manifest(self.store, self.version_uri)
@@ -87,13 +94,19 @@ class ShardedSearcher:
     def _index_for(query: Query) -> str:
         if isinstance(query, TextQuery):
             return "text"
-        if isinstance(query, ImageQuery):
+        if isinstance(query, (ImageQuery, RegionQuery)):
             return "image"
-        raise TypeError(f"ShardedSearcher handles TextQuery and ImageQuery, got {type(query).__name__}")
+        raise TypeError(f"ShardedSearcher handles TextQuery, ImageQuery and RegionQuery, got {type(query).__name__}")
+
+    def _pixels(self, query: Query):
+        """The image a visual query is encoded from: the whole image, or the region's crop."""
+        if isinstance(query, RegionQuery):
+            return crop_to_mask(query.image, query.mask, self.region_padding, self.region_background)
+        return query.image
 
     def _encode(self, kind: str, queries: list[Query]) -> np.ndarray:
         enc = self._encoder(kind)
-        return enc.encode([q.text for q in queries] if kind == "text" else [q.image for q in queries])
+        return enc.encode([q.text for q in queries] if kind == "text" else [self._pixels(q) for q in queries])
 
     def search(self, query: Query, k: int = 5) -> list[Evidence]:
         return self.search_many([query], k)[0]

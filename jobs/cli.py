@@ -17,11 +17,11 @@ from pixsearch_core import __version__
 #: subcommand modules, in help order
 COMMANDS: list[str] = [
     "jobs.demo",
-    "jobs.config_check",
-    "jobs.store",
+    "jobs.build_index",
     "jobs.evaluate",
     "jobs.train",
-    "jobs.build_index",
+    "jobs.config_check",
+    "jobs.store",
 ]
 
 log = logging.getLogger("pixsearch")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pixsearch_core.retrieval.crop import crop_to_mask, mask_box  # noqa: F401 (re-exported)
 from pixsearch_core.retrieval.types import Evidence
 
 
@@ -43,25 +44,6 @@ def parse_payload(payload: list[int], ids, decode) -> ParsedPayload:
     if not text:
         return ParsedPayload(None, "", "empty_payload", "nothing between <search> and </search>")
     return ParsedPayload("text", text)
-
-
-def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """(x0, y0, x1, y1) of a boolean mask, exclusive right/bottom; None for an empty mask."""
-    ys, xs = np.nonzero(np.asarray(mask))
-    if ys.size == 0:
-        return None
-    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
-
-
-def crop_to_mask(image, mask: np.ndarray):
-    """Crop a PIL image or (H, W, C) array to the box of `mask` (what a region query searches with)."""
-    box = mask_box(mask)
-    if box is None:
-        raise ValueError("cannot crop to an empty mask")
-    if hasattr(image, "crop"):
-        return image.crop(box)
-    x0, y0, x1, y1 = box
-    return np.asarray(image)[y0:y1, x0:x1]
 
 
 def image_hw(image) -> tuple[int, int]:

@@ -79,7 +79,12 @@ class Demo:
         from indexing.searcher import ShardedSearcher
         from pixsearch_core.demo.retrieval_check import retrieval_check, to_markdown
 
-        searcher = ShardedSearcher(self.index, cache_dir=str(self.out / "cache"))
+        from pixsearch_core.config import load_config
+        from pixsearch_core.evalrun.config import EvalRunConfig
+
+        region = load_config(EvalRunConfig, self.cfg.eval.config, self.cfg.eval.overrides).region  # as eval crops
+        searcher = ShardedSearcher(self.index, cache_dir=str(self.out / "cache"), region_padding=region.padding,
+                                   region_background=region.background)
         result = retrieval_check(searcher, self.world, k=self.cfg.retrieval_k, store=self.store)
         self.report.mkdir(parents=True, exist_ok=True)
         (self.report / "retrieval.json").write_text(json.dumps(result, indent=2))

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from pixsearch_core.config import Config
+from pixsearch_core.retrieval.crop import RegionCrop
 from pixsearch_core.storage import StorageConfig
 
 BASE_MODES = ("full", "no_search", "text_question", "whole_image")
@@ -66,6 +67,7 @@ class EvalRunConfig(Config):
     decode: dict[str, Any] = Field(default_factory=dict, description="DecodeOptions fields (max_new_tokens, "
                                    "temperature, ...); the mode sets mode / modalities / max_searches")
     search_k: int = Field(3, ge=1, description="evidence passages per search")
+    region: RegionCrop = Field(default_factory=RegionCrop, description="how region queries are cropped")
     prompt_template: str = Field("{question}", description="the prompt; {question} is replaced (the model "
                                  "adapter adds the image slot)")
     benchmark_options: dict[str, Any] = Field(default_factory=dict, description="passed to the benchmark class")

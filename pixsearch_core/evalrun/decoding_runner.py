@@ -44,11 +44,13 @@ def _device(setting: str) -> str:
 class DecodingRunner:
     def __init__(self, model: str, index: str, decode: dict[str, Any], model_size: str = "tiny",
                  model_overrides: list[str] | None = None, device: str = "auto",
-                 storage: dict[str, Any] | None = None, prompt_template: str = "{question}"):
+                 storage: dict[str, Any] | None = None, prompt_template: str = "{question}",
+                 region: dict[str, Any] | None = None):
         self.model_ref, self.index, self.decode = model, index, dict(decode)
         self.prompt_template = prompt_template
         self.model_size, self.model_overrides, self.device = model_size, list(model_overrides or []), device
         self.storage = StorageConfig(**(storage or {}))
+        self.region = dict(region or {})
         self.decoder = None
 
     def _model(self):
@@ -79,7 +81,8 @@ class DecodingRunner:
             return NullSearcher()
         from indexing.searcher import ShardedSearcher
 
-        return ShardedSearcher(self.index, storage=self.storage)
+        return ShardedSearcher(self.index, storage=self.storage, region_padding=self.region.get("padding", 0.1),
+                               region_background=self.region.get("background"))
 
     def setup(self) -> None:
         from pixsearch_core.decoding import DecodeOptions, SearchInterleavedDecoder

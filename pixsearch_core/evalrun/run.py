@@ -74,7 +74,8 @@ def runner_spec(req: RunRequest, cfg: EvalRunConfig) -> RunnerSpec:
     return RunnerSpec("pixsearch_core.evalrun.decoding_runner:DecodingRunner", {
         "model": req.model, "index": req.index, "decode": cfg.decode_options(req.mode),
         "model_size": cfg.model.size, "model_overrides": cfg.model.overrides, "device": cfg.model.device,
-        "storage": cfg.storage.model_dump(), "prompt_template": cfg.prompt_template})
+        "storage": cfg.storage.model_dump(), "prompt_template": cfg.prompt_template,
+        "region": cfg.region.model_dump()})
 
 
 def run_meta(req: RunRequest, cfg: EvalRunConfig, store: ObjectStore, spec: RunnerSpec) -> dict[str, Any]:

@@ -1,0 +1,59 @@
+"""Region queries: the crop a `RegionQuery(image, mask)` is searched with (paper §3.2: crop the image by the mask).
+
+    crop = crop_region(image, mask, padding=0.1)               # the mask's box grown by 10% of its size per side
+    crop = crop_region(image, mask, background=(255, 255, 255)) # pixels outside the mask painted over
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+from pydantic import Field
+
+from pixsearch_core.config import Config
+
+
+class RegionCrop(Config):
+    """How a RegionQuery becomes the image that is searched."""
+
+    padding: float = Field(0.1, ge=0, le=2, description="grow the mask's box by this share of its size per side")
+    background: tuple[int, int, int] | None = Field(
+        None, description="paint pixels outside the mask this RGB colour (e.g. [255, 255, 255]); null = keep them")
+
+
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) of a boolean mask, exclusive right/bottom; None for an empty mask."""
+    ys, xs = np.nonzero(np.asarray(mask))
+    if ys.size == 0:
+        return None
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def padded_box(box: tuple[int, int, int, int], hw: tuple[int, int], padding: float) -> tuple[int, int, int, int]:
+    """`box` grown by `padding` x its width/height on every side, clipped to the image (H, W)."""
+    if padding < 0:
+        raise ValueError(f"padding must be >= 0, got {padding}")
+    x0, y0, x1, y1 = box
+    px, py = int(round((x1 - x0) * padding)), int(round((y1 - y0) * padding))
+    return max(0, x0 - px), max(0, y0 - py), min(hw[1], x1 + px), min(hw[0], y1 + py)
+
+
+def crop_to_mask(image, mask: np.ndarray, padding: float = 0.0,
+                 background: tuple[int, int, int] | None = None):
+    """Crop a PIL image or (H, W, C) array to the (padded) box of `mask`; optionally paint the pixels outside the
+    mask with `background`. Returns the same kind it was given. An empty mask is a ValueError."""
+    box = mask_box(mask)
+    if box is None:
+        raise ValueError("cannot crop to an empty mask")
+    is_pil = hasattr(image, "crop")
+    arr = np.asarray(image)
+    if arr.shape[:2] != np.asarray(mask).shape:
+        raise ValueError(f"mask shape {np.asarray(mask).shape} does not match image (H, W) {arr.shape[:2]}")
+    x0, y0, x1, y1 = padded_box(box, arr.shape[:2], padding)
+    if background is not None:
+        arr = arr.copy()
+        arr[~np.asarray(mask, dtype=bool)] = background
+        image = Image.fromarray(arr) if is_pil else arr
+    if is_pil:
+        return image.crop((x0, y0, x1, y1))
+    return np.asarray(image)[y0:y1, x0:x1]
