@@ -82,7 +82,7 @@ def embed_shard(payload: dict) -> dict:
     from indexing.embedders import cached_image_encoder, cached_text_encoder
 
     t0 = time.perf_counter()
-    table = pq.read_table(io.BytesIO(store.get_bytes(join(root, spec.staging))))
+    table = store.read_parquet(join(root, spec.staging))
     rejects: list[dict] = []
     if spec.kind == "text":
         enc = cached_text_encoder(cfg.text_encoder, cfg.cache_dir, cfg.storage)
@@ -118,7 +118,7 @@ def index_shard(payload: dict) -> dict:
     spec, root = ShardSpec(**payload["shard"]), payload["root"]
     store = ObjectStore(StorageConfig.model_validate(payload["cfg"]["storage"]))
     vectors = np.load(io.BytesIO(store.get_bytes(join(root, spec.embeddings))), allow_pickle=False)
-    ids = pq.read_table(io.BytesIO(store.get_bytes(join(root, spec.docstore))), columns=["id"])["id"].to_numpy()
+    ids = store.read_parquet(join(root, spec.docstore), columns=["id"])["id"].to_numpy()
     blob = add_shard(store.get_bytes(join(root, payload["trained"]["uri"])), vectors, ids)
     out = {"shard": spec.name, "trained_sha256": payload["trained"]["sha256"],
            "faiss": _put(store, root, spec.faiss, blob)}

@@ -130,18 +130,14 @@ def _part_uris(store: ObjectStore, run_uri: str) -> Iterable[str]:
 
 
 def _read_part(store: ObjectStore, uri: str):
-    import pyarrow.parquet as pq
-
-    return pq.read_table(io.BytesIO(store.get_bytes(uri)))
+    return store.read_parquet(uri)
 
 
 def done_ids(store: ObjectStore, run_uri: str) -> set[str]:
     """Sample ids with a record in the run (reads only the id column of each part)."""
-    import pyarrow.parquet as pq
-
     out: set[str] = set()
     for uri in _part_uris(store, run_uri):
-        table = pq.read_table(io.BytesIO(store.get_bytes(uri)), columns=[ID])
+        table = store.read_parquet(uri, columns=[ID])
         out.update(table.column(ID).to_pylist())
     return out
 

@@ -226,6 +226,17 @@ class ObjectStore:
             tmp.unlink(missing_ok=True)
         return path
 
+    def read_parquet(self, uri: str, columns: list[str] | None = None):
+        """A parquet object as a pyarrow Table, read in memory.
+
+        pre_buffer=False: pyarrow's read-ahead cache otherwise keeps futures over the Python bytes alive on its IO
+        threads, and their release at interpreter exit (after Ray has installed its terminate handler) aborts the
+        process (seen as exit -6 at the end of `pixsearch eval run`)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        return pq.read_table(pa.BufferReader(self.get_bytes(uri)), columns=columns, pre_buffer=False)
+
     def exists(self, uri: str) -> bool:
         if is_s3(uri):
             bucket, key = _split_s3(uri)

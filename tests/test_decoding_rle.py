@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pixsearch_core.decoding.queries import crop_to_mask, mask_box
+from pixsearch_core.retrieval.crop import crop_to_mask, mask_box
 from pixsearch_core.decoding.rle import mask_to_rle, rle_to_mask
 
 

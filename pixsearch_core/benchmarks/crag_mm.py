@@ -13,8 +13,6 @@ truncation happens at generation time and is the producer's job. A missing predi
 
 from __future__ import annotations
 
-import io
-
 from pixsearch_core.benchmarks.base import BadRecordError, Benchmark, Example, read_jsonl, require
 from pixsearch_core.metrics.crag import Judge, calculate_scores, judge_turn
 from pixsearch_core.registry import register
@@ -56,9 +54,7 @@ class CragMM(Benchmark):
                 for lineno, rec in read_jsonl(self.store, uri):
                     yield f"{uri} line {lineno + 1}", rec
             else:
-                import pyarrow.parquet as pq
-
-                table = pq.read_table(io.BytesIO(self.store.get_bytes(uri)), columns=_COLUMNS)
+                table = self.store.read_parquet(uri, columns=_COLUMNS)
                 for i, rec in enumerate(table.to_pylist()):
                     yield f"{uri} row {i}", rec
 

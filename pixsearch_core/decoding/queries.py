@@ -1,4 +1,4 @@
-"""Payload parsing, region cropping and evidence formatting: the pure helpers of the decoder.
+"""Payload parsing and evidence formatting: the pure helpers of the decoder.
 
 A search payload is the token ids between `<search>` and `</search>`:
     [<image>]   -> the whole image          [<region>] -> mask of the last entity span, cropped
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pixsearch_core.retrieval.crop import crop_to_mask, mask_box  # noqa: F401 (re-exported)
 from pixsearch_core.retrieval.types import Evidence
 
 

@@ -1,0 +1,108 @@
+"""The demo pipeline: config presets, step selection, the retrieval check's arithmetic, and (slow) the real thing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pixsearch_core.config import load_config
+from pixsearch_core.demo.config import DemoConfig
+from pixsearch_core.demo.pipeline import Demo
+from pixsearch_core.demo.retrieval_check import retrieval_check, to_markdown
+from pixsearch_core.retrieval.types import Evidence, ImageQuery, RegionQuery, TextQuery
+from pixsearch_core.synthcrag import WorldConfig, generate_world
+from pixsearch_core.synthcrag.write import write_synthcrag
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = WorldConfig(seed=5, n_entities=24, n_makers=4, n_places=4)
+
+
+class _Oracle:
+    """Region queries find the right document; whole images the right one at rank 2; text never."""
+
+    def __init__(self, gold_by_image):
+        self.gold_by_image = gold_by_image
+        self.calls = 0
+
+    def search_many(self, queries, k):
+        self.calls += 1
+        out = []
+        for q in queries:
+            ev = lambda d: Evidence(doc_id=d, title=d, text="", score=1.0, index="image")
+            if isinstance(q, RegionQuery):
+                out.append([ev(self.gold_by_image[id(q.image)])])
+            elif isinstance(q, ImageQuery):
+                out.append([ev("wrong"), ev(self.gold_by_image[id(q.image)])])
+            else:
+                assert isinstance(q, TextQuery)
+                out.append([ev("wrong")])
+        return out
+
+
+def test_retrieval_check_counts_hits_per_modality(tmp_path, monkeypatch):
+    write_synthcrag(generate_world(SMALL), str(tmp_path))
+    import pixsearch_core.demo.retrieval_check as rc
+
+    gold: dict[int, str] = {}
+    real_scenes = rc._scenes
+    opened = {}
+
+    def scenes(store, world, split):
+        rows = real_scenes(store, world, split)
+        for r in rows:
+            opened[r["image"]] = r["entity_id"]
+        return rows
+
+    real_open = rc._open
+
+    def _open(store, uri, mode):
+        img = real_open(store, uri, mode)
+        if uri in opened:
+            gold[id(img)] = opened[uri]
+        return img
+
+    monkeypatch.setattr(rc, "_scenes", scenes)
+    monkeypatch.setattr(rc, "_open", _open)
+    searcher = _Oracle(gold)
+    res = retrieval_check(searcher, str(tmp_path), k=5)
+    assert searcher.calls == 1, "all queries go in one batched call"
+    for group in ("ego", "non_ego"):
+        assert res[group]["region"]["hit@1"] == 1.0 and res[group]["region"]["hit@k"] == 1.0
+        assert res[group]["image"]["hit@1"] == 0.0 and res[group]["image"]["hit@k"] == 1.0
+        assert res[group]["text"]["hit@k"] == 0.0
+    assert "| egocentric | region | 100.0% | 100.0% |" in to_markdown(res)
+
+
+def test_presets_load_and_unknown_steps_are_refused(tmp_path):
+    for preset in ("cpu", "gpu"):
+        cfg = load_config(DemoConfig, ROOT / "conf" / "demo" / f"{preset}.yaml")
+        assert cfg.modes[:2] == ["full", "whole_image"]
+    with pytest.raises(ValueError, match="unknown demo steps"):
+        Demo(DemoConfig(output=str(tmp_path))).run(("world", "indx"))
+
+
+def test_world_step_is_reused_when_unchanged(tmp_path):
+    cfg = DemoConfig(output=str(tmp_path), world=SMALL)
+    first = Demo(cfg).run(("world",))["world"]
+    stamp = (tmp_path / "world" / "world.json").stat().st_mtime_ns
+    assert Demo(cfg).run(("world",))["world"] == first
+    assert (tmp_path / "world" / "world.json").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path):
+    """The whole `pixsearch demo` on a small world (minutes): every step runs and the report exists."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "jobs.cli", "demo", f"output={tmp_path}", "world.n_entities=24",
+           "world.n_makers=4", "world.n_places=4", "train.overrides=[stage1.max_steps=4, stage2.max_steps=4]",
+           "modes=[full, no_search]"]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    assert out.returncode == 0, out.stderr[-4000:]
+    summary = json.loads((tmp_path / "demo-summary.json").read_text())
+    assert summary["retrieval"]["ego"]["region"]["n"] > 0
+    assert (tmp_path / "report" / "report.md").read_text().count("synthcrag") >= 2
