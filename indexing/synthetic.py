@@ -45,7 +45,7 @@ class HashEncoder:
     def _image(self, image) -> np.ndarray:
         from PIL import Image
 
-        img = image if hasattr(image, "resize") else Image.fromarray(np.asarray(image, dtype=np.uint8))
+        img = image if hasattr(image, "convert") else Image.fromarray(np.asarray(image, dtype=np.uint8))
         small = np.asarray(img.convert("RGB").resize((self.side, self.side), Image.BILINEAR), np.float32).ravel()
         v = np.zeros(self.dim, np.float32)
         v[: small.size] = small - small.mean()
