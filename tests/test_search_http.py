@@ -105,3 +105,24 @@ def test_client_typed_errors_timeout_and_retries(served):
     slow.close()
     with pytest.raises(BadSearchRequest, match="k must be"):
         SearchClient.connect(searcher).search(TextQuery("tea"), k=0)
+
+
+def test_cli_query_in_process_and_over_http(served, tmp_path, capsys):
+    from jobs.cli import main
+
+    searcher, url = served
+    picture(6).save(tmp_path / "p.png")
+    expected = searcher.search(RegionQuery(picture(6), _box_mask(2, 3, 30, 28)), k=2)
+    for where in (["--url", url], ["--index", searcher.version_uri, "--cache-dir", str(tmp_path / "c")]):
+        capsys.readouterr()
+        assert main(["search", "query", *where, "--image", str(tmp_path / "p.png"), "--box", "2,3,30,28",
+                     "-k", "2"]) == 0
+        lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+        assert [d["doc_id"] for d in lines] == [e.doc_id for e in expected] and len(lines) == 2
+    assert main(["search", "query", "--url", url, "--text", "tea", "-k", "0"]) == 2  # a clear error, exit 2
+
+
+def _box_mask(x0, y0, x1, y1):
+    mask = np.zeros((32, 32), bool)
+    mask[y0:y1, x0:x1] = True
+    return mask
