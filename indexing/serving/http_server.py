@@ -46,6 +46,7 @@ class SearchHTTPServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: SearchHTTPServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: avoid a 40 ms delayed-ACK stall
 
     def log_message(self, fmt, *args):  # route the stdlib's stderr access log to logging
         log.debug("%s %s", self.address_string(), fmt % args)
