@@ -36,6 +36,11 @@ class SearchHTTPServer(ThreadingHTTPServer):
         self.searcher, self.max_body_bytes, self.max_queries = searcher, max_body_bytes, max_queries
         self.lock = threading.Lock()  # one search at a time: encoders need not be thread-safe
         self.counts = {"requests": 0, "errors": 0}
+        self.counts_lock = threading.Lock()
+
+    def count(self, what: str) -> None:
+        with self.counts_lock:
+            self.counts[what] += 1
 
     @property
     def url(self) -> str:
@@ -60,7 +65,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _error(self, status: int, kind: str, message: str) -> None:
-        self.server.counts["errors"] += 1
+        self.server.count("errors")
         self._send(status, {"error": {"type": kind, "message": message}})
 
     def do_GET(self):
@@ -90,7 +95,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         s = self.server
-        s.counts["requests"] += 1
+        s.count("requests")
         if self.path != "/v1/search":
             return self._error(404, "not_found", f"no such endpoint {self.path!r}; POST /v1/search")
         raw = self._read_body()
