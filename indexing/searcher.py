@@ -9,6 +9,10 @@ manifest's sha256 before use. Queries are grouped by modality, encoded in one ba
 the manifest names, searched on every shard of that modality's index, and merged by score. Extension points for
 other query kinds are `_encode` and `_index_for`. A RegionQuery is searched on the image index with the crop of
 its mask's box (`region_padding`, optional `region_background`; pixsearch_core/retrieval/crop.py).
+
+`k` must be an int in [1, MAX_K]. Shards are memory-mapped where FAISS allows (`mmap=True`: Flat and IVF files are
+read with IO_FLAG_MMAP, so a replica costs page cache, not private memory). `encoders` injects ready encoders per
+index kind ({"text": enc, "image": enc}; each has `encode(list) -> (n, dim) float32`), e.g. in tests.
 """
 
 from __future__ import annotations
@@ -29,6 +33,27 @@ from indexing.manifest import VerifyError, read_manifest, resolve
 
 log = logging.getLogger(__name__)
 
+MAX_K = 1000
+
+
+def check_k(k) -> int:
+    """`k` as an int in [1, MAX_K], or a ValueError naming the bad value and the range."""
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= MAX_K:
+        raise ValueError(f"k must be an integer in [1, {MAX_K}], got {k!r}")
+    return int(k)
+
+
+def read_faiss(path: str, mmap: bool = True):
+    """Read a FAISS index, memory-mapped where the index type supports it (Flat, IVF); else into memory."""
+    import faiss
+
+    if mmap:
+        try:
+            return faiss.read_index(path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        except RuntimeError as e:  # index types without mmap support
+            log.info("%s: no memory-mapped load (%s); reading it into memory", path, str(e).splitlines()[0][:200])
+    return faiss.read_index(path)
+
 
 @dataclass
 class _Shard:
@@ -40,19 +65,39 @@ class _Shard:
 
 class ShardedSearcher:
     def __init__(self, uri: str, storage: StorageConfig | None = None, cache_dir: str = "~/.cache/pixsearch",
-                 region_padding: float = 0.1, region_background: tuple[int, int, int] | None = None):
+                 region_padding: float = 0.1, region_background: tuple[int, int, int] | None = None,
+                 mmap: bool = True, encoders: dict[str, object] | None = None,
+                 shard_names: list[str] | None = None):
         """`region_padding`: a RegionQuery searches the mask's box grown by this share of its size per side;
-        `region_background`: if set, pixels outside the mask are painted this colour before encoding."""
+        `region_background`: if set, pixels outside the mask are painted this colour before encoding;
+        `shard_names`: load only these shards (a Ray shard group; None = all)."""
+        if region_padding < 0:
+            raise ValueError(f"region_padding must be >= 0, got {region_padding}")
         self.region_padding = region_padding
+        self.mmap = mmap
         self.region_background = region_background
         self.store = ObjectStore(storage)
         self.version_uri = resolve(self.store, uri)
         self.manifest = read_manifest(self.store, self.version_uri)
         self.cache_dir = cache_dir
         self.local = Path(cache_dir).expanduser() / "indices" / self.manifest["name"] / self.manifest["version"]
-        self.shards = {kind: [self._load_shard(kind, s) for s in spec["shards"]]
+        known = {s["name"] for spec in self.manifest["indices"].values() for s in spec["shards"]}
+        unknown = sorted(set(shard_names or ()) - known)
+        if unknown:
+            raise ValueError(f"unknown shards {unknown}; {self.index_version} has {sorted(known)}")
+        self.shards = {kind: [self._load_shard(kind, s) for s in spec["shards"]
+                              if shard_names is None or s["name"] in shard_names]
                        for kind, spec in self.manifest["indices"].items()}
-        self._encoders: dict[str, object] = {}
+        self._encoders: dict[str, object] = dict(encoders or {})
+
+    @property
+    def index_version(self) -> str:
+        """`<name>/<version>` of the published index this searcher answers from (replay-cache key part)."""
+        return f"{self.manifest['name']}/{self.manifest['version']}"
+
+    @property
+    def kinds(self) -> list[str]:
+        return sorted(self.shards)
 
     # ---------------------------------------------------------------- loading
     def _fetch(self, entry: dict) -> Path:
@@ -67,10 +112,9 @@ class ShardedSearcher:
         return path
 
     def _load_shard(self, kind: str, spec: dict) -> _Shard:
-        import faiss
         import pyarrow.parquet as pq
 
-        index = faiss.read_index(str(self._fetch(spec["faiss"])))
+        index = read_faiss(str(self._fetch(spec["faiss"])), self.mmap)
         faiss_build.set_nprobe(index, self.manifest["indices"][kind].get("nprobe"))
         docs = pq.read_table(self._fetch(spec["docstore"]))
         return _Shard(spec["name"], index, docs, docs["id"].to_numpy())
@@ -80,7 +124,11 @@ class ShardedSearcher:
             from indexing.embedders import image_encoder, text_encoder
 
             spec = self.manifest["indices"][kind]["encoder"]
-            if kind == "text":
+            if spec["kind"] == "hash":  # indexing/synthetic.py: tests and benchmarks
+                from indexing.synthetic import HashEncoder
+
+                self._encoders[kind] = HashEncoder(spec["dim"])
+            elif kind == "text":
                 cfg = TextEncoderConfig(model=spec["model"], max_seq_length=spec.get("max_seq_length"))
                 self._encoders[kind] = text_encoder(cfg, self.cache_dir, self.store.config)
             else:
@@ -112,25 +160,33 @@ class ShardedSearcher:
         return self.search_many([query], k)[0]
 
     def search_many(self, queries: list[Query], k: int = 5) -> list[list[Evidence]]:
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        k = check_k(k)
         out: list[list[Evidence]] = [[] for _ in queries]
+        for kind, rows, vectors in self.encode_many(queries):
+            for row, hits in zip(rows, self.search_vectors(kind, vectors, k)):
+                out[row] = hits
+        return out
+
+    def encode_many(self, queries: list[Query]) -> list[tuple[str, list[int], np.ndarray]]:
+        """Queries grouped by index kind and encoded in one batch each: [(kind, query positions, vectors)]."""
         by_kind: dict[str, list[int]] = {}
         for i, q in enumerate(queries):
             by_kind.setdefault(self._index_for(q), []).append(i)
+        out = []
         for kind, rows in by_kind.items():
-            if kind not in self.shards:
-                raise ValueError(f"index {self.manifest['name']}/{self.manifest['version']} has no {kind} index; "
-                                 f"it has: {sorted(self.shards)}")
-            vectors = self._encode(kind, [queries[i] for i in rows])
-            for row, hits in zip(rows, self._search_vectors(kind, vectors, k)):
-                out[row] = hits
+            if kind not in self.manifest["indices"]:
+                raise ValueError(f"index {self.index_version} has no {kind} index; it has: {self.kinds}")
+            out.append((kind, rows, self._encode(kind, [queries[i] for i in rows])))
         return out
+
+    def search_vectors(self, kind: str, vectors: np.ndarray, k: int) -> list[list[Evidence]]:
+        """Top-k over the shards this searcher holds, for already-encoded query vectors."""
+        return self._search_vectors(kind, vectors, check_k(k))
 
     def _search_vectors(self, kind: str, vectors: np.ndarray, k: int) -> list[list[Evidence]]:
         """Top-k of every shard, merged by score (ties broken by global id for determinism)."""
         per_shard = []
-        for shard in self.shards[kind]:
+        for shard in self.shards.get(kind, []):
             scores, ids = shard.index.search(np.ascontiguousarray(vectors, np.float32), k)
             per_shard.append((shard, scores, ids))
         results = []
@@ -150,3 +206,10 @@ class ShardedSearcher:
         return Evidence(doc_id=rec["doc_id"], title=rec["title"], text=rec["text"], score=score, index=kind,
                         meta=meta)
 
+
+
+def merge_topk(per_group: list[list[Evidence]], k: int) -> list[Evidence]:
+    """Merge hit lists of disjoint shard groups: score descending, ties by global id (ShardedSearcher's order)."""
+    hits = [e for group in per_group for e in group]
+    hits.sort(key=lambda e: (-e.score, e.meta.get("id", 0)))
+    return hits[:k]

@@ -18,6 +18,7 @@ from pixsearch_core import __version__
 COMMANDS: list[str] = [
     "jobs.demo",
     "jobs.build_index",
+    "jobs.search",
     "jobs.evaluate",
     "jobs.train",
     "jobs.config_check",

@@ -1,0 +1,118 @@
+"""Search-service quality and speed, every figure a ratio from the same run.
+
+    python benchmarks/search.py [--n 100000] [--dim 384] [--shards 4] [--factory IVF256,Flat] [--nprobe 16]
+
+On n clustered random unit vectors (a published synthetic index, hash text encoder for end-to-end queries):
+1. recall@10 of the sharded index against exact search (numpy over all vectors), and queries/s of both (batched);
+2. batched `search_many` against one-by-one `search` (end to end: encode, search every shard, merge, Evidence);
+3. HTTP (127.0.0.1, one client) against in-process, one query per call; p50 and p99 latency for each.
+Prints one human-readable block and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from indexing.searcher import ShardedSearcher  # noqa: E402
+from indexing.serving.http_server import start_http  # noqa: E402
+from indexing.synthetic import write_index  # noqa: E402
+from pixsearch_core.retrieval.client import SearchClient  # noqa: E402
+from pixsearch_core.retrieval.types import TextQuery  # noqa: E402
+from pixsearch_core.storage import ObjectStore  # noqa: E402
+
+
+def clustered(n: int, dim: int, clusters: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim)).astype(np.float32)
+    x = centres[rng.integers(0, clusters, n)] + 0.6 * rng.normal(size=(n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def timed(fn, reps: int = 1):
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        out = fn()
+    return out, (time.perf_counter() - t0) / reps
+
+
+def latencies(fn, items) -> dict:
+    lat = []
+    for it in items:
+        t0 = time.perf_counter()
+        fn(it)
+        lat.append(time.perf_counter() - t0)
+    lat = np.array(lat)
+    return {"qps": round(len(lat) / lat.sum(), 1), "p50_ms": round(1e3 * float(np.percentile(lat, 50)), 2),
+            "p99_ms": round(1e3 * float(np.percentile(lat, 99)), 2)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--shards", type=int, default=4)
+    ap.add_argument("--factory", default="IVF256,Flat")
+    ap.add_argument("--nprobe", type=int, default=16)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--single", type=int, default=300, help="queries timed one by one (in-process and HTTP)")
+    ap.add_argument("--out", default=None, help="where to write the index (default: a temp dir)")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    out = Path(args.out or tempfile.mkdtemp(prefix="pixsearch-search-bench-"))
+    data = clustered(args.n, args.dim, 200, 0)
+    docs = [{"doc_id": f"d{i}", "title": f"Doc {i}", "text": f"passage {i}", "url": ""} for i in range(args.n)]
+    _, t_build = timed(lambda: write_index(ObjectStore(), str(out), "bench", {"text": (data, docs)},
+                                           shards=args.shards, factory=args.factory, nprobe=args.nprobe))
+    searcher = ShardedSearcher(str(out / "indices/bench"), cache_dir=str(out / "cache"))
+    rng = np.random.default_rng(1)
+    q = data[rng.integers(0, args.n, args.queries)] + 0.3 * rng.normal(size=(args.queries, args.dim))
+    q = (q / np.linalg.norm(q, axis=1, keepdims=True)).astype(np.float32)
+
+    exact, t_exact = timed(lambda: np.argsort(-(q @ data.T), axis=1)[:, :10])
+    hits, t_shard = timed(lambda: searcher.search_vectors("text", q, 10))
+    recall = float(np.mean([len(set(h.meta["id"] for h in hs) & set(e.tolist())) / 10 for hs, e in zip(hits, exact)]))
+    res = {"n": args.n, "dim": args.dim, "shards": args.shards, "factory": args.factory, "nprobe": args.nprobe,
+           "build_s": round(t_build, 1), "recall_at_10": round(recall, 4),
+           "exact_qps": round(args.queries / t_exact, 1), "sharded_qps": round(args.queries / t_shard, 1)}
+    res["sharded_over_exact_qps"] = round(res["sharded_qps"] / res["exact_qps"], 2)
+
+    texts = [TextQuery(f"query {i} about topic {i % 97} and item {i % 13}") for i in range(args.queries)]
+    _, t_batch = timed(lambda: searcher.search_many(texts, 10))
+    one = latencies(lambda t: searcher.search(t, 10), texts[: args.single])
+    res["batched_qps"] = round(args.queries / t_batch, 1)
+    res["one_by_one"] = one
+    res["batched_over_one_by_one"] = round(res["batched_qps"] / one["qps"], 2)
+
+    server, url = start_http(searcher)
+    with SearchClient.connect(url, timeout=30, retries=0) as client:
+        client.search(texts[0], 10)  # warm the connection
+        http = latencies(lambda t: client.search(t, 10), texts[: args.single])
+        _, t_http_batch = timed(lambda: client.search_many(texts[:200], 10))
+    server.shutdown()
+    server.server_close()
+    res["http_one_by_one"] = http
+    res["http_over_in_process"] = round(http["qps"] / one["qps"], 2)
+    res["http_batched_qps"] = round(200 / t_http_batch, 1)
+    print(f"sharded ({args.shards} x {args.factory}, nprobe {args.nprobe}) over {args.n} x {args.dim}: "
+          f"recall@10 {recall:.4f} vs exact; {res['sharded_qps']} q/s vs exact {res['exact_qps']} q/s "
+          f"(x{res['sharded_over_exact_qps']})")
+    print(f"end to end: batched {res['batched_qps']} q/s vs one-by-one {one['qps']} q/s "
+          f"(x{res['batched_over_one_by_one']}); one-by-one p50 {one['p50_ms']} ms p99 {one['p99_ms']} ms")
+    print(f"HTTP one-by-one {http['qps']} q/s (x{res['http_over_in_process']} of in-process), p50 {http['p50_ms']} "
+          f"ms p99 {http['p99_ms']} ms; HTTP batched {res['http_batched_qps']} q/s")
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
