@@ -48,13 +48,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for a in (s, q):
         a.add_argument("--cache-dir", default="~/.cache/pixsearch")
         a.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS)")
+        a.add_argument("--region-padding", type=float, default=0.1,
+                       help="region queries: grow the mask's box by this share per side (default 0.1)")
+        a.add_argument("--region-background", type=_rgb, default=None, metavar="R,G,B",
+                       help="region queries: paint pixels outside the mask this colour (default: keep them)")
 
 
 def _searcher(args):
     from indexing.searcher import ShardedSearcher
     from pixsearch_core.storage import StorageConfig
 
-    return ShardedSearcher(args.index, storage=StorageConfig(endpoint_url=args.endpoint_url), cache_dir=args.cache_dir)
+    return ShardedSearcher(args.index, storage=StorageConfig(endpoint_url=args.endpoint_url), cache_dir=args.cache_dir,
+                           region_padding=args.region_padding, region_background=args.region_background)
+
+
+def _rgb(text: str) -> tuple[int, int, int]:
+    parts = text.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() and 0 <= int(p) <= 255 for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r} is not R,G,B with each in 0..255 (e.g. 255,255,255)")
+    return tuple(int(p) for p in parts)
 
 
 def _query(args):
@@ -87,7 +99,8 @@ def _serve(args) -> int:
 
         init_ray(RayConfig(address=args.ray_address))
         searcher = RaySearchRouter(args.index, groups=args.groups, replicas=args.replicas, num_cpus=args.actor_cpus,
-                                   storage=StorageConfig(endpoint_url=args.endpoint_url), cache_dir=args.cache_dir)
+                                   storage=StorageConfig(endpoint_url=args.endpoint_url), cache_dir=args.cache_dir,
+                                   region_padding=args.region_padding, region_background=args.region_background)
     else:
         searcher = _searcher(args)
     server = SearchHTTPServer((args.host, args.port), searcher)
