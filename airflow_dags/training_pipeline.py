@@ -4,7 +4,8 @@
 
 `stage2_data` waits until the stage-2 trajectories (`<data_root>/<stage2_data>`) exist: the data construction
 pipeline writes them. Each stage is `pixsearch train --stage N` (DeepSpeed; a retry resumes from the stage's
-LATEST checkpoint). The gating evaluation runs the stage-2 export on a benchmark; `gate` compares `metric` of
+LATEST checkpoint; a stage whose export exists is not re-run, so a re-run with the same `run_name` only
+repeats the gate). The gating evaluation runs the stage-2 export on a benchmark; `gate` compares `metric` of
 its aggregate with `baseline` and, only if strictly better, `register` writes `<registry>/<name>.json`
 pointing at the export. Otherwise the DAG run still succeeds and `register` is skipped.
 
@@ -65,11 +66,14 @@ def training_pipeline():
     def _train(stage: int, run: str, params) -> str:
         from pixsearch_core import pipelines as p
 
+        export = f"{run}/store/stage{stage}/final"
+        if p.exists(f"{export}/config.json"):  # written last by the export: this run's stage is done
+            return export
         args = ["train", "--stage", str(stage), "--nproc", str(params["nproc"]), "--config", params["config"],
                 f"data.root={params['data_root']}", f"output={run}/store", f"run_dir={run}/run",
                 *params["train_overrides"]]
         p.run_pixsearch(args, env=job_env())
-        return f"{run}/store/stage{stage}/final"
+        return export
 
     @task(execution_timeout=timedelta(hours=48), retries=2)
     def stage1(run: str, params=None) -> str:
