@@ -49,8 +49,8 @@ def index_rebuild():
 
     prep = prepare()
     build = PixsearchSparkSubmitOperator(
-        task_id="build", application=job_script("jobs.build_index"), application_args=prep["args"], conn_id=SPARK_CONN_ID,
-        name="pixsearch-index-build", env_vars=job_env(), execution_timeout=timedelta(hours=12), retries=2)
+        task_id="build", application=job_script("jobs.build_index"), application_args=prep["args"],
+        conn_id=SPARK_CONN_ID, name="pixsearch-index-build", env_vars=job_env(), execution_timeout=timedelta(hours=12), retries=2)
 
     @task(execution_timeout=timedelta(hours=2))
     def verify(result_uri: str) -> dict:

@@ -38,6 +38,7 @@ PARAMS = {
     "eval_mode": Param("no_search", type="string", description="decode mode of the gating eval"),
     "eval_index": Param("none", type="string", description="index for the gating eval (none for no_search)"),
     "eval_overrides": Param(["limit=16"], type="array", description="gating eval config overrides"),
+    "eval_sequential": Param(False, type="boolean", description="run the gating eval in-process without Ray"),
     "metric": Param("all.accuracy", type="string", description="dotted metric of the eval aggregate"),
     "baseline": Param(0.0, type="number", description="register only if metric > baseline"),
     "registry": Param(f"{ROOT}/registry", type="string", description="where registry records go"),
@@ -90,7 +91,8 @@ def training_pipeline():
         cell = {"benchmark": params["benchmark"], "data": params["eval_data"], "mode": params["eval_mode"]}
         run_id = p.safe_id(f"gate-{run.rstrip('/').rsplit('/', 1)[-1]}")
         args = p.eval_args(cell, config=params["eval_config"], model=export, index=params["eval_index"],
-                           out=f"{run}/eval", run_id=run_id, overrides=params["eval_overrides"])
+                           out=f"{run}/eval", run_id=run_id, sequential=params["eval_sequential"],
+                           overrides=params["eval_overrides"])
         summary = p.last_json(p.run_pixsearch(args, env=job_env()))
         value = p.metric(summary["aggregate"], params["metric"])
         return {"checkpoint": export, "metric": params["metric"], "value": value, "baseline": params["baseline"],
