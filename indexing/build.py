@@ -139,7 +139,7 @@ def _index_manifest(cfg, plan, kind, embedded, indexed, factory, trained) -> dic
 
 
 def build_index(cfg: IndexBuildConfig, store: ObjectStore | None = None) -> dict:
-    """Build, verify and publish; returns {"version_uri", "manifest", "reused": bool}."""
+    """Build, verify and (unless cfg.publish is false) publish; returns {"version_uri", "manifest", "reused": bool}."""
     store = store or ObjectStore(cfg.storage)
     t0 = time.perf_counter()
     fp = fingerprint(cfg, store)
@@ -147,9 +147,9 @@ def build_index(cfg: IndexBuildConfig, store: ObjectStore | None = None) -> dict
     idx_uri, root = index_root(cfg.output, cfg.name), version_root(cfg.output, cfg.name, version)
     if store.exists(join(root, "manifest.json")):
         verify_manifest(store, root)
-        if read_current(store, idx_uri) != version:
+        if cfg.publish and read_current(store, idx_uri) != version:
             publish(store, idx_uri, version)
-        log.info("%s is already built and verified; CURRENT -> %s", root, version)
+        log.info("%s is already built and verified; CURRENT -> %s", root, read_current(store, idx_uri))
         return {"version_uri": root, "manifest": json.loads(store.get_bytes(join(root, "manifest.json"))),
                 "reused": True}
     log.info("building %s (runner=%s)", root, cfg.runner)
@@ -174,7 +174,10 @@ def build_index(cfg: IndexBuildConfig, store: ObjectStore | None = None) -> dict
                          {"embed_seconds": t_embed, "total_seconds": time.perf_counter() - t0})
     verify_manifest(store, root, {"schema_version": 1, **manifest})
     write_manifest(store, root, manifest)
-    publish(store, idx_uri, version)
+    if cfg.publish:
+        publish(store, idx_uri, version)
+    else:
+        log.info("built %s; not published (publish=false), CURRENT stays %s", root, read_current(store, idx_uri))
     if not cfg.keep_staging:
         store.delete_prefix(join(root, "staging"))
     return {"version_uri": root, "manifest": manifest, "reused": False}

@@ -115,6 +115,8 @@ class IndexBuildConfig(Config):
     rejects: RejectsConfig = Field(default_factory=RejectsConfig)
     cache_dir: str = Field("~/.cache/pixsearch", description="local cache: models from object storage, demo corpus")
     keep_staging: bool = Field(False, description="keep the staged shard inputs after publishing")
+    publish: bool = Field(True, description="flip CURRENT to the new version; false = build and verify only "
+                                            "(publish later with `pixsearch index publish`)")
     storage: StorageConfig = Field(default_factory=StorageConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
 

@@ -17,7 +17,10 @@ DESCRIPTION = """Build a text + image index from a corpus, publish it atomically
   pixsearch index build --config conf/index/demo.yaml output=s3://bucket storage=@conf/storage/local-s3.yaml
   pixsearch index build --config conf/index/demo.yaml runner=sequential spark.master=local[2]
   pixsearch index info out/indices/demo              # follows CURRENT; or a version directory
-  pixsearch index verify out/indices/demo            # every shard checked against its sha256"""
+  pixsearch index verify out/indices/demo            # every shard checked against its sha256
+  pixsearch index build --config conf/index/demo.yaml publish=false --result out/build.json   # build only
+  pixsearch index publish out/indices/demo VERSION   # verify VERSION, then flip CURRENT to it
+  pixsearch index prune out/indices/demo --keep 3    # delete all but the newest 3 versions (never CURRENT)"""
 
 log = logging.getLogger("pixsearch.index")
 
@@ -27,6 +30,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b = sub.add_parser("build", help="build and publish an index from a conf/index/*.yaml config")
     b.add_argument("--config", required=True, help="a conf/index/*.yaml file")
     b.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. output=s3://bucket runner=sequential")
+    b.add_argument("--result", help="also write {version, version_uri, index_uri, reused} as JSON to this URI")
+    pub = sub.add_parser("publish", help="verify a built version, then flip the index's CURRENT to it")
+    pub.add_argument("uri", help="the index (.../indices/<name>)")
+    pub.add_argument("version", help="the version directory's name")
+    pr = sub.add_parser("prune", help="delete all but the newest N versions (never the live one)")
+    pr.add_argument("uri", help="the index (.../indices/<name>)")
+    pr.add_argument("--keep", type=int, required=True, help="how many of the newest versions to keep (>= 1)")
+    for a in (pub, pr):
+        a.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS)")
     for action, text in (("info", "show shards, counts, encoders, factory and rejects"),
                          ("verify", "check every object of a published version against its sha256")):
         a = sub.add_parser(action, help=text)
@@ -52,10 +64,14 @@ def run(args: argparse.Namespace) -> int:
 
         cfg = load_config(IndexBuildConfig, args.config, args.overrides)
         result = build_index(cfg)
-        log.info("published %s", result["version_uri"])
+        log.info("built %s (published: %s)", result["version_uri"], cfg.publish)
+        if args.result:
+            _write_result(cfg, result, args.result)
         print(describe(result["manifest"]))
         return 0
     store = _store(args)
+    if args.action in ("publish", "prune"):
+        return _versions_action(store, args)
     version_uri = resolve(store, args.uri)
     manifest = read_manifest(store, version_uri)
     if args.action == "info":
@@ -63,6 +79,25 @@ def run(args: argparse.Namespace) -> int:
         return 0
     n = verify_manifest(store, version_uri, manifest)
     print(f"OK {version_uri}: {n} objects match their sha256")
+    return 0
+
+
+def _write_result(cfg, result: dict, uri: str) -> None:
+    from indexing.manifest import index_root
+    from pixsearch_core.storage import ObjectStore
+
+    out = {"version": result["manifest"]["version"], "version_uri": result["version_uri"],
+           "index_uri": index_root(cfg.output, cfg.name), "reused": result["reused"], "published": cfg.publish}
+    ObjectStore(cfg.storage).put_bytes(uri, json.dumps(out, indent=2).encode())
+
+
+def _versions_action(store, args) -> int:
+    from indexing.versions import prune_versions, publish_version
+
+    if args.action == "publish":
+        print(f"published {publish_version(store, args.uri, args.version)}")
+    else:
+        print(json.dumps({"pruned": prune_versions(store, args.uri, args.keep)}))
     return 0
 
 
