@@ -64,7 +64,10 @@ def write_synthcrag(world: World, out: str, store: ObjectStore | None = None, sc
         pool = [d for d in world.entities if d.split == e.split and (d.colour, d.shape) != (e.colour, e.shape)]
         for s in range(scenes_per_entity):
             ego = s % 2 == 0
-            distract = [pool[i] for i in rng.choice(len(pool), size=int(rng.integers(3, 6)), replace=False)] if ego else []
+            distract = []
+            if ego:
+                n_distract = min(int(rng.integers(3, 6)), len(pool))  # a tiny world may have fewer candidates
+                distract = [pool[i] for i in rng.choice(len(pool), size=n_distract, replace=False)]
             scene = compose_scene(rng, e, distract, egocentric=ego)
             sid = f"{e.id}-s{s}"
             img_uri = join(out, "scenes", e.split, f"{sid}.png")
