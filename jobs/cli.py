@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+import traceback
 
 from pixsearch_core import __version__
 
@@ -75,5 +77,28 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
+def console() -> None:
+    """The `pixsearch` console script: `main`, then leave without running C++ static destructors.
+
+    After a job, native libraries' background threads (pyarrow, torch, Ray) are sometimes still being torn down
+    when the interpreter finalises, and the process then aborts ("terminate called without an active exception",
+    exit 134) AFTER the work and its output are complete, turning a finished job into a failed task (seen in
+    about 1 of 4 `eval run`s here). Every job closes what it opened (Ray shutdown, process groups, writers)
+    before returning, so we flush and exit directly."""
+    try:
+        code = main()
+    except SystemExit as e:  # argparse --help / usage errors
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+        if not isinstance(e.code, (int, type(None))):
+            print(e.code, file=sys.stderr)
+    except BaseException:  # an unexpected error: its traceback, then exit 1
+        traceback.print_exc()
+        code = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

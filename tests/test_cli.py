@@ -59,3 +59,14 @@ def test_store_cli_roundtrip(tmp_path, capsys):
     assert cli.main(["store", "ls", str(tmp_path / "out")]) == 0
     assert capsys.readouterr().out.strip() == f"{tmp_path}/out/b.txt"
     assert cli.main(["store", "cat", str(tmp_path / "missing")]) == 2
+
+
+def test_console_entry_exit_codes(tmp_path):
+    """The console entry (os._exit after main) keeps main's exit code and prints tracebacks of crashes."""
+    run = lambda *a: subprocess.run([sys.executable, "-m", "jobs.cli", *a], cwd=ROOT, capture_output=True, text=True)
+    ok = run("store", "ls", str(tmp_path))
+    assert ok.returncode == 0
+    missing = run("store", "cat", str(tmp_path / "missing"))
+    assert missing.returncode == 2 and "no object at" in missing.stderr
+    usage = run("no-such-command")
+    assert usage.returncode == 2 and "invalid choice" in usage.stderr
