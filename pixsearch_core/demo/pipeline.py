@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,20 +25,13 @@ log = logging.getLogger(__name__)
 STEPS = ("world", "index", "retrieval", "train", "eval", "report")
 
 
-class StepFailed(RuntimeError):
-    """A pipeline step's process exited non-zero; names the step and the command."""
-
-
 def _pixsearch(step: str, *args: str) -> str:
-    """Run `pixsearch ARGS` in a child process (stdout captured and returned, logs streamed)."""
-    cmd = [sys.executable, "-m", "jobs.cli", *args]
-    log.info("[%s] %s", step, " ".join(cmd[2:]))
-    t0 = time.monotonic()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-    if proc.returncode != 0:
-        raise StepFailed(f"step {step!r} failed (exit {proc.returncode}): pixsearch {' '.join(args)}")
-    log.info("[%s] done in %.0fs", step, time.monotonic() - t0)
-    return proc.stdout
+    """Run `pixsearch ARGS` as its own process (the runner the Airflow DAGs use; it logs the command and its
+    time); returns its stdout. A non-zero exit raises `pixsearch_core.pipelines.JobFailed` naming the command."""
+    from pixsearch_core.pipelines import run_pixsearch
+
+    log.info("[%s]", step)
+    return run_pixsearch(list(args))
 
 
 class Demo:
@@ -100,12 +91,14 @@ class Demo:
             _pixsearch(f"train stage {stage}", "train", "--stage", str(stage), *nproc, *common)
 
     def step_eval(self) -> list[str]:
+        from pixsearch_core.pipelines import last_json
+
         runs = []
         for mode in self.cfg.modes:
-            summary = json.loads(_pixsearch(
+            summary = last_json(_pixsearch(
                 f"eval {mode}", "eval", "run", "--config", self.cfg.eval.config, "--benchmark", "synthcrag",
                 "--data", self.world, "--model", f"{self.train_store}/stage2/final", "--index", self.index,
-                "--mode", mode, "--out", self.eval_out, *self.cfg.eval.overrides).strip().splitlines()[-1])
+                "--mode", mode, "--out", self.eval_out, *self.cfg.eval.overrides))
             runs.append(summary["run_uri"])
         (self.out / "eval" / "runs.json").write_text(json.dumps(runs, indent=2))
         return runs
