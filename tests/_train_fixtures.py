@@ -8,6 +8,7 @@ from pixsearch_core.config import load_config
 from pixsearch_core.training.config import TrainConfig
 
 CONF = os.path.join(os.path.dirname(__file__), "..", "conf", "train", "tiny-synthcrag.yaml")
+DEMO_CONF = os.path.join(os.path.dirname(__file__), "..", "conf", "train", "synthcrag-demo.yaml")
 DIST_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
@@ -19,9 +20,9 @@ def write_world(out: str) -> str:
     return out
 
 
-def fast_config(world: str, tmp, *overrides: str) -> TrainConfig:
-    """The tiny config on `world`, shortened for tests (plain template, small images, fp32)."""
-    return load_config(TrainConfig, CONF, [f"data.root={world}", f"output={tmp}/store", f"run_dir={tmp}/run",
+def fast_config(world: str, tmp, *overrides: str, conf: str = CONF) -> TrainConfig:
+    """The tiny config (or `conf`) on `world`, shortened for tests (plain template, small images, fp32)."""
+    return load_config(TrainConfig, conf, [f"data.root={world}", f"output={tmp}/store", f"run_dir={tmp}/run",
                                            "data.template=plain", "data.image_max_side=48", "data.max_length=160",
                                            *overrides])
 

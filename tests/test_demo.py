@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -92,6 +93,11 @@ def test_world_step_is_reused_when_unchanged(tmp_path):
     stamp = (tmp_path / "world" / "world.json").stat().st_mtime_ns
     assert Demo(cfg).run(("world",))["world"] == first
     assert (tmp_path / "world" / "world.json").stat().st_mtime_ns == stamp
+    shutil.rmtree(tmp_path / "world")  # from scratch, same seed and output (records hold absolute URIs)
+    assert Demo(cfg).run(("world",))["world"]["sha256"] == first["sha256"]
+    shutil.rmtree(tmp_path / "world")
+    reseeded = Demo(DemoConfig(output=str(tmp_path), world=SMALL.model_copy(update={"seed": 1})))
+    assert reseeded.run(("world",))["world"]["sha256"] != first["sha256"]
 
 
 @pytest.mark.slow

@@ -91,7 +91,7 @@ def test_report_tables_match_hand_computed_values(runs):
     t7 = md.split("### Table 7")[1].split("###")[0]
     assert t7.index("[budget1]") < t7.index("[full]") and "[no_region]" not in t7
     html = (tmp_path / "report" / "report.html").read_text()
-    assert html.count("<table>") == 3 and "<td>25.0</td>" in html
+    assert html.count("<table>") == 4 and "<td>25.0</td>" in html  # Table 1, behaviour, 6, 7
     assert len(paths["figures"]) == 4  # 3 search-behaviour plots + 1 overlay (only e1 has a mask)
     for f in paths["figures"]:
         assert Image.open(f).format == "PNG"
@@ -126,3 +126,34 @@ def test_cli_run_oracle_then_report(tmp_path, capsys):
     assert row(md, "Table 1", "oracle [no_search]")[:2] == ["100.0", "100.0"]
     assert cli.main(["eval", "run", "--sequential", "--benchmark", "crag_mm", "--data", str(gold), "--model",
                      "oracle", "--index", "none", "--mode", "budget", "--out", str(out)]) == 2  # bad mode
+
+
+def test_behaviour_well_formed_and_giou_by_hand(runs, tmp_path):
+    from pixsearch_core.evalrun.behaviour import behaviour
+
+    _, pred, gold, _ = runs
+    g = str(tmp_path / "gold.png")
+
+    def r(sid, ego, searches, issues, gold_types, gold_mask=g, answer="a"):
+        return {"sample_id": sid, "status": "ok", "egocentric": ego, "searches": searches, "answer": answer,
+                "trajectory": {"issues": [{"kind": k} for k in issues]}, "gold_mask": gold_mask,
+                "gold_query_types": gold_types}
+
+    region = {"modality": "region", "mask_rle": rle_fortran(pred)}
+    other = {"modality": "region", "mask_rle": rle_fortran(~pred)}  # a later region search is not scored
+    records = [r("e1", True, [region, {"modality": "text"}, other], [], ["REGION", "TEXT"]),
+               r("e2", True, [], ["unclosed_search"], ["REGION"], answer=""),
+               r("n1", False, [{"modality": "image"}], ["search_failed"], ["IMAGE"]),
+               r("n2", False, [], [], ["IMAGE"], gold_mask=str(tmp_path / "missing.png")),
+               {"sample_id": "x", "status": "error", "egocentric": True}]
+    st = behaviour(records)
+    iou = 72 / (128 + 1e-5)  # gold 10x10, prediction shifted by (1, 2): I = 9*8, U = 100 + 100 - 72
+    ego = st["ego"]
+    assert ego["n"] == 2 and ego["well_formed"] == 0.5 and ego["answered"] == 0.5
+    assert ego["searches"] == 1.5 and (ego["region_searches"], ego["text_searches"]) == (2, 1)
+    assert ego["n_masks"] == 1 and ego["giou"] == pytest.approx(iou / (1 + 1e-5))
+    assert ego["n_region_gold"] == 2 and ego["giou_region_gold"] == pytest.approx(iou / (2 + 1e-5))
+    non = st["non_ego"]
+    assert non["well_formed"] == 1.0  # a backend failure is not a format error
+    assert non["n_masks"] == 0 and non["giou"] is None and non["gold_mask_unreadable"] == 1
+    assert st["all"]["n"] == 4 and st["all"]["well_formed"] == 0.75

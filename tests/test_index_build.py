@@ -151,3 +151,32 @@ def test_publish_to_s3_and_search_from_it(corpus, s3_store):
     searcher = ShardedSearcher(join(s3_store.root, "indices/t"), storage=StorageConfig(**storage),
                                cache_dir=str(corpus / "cache2"))
     assert searcher.search(TextQuery("hot water over the leaves of Camellia sinensis"), 1)[0].doc_id == "tea"
+
+
+def _without_clock(path):
+    """A file's bytes, or for the JSON bookkeeping files their content without wall-clock fields."""
+    if path.suffix == ".json":
+        data = json.loads(path.read_text())
+        if isinstance(data, dict):
+            for clock in ("created_at", "seconds", "stats"):  # when and how fast, not what
+                data.pop(clock, None)
+        return json.dumps(data, sort_keys=True)
+    return path.read_bytes()
+
+
+def test_two_builds_from_scratch_are_bit_identical(corpus):
+    """The same build run again from nothing (output and model cache removed): the same version id and the same
+    bytes in every shard, docstore, embedding and trained-index file; only wall-clock fields differ."""
+    import shutil
+
+    a = build_index(_cfg(corpus))
+    (corpus / "out").rename(corpus / "first")
+    shutil.rmtree(corpus / "cache", ignore_errors=True)
+    b = build_index(_cfg(corpus))
+    assert not b["reused"] and a["manifest"]["version"] == b["manifest"]["version"]
+    ra, rb = corpus / "first/indices/t" / a["manifest"]["version"], corpus / "out/indices/t" / b["manifest"]["version"]
+    files = sorted(p.relative_to(ra) for p in ra.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(rb) for p in rb.rglob("*") if p.is_file())
+    assert any(f.suffix == ".faiss" for f in files) and any(f.suffix == ".parquet" for f in files)
+    differ = [str(f) for f in files if _without_clock(ra / f) != _without_clock(rb / f)]
+    assert not differ, differ

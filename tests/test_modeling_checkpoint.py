@@ -121,3 +121,19 @@ def test_lisa_style_checkpoint_maps_onto_the_model():
     state["model.unknown_head.weight"] = torch.zeros(1)
     with pytest.raises(CheckpointMismatchError, match="no mapping rule.*model.unknown_head.weight"):
         load_lisa_style(dst, state, "lisa.safetensors")
+
+
+def test_build_from_checkpoint_restores_the_trained_configuration(tmp_path):
+    """A checkpoint carries its ModelConfig: eval rebuilds a non-default model without repeating its overrides."""
+    from pixsearch_core.modeling.checkpoint import build_from_checkpoint
+
+    over = ["language_model.hidden_size=48", "language_model.num_layers=3", "lora.enabled=false",
+            "trainable.parts=[span_tagger,mask_head,prompt_encoder,mask_decoder,projector,language_model]"]
+    a = get("model", "tiny")(overrides=over)
+    _randomize_trainable(a)
+    save_trainable(a, str(tmp_path / "c"))
+    b = build_from_checkpoint(str(tmp_path / "c"), "tiny")
+    assert b.language_model.config.hidden_size == 48 and b.language_model.config.num_hidden_layers == 3
+    assert torch.equal(_outputs(a)[0].logits, _outputs(b)[0].logits)
+    with pytest.raises(CheckpointMismatchError):  # the plain size without the stored config does not fit
+        load_trainable(get("model", "tiny")(), str(tmp_path / "c"))

@@ -153,3 +153,20 @@ def test_image_features_are_spliced_at_the_placeholder(model):
             torch.testing.assert_close(p.inputs_embeds[1, off:off + n + 1], torch.cat([feats[1], emb[1, 1:2]]))
             assert p.text_positions[0].tolist() == [0, 1, 1 + n, 2 + n, 3 + n, 4 + n]
             assert p.text_positions[1].tolist() == [off + n - 1, off + n, -1, -1, -1, -1]
+
+
+def test_language_model_part_trains_the_whole_lm_without_lora():
+    """The demo's small LM is trained from scratch: every LM weight, every embedding row, no LoRA, no row hooks."""
+    m = get("model", "tiny")(overrides=["lora.enabled=false",
+                                        "trainable.parts=[span_tagger,mask_head,prompt_encoder,mask_decoder,"
+                                        "projector,language_model]"])
+    lm = dict(m.language_model.named_parameters())
+    assert lm and all(p.requires_grad for p in lm.values()) and not any("lora_" in n for n in lm)
+    assert not any(p.requires_grad for p in m.sam_image_encoder.parameters())
+    b = batch(m)
+    out, total, _ = _loss(m, b)
+    total.backward()
+    emb = m.language_model.get_input_embeddings().weight.grad
+    hit = set(torch.nonzero(emb.abs().sum(1)).flatten().tolist())
+    assert len(hit - set(special_row_ids(m))) > 10, "ordinary token rows must train too (no special-row hook)"
+    assert all(p.grad is not None for n, p in lm.items() if ".layers." in n)

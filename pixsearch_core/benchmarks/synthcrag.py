@@ -4,7 +4,8 @@ Gold: the `benchmark/<split>.jsonl` written by `write_synthcrag` (a world direct
 CRAG-MM-like fields (`interaction_id`, `query`, `ans_full`, `egocentric`) plus `image`, `gold_mask`, `target_box`,
 `question_type` and the gold trajectory. Prediction id: `interaction_id`. Scores and aggregation are CRAG-MM's
 (accuracy, missing, hallucination, truthfulness; overall, egocentric, non-egocentric); with no judge, accuracy is
-exact match after the official lower/strip normalisation.
+exact match after the official lower/strip normalisation. SynthCRAG trajectories end with "Answer: <answer>": the
+text after the last "Answer:" is what is scored (the whole prediction when it has none).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 from pixsearch_core.benchmarks.base import Example, read_jsonl, require, resolve
 from pixsearch_core.benchmarks.crag_mm import CragMM
 from pixsearch_core.registry import register
+
+ANSWER_MARK = "Answer:"
 
 
 @register("benchmark", "synthcrag")
@@ -32,3 +35,9 @@ class SynthCRAG(CragMM):
                           "question_type": rec.get("question_type"), "target_box": rec.get("target_box"),
                           "entity_span": rec.get("entity_span"), "gold_response": rec.get("response"),
                           "query_types": rec.get("query_types", [])})
+
+    def score(self, example, prediction):
+        if isinstance(prediction, str) and ANSWER_MARK in prediction:
+            prediction = prediction.rsplit(ANSWER_MARK, 1)[1].strip()
+        return super().score(example, prediction)
+

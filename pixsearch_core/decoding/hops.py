@@ -9,11 +9,11 @@ import time
 import numpy as np
 import torch
 
-from pixsearch_core.decoding.queries import format_information, image_hw, parse_payload
+from pixsearch_core.decoding.queries import format_information, parse_payload
 from pixsearch_core.retrieval.crop import mask_box
 from pixsearch_core.decoding.rle import mask_to_rle
 from pixsearch_core.decoding.state import Row, SearchCall
-from pixsearch_core.retrieval.types import ImageQuery, RegionQuery, TextQuery
+from pixsearch_core.retrieval.types import ImageQuery, RegionQuery, TextQuery, image_hw
 
 log = logging.getLogger(__name__)
 

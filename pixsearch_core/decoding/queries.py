@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from pixsearch_core.retrieval.types import Evidence
 
 
@@ -43,11 +41,6 @@ def parse_payload(payload: list[int], ids, decode) -> ParsedPayload:
     if not text:
         return ParsedPayload(None, "", "empty_payload", "nothing between <search> and </search>")
     return ParsedPayload("text", text)
-
-
-def image_hw(image) -> tuple[int, int]:
-    size = getattr(image, "size", None)
-    return (size[1], size[0]) if isinstance(size, tuple) else tuple(np.asarray(image).shape[:2])
 
 
 def format_information(evidence: list[Evidence], tokenizer, top_k: int = 3, max_passage_tokens: int = 64) -> str:

@@ -21,7 +21,7 @@ class DemoConfig(Config):
     scenes_per_entity: int = Field(2, ge=1)
     questions_per_scene: int = Field(2, ge=1)
     index: StepConfig = StepConfig(config="conf/index/synthcrag.yaml")
-    train: StepConfig = StepConfig(config="conf/train/tiny-synthcrag.yaml")
+    train: StepConfig = StepConfig(config="conf/train/synthcrag-demo.yaml")
     train_nproc: int = Field(1, ge=1, description="training processes on this machine (torchrun)")
     eval: StepConfig = StepConfig(config="conf/eval/demo.yaml")
     modes: list[str] = Field(["full", "whole_image", "text_question", "no_search"],

@@ -3,6 +3,8 @@ would run it), and every step resumes: a re-run skips what is finished.
 
     world     SynthCRAG world (corpus, stage-1/2 data, benchmark)      <out>/world
     index     pixsearch index build (Spark local[*])                     <out>/store/indices/synthcrag
+              (demo-summary.json records a sha256 of the world tree and of the index manifest, whose shard
+              entries carry every data file's sha256: equal digests = the same world and index, bit for bit)
     retrieval region vs whole-image vs text hit@k with gold masks       <out>/report/retrieval.{json,md}
     train     pixsearch train --stage 1, then --stage 2 (DeepSpeed)      <out>/train
     eval      pixsearch eval run, one run per mode (Ray)                 <out>/eval/runs/<run_id>
@@ -11,6 +13,7 @@ would run it), and every step resumes: a re-run skips what is finished.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -23,6 +26,14 @@ from pixsearch_core.storage import ObjectStore
 log = logging.getLogger(__name__)
 
 STEPS = ("world", "index", "retrieval", "train", "eval", "report")
+
+
+def tree_sha256(root: Path) -> str:
+    """One digest of every file under `root` (relative paths and contents): equal iff the trees are equal."""
+    h = hashlib.sha256()
+    for p in sorted(q for q in root.rglob("*") if q.is_file()):
+        h.update(str(p.relative_to(root)).encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
 
 
 def _pixsearch(step: str, *args: str) -> str:
@@ -53,18 +64,25 @@ class Demo:
         meta_path = Path(self.world) / "world.json"
         want = {"config": self.cfg.world.model_dump(), "scenes_per_entity": self.cfg.scenes_per_entity,
                 "questions_per_scene": self.cfg.questions_per_scene}
-        if meta_path.is_file():
-            meta = json.loads(meta_path.read_text())
-            if {k: meta.get(k) for k in want} == want:
-                log.info("[world] %s is up to date: %s", self.world, meta["counts"])
-                return meta["counts"]
-        return write_synthcrag(generate_world(self.cfg.world), self.world, self.store,
-                               self.cfg.scenes_per_entity, self.cfg.questions_per_scene)
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        if meta and {k: meta.get(k) for k in want} == want:
+            log.info("[world] %s is up to date: %s", self.world, meta["counts"])
+            counts = meta["counts"]
+        else:
+            counts = write_synthcrag(generate_world(self.cfg.world), self.world, self.store,
+                                     self.cfg.scenes_per_entity, self.cfg.questions_per_scene)
+        return {**counts, "sha256": tree_sha256(Path(self.world))}
 
-    def step_index(self) -> None:
+    def step_index(self) -> dict[str, Any]:
+        from indexing.manifest import read_current, read_manifest
+
         docs = str(Path(self.world) / "corpus" / "docs.jsonl")
         _pixsearch("index", "index", "build", "--config", self.cfg.index.config, f"output={self.out / 'store'}",
                    f"sources=[{{kind: jsonl, path: '{docs}'}}]", *self.cfg.index.overrides)
+        version = read_current(self.store, self.index)
+        manifest = read_manifest(self.store, f"{self.index}/{version}")
+        content = {k: v for k, v in manifest.items() if k not in ("created_at", "stats")}  # not when or how fast
+        return {"version": version, "sha256": hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()}
 
     def step_retrieval(self) -> dict[str, Any]:
         from indexing.searcher import ShardedSearcher

@@ -59,10 +59,10 @@ class DecodingRunner:
         if self.model_ref in names("model"):
             model = get("model", self.model_ref)(overrides=self.model_overrides)
         else:  # a checkpoint of trainable weights on top of the configured builder
-            from pixsearch_core.modeling.checkpoint import load_trainable
+            from pixsearch_core.modeling.checkpoint import build_from_checkpoint
 
-            model = get("model", self.model_size)(overrides=self.model_overrides)
-            load_trainable(model, self.model_ref, ObjectStore(self.storage))
+            model = build_from_checkpoint(self.model_ref, self.model_size, self.model_overrides,
+                                          ObjectStore(self.storage))
         model = model.to(_device(self.device)).eval()
         if hasattr(model, "as_decoder_model"):
             return model.as_decoder_model()

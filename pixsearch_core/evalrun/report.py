@@ -87,9 +87,33 @@ def _budget(mode: str) -> float:
     return 0 if mode == "no_search" else float("inf") if mode == "full" else int(mode.removeprefix("budget"))
 
 
-def tables(runs: list[Run]) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, header, rows) for Table 1 and, when such runs are given, Tables 6 and 7."""
-    out = [("Table 1: main results", *_table(runs))]
+def behaviour_table(runs: list[Run], store: ObjectStore) -> tuple[list[str], list[list[str]]]:
+    """Per run and group: well-formed search blocks, answers, searches per question by modality, mask gIoU
+    (`evalrun.behaviour`)."""
+    from pixsearch_core.evalrun.behaviour import behaviour
+
+    header = ["Run", "Group", "n", "Well-formed", "Answered", "Searches/q", "region / image / text",
+              "gIoU (masks made)", "gIoU (gold REGION, none = 0)"]
+    rows = []
+    for r in runs:
+        for group, st in behaviour(r.records, store).items():
+            if not st["n"]:
+                continue
+            rows.append([r.label, group, str(st["n"]), _pct(st["well_formed"]), _pct(st["answered"]),
+                         f"{st['searches']:.2f}",
+                         f"{st['region_searches']} / {st['image_searches']} / {st['text_searches']}",
+                         f"{_pct(st['giou'])} (n={st['n_masks']})",
+                         f"{_pct(st['giou_region_gold'])} (n={st['n_region_gold']})"
+                         + (f", {st['gold_mask_unreadable']} gold masks unreadable" if st["gold_mask_unreadable"]
+                            else "")])
+    return header, rows
+
+
+def tables(runs: list[Run], store: ObjectStore | None = None) -> list[tuple[str, list[str], list[list[str]]]]:
+    """(title, header, rows) for Table 1, the search behaviour table and, when such runs are given, Tables 6
+    and 7."""
+    out = [("Table 1: main results", *_table(runs)),
+           ("Search behaviour and mask quality", *behaviour_table(runs, store or ObjectStore()))]
     modes = {r.meta.get("mode") for r in runs}
     if modes & set(MODALITY_MODES):
         abl = [r for r in runs if r.meta.get("mode") in ("full", *MODALITY_MODES)]
@@ -120,7 +144,7 @@ def write_report(run_uris: list[str], out: str, store: ObjectStore | None = None
 
     store = store or ObjectStore()
     runs = [load_run(store, u) for u in run_uris]
-    tabs = tables(runs)
+    tabs = tables(runs, store)
     note = ("Metrics in %; CRAG truthfulness in [-100, 100]. Error records are excluded from the metrics.\n\n"
             + "\n".join(f"- {r.label}: `{r.uri}` (benchmark {r.meta.get('benchmark')}, index "
                         f"{r.meta.get('index_version')}, config {r.meta.get('config_hash')})" for r in runs))

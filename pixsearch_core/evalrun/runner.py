@@ -82,7 +82,8 @@ def example_from_json(blob: str) -> Example:
 def _base_record(ex: Example) -> dict[str, Any]:
     return {"sample_id": ex.id, "question": ex.question, "gold": list(ex.answers), "image": ex.image,
             "gold_mask": ex.mask if isinstance(ex.mask, str) else None,
-            "egocentric": ex.metadata.get("egocentric")}
+            "egocentric": ex.metadata.get("egocentric"), "question_type": ex.metadata.get("question_type"),
+            "gold_query_types": ex.metadata.get("query_types")}
 
 
 def _error_record(ex: Example, error: str) -> dict[str, Any]:

@@ -64,7 +64,8 @@ class LoraSettings(Config):
 
 
 class TrainableSettings(Config):
-    parts: list[Literal["projector", "span_tagger", "mask_head", "prompt_encoder", "mask_decoder"]] = [
+    parts: list[Literal["projector", "span_tagger", "mask_head", "prompt_encoder", "mask_decoder",
+                        "language_model"]] = [
         "span_tagger", "mask_head", "prompt_encoder", "mask_decoder"]
     new_token_rows: bool = Field(True, description="train the special tokens' embedding/output rows only")
 

@@ -196,6 +196,33 @@ def load_trainable(model: nn.Module, uri: str, store: ObjectStore | None = None)
     log.info("loaded %d trainable tensors from %s", len(state), uri)
 
 
+def checkpoint_config(uri: str, store: ObjectStore | None = None) -> dict | None:
+    """The ModelConfig (as a dict) that `save_trainable` stored with a checkpoint; None when it has none."""
+    store = store or ObjectStore()
+    path = join(uri, CONFIG_FILE)
+    return json.loads(store.get_bytes(path)) if store.exists(path) else None
+
+
+def build_from_checkpoint(uri: str, size: str, overrides: list[str] | tuple[str, ...] = (),
+                          store: ObjectStore | None = None) -> nn.Module:
+    """The model a checkpoint was trained as (its config.json; `overrides` applied on top), with its trainable
+    weights loaded. A checkpoint without config.json is built as `size` with `overrides`."""
+    from pixsearch_core.config import validate_config
+    from pixsearch_core.modeling.build import ModelConfig, build
+
+    stored = checkpoint_config(uri, store)
+    if stored:
+        cfg = validate_config(ModelConfig, stored, source=join(uri, CONFIG_FILE), overrides=list(overrides))
+        cfg = cfg.model_copy(update={"weights": None, "device": "cpu"})  # the caller moves it to its device
+        model = build(cfg.size, config=cfg, store=store)
+    else:
+        from pixsearch_core.registry import get
+
+        model = get("model", size)(overrides=overrides, store=store)
+    load_trainable(model, uri, store)
+    return model
+
+
 # ---------------------------------------------------------------- SAM and LISA / PLUM
 def load_sam_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """A SAM checkpoint's state dict (image_encoder/prompt_encoder/mask_decoder) into the model's SAM parts."""

@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 #: LoRA targets: q_proj and v_proj of the LM's decoder layers (names as in LlamaForCausalLM / MistralForCausalLM)
 LM_QV_REGEX = r"^model\.layers\.\d+\.self_attn\.(q_proj|v_proj)$"
-PARTS = ("projector", "span_tagger", "mask_head", "prompt_encoder", "mask_decoder")
+#: "language_model" trains the whole LM (a small LM trained from scratch, e.g. the demo's; LoRA is then off)
+PARTS = ("projector", "span_tagger", "mask_head", "prompt_encoder", "mask_decoder", "language_model")
 
 
 def apply_lora(language_model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0.05,
@@ -81,7 +82,7 @@ def configure_trainable(model: nn.Module, parts: set[str] | list[str], lora: boo
     for h in getattr(model, "_row_hooks", []):
         h.remove()
     model._row_hooks = []
-    if new_token_rows:
+    if new_token_rows and "language_model" not in parts:  # a fully trained LM trains every row anyway
         rows = torch.tensor(special_row_ids(model))
         for w in token_row_params(model):
             keep = torch.zeros(w.shape[0], 1, dtype=w.dtype, device=w.device)
@@ -89,6 +90,6 @@ def configure_trainable(model: nn.Module, parts: set[str] | list[str], lora: boo
             w.requires_grad_(True)
             model._row_hooks.append(w.register_hook(lambda g, keep=keep: g * keep.to(g.dtype)))
         counts["new_token_rows"] = len(rows) * sum(w.shape[1] for w in token_row_params(model))
-    model.new_token_rows = new_token_rows
+    model.new_token_rows = new_token_rows and "language_model" not in parts
     log.info("trainable parameters: %s", counts)
     return counts

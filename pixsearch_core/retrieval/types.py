@@ -34,6 +34,12 @@ class ImageQuery:
         return "image"
 
 
+def image_hw(image) -> tuple[int, int]:
+    """(height, width) of a PIL image or an (H, W, ...) array."""
+    size = getattr(image, "size", None)
+    return (size[1], size[0]) if isinstance(size, tuple) else tuple(np.asarray(image).shape[:2])
+
+
 @dataclass(frozen=True, eq=False)
 class RegionQuery:
     image: Any  # PIL.Image.Image or np.ndarray (H, W, 3) uint8
@@ -43,9 +49,8 @@ class RegionQuery:
         mask = np.asarray(self.mask)
         if mask.ndim != 2:
             raise ValueError(f"RegionQuery mask must be 2-D (H, W), got shape {mask.shape}")
-        size = getattr(self.image, "size", None)
-        hw = (size[1], size[0]) if isinstance(size, tuple) else np.asarray(self.image).shape[:2]
-        if tuple(mask.shape) != tuple(hw):
+        hw = image_hw(self.image)
+        if tuple(mask.shape) != hw:
             raise ValueError(f"RegionQuery mask shape {mask.shape} does not match image (H, W) {tuple(hw)}")
         if not mask.any():
             raise ValueError("RegionQuery mask is empty: nothing to crop")

@@ -7,12 +7,12 @@ TEXT for follow-up hops; evidence in <information> blocks; the answer last, afte
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from pixsearch_core.synthcrag.world import Entity, World
+from pixsearch_core.synthcrag.world import CATEGORIES, Entity, Maker, World, _names
 
 QUESTION_TYPES = ("identification", "factoid", "multi_hop", "no_search")
 
@@ -25,31 +25,65 @@ class Question:
     response: str  # gold search-interleaved response (with <search>/<information> blocks)
     query_types: list[str] = field(default_factory=list)  # REGION / IMAGE / TEXT per search, in order
     entity_span: str = ""  # the referring phrase the span tagger must find (stage 1 and region search)
+    # the same answer in the fixed-query baselines' format (whole image / text question, paper §5): one evidence
+    # block prepended, then the response without its first search; for no-search questions the prepended block is
+    # an unrelated document the answer must ignore
+    evidence_first: str = ""
 
 
 def info(title: str, text: str) -> str:
-    return f"<information>{title}: {text}</information>"
+    """The evidence block exactly as the decoder forces it for one search hit (`decoding.queries.format_information`
+    with top_k=1 and an unclipped passage), so that training and inference see the same text."""
+    return f"<information>Doc 1 ({title}): {text}</information>"
 
 
-def _visual_search(world: World, e: Entity, egocentric: bool) -> tuple[str, str]:
-    """(gold prefix that names the object and searches for it, query type)."""
+def _visual_search(world: World, e: Entity, egocentric: bool) -> tuple[str, str, str, str]:
+    """(subject naming the object, its search block, the evidence block, query type)."""
     payload, qt = ("<region>", "REGION") if egocentric else ("<image>", "IMAGE")
-    subject = e.description.capitalize()
-    return f"{subject}<search>{payload}</search>{info(e.name, e.document())}", qt
+    return e.description.capitalize(), f"<search>{payload}</search>", info(e.name, e.document()), qt
+
+
+def _searched(q: Question, subject: str, search: str, evidence: str, tail: str) -> Question:
+    """Fill the full response (subject, search, evidence, tail) and its evidence-first form."""
+    q.response, q.evidence_first = subject + search + evidence + tail, evidence + subject + tail
+    return q
+
+
+def counterfactual(world: World, e: Entity, rng: np.random.Generator) -> tuple[Entity, Maker]:
+    """`e` as it looks, but with a fresh name and fresh facts, made by a renamed maker with fresh facts.
+
+    Stage-2 trajectories are written with these (evidence and answers alike), so the facts of the training entities
+    can never be memorised from the pictures: the only way to answer is to read the evidence block, which is what
+    a test entity, never seen in training, requires."""
+    name = _names(rng, 1, set(), (2, 3))[0]
+    places = [p.name for p in world.places]
+    maker = Maker(world.maker(e.maker).id, _names(rng, 1, set(), (2, 2))[0] + " Works", int(rng.integers(1850, 1990)),
+                  places[int(rng.integers(len(places)))])
+    return replace(e, name=name, maker=maker.name, category=CATEGORIES[int(rng.integers(len(CATEGORIES)))],
+                   year=int(rng.integers(max(maker.founded, 1900), 2024)),
+                   origin=places[int(rng.integers(len(places)))]), maker
 
 
 def make_question(world: World, e: Entity, qtype: str, egocentric: bool, n_objects: int,
-                  rng: np.random.Generator) -> Question:
+                  rng: np.random.Generator, maker: Maker | None = None) -> Question:
+    """One question about `e` with its gold answer and trajectories; `maker` replaces e's maker from the world
+    (for counterfactual entities)."""
     ref = e.description
     if qtype == "no_search":
+        peers = [d for d in world.split(e.split) if d.id != e.id]  # never a document of the other split
+        other = peers[int(rng.integers(len(peers)))] if peers else e
         if rng.random() < 0.5 or n_objects == 1:
-            return Question(qtype, f"What colour is {ref.replace(e.colour + ' ', '')}?", e.colour,
-                            f"Answer: {e.colour}", [], ref.replace(e.colour + " ", ""))
-        return Question(qtype, "How many objects are in the image?", str(n_objects), f"Answer: {n_objects}", [], "")
-    prefix, qt = _visual_search(world, e, egocentric)
+            q = Question(qtype, f"What colour is {ref.replace(e.colour + ' ', '')}?", e.colour,
+                         f"Answer: {e.colour}", [], ref.replace(e.colour + " ", ""))
+        else:
+            q = Question(qtype, "How many objects are in the image?", str(n_objects), f"Answer: {n_objects}", [], "")
+        q.evidence_first = info(other.name, other.document()) + q.response
+        return q
+    subject, search, evidence, qt = _visual_search(world, e, egocentric)
     if qtype == "identification":
         q, a = f"What is the name of {ref}?", e.name
-        return Question(qtype, q, a, f"{prefix} is the {e.name}. Answer: {a}", [qt], ref)
+        return _searched(Question(qtype, q, a, "", [qt], ref), subject, search, evidence,
+                         f" is the {e.name}. Answer: {a}")
     if qtype == "factoid":
         attr = ["maker", "year", "origin", "category"][int(rng.integers(4))]
         q, a = {
@@ -58,9 +92,10 @@ def make_question(world: World, e: Entity, qtype: str, egocentric: bool, n_objec
             "origin": (f"Where was {ref} first produced?", e.origin),
             "category": (f"What kind of object is {ref}?", e.category),
         }[attr]
-        return Question(qtype, q, a, f"{prefix} is the {e.name}. Answer: {a}", [qt], ref)
+        return _searched(Question(qtype, q, a, "", [qt], ref), subject, search, evidence,
+                         f" is the {e.name}. Answer: {a}")
     if qtype == "multi_hop":
-        maker = world.maker(e.maker)
+        maker = maker or world.maker(e.maker)
         if rng.random() < 0.5:
             q, a = f"Where are the headquarters of the company that makes {ref}?", maker.headquarters
             hop = f"{maker.name} headquarters"
@@ -68,8 +103,8 @@ def make_question(world: World, e: Entity, qtype: str, egocentric: bool, n_objec
             q, a = f"In which year was the maker of {ref} founded?", str(maker.founded)
             hop = f"{maker.name} founded"
         second = f"<search>{hop}</search>{info(maker.name, maker.document())}"
-        return Question(qtype, q, a, f"{prefix} is the {e.name}, made by {maker.name}.{second} Answer: {a}",
-                        [qt, "TEXT"], ref)
+        return _searched(Question(qtype, q, a, "", [qt, "TEXT"], ref), subject, search, evidence,
+                         f" is the {e.name}, made by {maker.name}.{second} Answer: {a}")
     raise ValueError(f"unknown question type {qtype!r}; allowed: {QUESTION_TYPES}")
 
 
@@ -80,4 +115,5 @@ def to_record(example_id: str, q: Question, e: Entity, egocentric: bool, image: 
         "interaction_id": example_id, "image": image, "query": q.question, "ans_full": q.answer,
         "egocentric": egocentric, "question_type": q.qtype, "entity_id": e.id, "entity_span": q.entity_span,
         "gold_mask": mask, "target_box": list(box), "response": q.response, "query_types": q.query_types,
+        "response_evidence_first": q.evidence_first,
     }

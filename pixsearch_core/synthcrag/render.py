@@ -94,11 +94,14 @@ class Scene:
     egocentric: bool
 
 
+CLUTTER = (10, 20)
+
+
 def _clutter(rng: np.random.Generator, size: int) -> Image.Image:
     base = tuple(int(v) for v in rng.integers(150, 230, size=3))
     img = Image.new("RGB", (size, size), base)
     d = ImageDraw.Draw(img)
-    for _ in range(int(rng.integers(10, 20))):  # background clutter: soft lines and blobs
+    for _ in range(int(rng.integers(CLUTTER[0], CLUTTER[1]))):  # background clutter: soft lines and blobs
         col = tuple(int(v) for v in rng.integers(110, 240, size=3))
         x0, y0 = (int(v) for v in rng.integers(0, size, size=2))
         if rng.random() < 0.5:
@@ -127,7 +130,7 @@ def compose_scene(rng: np.random.Generator, target: Entity, distractors: list[En
     else:
         img = _clutter(rng, size)
         placed, boxes = [], []
-        sizes = [int(size * rng.uniform(0.16, 0.22))] + [int(size * rng.uniform(0.26, 0.36)) for _ in distractors]
+        sizes = [int(size * rng.uniform(0.2, 0.26))] + [int(size * rng.uniform(0.26, 0.34)) for _ in distractors]
         for ent, s in zip([target, *distractors], sizes):
             xy = _place(rng, size, s, boxes)
             if xy is None:

@@ -6,13 +6,17 @@ Layout under `out` (a path or object-store URI):
     corpus/images/<entity-id>.png    each entity alone (what the image index holds)
     scenes/<split>/<id>.png          scene images; masks/<split>/<id>.png their gold target masks
     stage1/train.jsonl               referring segmentation: image, expression, mask
-    stage2/train.jsonl               search-interleaved trajectories (question, image, response, query types)
+    stage2/train.jsonl               search-interleaved trajectories (question, image, response, query types) about
+                                     counterfactual entities (same picture, fresh name and facts: questions.
+                                     counterfactual), so that answers come from the evidence, not memory; ids
+                                     ending -ef: the same question in the evidence-first (baseline) format
     benchmark/{train,test}.jsonl     questions with gold answers (CRAG-MM-like fields), egocentric flag, masks
 Everything is a pure function of the world config and `scenes_per_entity`: the same seed writes the same bytes.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import logging
@@ -23,7 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from pixsearch_core.storage import ObjectStore, join
-from pixsearch_core.synthcrag.questions import QUESTION_TYPES, make_question, to_record
+from pixsearch_core.synthcrag.questions import QUESTION_TYPES, counterfactual, make_question, to_record
 from pixsearch_core.synthcrag.render import compose_scene, icon_image
 from pixsearch_core.synthcrag.world import World
 
@@ -51,14 +55,17 @@ def corpus_records(world: World, out: str) -> list[dict[str, Any]]:
 
 
 def write_synthcrag(world: World, out: str, store: ObjectStore | None = None, scenes_per_entity: int = 2,
-                    questions_per_scene: int = 2) -> dict[str, int]:
-    """Generate scenes and questions for every entity and write the layout above; returns the counts."""
+                    questions_per_scene: int = 2, evidence_first_share: float = 0.25) -> dict[str, int]:
+    """Generate scenes and questions for every entity and write the layout above; returns the counts.
+    `evidence_first_share` of the training questions get a second stage-2 trajectory in the baselines' format."""
     store = store or ObjectStore()
     rng = np.random.default_rng(world.config.seed + 1)
     store.put_bytes(join(out, "corpus", "docs.jsonl"), _jsonl(corpus_records(world, out)))
     for e in tqdm(world.entities, desc="synthcrag icons", unit="icon"):
         store.put_bytes(join(out, "corpus", "images", f"{e.id}.png"), _png(icon_image(e)))
     rows: dict[str, list[dict[str, Any]]] = {"train": [], "test": []}
+    trajectories: list[dict[str, Any]] = []  # stage 2: the training questions about counterfactual entities
+    cf_rng = np.random.default_rng(world.config.seed + 3)
     stage1: list[dict[str, Any]] = []
     for e in tqdm(world.entities, desc="synthcrag scenes", unit="entity"):
         pool = [d for d in world.entities if d.split == e.split and (d.colour, d.shape) != (e.colour, e.shape)]
@@ -66,7 +73,7 @@ def write_synthcrag(world: World, out: str, store: ObjectStore | None = None, sc
             ego = s % 2 == 0
             distract = []
             if ego:
-                n_distract = min(int(rng.integers(3, 6)), len(pool))  # a tiny world may have fewer candidates
+                n_distract = min(int(rng.integers(2, 5)), len(pool))  # a tiny world may have fewer candidates
                 distract = [pool[i] for i in rng.choice(len(pool), size=n_distract, replace=False)]
             scene = compose_scene(rng, e, distract, egocentric=ego)
             sid = f"{e.id}-s{s}"
@@ -79,18 +86,31 @@ def write_synthcrag(world: World, out: str, store: ObjectStore | None = None, sc
                                "box": list(scene.target_box)})
             for qi in range(questions_per_scene):
                 qtype = QUESTION_TYPES[int(rng.integers(len(QUESTION_TYPES)))]
+                draws = copy.deepcopy(rng.bit_generator.state)  # the counterfactual asks the same question
                 q = make_question(world, e, qtype, ego, len(scene.objects), rng)
                 rows[e.split].append(to_record(f"{sid}-q{qi}", q, e, ego, img_uri, mask_uri, scene.target_box))
+                if e.split == "train":
+                    e_cf, maker_cf = counterfactual(world, e, cf_rng)
+                    same = np.random.default_rng()
+                    same.bit_generator.state = draws
+                    q_cf = make_question(world, e_cf, qtype, ego, len(scene.objects), same, maker=maker_cf)
+                    trajectories.append(to_record(f"{sid}-q{qi}", q_cf, e, ego, img_uri, mask_uri, scene.target_box))
     for split, recs in rows.items():
         store.put_bytes(join(out, "benchmark", f"{split}.jsonl"), _jsonl(recs))
     stage2 = [{"id": r["interaction_id"], "image": r["image"], "question": r["query"], "response": r["response"],
                "query_types": r["query_types"], "entity_span": r["entity_span"], "mask": r["gold_mask"]}
-              for r in rows["train"]]
+              for r in trajectories]
+    # a share of the trajectories again in the fixed-query baselines' format (evidence prepended), so that the
+    # whole-image and text-question baselines evaluate a model that knows how to read prepended evidence
+    pick = np.random.default_rng(world.config.seed + 2).random(len(trajectories)) < evidence_first_share
+    stage2 += [{**s2, "id": s2["id"] + "-ef", "response": r["response_evidence_first"],
+                "query_types": r["query_types"][1:]} for s2, r, p in zip(stage2, trajectories, pick) if p]
     store.put_bytes(join(out, "stage1", "train.jsonl"), _jsonl(stage1))
     store.put_bytes(join(out, "stage2", "train.jsonl"), _jsonl(stage2))
     counts = {"entities": len(world.entities), "documents": len(world.entities) + len(world.makers) + len(world.places),
               "train_questions": len(rows["train"]), "test_questions": len(rows["test"]),
-              "test_egocentric": sum(r["egocentric"] for r in rows["test"]), "stage1": len(stage1)}
+              "test_egocentric": sum(r["egocentric"] for r in rows["test"]), "stage1": len(stage1),
+              "stage2": len(stage2)}
     meta = {"config": world.config.model_dump(), "scenes_per_entity": scenes_per_entity,
             "questions_per_scene": questions_per_scene, "counts": counts}
     store.put_bytes(join(out, "world.json"), json.dumps(meta, indent=2, sort_keys=True).encode())
