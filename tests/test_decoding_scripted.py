@@ -191,3 +191,12 @@ def test_options_validate_names():
     assert DecodeOptions(mode="text_question", max_searches=3).budget == 0
     with pytest.raises(ValueError, match="only_region"):
         DecodeOptions(modalities="only_regions")
+
+
+def test_no_search_also_masks_the_other_search_tokens(tok):
+    """With searching off, `</search>`, `<image>`, `<region>` outside a block are masked too (they could only
+    start a malformed block), so the row ends instead of recording a format error."""
+    [t], _, _ = run(tok, {"a": "the dog </search> <region> yes"}, DecodeOptions(mode="no_search"))
+    assert t.tokens == enc(tok, "the dog") and t.issues == []
+    [t], _, _ = run(tok, {"a": "the dog </search> yes"}, DecodeOptions())  # searching allowed: recorded
+    assert [i.kind for i in t.issues] == ["search_end_without_start"]

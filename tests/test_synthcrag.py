@@ -148,3 +148,16 @@ def test_stage2_trajectories_are_counterfactual_and_answerable_from_their_eviden
             assert ef["response"].startswith("<information>Doc 1 (") and ef["response"].endswith(full["response"])
             title = re.match(r"<information>Doc 1 \((.*?)\)", ef["response"]).group(1)
             assert title in {e.name for e in w.split("train")}
+
+
+def test_score_reads_the_text_after_the_last_answer_mark(tmp_path):
+    from pixsearch_core import registry
+
+    write_synthcrag(generate_world(SMALL), str(tmp_path), scenes_per_entity=2)
+    bench = registry.get("benchmark", "synthcrag")()
+    ex = next(iter(bench.load(str(tmp_path))))
+    gold = ex.answers[0]
+    assert bench.score(ex, f"is the Foo. Answer: {gold}")["correct"]
+    assert bench.score(ex, f"Answer: nope. Answer: {gold}")["correct"]  # the last mark counts
+    assert not bench.score(ex, f"Answer: {gold}. Answer: nope")["correct"]
+    assert bench.score(ex, gold)["correct"]  # no mark: the whole prediction

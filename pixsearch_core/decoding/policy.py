@@ -19,7 +19,8 @@ def constrain(logits: torch.Tensor, row: Row, allowed: set[str], ids) -> torch.T
     """Mask (to -inf) what this row may not generate now. `logits` is (V,); returns a new tensor.
 
     - forced-only tokens (`<information>`, `</information>`, the image slot) are never generated;
-    - `<search>` once the budget is spent or when no modality is allowed;
+    - `<search>` once the budget is spent or when no modality is allowed, and then also `</search>`, `<image>`
+      and `<region>` outside a search block (they could only open a malformed one: a search the row may not make);
     - `<image>` / `<region>` when that modality is not allowed;
     - with text queries not allowed, the first payload token must be an allowed modality token.
     """
@@ -29,6 +30,8 @@ def constrain(logits: torch.Tensor, row: Row, allowed: set[str], ids) -> torch.T
         banned.append(ids.pad)
     if not row.budget_left() or not allowed:
         banned.append(ids.search_start)
+        if row.state is not RowState.IN_SEARCH:
+            banned += [ids.search_end, ids.image, ids.region]
     if "image" not in allowed:
         banned.append(ids.image)
     if "region" not in allowed:

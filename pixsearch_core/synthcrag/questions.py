@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from pixsearch_core.synthcrag.world import CATEGORIES, Entity, Maker, World, _names
+from pixsearch_core.synthcrag.world import CATEGORIES, Entity, Maker, World, random_names
 
 QUESTION_TYPES = ("identification", "factoid", "multi_hop", "no_search")
 
@@ -55,10 +55,10 @@ def counterfactual(world: World, e: Entity, rng: np.random.Generator) -> tuple[E
     Stage-2 trajectories are written with these (evidence and answers alike), so the facts of the training entities
     can never be memorised from the pictures: the only way to answer is to read the evidence block, which is what
     a test entity, never seen in training, requires."""
-    name = _names(rng, 1, set(), (2, 3))[0]
+    name = random_names(rng, 1, set(), (2, 3))[0]
     places = [p.name for p in world.places]
-    maker = Maker(world.maker(e.maker).id, _names(rng, 1, set(), (2, 2))[0] + " Works", int(rng.integers(1850, 1990)),
-                  places[int(rng.integers(len(places)))])
+    maker = Maker(world.maker(e.maker).id, random_names(rng, 1, set(), (2, 2))[0] + " Works",
+                  int(rng.integers(1850, 1990)), places[int(rng.integers(len(places)))])
     return replace(e, name=name, maker=maker.name, category=CATEGORIES[int(rng.integers(len(CATEGORIES)))],
                    year=int(rng.integers(max(maker.founded, 1900), 2024)),
                    origin=places[int(rng.integers(len(places)))]), maker

@@ -104,7 +104,7 @@ class World:
         return [e for e in self.entities if e.split == split]
 
 
-def _names(rng: np.random.Generator, n: int, taken: set[str], syllables: tuple[int, int]) -> list[str]:
+def random_names(rng: np.random.Generator, n: int, taken: set[str], syllables: tuple[int, int]) -> list[str]:
     out: list[str] = []
     while len(out) < n:
         k = int(rng.integers(syllables[0], syllables[1] + 1))
@@ -120,15 +120,15 @@ def generate_world(config: WorldConfig | None = None) -> World:
     cfg = config or WorldConfig()
     rng = np.random.default_rng(cfg.seed)
     taken: set[str] = set()
-    place_names = _names(rng, cfg.n_places, taken, (2, 3))
+    place_names = random_names(rng, cfg.n_places, taken, (2, 3))
     places = [Place(f"place-{i:03d}", nm, _COUNTRIES[int(rng.integers(len(_COUNTRIES)))],
                     int(rng.integers(20, 900)) * 1000) for i, nm in enumerate(place_names)]
-    maker_names = [f"{nm} Works" for nm in _names(rng, cfg.n_makers, taken, (2, 2))]
+    maker_names = [f"{nm} Works" for nm in random_names(rng, cfg.n_makers, taken, (2, 2))]
     makers = [Maker(f"maker-{i:03d}", nm, int(rng.integers(1850, 1990)), place_names[int(rng.integers(cfg.n_places))])
               for i, nm in enumerate(maker_names)]
     looks = [(s, c, p, a) for s in SHAPES for c in COLOURS for p in PATTERNS for a in COLOURS if a != c]
     chosen = rng.choice(len(looks), size=cfg.n_entities, replace=False)
-    names = _names(rng, cfg.n_entities, taken, (2, 3))
+    names = random_names(rng, cfg.n_entities, taken, (2, 3))
     n_test = max(1, int(round(cfg.n_entities * cfg.test_fraction)))
     test_ids = set(rng.choice(cfg.n_entities, size=n_test, replace=False).tolist())
     entities = []
