@@ -55,7 +55,19 @@ def _step_loss(engine, batch, cfg: TrainConfig, with_teacher: bool):
     out = engine(batch["images"], batch["input_ids"].to(device), batch["attention_mask"].to(device),
                  span_tags=batch["tags"].to(device), with_teacher=with_teacher)
     w = LossWeights(**cfg.loss.model_dump())
-    return pixsearch_loss(out, batch["labels"].to(device), batch["tags"].to(device), batch["gt_masks"], w)
+    total, terms = pixsearch_loss(out, batch["labels"].to(device), batch["tags"].to(device), batch["gt_masks"], w)
+    return total + _touch_every_trainable(engine.module), terms
+
+
+def _touch_every_trainable(model) -> torch.Tensor:
+    """0 x (one element of every trainable parameter): each gets a (zero) gradient on every rank and every step.
+
+    A micro-batch with no entity span (a no-search question, an evidence-first trajectory) leaves the mask head,
+    prompt encoder and mask decoder out of the graph; ranks would then reduce gradient buckets of different sizes
+    and gloo/NCCL abort ("Received data size doesn't match expected size"), as DDP without find_unused_parameters.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    return sum(p.reshape(-1)[0] for p in params) * 0.0
 
 
 def _reduce(values: dict[str, float], world: int) -> dict[str, float]:
