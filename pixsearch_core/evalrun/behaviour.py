@@ -24,6 +24,7 @@ import numpy as np
 
 from pixsearch_core.metrics.segmentation import refer_aggregate, refer_expression_score
 from pixsearch_core.storage import ObjectStore
+from pixsearch_core.training.readers.common import read_mask
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +32,6 @@ log = logging.getLogger(__name__)
 MALFORMED = frozenset({"search_end_without_start", "nested_search", "unclosed_search", "token_limit_in_search",
                        "empty_payload", "unknown_modality", "region_no_entity", "region_empty_mask", "no_image"})
 GROUPS = (("all", None), ("ego", True), ("non_ego", False))
-
-
-def _gold_mask(store: ObjectStore, ref: str) -> np.ndarray:
-    import io
-
-    from PIL import Image
-
-    return np.asarray(Image.open(io.BytesIO(store.get_bytes(ref))).convert("L")) > 127
 
 
 def _first_region_mask(record: dict[str, Any]) -> np.ndarray | None:
@@ -91,7 +84,7 @@ def behaviour(records: list[dict[str, Any]], store: ObjectStore | None = None) -
     golds: dict[str, np.ndarray | None] = {}
     for ref in sorted({r["gold_mask"] for r in ok if r.get("gold_mask")}):
         try:
-            golds[ref] = _gold_mask(store, ref)
+            golds[ref] = read_mask(store, ref).astype(bool)  # the project's mask reader: non-zero = object
         except Exception as e:  # counted per group as gold_mask_unreadable, never scored
             log.warning("gold mask %s cannot be read (%s): left out of the mask scores", ref, e)
             golds[ref] = None

@@ -82,7 +82,8 @@ def configure_trainable(model: nn.Module, parts: set[str] | list[str], lora: boo
     for h in getattr(model, "_row_hooks", []):
         h.remove()
     model._row_hooks = []
-    if new_token_rows and "language_model" not in parts:  # a fully trained LM trains every row anyway
+    new_token_rows = new_token_rows and "language_model" not in parts  # a fully trained LM trains every row
+    if new_token_rows:
         rows = torch.tensor(special_row_ids(model))
         for w in token_row_params(model):
             keep = torch.zeros(w.shape[0], 1, dtype=w.dtype, device=w.device)
@@ -90,6 +91,6 @@ def configure_trainable(model: nn.Module, parts: set[str] | list[str], lora: boo
             w.requires_grad_(True)
             model._row_hooks.append(w.register_hook(lambda g, keep=keep: g * keep.to(g.dtype)))
         counts["new_token_rows"] = len(rows) * sum(w.shape[1] for w in token_row_params(model))
-    model.new_token_rows = new_token_rows and "language_model" not in parts
+    model.new_token_rows = new_token_rows
     log.info("trainable parameters: %s", counts)
     return counts

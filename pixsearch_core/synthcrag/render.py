@@ -94,14 +94,11 @@ class Scene:
     egocentric: bool
 
 
-CLUTTER = (10, 20)
-
-
 def _clutter(rng: np.random.Generator, size: int) -> Image.Image:
     base = tuple(int(v) for v in rng.integers(150, 230, size=3))
     img = Image.new("RGB", (size, size), base)
     d = ImageDraw.Draw(img)
-    for _ in range(int(rng.integers(CLUTTER[0], CLUTTER[1]))):  # background clutter: soft lines and blobs
+    for _ in range(int(rng.integers(10, 20))):  # background clutter: soft lines and blobs
         col = tuple(int(v) for v in rng.integers(110, 240, size=3))
         x0, y0 = (int(v) for v in rng.integers(0, size, size=2))
         if rng.random() < 0.5:

@@ -16,7 +16,6 @@ Everything is a pure function of the world config and `scenes_per_entity`: the s
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import logging
@@ -86,7 +85,7 @@ def write_synthcrag(world: World, out: str, store: ObjectStore | None = None, sc
                                "box": list(scene.target_box)})
             for qi in range(questions_per_scene):
                 qtype = QUESTION_TYPES[int(rng.integers(len(QUESTION_TYPES)))]
-                draws = copy.deepcopy(rng.bit_generator.state)  # the counterfactual asks the same question
+                draws = rng.bit_generator.state  # a fresh dict: the counterfactual replays the same draws
                 q = make_question(world, e, qtype, ego, len(scene.objects), rng)
                 rows[e.split].append(to_record(f"{sid}-q{qi}", q, e, ego, img_uri, mask_uri, scene.target_box))
                 if e.split == "train":
