@@ -66,16 +66,20 @@ class _Shard:
 class ShardedSearcher:
     def __init__(self, uri: str, storage: StorageConfig | None = None, cache_dir: str = "~/.cache/pixsearch",
                  region_padding: float = 0.1, region_background: tuple[int, int, int] | None = None,
-                 mmap: bool = True, encoders: dict[str, object] | None = None,
+                 region_component: str = "largest", mmap: bool = True, encoders: dict[str, object] | None = None,
                  shard_names: list[str] | None = None):
         """`region_padding`: a RegionQuery searches the mask's box grown by this share of its size per side;
         `region_background`: if set, pixels outside the mask are painted this colour before encoding;
+        `region_component`: "largest" crops to the mask's largest connected piece, "all" to all its pixels;
         `shard_names`: load only these shards (a Ray shard group; None = all)."""
         if region_padding < 0:
             raise ValueError(f"region_padding must be >= 0, got {region_padding}")
         self.region_padding = region_padding
         self.mmap = mmap
         self.region_background = region_background
+        if region_component not in ("largest", "all"):
+            raise ValueError(f"region_component {region_component!r}; allowed: 'largest', 'all'")
+        self.region_component = region_component
         self.store = ObjectStore(storage)
         self.version_uri = resolve(self.store, uri)
         self.manifest = read_manifest(self.store, self.version_uri)
@@ -149,7 +153,8 @@ class ShardedSearcher:
     def _pixels(self, query: Query):
         """The image a visual query is encoded from: the whole image, or the region's crop."""
         if isinstance(query, RegionQuery):
-            return crop_to_mask(query.image, query.mask, self.region_padding, self.region_background)
+            return crop_to_mask(query.image, query.mask, self.region_padding, self.region_background,
+                                self.region_component)
         return query.image
 
     def _encode(self, kind: str, queries: list[Query]) -> np.ndarray:

@@ -34,9 +34,10 @@ def test_crop_to_mask_box():
     mask = np.zeros((6, 8), bool)
     mask[1, 2] = mask[3, 5] = True
     assert mask_box(mask) == (2, 1, 6, 4)
-    assert np.array_equal(crop_to_mask(image, mask), image[1:4, 2:6])
+    assert np.array_equal(crop_to_mask(image, mask, component="all"), image[1:4, 2:6])
+    assert np.array_equal(crop_to_mask(image, mask), image[1:2, 2:3])  # default: the largest piece (a tie: first)
     from PIL import Image
 
-    assert crop_to_mask(Image.fromarray(image), mask).size == (4, 3)
+    assert crop_to_mask(Image.fromarray(image), mask, component="all").size == (4, 3)
     with pytest.raises(ValueError, match="empty mask"):
         crop_to_mask(image, np.zeros((6, 8), bool))

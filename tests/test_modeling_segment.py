@@ -123,3 +123,32 @@ def test_torchvision_stand_ins_against_references():
     pil = compat.to_pil_image(img)
     assert isinstance(pil, Image.Image) and pil.size == (6, 4)
     assert np.array_equal(np.array(compat.resize(pil, (8, 12))), np.array(pil.resize((12, 8), Image.BILINEAR)))
+
+
+def test_a_trainable_sam_encoder_and_vision_tower_get_gradients_and_no_stale_cache():
+    """The demo trains its random tiny SAM encoder and CLIP tower: training computes them with gradients, and the
+    SAM embedding cache filled before the weights moved is not served afterwards."""
+    from pixsearch_core.training.losses import pixsearch_loss
+
+    m = get("model", "tiny")(overrides=["trainable.parts=[span_tagger,mask_head,prompt_encoder,mask_decoder,"
+                                        "sam_image_encoder,vision_tower,projector]"])
+    b = batch(m)
+    prepared = m.prepare_images(b["images"])
+    m.eval()
+    with torch.no_grad():
+        m.sam_image_embeddings(prepared)  # fills the cache
+    m.train()
+    out = m(b["images"], b["input_ids"], b["attention_mask"], span_tags=b["tags"])
+    pixsearch_loss(out, b["labels"], b["tags"], b["gt_masks"])[0].backward()
+    grads = [p.grad for p in m.sam_image_encoder.parameters()]
+    assert grads and all(g is not None for g in grads) and sum(float(g.abs().sum()) for g in grads) > 0
+    tower = [p.grad for p in m.vision_tower.parameters() if p.requires_grad]
+    assert tower and sum(float(g.abs().sum()) for g in tower if g is not None) > 0
+    with torch.no_grad():
+        for p in m.sam_image_encoder.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    m.eval()
+    with torch.no_grad():
+        emb = m.sam_image_embeddings(prepared)[0]
+        pixels = torch.stack([m.sam_transform(a)[0] for a in prepared.arrays])
+        torch.testing.assert_close(emb, m.sam_image_encoder(pixels))

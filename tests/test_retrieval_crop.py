@@ -54,8 +54,29 @@ def test_searcher_routes_region_queries_to_the_image_index_with_the_crop():
 
     img, mask = _scene()
     s = ShardedSearcher.__new__(ShardedSearcher)  # only the query plumbing, no index needed
-    s.region_padding, s.region_background = 0.0, (0, 0, 0)
+    s.region_padding, s.region_background, s.region_component = 0.0, (0, 0, 0), "largest"
     assert ShardedSearcher._index_for(RegionQuery(img, mask)) == "image"
     crop = s._pixels(RegionQuery(img, mask))
     assert crop.shape == (5, 10, 3) and (crop == (200, 100, 50)).all()
     assert s._pixels(ImageQuery(img)) is img
+
+
+def test_crop_follows_the_largest_piece_of_a_mask_not_its_stray_pixels():
+    """A predicted mask: the object (a 10x10 block) and two stray pixels in far corners."""
+    from pixsearch_core.retrieval.crop import crop_to_mask, largest_component
+
+    img = np.arange(64 * 64 * 3, dtype=np.uint8).reshape(64, 64, 3)
+    mask = np.zeros((64, 64), bool)
+    mask[20:30, 30:40] = True
+    mask[0, 0] = mask[63, 63] = True
+    piece = largest_component(mask)
+    assert piece.sum() == 100 and not piece[0, 0] and not piece[63, 63]
+    np.testing.assert_array_equal(crop_to_mask(img, mask), img[20:30, 30:40])
+    np.testing.assert_array_equal(crop_to_mask(img, mask, padding=0.1), img[19:31, 29:41])
+    np.testing.assert_array_equal(crop_to_mask(img, mask, component="all"), img)
+    painted = crop_to_mask(img, mask, background=(255, 255, 255), component="largest")
+    np.testing.assert_array_equal(painted, img[20:30, 30:40])  # the piece fills its own box
+    diagonal = np.eye(8, dtype=bool)  # 8-connected: one piece
+    assert largest_component(diagonal).sum() == 8
+    with pytest.raises(ValueError, match="component 'biggest'; allowed"):
+        crop_to_mask(img, mask, component="biggest")

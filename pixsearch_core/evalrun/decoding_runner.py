@@ -82,7 +82,8 @@ class DecodingRunner:
         from indexing.searcher import ShardedSearcher
 
         return ShardedSearcher(self.index, storage=self.storage, region_padding=self.region.get("padding", 0.1),
-                               region_background=self.region.get("background"))
+                               region_background=self.region.get("background"),
+                               region_component=self.region.get("component", "largest"))
 
     def setup(self) -> None:
         from pixsearch_core.decoding import DecodeOptions, SearchInterleavedDecoder

@@ -65,7 +65,7 @@ class LoraSettings(Config):
 
 class TrainableSettings(Config):
     parts: list[Literal["projector", "span_tagger", "mask_head", "prompt_encoder", "mask_decoder",
-                        "language_model"]] = [
+                        "language_model", "copy_head", "sam_image_encoder", "vision_tower"]] = [
         "span_tagger", "mask_head", "prompt_encoder", "mask_decoder"]
     new_token_rows: bool = Field(True, description="train the special tokens' embedding/output rows only")
 
@@ -86,6 +86,12 @@ class ModelConfig(Config):
     span_tagger_heads: int = Field(8, ge=1)
     mask_feedback: bool = Field(False, description="PLUM's mask feedback loop across the spans of a row")
     image_cache_size: int = Field(32, ge=0)
+    copy_head: bool = Field(False, description="a pointer-generator copy head over the context (modeling/copy_head"
+                                               ".py); for small LMs trained from scratch, e.g. the CPU demo's")
+    copy_head_dim: int = Field(64, ge=4)
+    copy_head_ngram: int = Field(3, ge=0, description="how many last tokens the copy head's queries and keys see")
+    copy_head_source: Literal["evidence", "context"] = Field(
+        "evidence", description="copy from <information> blocks only, or from the whole context")
     init_checkpoint: str | None = Field(None, description="a LISA/PLUM-style full checkpoint (before LoRA)")
     init_key_rules: list[tuple[str, str]] = []
     weights: str | None = Field(None, description="a PixSearch trainable checkpoint (save_trainable) to load")
@@ -209,6 +215,15 @@ def _sam(cfg: ModelConfig, store):
     return parts, state, ckpt
 
 
+def _copy_head(cfg: ModelConfig, d: int, lm, tok):
+    from pixsearch_core.modeling.copy_head import CopyHead
+    from pixsearch_core.modeling.tokens import special_token_ids
+
+    ids = special_token_ids(tok)
+    span = (ids.info_start, ids.info_end) if cfg.copy_head_source == "evidence" else None
+    return CopyHead(d, lm.get_input_embeddings().weight.shape[0], cfg.copy_head_dim, cfg.copy_head_ngram, span)
+
+
 # ---------------------------------------------------------------- assembly
 def _build_pixsearch(cfg: ModelConfig, store: ObjectStore | None = None):
     from pixsearch_core.modeling import checkpoint as ck
@@ -235,7 +250,8 @@ def _build_pixsearch(cfg: ModelConfig, store: ObjectStore | None = None):
         mask_head=MaskQueryHead(d, sam.prompt_dim), sam_image_encoder=sam.image_encoder,
         prompt_encoder=sam.prompt_encoder, mask_decoder=sam.mask_decoder, tokenizer=tok,
         sam_image_size=sam.image_size, mask_feedback=cfg.mask_feedback, image_cache_size=cfg.image_cache_size,
-        sam_pixel_mean=sam.pixel_mean, sam_pixel_std=sam.pixel_std, config=cfg)
+        sam_pixel_mean=sam.pixel_mean, sam_pixel_std=sam.pixel_std,
+        copy_head=_copy_head(cfg, d, lm, tok) if cfg.copy_head else None, config=cfg)
     if sam_state is not None:
         ck.load_sam_weights(model, sam_state, sam_source)
     if cfg.init_checkpoint:

@@ -30,12 +30,14 @@ class Prefix:
 
     inputs_embeds (B, L, D); attention_mask (B, L) long, 1 = real; text_positions (B, T): where each input token
     sits in the L axis (-1 for padding; the placeholder maps to the LAST image-feature position, so that the logits
-    gathered there predict the token after the image).
+    gathered there predict the token after the image); token_ids (B, L): the token at each L position (-1 for image
+    features and padding; the copy head's values).
     """
 
     inputs_embeds: torch.Tensor
     attention_mask: torch.Tensor
     text_positions: torch.Tensor
+    token_ids: torch.Tensor | None = None
 
 
 @dataclass

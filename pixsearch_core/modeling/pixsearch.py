@@ -15,6 +15,7 @@ import logging
 import torch
 from torch import nn
 
+from pixsearch_core.modeling.copy_head import CopyCache
 from pixsearch_core.modeling.image_cache import EmbeddingCache
 from pixsearch_core.modeling.outputs import MaskPrediction, PixSearchOutput, PreparedImages, Prefix, StepOutput
 from pixsearch_core.modeling.preprocess import SamTransform, image_key, to_uint8_hwc
@@ -40,13 +41,14 @@ class PixSearchModel(SegmentationMixin, nn.Module):
       mask_feedback: PLUM's loop: each span of a row gets the previous span's mask as a dense prompt.
       image_cache_size: how many SAM image embeddings to keep (LRU, keyed by image content).
       sam_pixel_mean, sam_pixel_std: the SAM encoder's input normalization on 0..255 pixels (default: SAM's).
+      copy_head: an optional pointer-generator over the context (copy_head.CopyHead; None = the LM's logits).
     """
 
     def __init__(self, *, vision_tower: nn.Module, projector: nn.Module, language_model: nn.Module,
                  span_tagger: nn.Module, mask_head: nn.Module, sam_image_encoder: nn.Module,
                  prompt_encoder: nn.Module, mask_decoder: nn.Module, tokenizer, sam_image_size: int,
                  mask_feedback: bool = False, image_cache_size: int = 32, sam_pixel_mean=None, sam_pixel_std=None,
-                 config=None) -> None:
+                 copy_head: nn.Module | None = None, config=None) -> None:
         super().__init__()
         self.vision_tower = vision_tower
         self.projector = projector
@@ -62,6 +64,7 @@ class PixSearchModel(SegmentationMixin, nn.Module):
         self.sam_transform = SamTransform(sam_image_size, *(() if sam_pixel_mean is None else
                                                             (sam_pixel_mean, sam_pixel_std)))
         self.mask_feedback = mask_feedback
+        self.copy_head = copy_head
         self.config = config
         self._sam_cache = EmbeddingCache(image_cache_size)
 
@@ -83,14 +86,17 @@ class PixSearchModel(SegmentationMixin, nn.Module):
         return PreparedImages(arrays, [image_key(a) for a in arrays])
 
     def image_features(self, images: PreparedImages) -> torch.Tensor:
-        """-> (B, N, D) projected visual tokens (the tower runs without gradients; the projector may train)."""
+        """-> (B, N, D) projected visual tokens. The tower runs without gradients (frozen in the paper) unless it is
+        a trainable part (the demo's random tiny CLIP) and the model is training; the projector may train."""
         if self.vision_tower.input_kind == "sam_embedding":
             feats = self.vision_tower(self.sam_image_embeddings(images)[0])
-        else:
-            pixels = torch.stack([self.vision_tower.transform(a) for a in images.arrays]).to(self.device)
-            with torch.no_grad():
-                feats = self.vision_tower(pixels)
-        return self.projector(feats.detach())
+            return self.projector(feats.detach())
+        pixels = torch.stack([self.vision_tower.transform(a) for a in images.arrays]).to(self.device)
+        train_tower = self.training and torch.is_grad_enabled() and any(
+            p.requires_grad for p in self.vision_tower.parameters())
+        with torch.set_grad_enabled(train_tower):
+            feats = self.vision_tower(pixels)
+        return self.projector(feats)
 
     # ------------------------------------------------------------ prompt embedding
     def embed_inputs(self, images, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
@@ -118,7 +124,7 @@ class PixSearchModel(SegmentationMixin, nn.Module):
             feats = self.image_features(images).to(tok.dtype)
         elif any(counts):
             raise ValueError("input has image placeholders but no images were given")
-        rows, positions = [], []
+        rows, positions, row_ids = [], [], []
         for b in range(input_ids.shape[0]):
             real = torch.nonzero(attention_mask[b].bool()).flatten()
             pos = torch.full((input_ids.shape[1],), -1, dtype=torch.long, device=input_ids.device)
@@ -127,43 +133,65 @@ class PixSearchModel(SegmentationMixin, nn.Module):
                 t = int(torch.nonzero(is_ph[b]).flatten()[0])
                 i = int(pos[t])
                 rows.append(torch.cat([tok[b, real[:i]], feats[b], tok[b, real[i + 1:]]]))
+                row_ids.append(torch.cat([input_ids[b, real[:i]], input_ids.new_full((feats.shape[1],), -1),
+                                          input_ids[b, real[i + 1:]]]))
                 pos[real[i + 1:]] += feats.shape[1] - 1
                 pos[t] = i + feats.shape[1] - 1
             else:
                 rows.append(tok[b, real])
+                row_ids.append(input_ids[b, real])
             positions.append(pos)
-        return self._pad(rows, torch.stack(positions).to(input_ids.device), padding_side)
+        return self._pad(rows, row_ids, torch.stack(positions).to(input_ids.device), padding_side)
 
-    def _pad(self, rows: list[torch.Tensor], positions: torch.Tensor, side: str) -> Prefix:
+    def _pad(self, rows: list[torch.Tensor], row_ids: list[torch.Tensor], positions: torch.Tensor,
+             side: str) -> Prefix:
         length = max(r.shape[0] for r in rows)
         emb = rows[0].new_zeros((len(rows), length, rows[0].shape[-1]))
         mask = torch.zeros((len(rows), length), dtype=torch.long, device=rows[0].device)
+        ids = torch.full((len(rows), length), -1, dtype=torch.long, device=rows[0].device)
         for b, r in enumerate(rows):
             off = length - r.shape[0] if side == "left" else 0
             emb[b, off:off + r.shape[0]] = r
             mask[b, off:off + r.shape[0]] = 1
+            ids[b, off:off + r.shape[0]] = row_ids[b]
             positions[b] = torch.where(positions[b] >= 0, positions[b] + off, positions[b])
-        return Prefix(emb, mask, positions)
+        return Prefix(emb, mask, positions, ids)
 
     # ------------------------------------------------------------ stepping the LM (decoding)
     def step(self, attention_mask: torch.Tensor, input_ids: torch.Tensor | None = None,
-             inputs_embeds: torch.Tensor | None = None, past_key_values=None, use_cache: bool = True) -> StepOutput:
+             inputs_embeds: torch.Tensor | None = None, past_key_values=None, use_cache: bool = True,
+             token_ids: torch.Tensor | None = None) -> StepOutput:
         """Run the LM on T new positions (ids or embeddings) after `past_key_values`.
 
         attention_mask (B, past + T) covers the cache and the new positions; zeros anywhere (left padding, or
-        padding inside forced-token chunks) are skipped: positions come from its running sum.
+        padding inside forced-token chunks) are skipped: positions come from its running sum. With a copy head,
+        embeddings need their token_ids (B, T) (-1 for image features; Prefix.token_ids).
         """
         new = input_ids.shape[1] if input_ids is not None else inputs_embeds.shape[1]
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -new:]
+        copy = self.copy_head is not None
+        lm_cache = past_key_values.lm_cache if isinstance(past_key_values, CopyCache) else past_key_values
         out = self.language_model(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                  position_ids=position_ids, past_key_values=past_key_values, use_cache=use_cache,
+                                  position_ids=position_ids, past_key_values=lm_cache, use_cache=use_cache,
                                   output_hidden_states=True)
-        return StepOutput(out.logits, out.hidden_states[-1], out.past_key_values, attention_mask)
+        logits, hidden, cache = out.logits, out.hidden_states[-1], out.past_key_values
+        if copy:
+            ids = input_ids if input_ids is not None else token_ids
+            if ids is None:
+                raise ValueError("a model with a copy head needs token_ids with inputs_embeds")
+            if isinstance(past_key_values, CopyCache):
+                ids = torch.cat([past_key_values.ids, ids], dim=1)
+            keys = self.copy_head.keys(hidden, ids, attention_mask)
+            if isinstance(past_key_values, CopyCache):
+                keys = torch.cat([past_key_values.keys, keys], dim=1)
+            logits = self.copy_head(logits, hidden, keys, ids, attention_mask)
+            cache = CopyCache(cache, keys, ids) if use_cache else None
+        return StepOutput(logits, hidden, cache, attention_mask)
 
     def start(self, images, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> StepOutput:
         """Encode the image(s) and prompt once (left-padded) and run the LM over the prefix, returning the cache."""
         prefix = self.embed_inputs(images, input_ids, attention_mask, padding_side="left")
-        return self.step(prefix.attention_mask, inputs_embeds=prefix.inputs_embeds)
+        return self.step(prefix.attention_mask, inputs_embeds=prefix.inputs_embeds, token_ids=prefix.token_ids)
 
     def append_tokens(self, state: StepOutput, input_ids: torch.Tensor,
                       attention_mask: torch.Tensor | None = None) -> StepOutput:
@@ -184,10 +212,15 @@ class PixSearchModel(SegmentationMixin, nn.Module):
         else:
             out = run()
         idx = prefix.text_positions.clamp(min=0)
+        logits = out.logits
+        if self.copy_head is not None and not teacher:
+            last = out.hidden_states[-1]
+            keys = self.copy_head.keys(last, prefix.token_ids, prefix.attention_mask)
+            logits = self.copy_head(logits, last, keys, prefix.token_ids, prefix.attention_mask)
         hidden = out.hidden_states[-1].gather(1, idx[..., None].expand(-1, -1, out.hidden_states[-1].shape[-1]))
         if teacher:
             return None, hidden
-        return out.logits.gather(1, idx[..., None].expand(-1, -1, out.logits.shape[-1])), hidden
+        return logits.gather(1, idx[..., None].expand(-1, -1, logits.shape[-1])), hidden
 
     def has_teacher(self) -> bool:
         """True when the LM has LoRA adapters that can be switched off to give frozen teacher states (Eq. 8)."""

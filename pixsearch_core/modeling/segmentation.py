@@ -19,7 +19,15 @@ class SegmentationMixin:
 
     # ------------------------------------------------------------ image embeddings
     def sam_image_embeddings(self, images: PreparedImages) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-        """-> ((B, C, h, w) embeddings of the frozen SAM encoder, resized input sizes). Cached per image content."""
+        """-> ((B, C, h, w) SAM image embeddings, resized input sizes). Cached per image content; while training a
+        trainable encoder (trainable part "sam_image_encoder", e.g. the demo's random tiny one) they are computed
+        with gradients and the cache is dropped (its entries are stale once the weights move)."""
+        if self.training and torch.is_grad_enabled() and any(
+                p.requires_grad for p in self.sam_image_encoder.parameters()):
+            self._sam_cache.clear()
+            pixels, sizes = zip(*(self.sam_transform(a) for a in images.arrays))
+            return self.sam_image_encoder(torch.stack(pixels).to(self.device, _dtype(self.sam_image_encoder))), \
+                list(sizes)
         todo = [i for i, k in enumerate(images.keys) if k not in self._sam_cache]
         todo = list({images.keys[i]: i for i in todo}.values())  # one encoder pass per distinct image
         if todo:

@@ -24,7 +24,10 @@ log = logging.getLogger(__name__)
 #: LoRA targets: q_proj and v_proj of the LM's decoder layers (names as in LlamaForCausalLM / MistralForCausalLM)
 LM_QV_REGEX = r"^model\.layers\.\d+\.self_attn\.(q_proj|v_proj)$"
 #: "language_model" trains the whole LM (a small LM trained from scratch, e.g. the demo's; LoRA is then off)
-PARTS = ("projector", "span_tagger", "mask_head", "prompt_encoder", "mask_decoder", "language_model")
+#: "copy_head": the optional pointer-generator (model config copy_head=true); "sam_image_encoder", "vision_tower":
+#: frozen in the paper, trainable for random tiny ones trained from scratch (the demo's)
+PARTS = ("projector", "span_tagger", "mask_head", "prompt_encoder", "mask_decoder", "language_model", "copy_head",
+         "sam_image_encoder", "vision_tower")
 
 
 def apply_lora(language_model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0.05,
@@ -76,6 +79,8 @@ def configure_trainable(model: nn.Module, parts: set[str] | list[str], lora: boo
         counts["lora"] = sum(p.numel() for p in lora_params)
     for part in parts:
         module = getattr(model, part)
+        if module is None:
+            raise ValueError(f"trainable part {part!r}, but the model has none (set the model's {part}=true)")
         for p in module.parameters():
             p.requires_grad_(True)
         counts[part] = sum(p.numel() for p in module.parameters())

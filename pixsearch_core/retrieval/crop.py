@@ -2,9 +2,16 @@
 
     crop = crop_region(image, mask, padding=0.1)               # the mask's box grown by 10% of its size per side
     crop = crop_region(image, mask, background=(255, 255, 255)) # pixels outside the mask painted over
+
+The crop follows the mask's largest connected piece (`component="largest"`, the default): a predicted mask with
+a few stray pixels across the image would otherwise crop nearly the whole image. On the demo's egocentric scenes,
+masks with IoU 0.3-0.75 against the target had boxes spanning most of the picture, and not one region search found
+the target's page until the crop kept only the largest piece.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -19,6 +26,8 @@ class RegionCrop(Config):
     padding: float = Field(0.1, ge=0, le=2, description="grow the mask's box by this share of its size per side")
     background: tuple[int, int, int] | None = Field(
         None, description="paint pixels outside the mask this RGB colour (e.g. [255, 255, 255]); null = keep them")
+    component: Literal["largest", "all"] = Field(
+        "largest", description="crop to the mask's largest connected piece, or to the box of all its pixels")
 
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -38,10 +47,26 @@ def padded_box(box: tuple[int, int, int, int], hw: tuple[int, int], padding: flo
     return max(0, x0 - px), max(0, y0 - py), min(hw[1], x1 + px), min(hw[0], y1 + py)
 
 
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected piece of a boolean mask (the mask itself when it has one piece or none)."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(np.asarray(mask, dtype=bool), structure=np.ones((3, 3), dtype=int))
+    if n <= 1:
+        return np.asarray(mask, dtype=bool)
+    sizes = np.bincount(labels.ravel())[1:]
+    return labels == (int(np.argmax(sizes)) + 1)
+
+
 def crop_to_mask(image, mask: np.ndarray, padding: float = 0.0,
-                 background: tuple[int, int, int] | None = None):
-    """Crop a PIL image or (H, W, C) array to the (padded) box of `mask`; optionally paint the pixels outside the
-    mask with `background`. Returns the same kind it was given. An empty mask is a ValueError."""
+                 background: tuple[int, int, int] | None = None, component: str = "largest"):
+    """Crop a PIL image or (H, W, C) array to the (padded) box of `mask` (of its largest connected piece with
+    component="largest"); optionally paint the pixels outside that mask with `background`. Returns the same kind
+    it was given. An empty mask is a ValueError."""
+    if component not in ("largest", "all"):
+        raise ValueError(f"component {component!r}; allowed: 'largest', 'all'")
+    if component == "largest":
+        mask = largest_component(mask)
     box = mask_box(mask)
     if box is None:
         raise ValueError("cannot crop to an empty mask")
