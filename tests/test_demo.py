@@ -87,6 +87,15 @@ def test_presets_load_and_unknown_steps_are_refused(tmp_path):
         Demo(DemoConfig(output=str(tmp_path))).run(("world", "indx"))
 
 
+def test_a_partial_rerun_keeps_the_other_steps_in_the_summary(tmp_path, monkeypatch):
+    cfg = DemoConfig(output=str(tmp_path), world=SMALL)
+    world = Demo(cfg).run(("world",))["world"]
+    monkeypatch.setattr(Demo, "step_report", lambda self: "report-ran")
+    Demo(cfg).run(("report",))
+    summary = json.loads((tmp_path / "demo-summary.json").read_text())
+    assert summary["world"] == world and summary["report"] == "report-ran" and "report_seconds" in summary
+
+
 def test_world_step_is_reused_when_unchanged(tmp_path):
     cfg = DemoConfig(output=str(tmp_path), world=SMALL)
     first = Demo(cfg).run(("world",))["world"]
@@ -95,6 +104,7 @@ def test_world_step_is_reused_when_unchanged(tmp_path):
     assert (tmp_path / "world" / "world.json").stat().st_mtime_ns == stamp
     shutil.rmtree(tmp_path / "world")  # from scratch, same seed and output (records hold absolute URIs)
     assert Demo(cfg).run(("world",))["world"]["sha256"] == first["sha256"]
+    assert json.loads((tmp_path / "demo-summary.json").read_text())["world"]["sha256"] == first["sha256"]
     shutil.rmtree(tmp_path / "world")
     reseeded = Demo(DemoConfig(output=str(tmp_path), world=SMALL.model_copy(update={"seed": 1})))
     assert reseeded.run(("world",))["world"]["sha256"] != first["sha256"]

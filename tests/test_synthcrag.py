@@ -138,6 +138,8 @@ def test_stage2_trajectories_are_counterfactual_and_answerable_from_their_eviden
         assert answer in " ".join(d for _, d in docs)
     twins = [(by_id[i[:-3]], r) for i, r in by_id.items() if i.endswith("-ef")]
     assert twins
+    no_search = [r["id"] for r in rows if not r["id"].endswith("-ef") and not r["query_types"]]
+    assert no_search and all(i + "-ef" in by_id for i in no_search), "every no-search question gets its twin"
     for full, ef in twins:
         assert ef["query_types"] == full["query_types"][1:]
         m = re.match(r"(.*?)<search>(?:<region>|<image>)</search>(<information>.*?</information>)(.*)$",
@@ -161,3 +163,24 @@ def test_score_reads_the_text_after_the_last_answer_mark(tmp_path):
     assert bench.score(ex, f"Answer: nope. Answer: {gold}")["correct"]  # the last mark counts
     assert not bench.score(ex, f"Answer: {gold}. Answer: nope")["correct"]
     assert bench.score(ex, gold)["correct"]  # no mark: the whole prediction
+
+
+def test_extra_refer_scenes_add_stage1_data_and_leave_the_benchmark(tmp_path):
+    w = generate_world(SMALL)
+    base = write_synthcrag(w, str(tmp_path / "a"), scenes_per_entity=2)
+    more = write_synthcrag(w, str(tmp_path / "b"), scenes_per_entity=2, refer_scenes_per_entity=2)
+    assert (tmp_path / "a" / "benchmark" / "test.jsonl").read_bytes() == \
+        (tmp_path / "b" / "benchmark" / "test.jsonl").read_bytes().replace(b"/b/", b"/a/")
+    rows = [json.loads(l) for l in (tmp_path / "b" / "stage1" / "train.jsonl").read_text().splitlines()]
+    train = {e.id: e for e in w.split("train")}
+    assert len(rows) == more["stage1"] == base["stage1"] + 2 * len(train)
+    store = ObjectStore()
+    extra = [r for r in rows if "-r" in r["id"]]
+    assert len(extra) == 2 * len(train)
+    for r in extra:
+        e = train[r["id"].rsplit("-r", 1)[0]]
+        assert r["expression"] == e.description
+        mask = np.asarray(Image.open(io.BytesIO(store.get_bytes(r["mask"])))) > 127
+        ys, xs = np.nonzero(mask)
+        assert [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] == r["box"]
+        assert mask.mean() < 0.036  # egocentric: the target small

@@ -59,18 +59,20 @@ class Demo:
     # ------------------------------------------------------------------ steps
     def step_world(self) -> dict[str, Any]:
         from pixsearch_core.synthcrag import generate_world
-        from pixsearch_core.synthcrag.write import write_synthcrag
+        from pixsearch_core.synthcrag.write import FORMAT, write_synthcrag
 
         meta_path = Path(self.world) / "world.json"
         want = {"config": self.cfg.world.model_dump(), "scenes_per_entity": self.cfg.scenes_per_entity,
-                "questions_per_scene": self.cfg.questions_per_scene}
+                "questions_per_scene": self.cfg.questions_per_scene,
+                "refer_scenes_per_entity": self.cfg.refer_scenes_per_entity, "format": FORMAT}
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         if meta and {k: meta.get(k) for k in want} == want:
             log.info("[world] %s is up to date: %s", self.world, meta["counts"])
             counts = meta["counts"]
         else:
             counts = write_synthcrag(generate_world(self.cfg.world), self.world, self.store,
-                                     self.cfg.scenes_per_entity, self.cfg.questions_per_scene)
+                                     self.cfg.scenes_per_entity, self.cfg.questions_per_scene,
+                                     refer_scenes_per_entity=self.cfg.refer_scenes_per_entity)
         return {**counts, "sha256": tree_sha256(Path(self.world))}
 
     def step_index(self) -> dict[str, Any]:
@@ -93,7 +95,7 @@ class Demo:
 
         region = load_config(EvalRunConfig, self.cfg.eval.config, self.cfg.eval.overrides).region  # as eval crops
         searcher = ShardedSearcher(self.index, cache_dir=str(self.out / "cache"), region_padding=region.padding,
-                                   region_background=region.background)
+                                   region_background=region.background, region_component=region.component)
         result = retrieval_check(searcher, self.world, k=self.cfg.retrieval_k, store=self.store)
         self.report.mkdir(parents=True, exist_ok=True)
         (self.report / "retrieval.json").write_text(json.dumps(result, indent=2))
@@ -136,5 +138,8 @@ class Demo:
                 t0 = time.monotonic()
                 results[step] = getattr(self, f"step_{step}")()
                 results[f"{step}_seconds"] = round(time.monotonic() - t0, 1)
-        (self.out / "demo-summary.json").write_text(json.dumps(results, indent=2, default=str))
+        summary_path = self.out / "demo-summary.json"  # a partial re-run keeps the other steps' entries
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        summary.update(results)
+        summary_path.write_text(json.dumps(summary, indent=2, default=str))
         return results

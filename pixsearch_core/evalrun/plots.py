@@ -102,12 +102,14 @@ def _load_image(store: ObjectStore, ref: str | None, shape: tuple[int, int]) -> 
 
 
 def _gold_mask(store: ObjectStore, ref: str | None) -> np.ndarray | None:
+    """The gold mask for an overlay's outline (the project's reader), or None: the overlay is then drawn without it
+    and its title says so."""
     if not ref:
         return None
-    from PIL import Image
+    from pixsearch_core.training.readers.common import read_mask
 
     try:
-        return np.asarray(Image.open(io.BytesIO(store.get_bytes(ref))).convert("L")) > 0
+        return read_mask(store, ref).astype(bool)
     except Exception as e:
         log.warning("overlay: cannot read gold mask %s (%s)", ref, e)
         return None

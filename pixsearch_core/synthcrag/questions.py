@@ -37,7 +37,7 @@ def info(title: str, text: str) -> str:
     return f"<information>Doc 1 ({title}): {text}</information>"
 
 
-def _visual_search(world: World, e: Entity, egocentric: bool) -> tuple[str, str, str, str]:
+def _visual_search(e: Entity, egocentric: bool) -> tuple[str, str, str, str]:
     """(subject naming the object, its search block, the evidence block, query type)."""
     payload, qt = ("<region>", "REGION") if egocentric else ("<image>", "IMAGE")
     return e.description.capitalize(), f"<search>{payload}</search>", info(e.name, e.document()), qt
@@ -79,7 +79,7 @@ def make_question(world: World, e: Entity, qtype: str, egocentric: bool, n_objec
             q = Question(qtype, "How many objects are in the image?", str(n_objects), f"Answer: {n_objects}", [], "")
         q.evidence_first = info(other.name, other.document()) + q.response
         return q
-    subject, search, evidence, qt = _visual_search(world, e, egocentric)
+    subject, search, evidence, qt = _visual_search(e, egocentric)
     if qtype == "identification":
         q, a = f"What is the name of {ref}?", e.name
         return _searched(Question(qtype, q, a, "", [qt], ref), subject, search, evidence,
