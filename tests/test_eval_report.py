@@ -157,3 +157,22 @@ def test_behaviour_well_formed_and_giou_by_hand(runs, tmp_path):
     assert non["well_formed"] == 1.0  # a backend failure is not a format error
     assert non["n_masks"] == 0 and non["giou"] is None and non["gold_mask_unreadable"] == 1
     assert st["all"]["n"] == 4 and st["all"]["well_formed"] == 0.75
+
+
+def test_ordering_table_states_accuracy_margins_and_n(tmp_path):
+    """Full vs whole image vs no search per group, from hand-made verdicts: 4 egocentric + 2 other questions."""
+    root = str(tmp_path / "out")
+    ego = lambda k: [rec(f"e{i}", verdict(correct=i < k, ego=True), ego=True) for i in range(4)]  # noqa: E731
+    non = lambda k: [rec(f"n{i}", verdict(correct=i < k)) for i in range(2)]  # noqa: E731
+    uris = [write_run(root, "f", "full", ego(3) + non(1)), write_run(root, "w", "whole_image", ego(2) + non(1)),
+            write_run(root, "z", "no_search", ego(1) + non(2))]
+    write_report(uris, str(tmp_path / "report"))
+    md = (tmp_path / "report" / "report.md").read_text()
+    table = "Full vs whole image vs no search"
+    assert row(md, table, "Egocentric") == ["4", "75.0", "50.0", "25.0", "+25.0 (+1 questions)",
+                                            "+25.0 (+1 questions)", "yes"]
+    assert row(md, table, "Non-Egocentric") == ["2", "50.0", "50.0", "100.0", "+0.0 (+0 questions)",
+                                                "-50.0 (-1 questions)", "no"]
+    assert row(md, table, "Overall")[0] == "6"
+    write_report(uris[:2], str(tmp_path / "two"))  # without a no-search run there is no such table
+    assert table not in (tmp_path / "two" / "report.md").read_text()

@@ -109,11 +109,43 @@ def behaviour_table(runs: list[Run], store: ObjectStore) -> tuple[list[str], lis
     return header, rows
 
 
+ORDER = ("full", "whole_image", "no_search")
+
+
+def ordering_table(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
+    """The paper's central comparison, per CRAG group: accuracy of full, whole image and no search, the margins
+    (points and questions), and whether full > whole image > no search holds. None unless one CRAG run of each
+    of the three modes is given."""
+    by_mode = {r.meta.get("mode"): r for r in runs if _is_crag(r.aggregate)}
+    if not all(m in by_mode for m in ORDER):
+        return None
+    header = ["Group", "n", "full", "whole image", "no search", "full - whole image", "whole image - no search",
+              "full > whole image > no search"]
+    rows = []
+    for g, name in CRAG_GROUPS:
+        aggs = [by_mode[m].aggregate[g] for m in ORDER]
+        ns = {int(a.get("n", 0)) for a in aggs}
+        n = ns.pop() if len(ns) == 1 else None
+        acc = [float(a["accuracy"]) for a in aggs]
+
+        def margin(x: float, y: float) -> str:
+            right = f" ({round((x - y) * n):+d} questions)" if n else ""
+            return f"{100 * (x - y):+.1f}{right}"
+
+        rows.append([name, str(n) if n is not None else "differs", *(_pct(v) for v in acc),
+                     margin(acc[0], acc[1]), margin(acc[1], acc[2]),
+                     "yes" if acc[0] > acc[1] > acc[2] else "no"])
+    return header, rows
+
+
 def tables(runs: list[Run], store: ObjectStore | None = None) -> list[tuple[str, list[str], list[list[str]]]]:
-    """(title, header, rows) for Table 1, the search behaviour table and, when such runs are given, Tables 6
-    and 7."""
+    """(title, header, rows) for Table 1, the search behaviour table and, when such runs are given, the
+    full / whole image / no search ordering and Tables 6 and 7."""
     out = [("Table 1: main results", *_table(runs)),
            ("Search behaviour and mask quality", *behaviour_table(runs, store or ObjectStore()))]
+    order = ordering_table(runs)
+    if order is not None:
+        out.insert(1, ("Full vs whole image vs no search (accuracy, %)", *order))
     modes = {r.meta.get("mode") for r in runs}
     if modes & set(MODALITY_MODES):
         abl = [r for r in runs if r.meta.get("mode") in ("full", *MODALITY_MODES)]
