@@ -1,13 +1,14 @@
 """A pointer-generator copy head (See et al., 2017, "Get To The Point") for small LMs trained from scratch.
 
     p(x_{t+1} = w) = g_t * softmax(lm_logits_t)[w] + (1 - g_t) * sum_{i < t, x_{i+1} = w} a_{t,i}
-    a_{t,i} = softmax_i(q(h_t) . k(h_i) / sqrt(d))        g_t = sigmoid(gate(h_t))
+    a_{t,i} = softmax_i(q_t . k_i / sqrt(d))      g_t = sigmoid(gate([h_t, c_t]))      c_t = sum_i a_{t,i} E[x_{i+1}]
 
-over the earlier positions i whose next token x_{i+1} is a text token: "find an earlier state like mine and write
-what followed it" -- an induction head whose copy is done explicitly, so the model only has to learn WHERE to
-look. The demo's byte-level LM (conf/train/synthcrag-demo.yaml) cannot form induction heads in a CPU budget and so
-never copied names and facts from the `<information>` evidence (measured, README "SynthCRAG demo"); the paper's
-pretrained LLaVA copies on its own and has no such head (`copy_head: false`, the default).
+over the earlier positions i (inside the `span` blocks) whose next token x_{i+1} is a text token: "find an
+earlier state like mine and write what followed it" -- an induction head whose copy is done explicitly, so the
+model only has to learn WHERE to look (q, k: see CopyHead). The demo's byte-level LM (conf/train/
+synthcrag-demo.yaml) cannot form induction heads in a CPU budget and so never copied names and facts from the
+`<information>` evidence (measured; README, Models, "Copy head"); the paper's pretrained LLaVA copies on its own
+and has no such head (`copy_head: false`, the default).
 
 The head returns log p as the logits: cross-entropy, argmax, constraints (-inf) and sampling all work unchanged.
 During decoding its keys and token ids ride along with the LM's KV cache in a `CopyCache`.
