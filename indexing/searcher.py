@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pixsearch_core.retrieval.crop import crop_to_mask
+from pixsearch_core.retrieval.crop import COMPONENTS, crop_to_mask
 from pixsearch_core.retrieval.types import Evidence, ImageQuery, Query, RegionQuery, TextQuery
 from pixsearch_core.storage import ObjectStore, StorageConfig, join, sha256_file
 
@@ -77,8 +77,8 @@ class ShardedSearcher:
         self.region_padding = region_padding
         self.mmap = mmap
         self.region_background = region_background
-        if region_component not in ("largest", "all"):
-            raise ValueError(f"region_component {region_component!r}; allowed: 'largest', 'all'")
+        if region_component not in COMPONENTS:
+            raise ValueError(f"region_component {region_component!r}; allowed: {', '.join(map(repr, COMPONENTS))}")
         self.region_component = region_component
         self.store = ObjectStore(storage)
         self.version_uri = resolve(self.store, uri)

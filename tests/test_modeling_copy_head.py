@@ -31,7 +31,7 @@ def test_distribution_is_the_gated_mix_of_generation_and_what_followed_each_earl
     mask = torch.ones_like(ids)
     hidden = torch.randn(1, 7, 4)
     lm_logits = torch.randn(1, 7, V)
-    out = head(lm_logits, hidden, head.keys(hidden, ids, mask), ids, mask)
+    out = head(lm_logits, hidden, ids, mask)[0]
     torch.testing.assert_close(torch.logsumexp(out, -1), torch.zeros(1, 7), atol=1e-6, rtol=0)
     gen = torch.softmax(lm_logits, -1)
     # query t=3 (after "1 2 1 3"): earlier positions 0,1,2 were followed by 2,1,3 -> 1/3 each
@@ -47,13 +47,13 @@ def test_distribution_is_the_gated_mix_of_generation_and_what_followed_each_earl
     span_head = CopyHead(hidden_size=4, vocab_size=6, dim=4, ngram=0, span=(5, 4))
     span_head.load_state_dict(head.state_dict())
     ids3 = torch.tensor([[1, 5, 2, 3, 4, 1, 0]])
-    out3 = span_head(lm_logits, hidden, span_head.keys(hidden, ids3, mask), ids3, mask)
+    out3 = span_head(lm_logits, hidden, ids3, mask)[0]
     # query t=6: keys 1 (-> 2), 2 (-> 3), 3 (-> 4, the block's end token); 0, 4, 5 are outside the block
     torch.testing.assert_close(out3[0, 6].exp(), 0.5 * gen[0, 6] + 0.5 * torch.tensor([0, 0, 1 / 3, 1 / 3, 1 / 3, 0]))
     # padding inside the sequence (a forced chunk's) is skipped: position 1 gone, position 0 is followed by 1
     mask2 = mask.clone()
     mask2[0, 1] = 0
-    out2 = head(lm_logits, hidden, head.keys(hidden, ids, mask2), ids, mask2)
+    out2 = head(lm_logits, hidden, ids, mask2)[0]
     torch.testing.assert_close(out2[0, 3].exp(), 0.5 * gen[0, 3] + 0.5 * torch.tensor([0, 1 / 2, 0, 1 / 2, 0, 0]))
 
 

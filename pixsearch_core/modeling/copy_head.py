@@ -97,30 +97,31 @@ class CopyHead(nn.Module):
             pos = torch.where(pos >= 0, prev_at.gather(1, pos.clamp(min=0)), pos)
         return out
 
-    def keys(self, hidden: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Keys (B, T, dim) of the T newest positions; ids, mask (B, S): all positions so far."""
-        return self.key(hidden) + self._gram_features(ids, mask.bool(), hidden.shape[1])
+    def forward(self, logits: torch.Tensor, hidden: torch.Tensor, ids: torch.Tensor, key_mask: torch.Tensor,
+                past_keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mix the LM's next-token distribution with copying -> (log-probabilities (B, T, V), keys (B, S, d)).
 
-    def forward(self, logits: torch.Tensor, hidden: torch.Tensor, keys: torch.Tensor, ids: torch.Tensor,
-                key_mask: torch.Tensor) -> torch.Tensor:
-        """Mix the LM's next-token distribution with copying; returns log-probabilities (B, T, V).
-
-        logits (B, T, V), hidden (B, T, D): the T newest positions (queries). keys (B, S, d) (self.keys, kept
-        across steps) and ids (B, S) of ALL S positions so far (the last T are the queries'); ids -1 where the position is
-        not a text token (image features, padding). key_mask (B, S): 1 = a real position.
+        logits (B, T, V), hidden (B, T, D): the T newest positions (queries). ids (B, S) and key_mask (B, S) of ALL
+        S positions so far (the last T are the queries'); ids -1 where the position is not a text token (image
+        features, padding); key_mask 1 = a real position. past_keys (B, S - T, d): the keys returned for the
+        earlier positions (a CopyCache's), or None when all S positions are new.
         """
         B, T, V = logits.shape
         if V != self.vocab_size:
             raise ValueError(f"copy head built for {self.vocab_size} tokens, the LM gives {V} logits")
-        S = keys.shape[1]
+        S = ids.shape[1]
         key_mask = key_mask.bool()
+        grams = self._gram_features(ids, key_mask, T)  # shared by queries and keys
+        keys = self.key(hidden) + grams
+        if past_keys is not None:
+            keys = torch.cat([past_keys, keys], dim=1)
         nxt = self.next_real(ids, key_mask)                                          # what followed position i
         valid = key_mask & (nxt >= 0) & self._in_span(ids, key_mask)                # (B, S)
         t_abs = torch.arange(S - T, S, device=keys.device)
         causal = torch.arange(S, device=keys.device)[None, :] < t_abs[:, None]    # i < t: x_{i+1} is known
         allowed = valid[:, None, :] & causal[None]                                   # (B, T, S)
         has_key = allowed.any(-1, keepdim=True)                                      # (B, T, 1)
-        query = self.query(hidden) + self._gram_features(ids, key_mask, T)
+        query = self.query(hidden) + grams
         scores = (query.float() @ keys.float().transpose(1, 2)) * self.scale
         attn = torch.softmax(scores.masked_fill(~allowed, float("-inf")).masked_fill(~has_key, 0.0), dim=-1)
         attn = attn * has_key
@@ -132,4 +133,4 @@ class CopyHead(nn.Module):
         log_1mg = torch.where(has_key, F.logsigmoid(-gate), torch.full_like(gate, float("-inf")))
         generate = log_g + torch.log_softmax(logits.float() + self.steer(ahead), dim=-1)
         copy = log_1mg + torch.log(p_copy.clamp(min=1e-30))
-        return torch.logaddexp(generate, copy)
+        return torch.logaddexp(generate, copy), keys

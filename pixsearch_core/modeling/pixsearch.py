@@ -169,22 +169,19 @@ class PixSearchModel(SegmentationMixin, nn.Module):
         """
         new = input_ids.shape[1] if input_ids is not None else inputs_embeds.shape[1]
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -new:]
-        copy = self.copy_head is not None
         lm_cache = past_key_values.lm_cache if isinstance(past_key_values, CopyCache) else past_key_values
         out = self.language_model(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                                   position_ids=position_ids, past_key_values=lm_cache, use_cache=use_cache,
                                   output_hidden_states=True)
         logits, hidden, cache = out.logits, out.hidden_states[-1], out.past_key_values
-        if copy:
+        if self.copy_head is not None:
             ids = input_ids if input_ids is not None else token_ids
             if ids is None:
                 raise ValueError("a model with a copy head needs token_ids with inputs_embeds")
-            if isinstance(past_key_values, CopyCache):
-                ids = torch.cat([past_key_values.ids, ids], dim=1)
-            keys = self.copy_head.keys(hidden, ids, attention_mask)
-            if isinstance(past_key_values, CopyCache):
-                keys = torch.cat([past_key_values.keys, keys], dim=1)
-            logits = self.copy_head(logits, hidden, keys, ids, attention_mask)
+            past = past_key_values if isinstance(past_key_values, CopyCache) else None
+            if past is not None:
+                ids = torch.cat([past.ids, ids], dim=1)
+            logits, keys = self.copy_head(logits, hidden, ids, attention_mask, None if past is None else past.keys)
             cache = CopyCache(cache, keys, ids) if use_cache else None
         return StepOutput(logits, hidden, cache, attention_mask)
 
@@ -214,9 +211,7 @@ class PixSearchModel(SegmentationMixin, nn.Module):
         idx = prefix.text_positions.clamp(min=0)
         logits = out.logits
         if self.copy_head is not None and not teacher:
-            last = out.hidden_states[-1]
-            keys = self.copy_head.keys(last, prefix.token_ids, prefix.attention_mask)
-            logits = self.copy_head(logits, last, keys, prefix.token_ids, prefix.attention_mask)
+            logits, _ = self.copy_head(logits, out.hidden_states[-1], prefix.token_ids, prefix.attention_mask)
         hidden = out.hidden_states[-1].gather(1, idx[..., None].expand(-1, -1, out.hidden_states[-1].shape[-1]))
         if teacher:
             return None, hidden

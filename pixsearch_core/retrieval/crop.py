@@ -20,6 +20,10 @@ from pydantic import Field
 from pixsearch_core.config import Config
 
 
+#: how a region query's box is taken: the mask's largest connected piece, or all its pixels
+COMPONENTS = ("largest", "all")
+
+
 class RegionCrop(Config):
     """How a RegionQuery becomes the image that is searched."""
 
@@ -63,8 +67,8 @@ def crop_to_mask(image, mask: np.ndarray, padding: float = 0.0,
     """Crop a PIL image or (H, W, C) array to the (padded) box of `mask` (of its largest connected piece with
     component="largest"); optionally paint the pixels outside that mask with `background`. Returns the same kind
     it was given. An empty mask is a ValueError."""
-    if component not in ("largest", "all"):
-        raise ValueError(f"component {component!r}; allowed: 'largest', 'all'")
+    if component not in COMPONENTS:
+        raise ValueError(f"component {component!r}; allowed: {', '.join(map(repr, COMPONENTS))}")
     if component == "largest":
         mask = largest_component(mask)
     box = mask_box(mask)
