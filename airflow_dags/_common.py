@@ -1,6 +1,6 @@
 """What the pixsearch DAGs share: defaults for the embedded (single-machine) setup, default_args, and the Spark
 operator that falls back to `local[*]` when its connection is not defined. Light imports only (no Spark, Ray,
-DeepSpeed or torch): the job helpers live in pixsearch_core.pipelines and are imported inside tasks.
+DeepSpeed or torch): the job helpers live in pipelines.steps and are imported inside tasks.
 
 Environment (read when the DAG files are parsed):
     PIXSEARCH_AIRFLOW_ROOT   where the embedded defaults write (default /tmp/pixsearch-airflow)
@@ -43,7 +43,7 @@ def conf(rel: str) -> str:
 
 
 def job_script(module: str) -> str:
-    """The file of a job module (jobs.build_index) for spark-submit, found without importing it."""
+    """The file of a job module (jobs.index) for spark-submit, found without importing it."""
     import importlib.util
 
     spec = importlib.util.find_spec(module)

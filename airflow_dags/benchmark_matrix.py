@@ -44,7 +44,7 @@ PARAMS = {
 def benchmark_matrix():
     @task(multiple_outputs=True, execution_timeout=timedelta(minutes=30))
     def prepare(params=None, run_id=None) -> dict:
-        from pixsearch_core import pipelines as p
+        from pipelines import steps as p
 
         if params["make_world"] and "synthcrag" in params["benchmarks"]:
             p.ensure_synthcrag_world(params["benchmarks"]["synthcrag"], **WORLD)
@@ -54,13 +54,13 @@ def benchmark_matrix():
 
     @task(execution_timeout=timedelta(minutes=5))
     def cells(params=None) -> list[dict]:
-        from pixsearch_core import pipelines as p
+        from pipelines import steps as p
 
         return p.matrix_cells(params["benchmarks"], params["modes"])
 
     @task(execution_timeout=timedelta(hours=6), retries=2, max_active_tis_per_dagrun=4)
     def eval_cell(cell: dict, index: str, matrix_id: str, params=None) -> dict:
-        from pixsearch_core import pipelines as p
+        from pipelines import steps as p
 
         overrides = list(params["overrides"])
         args = p.eval_args(cell, config=params["config"], model=params["checkpoint"], index=index,
@@ -74,7 +74,7 @@ def benchmark_matrix():
 
     @task(execution_timeout=timedelta(hours=1))
     def report(results: list[dict], matrix_id: str, params=None) -> dict:
-        from pixsearch_core import pipelines as p
+        from pipelines import steps as p
 
         out = f"{params['out']}/reports/{matrix_id}"
         paths = p.last_json(p.run_pixsearch(["eval", "report", *[r["run_uri"] for r in results], "--out", out],

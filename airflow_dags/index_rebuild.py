@@ -1,6 +1,6 @@
 """index_rebuild: build a new index version on Spark, verify it, publish it, keep the newest N versions.
 
-    prepare -> build (SparkSubmitOperator: jobs/build_index.py build ... publish=false) -> verify -> publish -> prune
+    prepare -> build (SparkSubmitOperator: jobs/index.py build ... publish=false) -> verify -> publish -> prune
 
 Runs weekly, or on demand with a corpus URI (trigger with conf {"corpus": "s3://bucket/wiki/*.jsonl"}). The build
 never flips CURRENT itself: `verify` re-checks every object of the new version against its manifest and only then
@@ -39,7 +39,7 @@ PARAMS = {
 def index_rebuild():
     @task(multiple_outputs=True, execution_timeout=timedelta(minutes=30))
     def prepare(params=None, run_id=None) -> dict:
-        from pixsearch_core import pipelines as p
+        from pipelines import steps as p
 
         if params["make_world"]:
             p.ensure_synthcrag_world(params["world"], **WORLD)
@@ -49,24 +49,24 @@ def index_rebuild():
 
     prep = prepare()
     build = PixsearchSparkSubmitOperator(
-        task_id="build", application=job_script("jobs.build_index"), application_args=prep["args"],
+        task_id="build", application=job_script("jobs.index"), application_args=prep["args"],
         conn_id=SPARK_CONN_ID, name="pixsearch-index-build", env_vars=job_env(), execution_timeout=timedelta(hours=12), retries=2)
 
     @task(execution_timeout=timedelta(hours=2))
     def verify(result_uri: str) -> dict:
-        from pixsearch_core import pipelines as p
+        from pipelines import steps as p
 
         return p.verify_build(result_uri)
 
     @task(execution_timeout=timedelta(minutes=10), retries=3)
     def publish(built: dict) -> str:
-        from pixsearch_core import pipelines as p
+        from pipelines import steps as p
 
         return p.publish_build(built)
 
     @task(execution_timeout=timedelta(hours=1))
     def prune(built: dict, params=None) -> list[str]:
-        from pixsearch_core import pipelines as p
+        from pipelines import steps as p
 
         return p.prune_index(built["index_uri"], params["keep"])
 

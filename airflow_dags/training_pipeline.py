@@ -52,7 +52,7 @@ PARAMS = {
 def training_pipeline():
     @task(execution_timeout=timedelta(minutes=30))
     def world(params=None, run_id=None) -> str:
-        from pixsearch_core import pipelines as p
+        from pipelines import steps as p
 
         if params["make_world"]:
             p.ensure_synthcrag_world(params["data_root"], **WORLD)
@@ -60,12 +60,12 @@ def training_pipeline():
 
     @task.sensor(poke_interval=60, timeout=timedelta(hours=24).total_seconds(), mode="reschedule")
     def stage2_data(params=None) -> bool:
-        from pixsearch_core import pipelines as p
+        from pipelines import steps as p
 
         return p.exists(f"{params['data_root']}/{params['stage2_data']}")
 
     def _train(stage: int, run: str, params) -> str:
-        from pixsearch_core import pipelines as p
+        from pipelines import steps as p
 
         export = f"{run}/store/stage{stage}/final"
         if p.exists(f"{export}/config.json"):  # written last by the export: this run's stage is done
@@ -86,7 +86,7 @@ def training_pipeline():
 
     @task(execution_timeout=timedelta(hours=6), retries=2)
     def gate_eval(export: str, run: str, params=None) -> dict:
-        from pixsearch_core import pipelines as p
+        from pipelines import steps as p
 
         cell = {"benchmark": params["benchmark"], "data": params["eval_data"], "mode": params["eval_mode"]}
         run_id = p.safe_id(f"gate-{run.rstrip('/').rsplit('/', 1)[-1]}")
@@ -100,13 +100,13 @@ def training_pipeline():
 
     @task.short_circuit(execution_timeout=timedelta(minutes=5))
     def gate(result: dict) -> bool:
-        from pixsearch_core import pipelines as p
+        from pipelines import steps as p
 
         return p.beats(result["value"], result["baseline"])
 
     @task(execution_timeout=timedelta(minutes=10), retries=3)
     def register(result: dict, params=None) -> str:
-        from pixsearch_core import pipelines as p
+        from pipelines import steps as p
 
         return p.register_checkpoint(params["registry"], params["model_name"], result)
 

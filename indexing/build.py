@@ -27,7 +27,7 @@ from indexing.manifest import (VerifyError, index_root, object_entry, publish, r
                                verify_object, version_root, write_manifest)
 from indexing.prepare import prepare, rejects_jsonl
 from indexing.readers import expand_paths
-from indexing.runners import runner
+from indexing.distributors import runner
 from indexing.shard_plan import ShardPlan
 from indexing.tasks import embed_shard, finished, index_shard
 

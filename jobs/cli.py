@@ -19,11 +19,11 @@ from pixsearch_core import __version__
 #: subcommand modules, in help order
 COMMANDS: list[str] = [
     "jobs.demo",
-    "jobs.build_index",
+    "jobs.index",
     "jobs.search",
-    "jobs.evaluate",
+    "jobs.eval",
     "jobs.train",
-    "jobs.config_check",
+    "jobs.config",
     "jobs.store",
 ]
 
@@ -53,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         mod = importlib.import_module(modname)
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(_run=mod.run)  # before add_arguments, which may set its own (jobs/eval)
         mod.add_arguments(p)
-        p.set_defaults(_run=mod.run)
     return parser
 
 

@@ -93,8 +93,8 @@ def _serve(args) -> int:
 
     if args.ray:
         from indexing.serving.ray_service import RaySearchRouter
-        from pixsearch_core.evalrun.config import RayConfig
-        from pixsearch_core.evalrun.execute import init_ray
+        from pixsearch_core.evaluation.config import RayConfig
+        from pixsearch_core.evaluation.executors import init_ray
         from pixsearch_core.storage import StorageConfig
 
         init_ray(RayConfig(address=args.ray_address))

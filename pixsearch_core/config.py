@@ -12,7 +12,6 @@ Each directory of `conf/` holds the files of one schema (`SCHEMAS` below) so tha
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,26 +40,6 @@ class ConfigError(ValueError):
         self.source = source
         self.problems = problems
         super().__init__(f"invalid config {source}:\n" + "\n".join(f"  - {p}" for p in problems))
-
-
-#: conf/<dir>/*.yaml -> "module:Class" of the schema that validates those files.
-SCHEMAS: dict[str, str] = {
-    "storage": "pixsearch_core.storage:StorageConfig",
-    "demo": "pixsearch_core.demo.config:DemoConfig",
-    "eval": "pixsearch_core.evalrun.config:EvalRunConfig",
-    "train": "pixsearch_core.training.config:TrainConfig",
-    "model": "pixsearch_core.modeling.build:ModelConfig",
-    "decode": "pixsearch_core.decoding.options:DecodeOptions",
-    "index": "indexing.config:IndexBuildConfig",
-}
-
-
-def schema_for(conf_dir: str) -> type[Config]:
-    """The config model for files under `conf/<conf_dir>/`."""
-    if conf_dir not in SCHEMAS:
-        raise KeyError(f"no config schema for conf/{conf_dir}/; known: {', '.join(sorted(SCHEMAS))}")
-    module, _, cls = SCHEMAS[conf_dir].partition(":")
-    return getattr(importlib.import_module(module), cls)
 
 
 def parse_overrides(overrides: list[str] | tuple[str, ...]) -> tuple[dict[str, Any], list[str]]:

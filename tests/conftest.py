@@ -66,8 +66,8 @@ def store(request, tmp_path):
 @pytest.fixture(scope="session")
 def ray_session():
     """One small local Ray for the whole test session (fractional-CPU actors; see STACK.md), shut down at the end."""
-    from pixsearch_core.evalrun.config import RayConfig
-    from pixsearch_core.evalrun.execute import init_ray
+    from pixsearch_core.evaluation.config import RayConfig
+    from pixsearch_core.evaluation.executors import init_ray
 
     import ray
 
@@ -81,7 +81,7 @@ def ray_session():
 def spark():
     """One local[2] SparkSession for the whole test session (a start costs about 5 s); tests using it are `spark`."""
     from indexing.config import SparkConfig
-    from indexing.runners import spark_session
+    from indexing.distributors import spark_session
 
     session = spark_session(SparkConfig(master="local[2]", conf={"spark.driver.memory": "1g"}))
     yield session

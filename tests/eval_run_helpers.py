@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pixsearch_core.evalrun.runner import RunnerSpec
+from pixsearch_core.evaluation.sample_runner import RunnerSpec
 
-SCRIPTED = "pixsearch_core.evalrun.scripted:ScriptedRunner"
+SCRIPTED = "pixsearch_core.evaluation.scripted_runner:ScriptedRunner"
 
 
 def write_crag_gold(path: Path, n: int = 12) -> Path:
@@ -25,7 +25,7 @@ def scripted(**kwargs) -> RunnerSpec:
 
 
 def strip_volatile(records: list[dict]) -> list[dict]:
-    from pixsearch_core.evalrun.runner import VOLATILE_FIELDS
+    from pixsearch_core.evaluation.sample_runner import VOLATILE_FIELDS
 
     return sorted(({k: v for k, v in r.items() if k not in VOLATILE_FIELDS} for r in records),
                   key=lambda r: r["sample_id"])

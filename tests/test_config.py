@@ -8,7 +8,8 @@ from typing import Literal
 import pytest
 from pydantic import Field
 
-from pixsearch_core.config import SCHEMAS, Config, ConfigError, load_config, parse_overrides, schema_for, validate_config
+from jobs.config import SCHEMAS, schema_for
+from pixsearch_core.config import Config, ConfigError, load_config, parse_overrides, validate_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from pixsearch_core.config import load_config
-from pixsearch_core.demo.config import DemoConfig
-from pixsearch_core.demo.pipeline import Demo
-from pixsearch_core.demo.retrieval_check import retrieval_check, to_markdown
+from pipelines.demo.config import DemoConfig
+from pipelines.demo.pipeline import Demo
+from pipelines.demo.retrieval_check import retrieval_check, to_markdown
 from pixsearch_core.retrieval.types import Evidence, ImageQuery, RegionQuery, TextQuery
 from pixsearch_core.synthcrag import WorldConfig, generate_world
 from pixsearch_core.synthcrag.write import write_synthcrag
@@ -47,7 +47,7 @@ class _Oracle:
 
 def test_retrieval_check_counts_hits_per_modality(tmp_path, monkeypatch):
     write_synthcrag(generate_world(SMALL), str(tmp_path))
-    import pixsearch_core.demo.retrieval_check as rc
+    import pipelines.demo.retrieval_check as rc
 
     gold: dict[int, str] = {}
     real_scenes = rc._scenes

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from jobs import cli
-from pixsearch_core.evalrun.plots import overlay, rle_decode, search_stats
-from pixsearch_core.evalrun.report import write_report
+from pixsearch_core.evaluation.plots import overlay, rle_decode, search_stats
+from pixsearch_core.evaluation.report import write_report
 from pixsearch_core.records import RecordWriter, run_dir
 from pixsearch_core.storage import ObjectStore
 from tests.eval_run_helpers import write_crag_gold
@@ -99,7 +99,7 @@ def test_report_tables_match_hand_computed_values(runs):
 
 def test_search_stats_and_overlay_pixels(runs):
     tmp_path, pred, gold, uris = runs
-    from pixsearch_core.evalrun.report import load_run
+    from pixsearch_core.evaluation.report import load_run
 
     stats = search_stats(load_run(ObjectStore(), uris[0]).records)
     assert stats["egocentric"]["per_sample"] == {3: 1, 1: 1}
@@ -129,7 +129,7 @@ def test_cli_run_oracle_then_report(tmp_path, capsys):
 
 
 def test_behaviour_well_formed_and_giou_by_hand(runs, tmp_path):
-    from pixsearch_core.evalrun.behaviour import behaviour
+    from pixsearch_core.evaluation.behaviour import behaviour
 
     _, pred, gold, _ = runs
     g = str(tmp_path / "gold.png")

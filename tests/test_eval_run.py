@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from pixsearch_core.evalrun.config import EvalRunConfig, RayConfig, mode_options
-from pixsearch_core.evalrun.run import RunRequest, run_eval
+from pixsearch_core.evaluation.config import EvalRunConfig, RayConfig, mode_options
+from pixsearch_core.evaluation.driver import RunRequest, run_eval
 from pixsearch_core.records import read_records, read_run_meta
 from pixsearch_core.storage import ObjectStore
 from tests.eval_run_helpers import scripted, strip_volatile, write_crag_gold
@@ -101,5 +101,5 @@ def test_bad_runner_target_fails_before_any_record(tmp_path):
     gold = write_crag_gold(tmp_path / "validation.jsonl")
     with pytest.raises(ValueError, match="has no 'Nope'"):
         run_eval(_cfg(tmp_path), _req(gold, "bad", scripted().__class__(
-            "pixsearch_core.evalrun.scripted:Nope", {}), sequential=False))
+            "pixsearch_core.evaluation.scripted_runner:Nope", {}), sequential=False))
     assert not (tmp_path / "out" / "runs" / "bad").exists()

@@ -13,8 +13,8 @@ from PIL import Image
 pytest.importorskip("pixsearch_core.decoding.pixsearch_adapter")
 pytest.importorskip("pixsearch_core.modeling.pixsearch")
 
-from pixsearch_core.evalrun.config import EvalRunConfig  # noqa: E402
-from pixsearch_core.evalrun.run import RunRequest, run_eval  # noqa: E402
+from pixsearch_core.evaluation.config import EvalRunConfig  # noqa: E402
+from pixsearch_core.evaluation.driver import RunRequest, run_eval  # noqa: E402
 from pixsearch_core.records import read_records  # noqa: E402
 from pixsearch_core.storage import ObjectStore  # noqa: E402
 

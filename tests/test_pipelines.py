@@ -1,4 +1,4 @@
-"""pixsearch_core.pipelines (what the DAG tasks call): argument lists the real CLI accepts, the verify-then-publish
+"""pipelines.steps (what the DAG tasks call): argument lists the real CLI accepts, the verify-then-publish
 rule, the gate's metric lookup, the matrix, the registry."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 
 from indexing.manifest import read_current
 from jobs.cli import build_parser
-from pixsearch_core import pipelines as p
+from pipelines import steps as p
 
 
 def test_index_build_args_parse_as_a_non_publishing_build():

@@ -135,7 +135,7 @@ def tiny_tokenizer():
 
 
 def _local(uri: str, cfg: ModelConfig, store: ObjectStore | None) -> Path:
-    from pixsearch_core.modeling.checkpoint import materialize
+    from pixsearch_core.modeling.weights import materialize
 
     return materialize(uri, cfg.cache_dir, store)
 
@@ -200,7 +200,7 @@ def _vision(cfg: ModelConfig, llava, store):
 
 
 def _sam(cfg: ModelConfig, store):
-    from pixsearch_core.modeling.checkpoint import read_state_file
+    from pixsearch_core.modeling.weights import read_state_file
     from pixsearch_core.modeling.sam import build_sam_parts
 
     parts = build_sam_parts(cfg.sam.kind, cfg.sam.image_size, cfg.sam.prompt_dim)
@@ -226,7 +226,7 @@ def _copy_head(cfg: ModelConfig, d: int, lm, tok):
 
 # ---------------------------------------------------------------- assembly
 def _build_pixsearch(cfg: ModelConfig, store: ObjectStore | None = None):
-    from pixsearch_core.modeling import checkpoint as ck
+    from pixsearch_core.modeling import weights as ck
     from pixsearch_core.modeling.mask_head import MaskQueryHead
     from pixsearch_core.modeling.pixsearch import PixSearchModel
     from pixsearch_core.modeling.projector import MultimodalProjector

@@ -21,20 +21,20 @@ from pathlib import Path
 import torch
 
 from pixsearch_core.storage import ObjectStore, join
-from pixsearch_core.training import checkpoints
+from pixsearch_core.training import train_state as checkpoints
 from pixsearch_core.training.collate import Collator
 from pixsearch_core.training.config import TrainConfig
 from pixsearch_core.training.data import build_mixture, prepare_shards
 from pixsearch_core.training.distributed import deepspeed_config, init_distributed, shutdown, use_cuda
 from pixsearch_core.training.losses import LossWeights, pixsearch_loss
-from pixsearch_core.training.metrics import MetricsLog, plot_metrics
+from pixsearch_core.training.loss_log import MetricsLog, plot_metrics
 from pixsearch_core.training.schedule import make_scheduler
 
 log = logging.getLogger(__name__)
 
 
 def build_model(cfg: TrainConfig, stage: int, store: ObjectStore):
-    from pixsearch_core.modeling.checkpoint import load_trainable
+    from pixsearch_core.modeling.weights import load_trainable
     from pixsearch_core.registry import get
 
     device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if use_cuda() else "cpu"
@@ -147,7 +147,7 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
 
 def _finish(engine, cfg: TrainConfig, prefix: str, run_dir: Path, rank: int, store, done: bool) -> str | None:
     """Rank 0: the loss plot and, when the stage is complete, the trainable-weights export."""
-    from pixsearch_core.modeling.checkpoint import save_trainable
+    from pixsearch_core.modeling.weights import save_trainable
 
     if rank != 0:
         return None

@@ -35,7 +35,7 @@ GROUPS = (("all", None), ("ego", True), ("non_ego", False))
 
 
 def _first_region_mask(record: dict[str, Any]) -> np.ndarray | None:
-    from pixsearch_core.evalrun.plots import rle_decode
+    from pixsearch_core.evaluation.plots import rle_decode
 
     for s in record.get("searches") or []:
         if s.get("modality") == "region" and s.get("mask_rle"):

@@ -18,8 +18,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from pixsearch_core.evalrun.config import EvalRunConfig, mode_options
-from pixsearch_core.evalrun.runner import BenchmarkSpec, RunnerSpec
+from pixsearch_core.evaluation.config import EvalRunConfig, mode_options
+from pixsearch_core.evaluation.sample_runner import BenchmarkSpec, RunnerSpec
 from pixsearch_core.records import RecordWriter, read_records, run_dir
 from pixsearch_core.storage import ObjectStore, join
 
@@ -70,8 +70,8 @@ def runner_spec(req: RunRequest, cfg: EvalRunConfig) -> RunnerSpec:
     if req.runner is not None:
         return req.runner
     if req.model == ORACLE:
-        return RunnerSpec("pixsearch_core.evalrun.scripted:ScriptedRunner", {})
-    return RunnerSpec("pixsearch_core.evalrun.decoding_runner:DecodingRunner", {
+        return RunnerSpec("pixsearch_core.evaluation.scripted_runner:ScriptedRunner", {})
+    return RunnerSpec("pixsearch_core.evaluation.model_runner:DecodingRunner", {
         "model": req.model, "index": req.index, "decode": cfg.decode_options(req.mode),
         "model_size": cfg.model.size, "model_overrides": cfg.model.overrides, "device": cfg.model.device,
         "storage": cfg.storage.model_dump(), "prompt_template": cfg.prompt_template,
@@ -111,7 +111,7 @@ def run_eval(cfg: EvalRunConfig, req: RunRequest) -> dict[str, Any]:
                  len(examples) - len(todo), len(todo), "sequential" if req.sequential else "ray")
         written = errors = 0
         if todo:
-            from pixsearch_core.evalrun import execute
+            from pixsearch_core.evaluation import executors as execute
 
             stream = (execute.sequential(spec, bench_spec, todo, cfg.ray.batch_size) if req.sequential
                       else execute.on_ray(spec, bench_spec, todo, cfg.ray))

@@ -1,6 +1,6 @@
 """`pixsearch index`: build a sharded FAISS index on Spark (or sequentially), show it, verify it.
 
-Also runnable as `spark-submit jobs/build_index.py build --config conf/index/demo.yaml [overrides]`.
+Also runnable as `spark-submit jobs/index.py build --config conf/index/demo.yaml [overrides]`.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def _versions_action(store, args) -> int:
     return 0
 
 
-if __name__ == "__main__":  # spark-submit jobs/build_index.py build --config ...
+if __name__ == "__main__":  # spark-submit jobs/index.py build --config ...
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -1,6 +1,4 @@
-"""`pixsearch eval`: benchmark evaluation. A subcommand group; `eval score` scores a predictions file.
-
-`eval run` and `eval report` live in jobs/eval_run.py; an action is a function `add_<name>(sub)` in ACTIONS."""
+"""`pixsearch eval score`: score a predictions file against gold data in the benchmark's official layout."""
 
 from __future__ import annotations
 
@@ -8,21 +6,10 @@ import argparse
 import json
 import sys
 
-NAME = "eval"
-HELP = "benchmark evaluation: run a model on Ray (eval run), score predictions (eval score), report (eval report)"
-DESCRIPTION = """Benchmark evaluation.
-
-  pixsearch eval run --benchmark synthcrag --data out/synthcrag --model tiny --index out/index/demo --mode full
-  pixsearch eval report out/runs/<run_id> [more runs] --out out/report
-
-  pixsearch eval score --benchmark hotpotqa --gold data/hotpot --predictions preds.jsonl
-  pixsearch eval score --benchmark crag_mm --gold data/crag-mm --predictions preds.jsonl --judge http://127.0.0.1:8000/v1
-  pixsearch eval score --benchmark ade20k --gold data/ADEChallengeData2016 --predictions masks/
-
-Prints the aggregate metrics as one JSON object on stdout (fractions; CRAG-MM truthfulness in [-1, 1])."""
+from jobs.eval import DESCRIPTION
 
 
-def _add_score(sub) -> None:
+def add(sub) -> None:
     from pixsearch_core.registry import names
 
     p = sub.add_parser("score", help="score a predictions file; print the aggregate metrics as JSON",
@@ -44,17 +31,6 @@ def _add_score(sub) -> None:
     p.set_defaults(_action=_score)
 
 
-from jobs.eval_run import add_report, add_run  # noqa: E402
-
-ACTIONS = [_add_score, add_run, add_report]
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    sub = p.add_subparsers(dest="eval_action", metavar="ACTION", required=True)
-    for add in ACTIONS:
-        add(sub)
-
-
 def _score(args: argparse.Namespace) -> int:
     from pixsearch_core.benchmarks.evaluate import evaluate
     from pixsearch_core.registry import get
@@ -71,7 +47,3 @@ def _score(args: argparse.Namespace) -> int:
     result = evaluate(bench, args.gold, args.predictions, args.split, args.per_example)
     sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
     return 0
-
-
-def run(args: argparse.Namespace) -> int:
-    return args._action(args)

@@ -4,8 +4,8 @@
 Every configuration decodes the SAME trajectories (SearchSchedule forces `--searches` text searches per sample;
 the model picks every other token greedily), and the script checks that the tokens are identical.
 
-    python benchmarks/decode.py --size tiny --batch 32 --searches 3
-    python benchmarks/decode.py --size mini --batch 32 --samples 32
+    python perf/decode.py --size tiny --batch 32 --searches 3
+    python perf/decode.py --size mini --batch 32 --samples 32
 
 Model: the PixSearch model of that size if `pixsearch_core.modeling.pixsearch` is importable (`--model auto`);
 otherwise a RANDOM Llama stand-in (tiny: 2 layers x 64; mini: SmolLM2-135M's architecture), said in the output.

@@ -1,6 +1,6 @@
 """Index build throughput and index quality, measured in one run.
 
-    python benchmarks/index_build.py [--words 40] [--master local[2]] [--out /tmp/pixsearch-bench]
+    python perf/index_build.py [--words 40] [--master local[2]] [--out /tmp/pixsearch-bench]
 
 1. Spark job (`runner=spark`, local[2]) over the demo's 106 Wikipedia articles cut into ~40-word passages (>10k)
    against a plain single-process loop with the same encoder and batch size: passages/s and the ratio.

@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pixsearch_core.evalrun.config import MODALITY_MODES
+from pixsearch_core.evaluation.config import MODALITY_MODES
 from pixsearch_core.records import read_records, read_run_meta
 from pixsearch_core.storage import ObjectStore, join
 
@@ -89,8 +89,8 @@ def _budget(mode: str) -> float:
 
 def behaviour_table(runs: list[Run], store: ObjectStore) -> tuple[list[str], list[list[str]]]:
     """Per run and group: well-formed search blocks, answers, searches per question by modality, mask gIoU
-    (`evalrun.behaviour`)."""
-    from pixsearch_core.evalrun.behaviour import behaviour
+    (`evaluation.behaviour`)."""
+    from pixsearch_core.evaluation.behaviour import behaviour
 
     header = ["Run", "Group", "n", "Well-formed", "Answered", "Searches/q", "region / image / text",
               "gIoU (masks made)", "gIoU (gold REGION, none = 0)"]
@@ -172,7 +172,7 @@ def html_table(title: str, header: list[str], rows: list[list[str]]) -> str:
 def write_report(run_uris: list[str], out: str, store: ObjectStore | None = None,
                  overlays_per_run: int = 4) -> dict[str, list[str]]:
     """Write report.md, report.html and the PNG figures under `out`; returns {"tables": [...], "figures": [...]}."""
-    from pixsearch_core.evalrun import plots
+    from pixsearch_core.evaluation import plots
 
     store = store or ObjectStore()
     runs = [load_run(store, u) for u in run_uris]

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from pixsearch_core.benchmarks.base import Example
-from pixsearch_core.evalrun.config import RayConfig
-from pixsearch_core.evalrun.runner import (BenchmarkSpec, RunnerSpec, example_from_json, example_to_json,
+from pixsearch_core.evaluation.config import RayConfig
+from pixsearch_core.evaluation.sample_runner import (BenchmarkSpec, RunnerSpec, example_from_json, example_to_json,
                                            process_batch)
 
 log = logging.getLogger(__name__)

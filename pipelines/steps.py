@@ -81,7 +81,7 @@ def exists(uri: str) -> bool:
 
 # ---------------------------------------------------------------- index
 def index_build_args(config: str, output: str, corpus: str, result_uri: str, overrides: list[str]) -> list[str]:
-    """Arguments of `jobs/build_index.py` for a build that verifies but does not publish (the DAG publishes)."""
+    """Arguments of `jobs/index.py` for a build that verifies but does not publish (the DAG publishes)."""
     args = ["build", "--config", config, "--result", result_uri, f"output={output}", "publish=false"]
     if corpus:
         args.append(f"sources=[{{kind: jsonl, path: '{corpus}'}}]")

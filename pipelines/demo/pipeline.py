@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pixsearch_core.demo.config import DemoConfig
+from pipelines.demo.config import DemoConfig
 from pixsearch_core.storage import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,8 @@ def tree_sha256(root: Path) -> str:
 
 def _pixsearch(step: str, *args: str) -> str:
     """Run `pixsearch ARGS` as its own process (the runner the Airflow DAGs use; it logs the command and its
-    time); returns its stdout. A non-zero exit raises `pixsearch_core.pipelines.JobFailed` naming the command."""
-    from pixsearch_core.pipelines import run_pixsearch
+    time); returns its stdout. A non-zero exit raises `pipelines.steps.JobFailed` naming the command."""
+    from pipelines.steps import run_pixsearch
 
     log.info("[%s]", step)
     return run_pixsearch(list(args))
@@ -88,10 +88,10 @@ class Demo:
 
     def step_retrieval(self) -> dict[str, Any]:
         from indexing.searcher import ShardedSearcher
-        from pixsearch_core.demo.retrieval_check import retrieval_check, to_markdown
+        from pipelines.demo.retrieval_check import retrieval_check, to_markdown
 
         from pixsearch_core.config import load_config
-        from pixsearch_core.evalrun.config import EvalRunConfig
+        from pixsearch_core.evaluation.config import EvalRunConfig
 
         region = load_config(EvalRunConfig, self.cfg.eval.config, self.cfg.eval.overrides).region  # as eval crops
         searcher = ShardedSearcher(self.index, cache_dir=str(self.out / "cache"), region_padding=region.padding,
@@ -111,7 +111,7 @@ class Demo:
             _pixsearch(f"train stage {stage}", "train", "--stage", str(stage), *nproc, *common)
 
     def step_eval(self) -> list[str]:
-        from pixsearch_core.pipelines import last_json
+        from pipelines.steps import last_json
 
         runs = []
         for mode in self.cfg.modes:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import importlib
 from pathlib import Path
+
+from pixsearch_core.config import Config, load_config
 
 NAME = "config"
 HELP = "validate YAML configs under conf/ (with overrides) and print the resolved values"
@@ -15,14 +18,32 @@ resolved config as JSON. All problems are reported at once.
   pixsearch config conf/**/*.yaml --schema storage"""
 
 
+#: conf/<dir>/*.yaml -> "module:Class" of the schema that validates those files.
+SCHEMAS: dict[str, str] = {
+    "storage": "pixsearch_core.storage:StorageConfig",
+    "demo": "pipelines.demo.config:DemoConfig",
+    "eval": "pixsearch_core.evaluation.config:EvalRunConfig",
+    "train": "pixsearch_core.training.config:TrainConfig",
+    "model": "pixsearch_core.modeling.build:ModelConfig",
+    "decode": "pixsearch_core.decoding.options:DecodeOptions",
+    "index": "indexing.config:IndexBuildConfig",
+}
+
+
+def schema_for(conf_dir: str) -> type[Config]:
+    """The config model for files under `conf/<conf_dir>/`."""
+    if conf_dir not in SCHEMAS:
+        raise KeyError(f"no config schema for conf/{conf_dir}/; known: {', '.join(sorted(SCHEMAS))}")
+    module, _, cls = SCHEMAS[conf_dir].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="+", help="config files, then optional dotted key=value overrides")
     p.add_argument("--schema", help="schema name (default: the file's directory under conf/)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from pixsearch_core.config import SCHEMAS, load_config, schema_for
-
     files = [f for f in args.files if "=" not in f]
     overrides = [f for f in args.files if "=" in f]
     for f in files:

@@ -1,6 +1,6 @@
 """Search-service quality and speed, every figure a ratio from the same run.
 
-    python benchmarks/search.py [--n 100000] [--dim 384] [--shards 4] [--factory IVF256,Flat] [--nprobe 16]
+    python perf/search.py [--n 100000] [--dim 384] [--shards 4] [--factory IVF256,Flat] [--nprobe 16]
 
 On n clustered random unit vectors (a published synthetic index, hash text encoder for end-to-end queries):
 1. recall@10 of the sharded index against exact search (numpy over all vectors), and queries/s of both (batched);

@@ -1,4 +1,4 @@
-"""`pixsearch eval run` and `pixsearch eval report` (actions of the `eval` group in jobs/evaluate.py)."""
+"""`pixsearch eval run`: a model over a benchmark on Ray (or in this process); resumable per-sample records."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ only_image, budget<N>. --model oracle answers with the gold answers (a smoke tes
 A re-run with the same run id resumes: samples with a record are skipped."""
 
 
-def add_run(sub) -> None:
+def add(sub) -> None:
     p = sub.add_parser("run", help="run a model over a benchmark on Ray (or --sequential); resumable records",
                        epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="conf/eval/demo.yaml", help="run config (conf/eval/*.yaml)")
@@ -35,8 +35,8 @@ def add_run(sub) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from pixsearch_core.config import load_config
-    from pixsearch_core.evalrun.config import EvalRunConfig
-    from pixsearch_core.evalrun.run import RunRequest, run_eval
+    from pixsearch_core.evaluation.config import EvalRunConfig
+    from pixsearch_core.evaluation.driver import RunRequest, run_eval
 
     overrides = list(args.overrides)
     overrides += [f"output={args.out}"] if args.out else []
@@ -45,20 +45,4 @@ def _run(args: argparse.Namespace) -> int:
     summary = run_eval(cfg, RunRequest(args.benchmark, args.data, args.model, args.index, args.mode,
                                        args.run_id, args.sequential))
     sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
-    return 0
-
-
-def add_report(sub) -> None:
-    p = sub.add_parser("report", help="Markdown/HTML tables (paper Tables 1, 6, 7) and figures from run records")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (<output>/runs/<run_id>)")
-    p.add_argument("--out", default="eval-report", help="output directory or URI (default: eval-report)")
-    p.add_argument("--overlays", type=int, default=4, help="mask overlays per run (default 4)")
-    p.set_defaults(_action=_report)
-
-
-def _report(args: argparse.Namespace) -> int:
-    from pixsearch_core.evalrun.report import write_report
-
-    paths = write_report(args.runs, args.out, overlays_per_run=args.overlays)
-    sys.stdout.write(json.dumps(paths, sort_keys=True) + "\n")
     return 0

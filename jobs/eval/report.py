@@ -1,0 +1,23 @@
+"""`pixsearch eval report`: Markdown/HTML tables shaped like the paper's and figures, from run records."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add(sub) -> None:
+    p = sub.add_parser("report", help="Markdown/HTML tables (paper Tables 1, 6, 7) and figures from run records")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (<output>/runs/<run_id>)")
+    p.add_argument("--out", default="eval-report", help="output directory or URI (default: eval-report)")
+    p.add_argument("--overlays", type=int, default=4, help="mask overlays per run (default 4)")
+    p.set_defaults(_action=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pixsearch_core.evaluation.report import write_report
+
+    paths = write_report(args.runs, args.out, overlays_per_run=args.overlays)
+    sys.stdout.write(json.dumps(paths, sort_keys=True) + "\n")
+    return 0
