@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 LOCK := requirements/lock-cpu.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow venv lock clean
+.PHONY: demo test test-slow venv lock clean browser
 
 $(STAMP): $(LOCK) requirements/nodeps.txt requirements/constraints.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,14 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/pixsearch demo
 
-test: $(STAMP)
+# The trace-viewer test drives Debian's chromium through playwright (no browser download). Installed here when
+# missing and we are root with apt-get; otherwise that one test is skipped with its reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null && \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } || \
+	  echo "make: no chromium (needs root + apt-get): the trace-viewer browser test will be skipped"
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 test-slow: $(STAMP)

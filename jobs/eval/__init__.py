@@ -3,6 +3,7 @@
     pixsearch eval run      jobs/eval/run.py      a model over a benchmark (Ray or in-process), resumable records
     pixsearch eval score    jobs/eval/score.py    score a predictions file with the official-equivalent metric
     pixsearch eval report   jobs/eval/report.py   the paper's tables and figures from run records
+    pixsearch eval view     jobs/eval/view.py     trace viewer: trajectories, masks and evidence in a browser
 
 Each action module defines `add(sub)`, which registers its parser and sets `_action`."""
 
@@ -25,7 +26,7 @@ DESCRIPTION = """Benchmark evaluation.
 Prints the aggregate metrics as one JSON object on stdout (fractions; CRAG-MM truthfulness in [-1, 1])."""
 
 
-ACTIONS = ["jobs.eval.run", "jobs.eval.score", "jobs.eval.report"]
+ACTIONS = ["jobs.eval.run", "jobs.eval.score", "jobs.eval.report", "jobs.eval.view"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
