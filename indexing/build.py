@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from pixsearch_core import lineage
 from pixsearch_core.storage import ObjectStore, is_s3, join, local_path
 
 from indexing import faiss_build
@@ -200,6 +201,9 @@ def _manifest(cfg, plan: ShardPlan, version, fp, embedded, indexed, trained, rej
         "corpus": {"sources": [s.model_dump(mode="json") for s in cfg.sources], "fingerprint": fp,
                    "counts": c},
         "indices": {k: _index_manifest(cfg, plan, k, embedded, indexed, *trained[k]) for k in trained},
+        "lineage": {"code": lineage.code_version(), "config_hash": cfg.config_hash(), "corpus_fingerprint": fp,
+                    "encoders": lineage.encoder_versions({k: embedded[plan.of_kind(k)[0].name]["encoder"]
+                                                          for k in trained})},
         "rejects": {"total": len(rejects), "by_reason": dict(sorted(Counter(r["reason"] for r in rejects).items())),
                     "share": round(len(rejects) / max(c["inputs"], 1), 6), "max_share": cfg.rejects.max_share,
                     "file": rej_entry},

@@ -23,6 +23,7 @@ COMMANDS: list[str] = [
     "jobs.search",
     "jobs.eval",
     "jobs.train",
+    "jobs.lineage",
     "jobs.config",
     "jobs.store",
 ]

@@ -12,12 +12,14 @@ def add(sub) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (<output>/runs/<run_id>)")
     p.add_argument("--out", default="eval-report", help="output directory or URI (default: eval-report)")
     p.add_argument("--overlays", type=int, default=4, help="mask overlays per run (default 4)")
+    p.add_argument("--allow-mixed", action="store_true",
+                   help="put runs of one benchmark in a table even if their data or judge differ (refused otherwise)")
     p.set_defaults(_action=_report)
 
 
 def _report(args: argparse.Namespace) -> int:
     from pixsearch_core.evaluation.report import write_report
 
-    paths = write_report(args.runs, args.out, overlays_per_run=args.overlays)
+    paths = write_report(args.runs, args.out, overlays_per_run=args.overlays, allow_mixed=args.allow_mixed)
     sys.stdout.write(json.dumps(paths, sort_keys=True) + "\n")
     return 0

@@ -18,6 +18,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from pixsearch_core import lineage
 from pixsearch_core.evaluation.config import EvalRunConfig, mode_options
 from pixsearch_core.evaluation.sample_runner import BenchmarkSpec, RunnerSpec
 from pixsearch_core.records import RecordWriter, read_records, run_dir
@@ -86,6 +87,18 @@ def run_meta(req: RunRequest, cfg: EvalRunConfig, store: ObjectStore, spec: Runn
             "runner": spec.target}
 
 
+def judge_identity(cfg: EvalRunConfig) -> dict[str, Any]:
+    """Who decided right and wrong: the benchmark's judge settings (model, prompt digest) or exact match."""
+    judge = cfg.benchmark_options.get("judge")
+    if not judge:
+        return {"kind": "official scorer (no LLM judge)"}
+    if isinstance(judge, dict):
+        prompt = judge.get("prompt_file")
+        digest = hashlib.sha256(open(prompt, "rb").read()).hexdigest() if prompt else None
+        return {"kind": "llm", "model": judge.get("model"), "base_url": judge.get("base_url"), "prompt_sha256": digest}
+    return {"kind": str(judge)}
+
+
 def _examples(req: RunRequest, cfg: EvalRunConfig, bench_spec: BenchmarkSpec) -> list:
     bench = bench_spec.build()
     examples = list(bench.load(req.data, cfg.split))
@@ -105,7 +118,11 @@ def run_eval(cfg: EvalRunConfig, req: RunRequest) -> dict[str, Any]:
     spec = runner_spec(req, cfg)
     spec.resolve()
     run_uri = run_dir(cfg.output, req.run_id or default_run_id(req, cfg))
-    with RecordWriter(store, run_uri, meta=run_meta(req, cfg, store, spec), flush_every=cfg.flush_every) as w:
+    meta = run_meta(req, cfg, store, spec)
+    with RecordWriter(store, run_uri, meta=meta, flush_every=cfg.flush_every) as w:
+        lineage.record_run(store, run_uri, lineage.run_lineage(
+            store, model=req.model, index=req.index, index_version=meta["index_version"], data=req.data,
+            decode=meta["decode"], judge=judge_identity(cfg)))
         todo = [ex for ex in examples if not w.is_done(ex.id)]
         log.info("run %s: %d examples, %d already done, %d to run (%s)", run_uri, len(examples),
                  len(examples) - len(todo), len(todo), "sequential" if req.sequential else "ray")

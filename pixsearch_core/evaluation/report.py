@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from pixsearch_core import lineage
 from pixsearch_core.evaluation.config import MODALITY_MODES
 from pixsearch_core.records import read_records, read_run_meta
 from pixsearch_core.storage import ObjectStore, join
@@ -157,6 +158,17 @@ def tables(runs: list[Run], store: ObjectStore | None = None) -> list[tuple[str,
     return out
 
 
+def _lineage_line(store: ObjectStore, uri: str) -> str:
+    lin = lineage.read(store, uri)
+    if lin is None:
+        return "no lineage recorded (a run from before lineage was kept)"
+    code = lin.get("code") or {}
+    return (f"code {code.get('git_commit') or code.get('package')}{' (dirty)' if code.get('dirty') else ''}, "
+            f"model {lin.get('model')}" + (f" sha256 {lin['checkpoint_digest'][:12]}" if lin.get("checkpoint_digest")
+                                            else "") + f", index {lin.get('index_version')}, data sha256 "
+            f"{(lin.get('data_digest') or '?')[:12]}, judge {lin.get('judge', {}).get('kind')}")
+
+
 def markdown(title: str, header: list[str], rows: list[list[str]]) -> str:
     lines = [f"### {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
@@ -169,12 +181,35 @@ def html_table(title: str, header: list[str], rows: list[list[str]]) -> str:
     return f"<h3>{html.escape(title)}</h3>\n<table>\n<tr>{head}</tr>\n{body}\n</table>\n"
 
 
+class MixedRunsError(ValueError):
+    """Runs that would share a table were scored on different benchmark data or by a different judge."""
+
+
+def check_comparable(store: ObjectStore, run_uris: list[str]) -> None:
+    """Raise MixedRunsError when two runs of one benchmark differ in benchmark data digest or judge."""
+    first: dict[tuple[str, str], tuple[str, Any]] = {}  # (benchmark, key) -> (run, value) of the first run
+    for uri in run_uris:
+        lin = lineage.read(store, uri)
+        if lin is None:
+            continue  # a run from before lineage was kept: nothing to compare
+        bench = read_run_meta(store, uri).get("benchmark")
+        for key, what in (("data_digest", "benchmark data"), ("judge", "judge")):
+            ref_uri, ref = first.setdefault((bench, key), (uri, lin.get(key)))
+            if lin.get(key) != ref:
+                raise MixedRunsError(
+                    f"runs {ref_uri} and {uri} of benchmark {bench!r} differ in {what} ({key}: {ref!r} vs "
+                    f"{lin.get(key)!r}); their numbers are not comparable. Pass --allow-mixed to report them anyway")
+
+
 def write_report(run_uris: list[str], out: str, store: ObjectStore | None = None,
-                 overlays_per_run: int = 4) -> dict[str, list[str]]:
-    """Write report.md, report.html and the PNG figures under `out`; returns {"tables": [...], "figures": [...]}."""
+                 overlays_per_run: int = 4, allow_mixed: bool = False) -> dict[str, list[str]]:
+    """Write report.md, report.html, lineage.json and the PNG figures under `out`; returns {"tables": [...],
+    "figures": [...]}. Runs of one benchmark on different data or judges are refused unless `allow_mixed`."""
     from pixsearch_core.evaluation import plots
 
     store = store or ObjectStore()
+    if not allow_mixed:
+        check_comparable(store, run_uris)
     runs = [load_run(store, u) for u in run_uris]
     tabs = tables(runs, store)
     note = ("Metrics in %; CRAG truthfulness in [-100, 100]. Error records are excluded from the metrics.\n\n"
@@ -193,6 +228,10 @@ def write_report(run_uris: list[str], out: str, store: ObjectStore | None = None
             "</style></head><body><h2>Evaluation report</h2>\n" + "".join(html_table(*t) for t in tabs)
             + "<h3>Figures</h3>\n" + "".join(f"<img src='{html.escape(r)}' style='max-width:900px'><br>\n"
                                               for r in rel) + "</body></html>\n")
+    md += "\n### Lineage\n\n" + "".join(f"- {r.label}: {_lineage_line(store, r.uri)}\n" for r in runs)
+    md += "\n`pixsearch lineage " + out + "` prints the whole chain (runs, checkpoints, training data, index, corpus).\n"
+    lineage.write(store, out, {"kind": "report", "code": lineage.code_version(), "runs": list(run_uris),
+                               "allow_mixed": allow_mixed})
     store.put_bytes(join(out, "report.md"), md.encode())
     store.put_bytes(join(out, "report.html"), page.encode())
     return {"tables": [join(out, "report.md"), join(out, "report.html")], "figures": figures}

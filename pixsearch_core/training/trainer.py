@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from pixsearch_core import lineage
 from pixsearch_core.storage import ObjectStore, join
 from pixsearch_core.training import train_state as checkpoints
 from pixsearch_core.training.collate import Collator
@@ -139,14 +140,15 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
                              {"step": step, "micro_batches": micro, "samples": micro * oc.micro_batch_size},
                              store, cfg.keep_checkpoints)
         acc, t0 = {}, time.perf_counter()
-    export = _finish(engine, cfg, prefix, run_dir, rank, store, done=step >= total)
+    export = _finish(engine, cfg, prefix, run_dir, rank, store, done=step >= total, stage=stage, step=step)
     dist.barrier()
     shutdown()
     return {"rank": rank, "step": step, "total_steps": total, "final_loss": last.get("loss"), "export": export}
 
 
-def _finish(engine, cfg: TrainConfig, prefix: str, run_dir: Path, rank: int, store, done: bool) -> str | None:
-    """Rank 0: the loss plot and, when the stage is complete, the trainable-weights export."""
+def _finish(engine, cfg: TrainConfig, prefix: str, run_dir: Path, rank: int, store, done: bool, stage: int,
+            step: int) -> str | None:
+    """Rank 0: the loss plot and, when the stage is complete, the trainable-weights export and its lineage."""
     from pixsearch_core.modeling.weights import save_trainable
 
     if rank != 0:
@@ -158,4 +160,20 @@ def _finish(engine, cfg: TrainConfig, prefix: str, run_dir: Path, rank: int, sto
     if not done:
         return None
     save_trainable(engine.module, join(prefix, "final"), store)
+    lineage.write(store, join(prefix, "final"), _lineage(cfg, stage, step, store))
     return join(prefix, "final")
+
+
+def _lineage(cfg: TrainConfig, stage: int, step: int, store) -> dict:
+    """Code, config, data (each dataset's shard manifest digest), base weights named by URI in the model
+    overrides (`...path=` / `...weights=`), and the checkpoint this stage started from."""
+    init = cfg.stage(stage).init_from
+    init = join(cfg.output, "stage1", "final") if init == "stage1" else init
+    base = {}
+    for item in cfg.model.overrides:
+        key, _, value = item.partition("=")
+        if key.endswith(("path", "weights")) and value and value not in ("null", "None"):
+            base[key] = value
+    data = [(ds.name, ds.shards) for ds in cfg.resolved_datasets()]
+    return lineage.training_lineage(store, stage=stage, step=step, config=cfg.model_dump(mode="json"),
+                                    data=data, base_weights=base, init_checkpoint=init)
