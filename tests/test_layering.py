@@ -119,3 +119,17 @@ def test_masks_are_encoded_and_decoded_in_one_module():
                 if any(n.split(".")[0] == "pycocotools" for n in names):
                     found.append(f"{module}: imports pycocotools (line {node.lineno})")
     assert not found, "mask coding outside pixsearch_core/masks.py:\n" + "\n".join(found)
+
+
+def test_readme_layout_table_names_every_package_and_library_module():
+    """README's Layout table has a row per top-level package, and the library's row names each of its modules."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip().strip("`").rstrip("/"): line for line in table.splitlines()
+            if line.startswith("| `")}
+    assert set(PACKAGES) <= set(rows), f"no Layout row for {sorted(set(PACKAGES) - set(rows))}"
+    library = ROOT / "pixsearch_core"
+    children = [p.name + "/" for p in library.iterdir() if (p / "__init__.py").exists()]
+    children += [p.name for p in library.glob("*.py") if p.name != "__init__.py"]
+    unnamed = sorted(c for c in children if f"`{c}`" not in rows["pixsearch_core"])
+    assert not unnamed, f"README's Layout row for pixsearch_core/ does not name {unnamed}"

@@ -1,4 +1,4 @@
-"""RefCOCO / RefCOCO+ / RefCOCOg referring segmentation in the REFER layout (METRICS.md §8), scored as LISA does.
+"""RefCOCO / RefCOCO+ / RefCOCOg referring segmentation in the REFER layout (docs/metrics.md §8), scored as LISA does.
 
 Gold: `<root>/<dataset>/instances.json` and `<root>/<dataset>/refs(<split_by>).p` (or a dataset directory that
 holds them). Splits: "val", "testA", "testB", "test", "train"; the REFER partition defaults to unc (refcoco,

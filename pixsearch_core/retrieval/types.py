@@ -1,4 +1,4 @@
-"""The search contract (ARCHITECTURE.md §3): `search(query, k) -> list[Evidence]`, batched as `search_many`.
+"""The search contract: `search(query, k) -> list[Evidence]`, batched as `search_many`.
 
 A query is a `TextQuery`, an `ImageQuery` (the whole image) or a `RegionQuery` (an image and a boolean mask of the
 same height and width; the searcher crops by the mask's box). Images are PIL images or HxWxC uint8 arrays.
