@@ -24,8 +24,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from pixsearch_core.masks import mask_from_image, mask_to_rle, rle_to_mask
-from pixsearch_core.retrieval.types import (BadSearchRequest, Evidence, ImageQuery, Query, RegionQuery,
-                                          TextQuery)
+from pixsearch_core.retrieval.types import BadSearchRequest, Evidence, ImageQuery, Query, RegionQuery, TextQuery
 
 MAX_IMAGE_PIXELS = 40_000_000
 QUERY_TYPES = ("text", "image", "region")
