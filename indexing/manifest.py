@@ -1,4 +1,4 @@
-"""Index manifests and the CURRENT pointer (ARCHITECTURE.md §3).
+"""Index manifests and the CURRENT pointer (the layout: README, "Building indices").
 
     <root>/indices/<name>/<version>/manifest.json   written last, after every shard is verified
     <root>/indices/<name>/CURRENT                   the live version's name; flipped after the manifest

@@ -1,4 +1,4 @@
-"""Published index versions: list them, publish one, prune old ones (ARCHITECTURE.md §3).
+"""Published index versions: list them, publish one, prune old ones (README, "Building indices").
 
     versions = list_versions(store, "s3://b/indices/wiki")   # oldest first, each with its manifest's created_at
     deleted = prune_versions(store, "s3://b/indices/wiki", keep=3)

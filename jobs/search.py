@@ -73,6 +73,7 @@ def _query(args):
     import numpy as np
     from PIL import Image
 
+    from pixsearch_core.masks import png_to_mask
     from pixsearch_core.retrieval.types import ImageQuery, RegionQuery, TextQuery
 
     if args.text is not None:
@@ -84,7 +85,8 @@ def _query(args):
         mask[y0:y1, x0:x1] = True
         return RegionQuery(image, mask)
     if args.mask:
-        return RegionQuery(image, np.asarray(Image.open(args.mask).convert("L")) > 0)
+        with open(args.mask, "rb") as f:
+            return RegionQuery(image, png_to_mask(f.read()))
     return ImageQuery(image)
 
 

@@ -65,7 +65,7 @@ def store(request, tmp_path):
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One small local Ray for the whole test session (fractional-CPU actors; see STACK.md), shut down at the end."""
+    """One small local Ray for the whole test session (fractional-CPU actors, so a 2-CPU machine is not starved), shut down at the end."""
     from pixsearch_core.evaluation.config import RayConfig
     from pixsearch_core.evaluation.executors import init_ray
 

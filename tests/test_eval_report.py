@@ -9,8 +9,9 @@ import pytest
 from PIL import Image
 
 from jobs import cli
-from pixsearch_core.evaluation.plots import overlay, rle_decode, search_stats
+from pixsearch_core.evaluation.plots import overlay, search_stats
 from pixsearch_core.evaluation.report import write_report
+from pixsearch_core.masks import rle_to_mask
 from pixsearch_core.records import RecordWriter, run_dir
 from pixsearch_core.storage import ObjectStore
 from tests.eval_run_helpers import write_crag_gold
@@ -105,7 +106,7 @@ def test_search_stats_and_overlay_pixels(runs):
     assert stats["egocentric"]["per_sample"] == {3: 1, 1: 1}
     assert stats["egocentric"]["modality"] == {"region": 2, "text": 2}
     assert stats["non-egocentric"]["per_sample"] == {2: 1, 0: 1} and stats["non-egocentric"]["samples"] == 2
-    assert (rle_decode(rle_fortran(pred)) == pred).all()
+    assert (rle_to_mask(rle_fortran(pred)) == pred).all()
     img = np.zeros((20, 30, 3), np.uint8)
     out = overlay(img, pred, gold)
     assert tuple(out[10, 15]) == (127, 0, 0)      # inside pred, inside gold: red blend

@@ -1,4 +1,4 @@
-"""CRAG-MM verdicts/aggregation (METRICS.md §2.2) and segmentation metrics (§8, §9) on hand-worked cases."""
+"""CRAG-MM verdicts/aggregation (docs/metrics.md §2.2) and segmentation metrics (§8, §9) on hand-worked cases."""
 
 from __future__ import annotations
 

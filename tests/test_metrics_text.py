@@ -1,4 +1,4 @@
-"""Text metrics against the hand-worked cases of METRICS.md §0, §1, §4, §5 (oracle tables) and §7."""
+"""Text metrics against the hand-worked cases of docs/metrics.md §0, §1, §4, §5 (oracle tables) and §7."""
 
 from __future__ import annotations
 

@@ -99,7 +99,7 @@ def test_conf_files_equal_the_builtin_defaults():
     from pathlib import Path
 
     from pixsearch_core.config import load_config
-    from pixsearch_core.modeling.build import ModelConfig
+    from pixsearch_core.modeling.configs import ModelConfig
 
     conf = Path(__file__).resolve().parents[1] / "conf" / "model"
     for size in ("tiny", "mini", "13b"):

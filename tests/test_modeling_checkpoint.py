@@ -125,7 +125,7 @@ def test_lisa_style_checkpoint_maps_onto_the_model():
 
 def test_build_from_checkpoint_restores_the_trained_configuration(tmp_path):
     """A checkpoint carries its ModelConfig: eval rebuilds a non-default model without repeating its overrides."""
-    from pixsearch_core.modeling.weights import build_from_checkpoint
+    from pixsearch_core.modeling.build import build_from_checkpoint
 
     over = ["language_model.hidden_size=48", "language_model.num_layers=3", "lora.enabled=false",
             "trainable.parts=[span_tagger,mask_head,prompt_encoder,mask_decoder,projector,language_model]"]

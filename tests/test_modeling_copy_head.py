@@ -92,7 +92,8 @@ def test_cached_steps_match_a_full_pass(model):
 
 
 def test_training_reaches_the_copy_head_and_checkpoints_keep_it(model, tmp_path):
-    from pixsearch_core.modeling.weights import build_from_checkpoint, save_trainable
+    from pixsearch_core.modeling.build import build_from_checkpoint
+    from pixsearch_core.modeling.weights import save_trainable
     from pixsearch_core.training.losses import pixsearch_loss
 
     b = batch(model)

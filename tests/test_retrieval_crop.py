@@ -80,3 +80,15 @@ def test_crop_follows_the_largest_piece_of_a_mask_not_its_stray_pixels():
     assert largest_component(diagonal).sum() == 8
     with pytest.raises(ValueError, match="component 'biggest'; allowed"):
         crop_to_mask(img, mask, component="biggest")
+
+
+def test_crop_to_mask_box():
+    image = np.arange(6 * 8 * 3, dtype=np.uint8).reshape(6, 8, 3)
+    mask = np.zeros((6, 8), bool)
+    mask[1, 2] = mask[3, 5] = True
+    assert mask_box(mask) == (2, 1, 6, 4)
+    assert np.array_equal(crop_to_mask(image, mask, component="all"), image[1:4, 2:6])
+    assert np.array_equal(crop_to_mask(image, mask), image[1:2, 2:3])  # default: the largest piece (a tie: first)
+    assert crop_to_mask(Image.fromarray(image), mask, component="all").size == (4, 3)
+    with pytest.raises(ValueError, match="empty mask"):
+        crop_to_mask(image, np.zeros((6, 8), bool))

@@ -44,7 +44,7 @@ def test_replay_second_run_makes_no_backend_calls(tmp_path):
     assert other_version.stats["misses"] == 1
 
 
-# recorded results in the formats documented for cragmm-search-pipeline 0.5.1 (METRICS.md §3)
+# recorded results in the formats documented for cragmm-search-pipeline 0.5.1 (docs/cragmm-search.md)
 IMAGE_RESULTS = [
     {"index": 812, "score": 0.91, "url": "https://upload.wikimedia.org/a.jpg",
      "entities": [{"entity_name": "Golden Gate Bridge",

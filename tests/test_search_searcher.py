@@ -8,7 +8,7 @@ from PIL import Image
 
 from indexing.searcher import MAX_K, ShardedSearcher, merge_topk
 from indexing.synthetic import write_index
-from pixsearch_core.retrieval.client import BadSearchRequest
+from pixsearch_core.retrieval.types import BadSearchRequest
 from pixsearch_core.retrieval.codec import query_hash, query_to_wire, wire_to_query, wire_to_request
 from pixsearch_core.retrieval.types import Evidence, ImageQuery, RegionQuery, TextQuery
 from pixsearch_core.storage import ObjectStore
@@ -94,6 +94,10 @@ def test_codec_round_trip_and_bad_requests():
            ({"type": "image", "image": "%%%"}, "not valid base64"),
            ({"type": "region", "image": good_image, "mask": {"rle": {"size": [3, 3], "counts": [0, 9]}}},
             "does not match image"),
+           ({"type": "region", "image": good_image, "mask": {"rle": {"size": [2, 2], "counts": "04"}}},
+            "uncompressed"),  # compressed COCO strings are not part of the wire format
+           ({"type": "region", "image": good_image, "mask": {"rle": {"size": [2, 2], "counts": [1, 2]}}},
+            "bad RLE mask.*H\\*W"),
            ({"type": "sound"}, "type must be one of")]
     for body, msg in bad:
         with pytest.raises(BadSearchRequest, match=msg):

@@ -61,7 +61,7 @@ def test_two_stages_single_process_loss_falls_and_exports(world, tmp_path):
     assert sum(lm[-3:]) / 3 < sum(lm[:3]) / 3, lm  # the LM term: the other terms depend on each batch's spans
     from safetensors.torch import load_file
 
-    from pixsearch_core.modeling.weights import build_from_checkpoint
+    from pixsearch_core.modeling.build import build_from_checkpoint
 
     exported = load_file(os.path.join(s2["export"], "trainable.safetensors"))
     model = build_from_checkpoint(s2["export"], "tiny")  # what eval does: the stored config, then the weights

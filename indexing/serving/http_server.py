@@ -19,7 +19,7 @@ import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from pixsearch_core.retrieval.client import BadSearchRequest
+from pixsearch_core.retrieval.types import BadSearchRequest
 from pixsearch_core.retrieval.codec import wire_to_request
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@
 The router encodes each batch once (queries grouped by modality, on the driver), sends the vectors to one replica
 of every group (round-robin over replicas), and merges the groups' top-k exactly as `ShardedSearcher` does
 (score descending, global id ascending), so the answer equals a single in-process ShardedSearcher's.
-Shards are dealt to groups round-robin by name. Actors take fractional CPUs (STACK.md: whole-CPU actors on a
-2-CPU machine starve other tasks). A replica that fails is skipped for the next live replica of its group.
+Shards are dealt to groups round-robin by name. Actors take fractional CPUs (whole-CPU actors on a
+2-CPU machine starve the other tasks of CPUs). A replica that fails is skipped for the next live replica of its group.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from pixsearch_core.masks import read_mask_png
 from pixsearch_core.retrieval.types import ImageQuery, RegionQuery, Searcher, TextQuery
 from pixsearch_core.storage import ObjectStore, join
 
@@ -46,7 +47,7 @@ def retrieval_check(searcher: Searcher, world: str, k: int = 5, split: str = "te
     queries, keys = [], []
     for row in rows:
         image = _open(store, row["image"], "RGB")
-        mask = np.asarray(_open(store, row["gold_mask"], "L")) > 127
+        mask = read_mask_png(store, row["gold_mask"])
         group = "ego" if row["egocentric"] else "non_ego"
         for modality, q in zip(MODALITIES, (RegionQuery(image, mask), ImageQuery(image), TextQuery(row["query"]))):
             queries.append(q)

@@ -1,4 +1,4 @@
-"""ADE20K SceneParsing (`ADEChallengeData2016`, METRICS.md §9): gold `annotations/{training,validation}/*.png`
+"""ADE20K SceneParsing (`ADEChallengeData2016`, docs/metrics.md §9): gold `annotations/{training,validation}/*.png`
 (0 = other, 1..150 = classes), reduced as mmseg's `reduce_zero_label` (0 -> 255 ignored, k -> k-1), 150 classes.
 Split "validation" (alias "val") by default, or "training". Prediction id: the file stem (`ADE_val_00000001`);
 predictions are PNG label maps of train ids 0..149 (see `_semseg`)."""

@@ -1,4 +1,4 @@
-"""COCO-Stuff-164k (`stuffthingmaps_trainval2017`, METRICS.md §9): gold `{val2017,train2017}/*.png` holding
+"""COCO-Stuff-164k (`stuffthingmaps_trainval2017`, docs/metrics.md §9): gold `{val2017,train2017}/*.png` holding
 COCO-Stuff id - 1 (0..181, 255 unlabeled), mapped to mmseg's 171 train ids (`clsID_to_trID`). Split "val"
 (default) or "train". Prediction id: the file stem (`000000000139`); predictions are PNG label maps of train ids
 0..170 (see `_semseg`)."""

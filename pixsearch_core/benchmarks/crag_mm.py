@@ -1,4 +1,4 @@
-"""CRAG-MM single-turn (METRICS.md §2): the Hugging Face dataset `crag-mm-2025/crag-mm-single-turn-public`.
+"""CRAG-MM single-turn (docs/metrics.md §2): the Hugging Face dataset `crag-mm-2025/crag-mm-single-turn-public`.
 
 Gold: a snapshot directory (parquet shards whose name starts with the split, e.g.
 `data/validation-00000-of-00002.parquet`), one parquet file, or JSONL with the same row schema:

@@ -1,4 +1,4 @@
-"""HotpotQA (METRICS.md §4.1): a JSON list of {"_id", "question", "answer", "type", "level", ...}.
+"""HotpotQA (docs/metrics.md §4.1): a JSON list of {"_id", "question", "answer", "type", "level", ...}.
 
 Gold: `hotpot_dev_distractor_v1.json` (split "dev_distractor", alias "dev"), `hotpot_dev_fullwiki_v1.json`
 ("dev_fullwiki"), `hotpot_train_v1.1.json` ("train"), or the file itself. Prediction id: `_id`.

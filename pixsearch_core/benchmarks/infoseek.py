@@ -1,4 +1,4 @@
-"""InfoSeek (METRICS.md §5): JSONL `infoseek_{split}.jsonl` lines {"data_id", "image_id", "question", "answer",
+"""InfoSeek (docs/metrics.md §5): JSONL `infoseek_{split}.jsonl` lines {"data_id", "image_id", "question", "answer",
 "answer_eval", "data_split"}, question types from `infoseek_{split}_qtype.jsonl` lines {"data_id",
 "question_type": "String"|"Numerical"|"Time"} (or a "question_type" field on the record itself).
 

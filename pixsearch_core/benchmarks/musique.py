@@ -1,4 +1,4 @@
-"""MuSiQue (METRICS.md §4.4): JSONL lines {"id", "question", "answer", "answer_aliases", "answerable", ...}.
+"""MuSiQue (docs/metrics.md §4.4): JSONL lines {"id", "question", "answer", "answer_aliases", "answerable", ...}.
 
 Gold: `musique_ans_v1.0_{split}.jsonl` (split "dev" by default), `musique_full_v1.0_{split}.jsonl`, or the file
 itself. Prediction id: `id`. Golds = [answer] + answer_aliases; em: SQuAD EM; f1: the SQuAD 2.0 rule (either side

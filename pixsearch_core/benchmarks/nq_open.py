@@ -1,4 +1,4 @@
-"""NQ-open (METRICS.md §4.2): JSONL lines {"question", "answer": [str, ...]}.
+"""NQ-open (docs/metrics.md §4.2): JSONL lines {"question", "answer": [str, ...]}.
 
 Gold: `NQ-open.dev.jsonl` (split "dev", what RAG papers call the NQ test set), `NQ-open.train.jsonl` ("train"),
 `NQ-open.efficientqa.dev.1.1.jsonl` ("efficientqa_dev"), or the file itself. The records have no id: the

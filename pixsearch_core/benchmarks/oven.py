@@ -1,4 +1,4 @@
-"""OVEN (METRICS.md §6): JSONL `oven_entity_{split}.jsonl` and `oven_query_{split}.jsonl` lines {"data_id",
+"""OVEN (docs/metrics.md §6): JSONL `oven_entity_{split}.jsonl` and `oven_query_{split}.jsonl` lines {"data_id",
 "image_id", "question", "entity_id", "entity_text", "data_split"}.
 
 Gold: a directory holding either or both files for the split ("val" by default), or one file. Prediction id:

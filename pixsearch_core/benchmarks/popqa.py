@@ -1,4 +1,4 @@
-"""PopQA (METRICS.md §4.3): `popQA.tsv` (tab-separated, header row) with columns id, question,
+"""PopQA (docs/metrics.md §4.3): `popQA.tsv` (tab-separated, header row) with columns id, question,
 possible_answers (a JSON-encoded list), s_pop, prop, ... Split "test" (the only one). Prediction id: `id`.
 accuracy: the official `run_model.py` raw substring test; em / f1: SQuAD, max over possible_answers."""
 

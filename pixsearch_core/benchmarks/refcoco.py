@@ -1,4 +1,4 @@
-"""RefCOCO / RefCOCO+ / RefCOCOg referring segmentation in the REFER layout (METRICS.md §8), scored as LISA does.
+"""RefCOCO / RefCOCO+ / RefCOCOg referring segmentation in the REFER layout (docs/metrics.md §8), scored as LISA does.
 
 Gold: `<root>/<dataset>/instances.json` and `<root>/<dataset>/refs(<split_by>).p` (or a dataset directory that
 holds them). Splits: "val", "testA", "testB", "test", "train"; the REFER partition defaults to unc (refcoco,
@@ -14,60 +14,17 @@ prediction is an empty mask. Scores: gIoU / cIoU as fractions.
 from __future__ import annotations
 
 import json
-import logging
 import pickle
 
 import numpy as np
 
 from pixsearch_core.benchmarks.base import BadRecordError, Benchmark, Example, require
+from pixsearch_core.masks import decode_coco_segmentation
 from pixsearch_core.metrics.segmentation import refer_aggregate, refer_expression_score
 from pixsearch_core.registry import register
 from pixsearch_core.storage import join
 
-log = logging.getLogger(__name__)
-
 DEFAULT_SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd"}
-
-
-def decode_segmentation(segmentation, height: int, width: int) -> np.ndarray:
-    """An annotation's polygons (or RLEs) as a uint8 mask, summed over parts like LISA's `refer_seg` loader.
-
-    Uses pycocotools (COCO's own rasteriser) when installed; otherwise PIL, whose polygon fill can differ from
-    COCO's on boundary pixels (logged once)."""
-    if not segmentation:
-        return np.zeros((height, width), dtype=np.uint8)
-    try:
-        from pycocotools import mask as mask_utils
-    except ImportError:
-        return _decode_with_pil(segmentation, height, width)
-    if isinstance(segmentation, list) and isinstance(segmentation[0], list):
-        rles = mask_utils.frPyObjects(segmentation, height, width)
-    else:
-        rles = segmentation if isinstance(segmentation, list) else [segmentation]
-        rles = [dict(r, counts=r["counts"].encode() if isinstance(r["counts"], str) else r["counts"]) for r in rles]
-    m = mask_utils.decode(rles)
-    return np.sum(m.reshape(height, width, -1), axis=2).astype(np.uint8)
-
-
-_warned = False
-
-
-def _decode_with_pil(segmentation, height: int, width: int) -> np.ndarray:
-    global _warned
-    from PIL import Image, ImageDraw
-
-    if not (isinstance(segmentation, list) and isinstance(segmentation[0], list)):
-        raise BadRecordError("RLE segmentations need pycocotools (pip install pycocotools)")
-    if not _warned:
-        log.warning("pycocotools is not installed: rasterising polygons with PIL, which may differ from COCO's "
-                    "rasteriser on boundary pixels")
-        _warned = True
-    total = np.zeros((height, width), dtype=np.uint8)
-    for poly in segmentation:
-        canvas = Image.new("L", (width, height), 0)
-        ImageDraw.Draw(canvas).polygon([(poly[i], poly[i + 1]) for i in range(0, len(poly) - 1, 2)], fill=1)
-        total += np.asarray(canvas, dtype=np.uint8)
-    return total
 
 
 def _split_matches(split: str, ref_split: str) -> bool:
@@ -110,7 +67,7 @@ class _Refer(Benchmark):
                 yield Example(id=str(require(sent, "sent_id", where)),
                               question=require(sent, "sent", where, str).strip().lower(),
                               image=image.get("file_name"),
-                              mask=lambda seg=seg, h=h, w=w: decode_segmentation(seg, h, w),
+                              mask=lambda seg=seg, h=h, w=w: decode_coco_segmentation(seg, h, w),
                               metadata={"ref_id": ref.get("ref_id"), "image_id": ref["image_id"], "size": (h, w)})
 
     def score(self, example, prediction):

@@ -1,4 +1,4 @@
-"""TextVQA v0.5.1 (METRICS.md §7): `TextVQA_0.5.1_{split}.json` = {"data": [{"question_id" (int), "question",
+"""TextVQA v0.5.1 (docs/metrics.md §7): `TextVQA_0.5.1_{split}.json` = {"data": [{"question_id" (int), "question",
 "image_id", "answers": [10 strings], ...}]}; split "val" by default. Prediction id: `question_id` (as a string).
 accuracy: the m4c soft accuracy LLaVA reports; em / f1 / relaxed_*: max over the 10 answers."""
 

@@ -11,7 +11,7 @@ import torch
 
 from pixsearch_core.decoding.queries import format_information, parse_payload
 from pixsearch_core.retrieval.crop import mask_box
-from pixsearch_core.decoding.rle import mask_to_rle
+from pixsearch_core.masks import mask_to_rle
 from pixsearch_core.decoding.state import Row, SearchCall
 from pixsearch_core.retrieval.types import ImageQuery, RegionQuery, TextQuery, image_hw
 

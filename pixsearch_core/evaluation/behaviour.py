@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from pixsearch_core.masks import read_mask_png, rle_to_mask
 from pixsearch_core.metrics.segmentation import refer_aggregate, refer_expression_score
 from pixsearch_core.storage import ObjectStore
-from pixsearch_core.training.readers.common import read_mask
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,9 @@ GROUPS = (("all", None), ("ego", True), ("non_ego", False))
 
 
 def _first_region_mask(record: dict[str, Any]) -> np.ndarray | None:
-    from pixsearch_core.evaluation.plots import rle_decode
-
     for s in record.get("searches") or []:
         if s.get("modality") == "region" and s.get("mask_rle"):
-            return rle_decode(s["mask_rle"])
+            return rle_to_mask(s["mask_rle"])
     return None
 
 
@@ -84,7 +82,7 @@ def behaviour(records: list[dict[str, Any]], store: ObjectStore | None = None) -
     golds: dict[str, np.ndarray | None] = {}
     for ref in sorted({r["gold_mask"] for r in ok if r.get("gold_mask")}):
         try:
-            golds[ref] = read_mask(store, ref).astype(bool)  # the project's mask reader: non-zero = object
+            golds[ref] = read_mask_png(store, ref)  # non-zero = object
         except Exception as e:  # counted per group as gold_mask_unreadable, never scored
             log.warning("gold mask %s cannot be read (%s): left out of the mask scores", ref, e)
             golds[ref] = None

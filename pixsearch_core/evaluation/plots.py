@@ -6,7 +6,7 @@
 - `mask_overlays`: for a few examples with a predicted mask (the last region search's RLE), the image with the
   predicted mask (red) and the gold mask (green outline) when the record names one.
 
-Masks are COCO uncompressed RLE ({"size": [H, W], "counts": [...]}, column-major), decoded with pycocotools.
+Masks are COCO RLE ({"size": [H, W], "counts": [...]}, column-major), decoded by `pixsearch_core.masks`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from pixsearch_core.masks import read_mask_png, rle_to_mask
 from pixsearch_core.storage import ObjectStore, join
 
 log = logging.getLogger(__name__)
@@ -34,15 +35,6 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def rle_decode(rle: dict[str, Any]) -> np.ndarray:
-    """COCO RLE (uncompressed counts list or compressed string) -> (H, W) bool."""
-    from pycocotools import mask as mask_utils
-
-    h, w = (int(v) for v in rle["size"])
-    coded = mask_utils.frPyObjects(rle, h, w) if isinstance(rle["counts"], list) else rle
-    return mask_utils.decode(coded).astype(bool)
 
 
 def search_stats(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -102,14 +94,12 @@ def _load_image(store: ObjectStore, ref: str | None, shape: tuple[int, int]) -> 
 
 
 def _gold_mask(store: ObjectStore, ref: str | None) -> np.ndarray | None:
-    """The gold mask for an overlay's outline (the project's reader), or None: the overlay is then drawn without it
-    and its title says so."""
+    """The gold mask for an overlay's outline, or None: the overlay is then drawn without it and its title says
+    so."""
     if not ref:
         return None
-    from pixsearch_core.training.readers.common import read_mask
-
     try:
-        return read_mask(store, ref).astype(bool)
+        return read_mask_png(store, ref)
     except Exception as e:
         log.warning("overlay: cannot read gold mask %s (%s)", ref, e)
         return None
@@ -134,7 +124,7 @@ def mask_overlays(run, prefix: str, store: ObjectStore, limit: int = 4) -> list[
                     key=lambda r: r["sample_id"])[:limit]
     uris = []
     for r in picked:
-        pred = rle_decode(r["mask_rle"])
+        pred = rle_to_mask(r["mask_rle"])
         gold = _gold_mask(store, r.get("gold_mask"))
         image = _load_image(store, r.get("image"), pred.shape)
         fig, ax = plt.subplots(figsize=(5, 5 * image.shape[0] / max(image.shape[1], 1) + 0.8))

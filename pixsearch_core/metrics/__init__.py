@@ -1,4 +1,4 @@
-"""Official-equivalent metrics, one module per family (the spec is /work/shared/METRICS.md; section numbers below).
+"""Official-equivalent metrics, one module per family (what each reproduces: docs/metrics.md, section numbers below).
 
 | module | what | source |
 |---|---|---|

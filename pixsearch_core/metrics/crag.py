@@ -1,4 +1,4 @@
-"""CRAG-MM per-turn verdicts and score aggregation (METRICS.md §2.2).
+"""CRAG-MM per-turn verdicts and score aggregation (docs/metrics.md §2.2).
 
 Source: github.com/facebookresearch/CRAG-MM @36b6b4b `evaluation/evaluator.py` (`evaluate_response`),
 `evaluation/dataset_utils.py` (`clean_text`), `evaluation/evaluation_utils.py` (`calculate_scores`).

@@ -1,4 +1,4 @@
-"""InfoSeek scoring (METRICS.md §5). Source: `infoseek_eval.py` of the InfoSeek release.
+"""InfoSeek scoring (docs/metrics.md §5). Source: `infoseek_eval.py` of the InfoSeek release.
 
 - String and Time questions: max over `answer_eval` of SQuAD EM (no ±1-year tolerance for Time, whatever the
   official docstring says).

@@ -1,4 +1,4 @@
-"""The CRAG-MM LLM judge over any OpenAI-compatible chat-completions endpoint (METRICS.md §2.3).
+"""The CRAG-MM LLM judge over any OpenAI-compatible chat-completions endpoint (docs/metrics.md §2.3).
 
 Protocol (CRAG-MM `evaluation/llm_judge.py`): messages = [system: instructions + "\\n\\n" + examples,
 user: the fixed template below]; temperature 0.0, max_tokens 1024; up to 3 attempts with 2**attempt seconds

@@ -1,4 +1,4 @@
-"""OVEN entity accuracy (METRICS.md §6). Source: `oven_eval.py` of the OVEN release.
+"""OVEN entity accuracy (docs/metrics.md §6). Source: `oven_eval.py` of the OVEN release.
 
 Per `data_split`: accuracy = 100 * mean(pred_entity_id == entity_id), rounded to 2 places; a split is "seen" if
 "_seen" is in its name and "unseen" if "_unseen" is; query splits start with "query", entity splits with

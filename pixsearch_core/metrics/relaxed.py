@@ -1,4 +1,4 @@
-"""Relaxed EM and F1 of kim-ji-2024-finer, the paper's text-QA metric (METRICS.md §1).
+"""Relaxed EM and F1 of kim-ji-2024-finer, the paper's text-QA metric (docs/metrics.md §1).
 
 Source: github.com/wjdghks950/Finer `llava/eval/eval_fgvc.py` (`exact_match_score(max_tok_cnt=20)`, `f1_score`,
 `remove_ans_prefix`). Reproduced exactly, quirks included:
@@ -7,7 +7,7 @@ Source: github.com/wjdghks950/Finer `llava/eval/eval_fgvc.py` (`exact_match_scor
   words ("category" contains "cat"; a gold normalising to "" is in every string), then exact match;
 - F1 truncates the *gold* to its first 10 normalised tokens (the prediction is not truncated);
 - the prediction is first cut after the first "Answer:" (if any), stripped, and "</s>" removed.
-The word limits are named options in case the paper changed them (METRICS.md §10 item 2: not stated there).
+The word limits are named options in case the paper changed them (docs/metrics.md §10 item 2: not stated there).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Segmentation metrics (METRICS.md §8, §9).
+"""Segmentation metrics (docs/metrics.md §8, §9).
 
 - `intersection_union`: LISA's `intersectionAndUnionGPU` in numpy: pixels where gt == ignore_index are set to
   ignore_index in the prediction; areas are histograms over [0, K-1] (values outside, such as 255 or the stray 2

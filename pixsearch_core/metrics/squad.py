@@ -1,4 +1,4 @@
-"""SQuAD answer normalisation, exact match and token F1 (METRICS.md §0).
+"""SQuAD answer normalisation, exact match and token F1 (docs/metrics.md §0).
 
 Source: the official SQuAD v1.1 `evaluate-v1.1.py` (`normalize_answer`, `exact_match_score`, `f1_score`,
 `metric_max_over_ground_truths`); the same normaliser is used by HotpotQA, MuSiQue, InfoSeek and Finer.

@@ -1,4 +1,4 @@
-"""Official per-dataset metrics of the text-QA benchmarks (METRICS.md §4).
+"""Official per-dataset metrics of the text-QA benchmarks (docs/metrics.md §4).
 
 - HotpotQA `hotpot_evaluate_v1.py`: SQuAD EM; F1 is SQuAD F1 except that if either normalised string is one of
   "yes" / "no" / "noanswer" and the two differ, F1 = 0. One gold answer.

@@ -1,4 +1,4 @@
-"""TextVQA accuracy (METRICS.md §7), as LLaVA's `eval_textvqa.py` computes it through mmf's
+"""TextVQA accuracy (docs/metrics.md §7), as LLaVA's `eval_textvqa.py` computes it through mmf's
 `m4c_evaluator.TextVQAAccuracyEvaluator` and `EvalAIAnswerProcessor`. Reproduced exactly, quirks included:
 
 - punctuation handling looks at the text *before* any replacement; the digit-comma test can never fire (commas

@@ -48,7 +48,8 @@ image embedding is cached per image content (LRU, `image_cache_size`), so severa
 and `mini`'s visual tokens, pay for the SAM encoder once.
 
 Training: `model(images, input_ids, attention_mask, span_tags=..., with_teacher=True)` -> PixSearchOutput, and
-pixsearch_core.training.losses.pixsearch_loss. Checkpoints: checkpoint.save_trainable / load_trainable.
+pixsearch_core.training.losses.pixsearch_loss. Checkpoints: weights.save_trainable / load_trainable,
+build.build_from_checkpoint.
 """
 
 from pixsearch_core.modeling.outputs import MaskPrediction, PixSearchOutput, PreparedImages, Prefix, StepOutput

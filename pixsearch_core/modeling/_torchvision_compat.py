@@ -2,7 +2,7 @@
 
 `import segment_anything` imports torchvision for exactly four functions: `resize` and `to_pil_image`
 (`segment_anything.utils.transforms`) and `batched_nms` and `box_area` (`automatic_mask_generator`). On the CPU
-stack torchvision cannot be installed (its only build for torch 2.13 is CUDA, see STACK.md). `segment_anything()`
+stack torchvision cannot be installed (its only build for torch 2.13 is CUDA). `segment_anything()`
 below imports the real package when torchvision imports; otherwise it puts small, tested stand-ins for those four
 functions into `sys.modules` *only for the duration of the import* and removes them again, so no other library
 ever sees a fake torchvision (transformers and timm probe for it).

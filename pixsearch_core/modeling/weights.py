@@ -9,6 +9,7 @@ PixSearch checkpoints (what training writes) hold the TRAINABLE parts only:
     save_trainable(model, "s3://bucket/ckpt/stage1/step-1000")
     load_trainable(model, "s3://bucket/ckpt/stage1/step-1000")   # mismatch -> CheckpointMismatchError naming
                                                                  # the missing and unexpected keys
+    build_from_checkpoint(uri, "tiny")   # (modeling/build.py) the model as trained, from config.json + weights
 
 Other formats:
 - SAM (`sam_vit_h_4b8939.pth`): keys `image_encoder.*`, `prompt_encoder.*`, `mask_decoder.*` map 1:1 to
@@ -201,26 +202,6 @@ def checkpoint_config(uri: str, store: ObjectStore | None = None) -> dict | None
     store = store or ObjectStore()
     path = join(uri, CONFIG_FILE)
     return json.loads(store.get_bytes(path)) if store.exists(path) else None
-
-
-def build_from_checkpoint(uri: str, size: str, overrides: list[str] | tuple[str, ...] = (),
-                          store: ObjectStore | None = None) -> nn.Module:
-    """The model a checkpoint was trained as (its config.json; `overrides` applied on top), with its trainable
-    weights loaded. A checkpoint without config.json is built as `size` with `overrides`."""
-    from pixsearch_core.config import validate_config
-    from pixsearch_core.modeling.build import ModelConfig, build
-
-    stored = checkpoint_config(uri, store)
-    if stored:
-        cfg = validate_config(ModelConfig, stored, source=join(uri, CONFIG_FILE), overrides=list(overrides))
-        cfg = cfg.model_copy(update={"weights": None, "device": "cpu"})  # the caller moves it to its device
-        model = build(cfg.size, config=cfg, store=store)
-    else:
-        from pixsearch_core.registry import get
-
-        model = get("model", size)(overrides=overrides, store=store)
-    load_trainable(model, uri, store)
-    return model
 
 
 # ---------------------------------------------------------------- SAM and LISA / PLUM

@@ -8,7 +8,7 @@
 Each call has a deadline (`timeout` seconds) and up to `retries` further attempts after a timeout or an
 unavailable/internal server error, waiting `backoff * 2**attempt` seconds (capped at `max_backoff`) in between.
 Errors are typed: `BadSearchRequest` (the request is wrong: never retried), `SearchTimeout`, `SearchUnavailable`,
-all subclasses of `SearchError`.
+all subclasses of `SearchError` (defined with the query types in retrieval/types.py).
 """
 
 from __future__ import annotations
@@ -18,23 +18,12 @@ import logging
 import time
 from typing import Any
 
+from pixsearch_core.retrieval.types import BadSearchRequest, SearchError, SearchTimeout, SearchUnavailable
+
 log = logging.getLogger(__name__)
 
-
-class SearchError(RuntimeError):
-    """A search failed (base class of every client error)."""
-
-
-class BadSearchRequest(SearchError, ValueError):
-    """The request is invalid (empty text, undecodable image, wrong mask shape, k out of range, too large)."""
-
-
-class SearchTimeout(SearchError, TimeoutError):
-    """No answer within the deadline (after every retry)."""
-
-
-class SearchUnavailable(SearchError):
-    """The backend could not be reached or failed internally (after every retry)."""
+__all__ = ["BadSearchRequest", "LocalBackend", "HTTPBackend", "SearchClient", "SearchError", "SearchTimeout",
+           "SearchUnavailable"]
 
 
 class _Backend:

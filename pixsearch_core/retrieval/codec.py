@@ -8,7 +8,7 @@
     answer   {"index_version": "name/version", "results": [[Evidence.to_dict(), ...], ...]}   (one list per query)
     error    {"error": {"type": "bad_request" | "internal", "message": "..."}}
 
-RLE masks are COCO-style uncompressed (pixsearch_core/decoding/rle.py). Every decoding problem is a
+RLE masks are COCO-style uncompressed (pixsearch_core/masks.py). Every decoding problem is a
 `BadSearchRequest` that names the query position and what was wrong.
 """
 
@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from pixsearch_core.retrieval.client import BadSearchRequest
-from pixsearch_core.retrieval.types import Evidence, ImageQuery, Query, RegionQuery, TextQuery
+from pixsearch_core.masks import mask_from_image, mask_to_rle, rle_to_mask
+from pixsearch_core.retrieval.types import BadSearchRequest, Evidence, ImageQuery, Query, RegionQuery, TextQuery
 
 MAX_IMAGE_PIXELS = 40_000_000
 QUERY_TYPES = ("text", "image", "region")
@@ -58,21 +58,19 @@ def b64_to_image(data: Any, where: str) -> Image.Image:
 
 
 def mask_to_wire(mask: np.ndarray) -> dict:
-    from pixsearch_core.decoding.rle import mask_to_rle
-
     return {"rle": mask_to_rle(np.asarray(mask, dtype=bool))}
 
 
 def wire_to_mask(data: Any, where: str) -> np.ndarray:
-    from pixsearch_core.decoding.rle import rle_to_mask
-
     if isinstance(data, dict) and "rle" in data:
+        if not isinstance(data["rle"], dict) or not isinstance(data["rle"].get("counts"), list):
+            raise BadSearchRequest(f"{where}: an RLE mask is {{'size': [H, W], 'counts': [int, ...]}} (uncompressed)")
         try:
             return rle_to_mask(data["rle"])
         except (KeyError, TypeError, ValueError) as e:
             raise BadSearchRequest(f"{where}: bad RLE mask ({type(e).__name__}: {e})") from None
     if isinstance(data, dict) and "png" in data:
-        return np.asarray(b64_to_image(data["png"], where).convert("L")) > 0
+        return mask_from_image(b64_to_image(data["png"], where))
     raise BadSearchRequest(f"{where}: mask must be {{'rle': {{size, counts}}}} or {{'png': base64}}")
 
 

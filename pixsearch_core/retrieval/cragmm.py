@@ -1,4 +1,4 @@
-"""The CRAG-MM benchmark's own search API (PyPI `cragmm-search-pipeline`, /work/shared/METRICS.md §3) as a Searcher.
+"""The CRAG-MM benchmark's own search API (PyPI `cragmm-search-pipeline`, docs/cragmm-search.md) as a Searcher.
 
     searcher = CragMMSearcher.from_package(web_hf_dataset_id="crag-mm-2025/web-search-index-public-test")
     searcher = CragMMSearcher(pipeline)          # any callable `pipeline(query, k=k) -> list[dict]` (tests)

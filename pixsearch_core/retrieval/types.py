@@ -1,7 +1,9 @@
-"""The search contract (ARCHITECTURE.md §3): `search(query, k) -> list[Evidence]`, batched as `search_many`.
+"""The search contract: `search(query, k) -> list[Evidence]`, batched as `search_many`.
 
 A query is a `TextQuery`, an `ImageQuery` (the whole image) or a `RegionQuery` (an image and a boolean mask of the
 same height and width; the searcher crops by the mask's box). Images are PIL images or HxWxC uint8 arrays.
+A failed search raises a `SearchError`: `BadSearchRequest` (the request is wrong), `SearchTimeout` or
+`SearchUnavailable`.
 """
 
 from __future__ import annotations
@@ -61,6 +63,22 @@ class RegionQuery:
 
 
 Query = Union[TextQuery, ImageQuery, RegionQuery]
+
+
+class SearchError(RuntimeError):
+    """A search failed (base class of every search error, whichever backend raised it)."""
+
+
+class BadSearchRequest(SearchError, ValueError):
+    """The request is invalid (empty text, undecodable image, wrong mask shape, k out of range, too large)."""
+
+
+class SearchTimeout(SearchError, TimeoutError):
+    """No answer within the deadline (after every retry)."""
+
+
+class SearchUnavailable(SearchError):
+    """The backend could not be reached or failed internally (after every retry)."""
 
 
 @dataclass(frozen=True)

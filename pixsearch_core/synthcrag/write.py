@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from pixsearch_core.masks import mask_to_png
 from pixsearch_core.storage import ObjectStore, join
 from pixsearch_core.synthcrag.questions import QUESTION_TYPES, counterfactual, make_question, to_record
 from pixsearch_core.synthcrag.render import compose_scene, icon_image
@@ -103,7 +104,7 @@ def write_synthcrag(world: World, out: str, store: ObjectStore | None = None, sc
             img_uri = join(out, "scenes", e.split, f"{sid}.png")
             mask_uri = join(out, "masks", e.split, f"{sid}.png")
             store.put_bytes(img_uri, _png(scene.image))
-            store.put_bytes(mask_uri, _png(Image.fromarray(scene.target_mask.astype(np.uint8) * 255)))
+            store.put_bytes(mask_uri, mask_to_png(scene.target_mask))
             if e.split == "train":
                 stage1.append(_refer_record(out, sid, scene, e))
             for qi in range(questions_per_scene):
@@ -124,8 +125,7 @@ def write_synthcrag(world: World, out: str, store: ObjectStore | None = None, sc
             scene = compose_scene(refer_rng, e, _distractors(refer_rng, pool), egocentric=True)
             sid = f"{e.id}-r{j}"
             store.put_bytes(join(out, "scenes", "train", f"{sid}.png"), _png(scene.image))
-            store.put_bytes(join(out, "masks", "train", f"{sid}.png"),
-                            _png(Image.fromarray(scene.target_mask.astype(np.uint8) * 255)))
+            store.put_bytes(join(out, "masks", "train", f"{sid}.png"), mask_to_png(scene.target_mask))
             stage1.append(_refer_record(out, sid, scene, e))
     for split, recs in rows.items():
         store.put_bytes(join(out, "benchmark", f"{split}.jsonl"), _jsonl(recs))

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from pixsearch_core.modeling.tokens import INFO_START
-from pixsearch_core.training.readers.common import Rejected, read_mask, resolve, segmentation_sample
+from pixsearch_core.masks import read_mask_png
+from pixsearch_core.training.readers.common import Rejected, resolve, segmentation_sample
 from pixsearch_core.training.sample import IMAGE, Sample, find_span
 
 _ROLE = {"human": "user", "gpt": "assistant", "user": "user", "assistant": "assistant"}
@@ -51,7 +52,7 @@ def _refer_jsonl(store, path: str, images: str | None):
         sid = f"refer-{rec.get('id', n)}"
         try:
             image = store.get_bytes(resolve(_base(path, images), rec["image"]))
-            mask = read_mask(store, resolve(_base(path, images), rec["mask"]))
+            mask = read_mask_png(store, resolve(_base(path, images), rec["mask"])).astype("uint8")
         except (OSError, KeyError) as e:
             yield Rejected(sid, f"{type(e).__name__}: {e}")
             continue
@@ -70,7 +71,7 @@ def _trajectory(store, rec: dict, base: str, n: int):
         info = response.find(INFO_START)
         span = find_span(response[:info if info >= 0 else len(response)], rec["entity_span"])
         if span is not None:  # else the entity is named only in the question: LM targets, nothing to segment
-            spans, masks = [(1, *span)], read_mask(store, resolve(base, rec["mask"]))[None]
+            spans, masks = [(1, *span)], read_mask_png(store, resolve(base, rec["mask"]))[None].astype("uint8")
     return Sample(id=sid, source="trajectories", stage=2, image=store.get_bytes(resolve(base, rec["image"])),
                   conversation=conv, spans=spans, masks=masks, query_types=list(rec.get("query_types") or []))
 

@@ -1,4 +1,5 @@
-"""What the readers share: rejected records, path resolution, image/mask bytes, segmentation conversations."""
+"""What the readers share: rejected records, path resolution, label maps, segmentation conversations. (Mask
+images are read by `pixsearch_core.masks.read_mask_png`.)"""
 
 from __future__ import annotations
 
@@ -23,13 +24,6 @@ class Rejected:
 def resolve(base: str, ref: str) -> str:
     """An image/mask reference: absolute paths and URIs as they are, relative ones under `base`."""
     return ref if ref.startswith("/") or "://" in ref else join(base, ref)
-
-
-def read_mask(store, uri: str) -> np.ndarray:
-    """A mask image (PNG; non-zero = object) -> uint8 (H, W) of 0/1."""
-    from PIL import Image
-
-    return (np.asarray(Image.open(io.BytesIO(store.get_bytes(uri))).convert("L")) > 0).astype(np.uint8)
 
 
 def read_label_map(store, uri: str) -> np.ndarray:

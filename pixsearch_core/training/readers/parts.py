@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
-from pixsearch_core.benchmarks.refcoco import decode_segmentation
+from pixsearch_core.masks import decode_coco_segmentation
 from pixsearch_core.training.readers.common import Rejected, pick, resolve, segmentation_sample
 
 
@@ -41,6 +41,6 @@ def read(reader: str, store, path: str, images: str | None = None, max_parts: in
         except OSError as e:
             yield Rejected(sid, f"image: {e}")
             continue
-        masks = [(decode_segmentation(a["segmentation"], im["height"], im["width"]) > 0).astype("uint8")
+        masks = [(decode_coco_segmentation(a["segmentation"], im["height"], im["width"]) > 0).astype("uint8")
                  for a in chosen]
         yield segmentation_sample(sid, reader, image, [part_phrase(cats[a["category_id"]]) for a in chosen], masks)

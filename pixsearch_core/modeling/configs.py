@@ -1,0 +1,84 @@
+"""The typed configuration of a PixSearch model (`ModelConfig` and its parts), validated up front; unknown keys are
+errors. The builders (`modeling/build.py`) take a ModelConfig; `pixsearch config` validates conf/model/*.yaml with it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from pixsearch_core.config import Config
+
+
+class LanguageModelConfig(Config):
+    kind: Literal["random_llama", "hf", "gguf_package", "llava_hf"] = "random_llama"
+    path: str | None = Field(None, description="hf / llava_hf: HF-format directory, local or object-store URI")
+    package: str | None = Field(None, description="gguf_package: the installed package holding the GGUF file")
+    gguf_file: str | None = None
+    hidden_size: int = Field(32, ge=8, description="random_llama only")
+    num_layers: int = Field(2, ge=1)
+    num_heads: int = Field(4, ge=1)
+    num_kv_heads: int = Field(2, ge=1)
+    intermediate_size: int = Field(64, ge=8)
+
+
+class VisionConfig(Config):
+    kind: Literal["random_clip", "llava_hf", "clip_hf", "sam_embedding"] = "random_clip"
+    path: str | None = Field(None, description="clip_hf: a CLIPVisionModel directory (llava_hf: from the LLaVA)")
+    select_layer: int = -2
+    image_size: int = Field(32, ge=8, description="random_clip only")
+    patch_size: int = Field(8, ge=2)
+    hidden_size: int = Field(32, ge=8)
+    num_layers: int = Field(2, ge=1)
+    grid: int = Field(8, ge=1, description="sam_embedding: the LM sees grid*grid visual tokens")
+
+
+class SamConfig(Config):
+    kind: Literal["tiny", "vit_h", "vit_l", "vit_b", "litemedsam"] = "tiny"
+    checkpoint: str | None = Field(None, description="SAM .pth/.safetensors (local or URI); litemedsam: package asset")
+    image_size: int = Field(64, ge=16, description="tiny only (multiple of 16)")
+    prompt_dim: int = Field(32, ge=8, description="tiny only")
+
+
+class LoraSettings(Config):
+    enabled: bool = True
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_regex: str = r"^model\.layers\.\d+\.self_attn\.(q_proj|v_proj)$"
+
+
+class TrainableSettings(Config):
+    parts: list[Literal["projector", "span_tagger", "mask_head", "prompt_encoder", "mask_decoder",
+                        "language_model", "copy_head", "sam_image_encoder", "vision_tower"]] = [
+        "span_tagger", "mask_head", "prompt_encoder", "mask_decoder"]
+    new_token_rows: bool = Field(True, description="train the special tokens' embedding/output rows only")
+
+
+class ModelConfig(Config):
+    """How to build a PixSearchModel (validated up front; unknown keys are errors)."""
+
+    size: str = "tiny"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = "cpu"
+    seed: int = 0
+    language_model: LanguageModelConfig = LanguageModelConfig()
+    vision: VisionConfig = VisionConfig()
+    sam: SamConfig = SamConfig()
+    lora: LoraSettings = LoraSettings()
+    trainable: TrainableSettings = TrainableSettings()
+    span_tagger_ff_dim: int = Field(2048, ge=4, description="Table 9: bidirectional encoder 2048")
+    span_tagger_heads: int = Field(8, ge=1)
+    mask_feedback: bool = Field(False, description="PLUM's mask feedback loop across the spans of a row")
+    image_cache_size: int = Field(32, ge=0)
+    copy_head: bool = Field(False, description="a pointer-generator copy head over the context (modeling/copy_head"
+                                               ".py); for small LMs trained from scratch, e.g. the CPU demo's")
+    copy_head_dim: int = Field(64, ge=4)
+    copy_head_ngram: int = Field(3, ge=0, description="how many last tokens the copy head's queries and keys see")
+    copy_head_source: Literal["evidence", "context"] = Field(
+        "evidence", description="copy from <information> blocks only, or from the whole context")
+    init_checkpoint: str | None = Field(None, description="a LISA/PLUM-style full checkpoint (before LoRA)")
+    init_key_rules: list[tuple[str, str]] = []
+    weights: str | None = Field(None, description="a PixSearch trainable checkpoint (save_trainable) to load")
+    cache_dir: str = "~/.cache/pixsearch/weights"
