@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from pixsearch_core.evaluation.viewer import build_viewer, modalities, verdict
-from pixsearch_core.decoding.rle import mask_to_rle
+from pixsearch_core.masks import mask_to_rle
 from pixsearch_core.records import RecordWriter
 from pixsearch_core.storage import ObjectStore
 
