@@ -22,6 +22,7 @@ COMMANDS: list[str] = [
     "jobs.index",
     "jobs.search",
     "jobs.eval",
+    "jobs.data",
     "jobs.train",
     "jobs.lineage",
     "jobs.config",

@@ -27,6 +27,7 @@ SCHEMAS: dict[str, str] = {
     "model": "pixsearch_core.modeling.configs:ModelConfig",
     "decode": "pixsearch_core.decoding.options:DecodeOptions",
     "index": "indexing.config:IndexBuildConfig",
+    "data": "pixsearch_core.stage2.config:Stage2Config",
 }
 
 

@@ -64,7 +64,8 @@ def test_every_dag_parses_light_with_retries_and_timeouts(airflow):
     parsed = json.loads(out.stdout.strip().splitlines()[-1])
     assert parsed["errors"] == {} and parsed["heavy"] == []
     dags = parsed["dags"]
-    assert set(dags) == {"pixsearch_index_rebuild", "pixsearch_benchmark_matrix", "pixsearch_training_pipeline"}
+    assert set(dags) == {"pixsearch_index_rebuild", "pixsearch_benchmark_matrix", "pixsearch_training_pipeline",
+                         "pixsearch_stage2_data"}
     for tasks in dags.values():
         for name, t in tasks.items():
             assert t["retries"] >= 1 and t["timeout"], name
@@ -147,3 +148,27 @@ def test_training_pipeline_registers_only_a_checkpoint_that_beats_the_baseline(a
                       {**conf, "baseline": 2, "model_name": "bad"})
     assert result["tasks"]["gate"] == "success" and result["tasks"]["register"] == "skipped"
     assert not (root / "registry" / "bad.json").exists()
+
+
+def test_stage2_data_builds_what_the_training_sensor_waits_for(airflow, tmp_path):
+    """The stage-2 data DAG against a real local chat-completions server (the test's scripted model)."""
+    from tests.search_fixtures import tiny_index
+    from tests.stage2_fakes import FakeLLM, write_okvqa
+
+    llm = FakeLLM()
+    try:
+        okvqa = write_okvqa(tmp_path / "okvqa")
+        cfg = tmp_path / "stage2.yaml"
+        cfg.write_text(json.dumps({
+            "output": "unused", "prompts": str(REPO / "conf" / "data" / "prompts" / "stage2"),
+            "sources": [{"reader": "okvqa", "path": str(okvqa), "images": str(okvqa / "images")}],
+            "llm": {"kind": "openai", "base_url": llm.url, "model": "fake"},
+            "retrieval": {"index": "unused", "top_k": 2, "max_passage_tokens": 64}, "n_candidates": 3}))
+        conf = {"config": str(cfg), "data_root": str(tmp_path / "data"), "output": "stage2-built",
+                "index": tiny_index(tmp_path), "synthcrag_world": False}
+        result = dag_test(airflow, "stage2_data.py", "pixsearch_stage2_data", conf)
+    finally:
+        llm.close()
+    assert result["tasks"]["check"] == "success"
+    lines = (tmp_path / "data" / "stage2-built" / "train.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and llm.requests > 0
