@@ -85,6 +85,8 @@ class TrainConfig(Config):
     stage2: StageConfig
     optim: OptimConfig = OptimConfig()
     loss: LossConfig = LossConfig()
+    export_hf: bool = Field(True, description="also export the LM for plain transformers / peft (<final>/hf/: "
+                                              "the LM directory with LoRA merged, and the LoRA adapter)")
     save_every: int = Field(100, ge=1, description="optimizer steps between checkpoints")
     keep_checkpoints: int = Field(2, ge=1)
     gradient_checkpointing: bool = Field(False, description="recompute the LM's activations (13b: needed for "

@@ -159,8 +159,12 @@ def _finish(engine, cfg: TrainConfig, prefix: str, run_dir: Path, rank: int, sto
         store.put_file(join(prefix, "loss.png"), run_dir / "loss.png")
     if not done:
         return None
-    save_trainable(engine.module, join(prefix, "final"), store)
+    if cfg.export_hf:
+        from pixsearch_core.modeling.hf_export import export_hf
+
+        export_hf(engine.module, join(prefix, "final"), store)
     lineage.write(store, join(prefix, "final"), _lineage(cfg, stage, step, store))
+    save_trainable(engine.module, join(prefix, "final"), store)  # its config.json last: the export is complete
     return join(prefix, "final")
 
 
