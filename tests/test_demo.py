@@ -103,7 +103,7 @@ def test_world_step_is_reused_when_unchanged(tmp_path):
     stamp = (tmp_path / "world" / "world.json").stat().st_mtime_ns
     assert Demo(cfg).run(("world",))["world"] == first
     assert (tmp_path / "world" / "world.json").stat().st_mtime_ns == stamp
-    shutil.rmtree(tmp_path / "world")  # from scratch, same seed and output (records hold absolute URIs)
+    shutil.rmtree(tmp_path / "world")  # from scratch, same seed: same digest (at any path: test_synthcrag_paths)
     assert Demo(cfg).run(("world",))["world"]["sha256"] == first["sha256"]
     assert json.loads((tmp_path / "demo-summary.json").read_text())["world"]["sha256"] == first["sha256"]
     shutil.rmtree(tmp_path / "world")
