@@ -26,7 +26,7 @@ def _parent(uri: str) -> str:
 def world_root(store: ObjectStore, file_uri: str) -> str | None:
     """The root of the world that `file_uri` (a record file one level under it) belongs to, or None."""
     root = _parent(_parent(file_uri))
-    if root.endswith(":") or root.endswith(":/"):  # above an s3:// bucket: not a world
+    if root.endswith((":", ":/")):  # above an s3:// bucket: not a world
         return None
     return root if store.exists(join(root, WORLD_MARKER)) else None
 

@@ -39,7 +39,7 @@ def plan_unanswerable(world: World, scenes_per_entity: int, questions_per_scene:
     for split in ("train", "test"):
         cands = [(e.id, s, q) for e in world.split(split) for s in range(scenes_per_entity)
                  for q in range(questions_per_scene)]
-        k = int(round(share * len(cands)))
+        k = round(share * len(cands))
         slots |= {cands[int(i)] for i in rng.choice(len(cands), size=k, replace=False)}
     withheld = {eid: WITHHOLDABLE[int(rng.integers(len(WITHHOLDABLE)))] for eid in sorted({s[0] for s in slots})}
     return UnanswerablePlan(frozenset(slots), withheld)
