@@ -3,7 +3,8 @@
 Every reader yields plain dicts, in a deterministic order (files sorted by name, records in file order):
 
 - documents: ``{"id", "title", "text", "url", "image"?}`` where ``image`` is raw bytes, a path / URI (relative
-  paths resolve against the record's file), or ``{"bytes": <base64>}`` in JSONL;
+  paths resolve against the SynthCRAG world root when the file lies in a world, else against the record's file:
+  `pixsearch_core.synthcrag.paths.reference_base`), or ``{"bytes": <base64>}`` in JSONL;
 - images: ``{"doc_id", "key", "bytes"}``.
 
 `read_source(cfg, store)` dispatches on the source kind and returns ``(documents, images)`` iterators.
@@ -24,7 +25,8 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any
 
-from pixsearch_core.storage import ObjectStore, is_s3, join, local_path
+from pixsearch_core.storage import ObjectStore, is_s3, local_path
+from pixsearch_core.synthcrag.paths import reference_base, resolve
 
 from indexing.config import SourceConfig
 
@@ -82,21 +84,21 @@ def open_uri(uri: str, store: ObjectStore) -> io.BufferedIOBase:
     return raw
 
 
-def _resolve_image(value: Any, base_uri: str) -> Any:
-    """Normalise a record's image field: bytes stay bytes, {"bytes": b64} is decoded, a relative path is resolved."""
+def _resolve_image(value: Any, base: str) -> Any:
+    """Normalise a record's image field: bytes stay bytes, {"bytes": b64} is decoded, a relative path is resolved
+    against `base` (a directory)."""
     if value is None or isinstance(value, (bytes, bytearray)):
         return value
     if isinstance(value, dict) and "bytes" in value:
         raw = value["bytes"]
         return raw if isinstance(raw, (bytes, bytearray)) else base64.b64decode(raw)
     if isinstance(value, str) and value:
-        if "://" in value or value.startswith("/"):
-            return value
-        return join(base_uri.rpartition("/")[0], value)
+        return resolve(base, value)
     return value
 
 
 def read_jsonl(uri: str, store: ObjectStore) -> Iterator[dict]:
+    base = reference_base(store, uri)
     with open_uri(uri, store) as f:
         for lineno, line in enumerate(io.TextIOWrapper(f, encoding="utf-8", errors="replace"), 1):
             if not line.strip():
@@ -109,7 +111,7 @@ def read_jsonl(uri: str, store: ObjectStore) -> Iterator[dict]:
             if not isinstance(rec, dict):
                 yield {"_reject": "bad_record", "_detail": f"{uri}:{lineno}: not a JSON object"}
                 continue
-            rec["image"] = _resolve_image(rec.get("image"), uri)
+            rec["image"] = _resolve_image(rec.get("image"), base)
             yield rec
 
 
@@ -118,9 +120,10 @@ def read_parquet(uri: str, store: ObjectStore) -> Iterator[dict]:
 
     src = local_path(uri) if not is_s3(uri) else io.BytesIO(store.get_bytes(uri))
     pf = pq.ParquetFile(src)
+    base = reference_base(store, uri)
     for batch in pf.iter_batches(batch_size=1024):
         for rec in batch.to_pylist():
-            rec["image"] = _resolve_image(rec.get("image"), uri)
+            rec["image"] = _resolve_image(rec.get("image"), base)
             yield rec
 
 

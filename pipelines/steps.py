@@ -61,13 +61,18 @@ def safe_id(text: str) -> str:
 # ---------------------------------------------------------------- data
 def ensure_synthcrag_world(root: str, seed: int = 0, n_entities: int = 24, n_makers: int = 4, n_places: int = 4,
                            scenes_per_entity: int = 1, questions_per_scene: int = 1) -> str:
-    """Write a small SynthCRAG world at `root` unless one is there (world.json); returns root."""
+    """Write a small SynthCRAG world at `root` unless one of the current format is there (world.json); returns
+    root. A world of an older format (`synthcrag.write.FORMAT`) is stale and rewritten."""
+    from pixsearch_core.synthcrag import WorldConfig, generate_world
+    from pixsearch_core.synthcrag.write import FORMAT, write_synthcrag
+
     store = ObjectStore()
     if store.exists(join(root, "world.json")):
-        log.info("SynthCRAG world already at %s", root)
-        return root
-    from pixsearch_core.synthcrag import WorldConfig, generate_world
-    from pixsearch_core.synthcrag.write import write_synthcrag
+        found = json.loads(store.get_bytes(join(root, "world.json"))).get("format")
+        if found == FORMAT:
+            log.info("SynthCRAG world already at %s", root)
+            return root
+        log.warning("SynthCRAG world at %s has format %s, not %s: stale, rewriting it", root, found, FORMAT)
 
     world = generate_world(WorldConfig(seed=seed, n_entities=n_entities, n_makers=n_makers, n_places=n_places))
     counts = write_synthcrag(world, root, store, scenes_per_entity, questions_per_scene)

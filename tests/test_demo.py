@@ -17,6 +17,7 @@ from pipelines.demo.pipeline import Demo
 from pipelines.demo.retrieval_check import retrieval_check, to_markdown
 from pixsearch_core.retrieval.types import Evidence, ImageQuery, RegionQuery, TextQuery
 from pixsearch_core.synthcrag import WorldConfig, generate_world
+from pixsearch_core.synthcrag.paths import resolve
 from pixsearch_core.synthcrag.write import write_synthcrag
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +57,7 @@ def test_retrieval_check_counts_hits_per_modality(tmp_path, monkeypatch):
     def scenes(store, world, split):
         rows = real_scenes(store, world, split)
         for r in rows:
-            opened[r["image"]] = r["entity_id"]
+            opened[resolve(world, r["image"])] = r["entity_id"]  # world records hold root-relative references
         return rows
 
     real_open = rc._open
@@ -102,7 +103,7 @@ def test_world_step_is_reused_when_unchanged(tmp_path):
     stamp = (tmp_path / "world" / "world.json").stat().st_mtime_ns
     assert Demo(cfg).run(("world",))["world"] == first
     assert (tmp_path / "world" / "world.json").stat().st_mtime_ns == stamp
-    shutil.rmtree(tmp_path / "world")  # from scratch, same seed and output (records hold absolute URIs)
+    shutil.rmtree(tmp_path / "world")  # from scratch, same seed: same digest (at any path: test_synthcrag_paths)
     assert Demo(cfg).run(("world",))["world"]["sha256"] == first["sha256"]
     assert json.loads((tmp_path / "demo-summary.json").read_text())["world"]["sha256"] == first["sha256"]
     shutil.rmtree(tmp_path / "world")

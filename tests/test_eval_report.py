@@ -92,7 +92,7 @@ def test_report_tables_match_hand_computed_values(runs):
     t7 = md.split("### Table 7")[1].split("###")[0]
     assert t7.index("[budget1]") < t7.index("[full]") and "[no_region]" not in t7
     html = (tmp_path / "report" / "report.html").read_text()
-    assert html.count("<table>") == 4 and "<td>25.0</td>" in html  # Table 1, behaviour, 6, 7
+    assert html.count("<table>") == 5 and "<td>25.0</td>" in html  # Table 1, behaviour, abstention, 6, 7
     assert len(paths["figures"]) == 4  # 3 search-behaviour plots + 1 overlay (only e1 has a mask)
     for f in paths["figures"]:
         assert Image.open(f).format == "PNG"

@@ -3,8 +3,8 @@ would run it), and every step resumes: a re-run skips what is finished.
 
     world     SynthCRAG world (corpus, stage-1/2 data, benchmark)      <out>/world
     index     pixsearch index build (Spark local[*])                     <out>/store/indices/synthcrag
-              (demo-summary.json records a sha256 of the world tree and of the index manifest, whose shard
-              entries carry every data file's sha256: equal digests = the same world and index, bit for bit)
+              (demo-summary.json records a sha256 of the world tree and of the index content (`index_digest`:
+              every shard file's sha256): equal digests = the same world and index, bit for bit, at any path)
     retrieval region vs whole-image vs text hit@k with gold masks       <out>/report/retrieval.{json,md}
     train     pixsearch train --stage 1, then --stage 2 (DeepSpeed)      <out>/train
     eval      pixsearch eval run, one run per mode (Ray)                 <out>/eval/runs/<run_id>
@@ -36,6 +36,15 @@ def tree_sha256(root: Path) -> str:
     return h.hexdigest()
 
 
+def index_digest(manifest: dict[str, Any]) -> str:
+    """One digest of what an index holds: every shard's objects (sha256 of index, embeddings, document store),
+    encoders, FAISS factories and counts. Not when, how fast, or from which path it was built (the version name,
+    build/config hashes and the sources' paths name the location), so equal worlds give equal digests anywhere."""
+    content = {"indices": manifest["indices"], "counts": manifest["corpus"]["counts"],
+               "rejects": {k: manifest["rejects"].get(k) for k in ("total", "by_reason")}}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
 def _pixsearch(step: str, *args: str) -> str:
     """Run `pixsearch ARGS` as its own process (the runner the Airflow DAGs use; it logs the command and its
     time); returns its stdout. A non-zero exit raises `pipelines.steps.JobFailed` naming the command."""
@@ -64,7 +73,8 @@ class Demo:
         meta_path = Path(self.world) / "world.json"
         want = {"config": self.cfg.world.model_dump(), "scenes_per_entity": self.cfg.scenes_per_entity,
                 "questions_per_scene": self.cfg.questions_per_scene,
-                "refer_scenes_per_entity": self.cfg.refer_scenes_per_entity, "format": FORMAT}
+                "refer_scenes_per_entity": self.cfg.refer_scenes_per_entity,
+                "unanswerable_share": self.cfg.unanswerable_share, "format": FORMAT}
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         if meta and {k: meta.get(k) for k in want} == want:
             log.info("[world] %s is up to date: %s", self.world, meta["counts"])
@@ -72,7 +82,8 @@ class Demo:
         else:
             counts = write_synthcrag(generate_world(self.cfg.world), self.world, self.store,
                                      self.cfg.scenes_per_entity, self.cfg.questions_per_scene,
-                                     refer_scenes_per_entity=self.cfg.refer_scenes_per_entity)
+                                     refer_scenes_per_entity=self.cfg.refer_scenes_per_entity,
+                                     unanswerable_share=self.cfg.unanswerable_share)
         return {**counts, "sha256": tree_sha256(Path(self.world))}
 
     def step_index(self) -> dict[str, Any]:
@@ -83,8 +94,7 @@ class Demo:
                    f"sources=[{{kind: jsonl, path: '{docs}'}}]", *self.cfg.index.overrides)
         version = read_current(self.store, self.index)
         manifest = read_manifest(self.store, f"{self.index}/{version}")
-        content = {k: v for k, v in manifest.items() if k not in ("created_at", "stats")}  # not when or how fast
-        return {"version": version, "sha256": hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()}
+        return {"version": version, "sha256": index_digest(manifest)}
 
     def step_retrieval(self) -> dict[str, Any]:
         from indexing.searcher import ShardedSearcher

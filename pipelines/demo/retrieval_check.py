@@ -16,6 +16,7 @@ from PIL import Image
 from pixsearch_core.masks import read_mask_png
 from pixsearch_core.retrieval.types import ImageQuery, RegionQuery, Searcher, TextQuery
 from pixsearch_core.storage import ObjectStore, join
+from pixsearch_core.synthcrag.paths import resolve
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,8 @@ def retrieval_check(searcher: Searcher, world: str, k: int = 5, split: str = "te
         raise ValueError(f"no visual questions in {world}/benchmark/{split}.jsonl")
     queries, keys = [], []
     for row in rows:
-        image = _open(store, row["image"], "RGB")
-        mask = read_mask_png(store, row["gold_mask"])
+        image = _open(store, resolve(world, row["image"]), "RGB")  # references are relative to the world root
+        mask = read_mask_png(store, resolve(world, row["gold_mask"]))
         group = "ego" if row["egocentric"] else "non_ego"
         for modality, q in zip(MODALITIES, (RegionQuery(image, mask), ImageQuery(image), TextQuery(row["query"]))):
             queries.append(q)

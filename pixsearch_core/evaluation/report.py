@@ -7,7 +7,8 @@ per-example scores through the benchmark's own `aggregate`; records with status=
 metrics and counted in an `errors` column. CRAG-style aggregates ({"all", "ego", "non_ego"} with truthfulness,
 accuracy, missing, hallucination) give the paper's layout in % (truthfulness in [-100, 100]); any other benchmark
 gets one column per scalar metric. Table 6 appears when a run used a modality restriction, Table 7 when one used a
-search budget.
+search budget. Runs with CRAG verdicts also get the abstention section (`evaluation.abstention`): missing and
+hallucination per mode, on unanswerable and answerable questions.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pixsearch_core import lineage
+from pixsearch_core.evaluation.abstention import abstention_table
 from pixsearch_core.evaluation.config import MODALITY_MODES
 from pixsearch_core.records import read_records, read_run_meta
 from pixsearch_core.storage import ObjectStore, join
@@ -147,6 +149,9 @@ def tables(runs: list[Run], store: ObjectStore | None = None) -> list[tuple[str,
     order = ordering_table(runs)
     if order is not None:
         out.insert(1, ("Full vs whole image vs no search (accuracy, %)", *order))
+    abstention = abstention_table(runs)
+    if abstention is not None:
+        out.append(("Abstention: missing and hallucination per mode (%)", *abstention))
     modes = {r.meta.get("mode") for r in runs}
     if modes & set(MODALITY_MODES):
         abl = [r for r in runs if r.meta.get("mode") in ("full", *MODALITY_MODES)]

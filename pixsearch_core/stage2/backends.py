@@ -131,7 +131,8 @@ def _listed(subqs: list[tuple[str, bool]]) -> str:
 
 
 _SYNTH_TYPES = {"identification": "Fine-grained Entity Identification", "factoid": "Factoid / KB Questions",
-                "multi_hop": "Multi-hop External Knowledge Reasoning", "no_search": "Visual Reasoning - Counting"}
+                "multi_hop": "Multi-hop External Knowledge Reasoning", "no_search": "Visual Reasoning - Counting",
+                "unanswerable": "Factoid / KB Questions"}
 _BLOCK = re.compile(r"<search>(.*?)</search>(?:<information>.*?</information>)?", re.S)
 
 

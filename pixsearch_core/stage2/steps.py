@@ -1,7 +1,8 @@
 """One item through stage-2 construction: select -> decompose -> generate N -> refine -> assign query types ->
 search for real -> verify. The result is a training record in the format stage-2 training reads
 (`training/readers/chat.py`: id, image, question, response, query_types, entity_span, mask) or the stage at which
-the item dropped out, with the reason.
+the item dropped out, with the reason. A response that answers "I don't know" is kept only when no evidence block
+holds a gold answer: that is how abstention targets enter the data (questions the retriever cannot answer).
 
 Evidence is real: each `<search>` marker of the chosen response becomes `<search>PAYLOAD</search>` followed by what
 the project's own retriever returns for that query, formatted exactly as the decoder forces it
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from pixsearch_core.metrics.crag import is_missing
 from pixsearch_core.metrics.relaxed import relaxed_exact_match
 from pixsearch_core.stage2.backends import MARK, Malformed, best_placement
 from pixsearch_core.stage2.config import Stage2Config
@@ -145,10 +147,15 @@ class Builder:
     # ---------------------------------------------------------------- verify
     def _verify(self, item: Item, response: str, searches: list[dict]) -> str | None:
         answer = final_answer(response)
-        if not any(relaxed_exact_match(answer, g) for g in item.answers):
+        if is_missing(answer):  # an abstention is a target only when the evidence really lacks the answer
+            held = [g for g in item.answers for s in searches if g.lower() in s["information"].lower()]
+            if held or not searches:
+                return (f"abstains although the evidence holds the answer {held[0]!r}" if held
+                        else "abstains without searching")
+        elif not any(relaxed_exact_match(answer, g) for g in item.answers):
             return f"answer {answer!r} does not match the gold answers {item.answers}"
         mode = self.cfg.evidence_support
-        if mode == "answer" and searches and not any(
+        if mode == "answer" and searches and not is_missing(answer) and not any(
                 any(g.lower() in s["information"].lower() for g in item.answers) for s in searches):
             return "no evidence block holds the gold answer"
         if mode == "names":
@@ -167,4 +174,4 @@ class Builder:
                 "question_type": qtype, "queries": [s["query"] for s in searches],
                 "evidence_ids": [s["evidence_ids"] for s in searches],
                 "region_fallbacks": sum(s["region_fallback"] for s in searches), "llm": self.backend.label,
-                "prompt_version": self.prompt_version}
+                "prompt_version": self.prompt_version, "abstains": is_missing(final_answer(response))}

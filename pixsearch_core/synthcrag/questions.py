@@ -2,7 +2,8 @@
 
 Trajectory convention (what stage-2 trains and the decoder parses): the response names the object, then searches.
 REGION when the question refers to an object in an egocentric scene, IMAGE for the whole (non-egocentric) scene,
-TEXT for follow-up hops; evidence in <information> blocks; the answer last, after "Answer: ".
+TEXT for follow-up hops; evidence in <information> blocks; the answer last, after "Answer: ". An unanswerable
+question (`unanswerable`) searches the same way and answers "I don't know": its evidence lacks the fact asked.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from pixsearch_core.synthcrag.unanswerable import IDK, UNANSWERABLE
 from pixsearch_core.synthcrag.world import CATEGORIES, Entity, Maker, World, random_names
 
-QUESTION_TYPES = ("identification", "factoid", "multi_hop", "no_search")
+QUESTION_TYPES = ("identification", "factoid", "multi_hop", "no_search")  # drawn per question
+FACTOID_ATTRIBUTES = ("maker", "year", "origin", "category")
 
 
 @dataclass
@@ -84,16 +87,20 @@ def make_question(world: World, e: Entity, qtype: str, egocentric: bool, n_objec
         q, a = f"What is the name of {ref}?", e.name
         return _searched(Question(qtype, q, a, "", [qt], ref), subject, search, evidence,
                          f" is the {e.name}. Answer: {a}")
-    if qtype == "factoid":
-        attr = ["maker", "year", "origin", "category"][int(rng.integers(4))]
+    if qtype in ("factoid", UNANSWERABLE):
+        if qtype == UNANSWERABLE and e.withheld is None:
+            raise ValueError(f"an unanswerable question about {e.id}, whose document withholds no fact")
+        attrs = [a for a in FACTOID_ATTRIBUTES if a != e.withheld]  # never ask a withheld fact as a factoid
+        attr = e.withheld if qtype == UNANSWERABLE else attrs[int(rng.integers(len(attrs)))]
         q, a = {
             "maker": (f"Who makes {ref}?", e.maker),
             "year": (f"In which year was {ref} first produced?", str(e.year)),
             "origin": (f"Where was {ref} first produced?", e.origin),
             "category": (f"What kind of object is {ref}?", e.category),
         }[attr]
+        said = IDK if qtype == UNANSWERABLE else a  # the gold answer stays the true fact; the target abstains
         return _searched(Question(qtype, q, a, "", [qt], ref), subject, search, evidence,
-                         f" is the {e.name}. Answer: {a}")
+                         f" is the {e.name}. Answer: {said}")
     if qtype == "multi_hop":
         maker = maker or world.maker(e.maker)
         if rng.random() < 0.5:
@@ -105,7 +112,7 @@ def make_question(world: World, e: Entity, qtype: str, egocentric: bool, n_objec
         second = f"<search>{hop}</search>{info(maker.name, maker.document())}"
         return _searched(Question(qtype, q, a, "", [qt, "TEXT"], ref), subject, search, evidence,
                          f" is the {e.name}, made by {maker.name}.{second} Answer: {a}")
-    raise ValueError(f"unknown question type {qtype!r}; allowed: {QUESTION_TYPES}")
+    raise ValueError(f"unknown question type {qtype!r}; allowed: {(*QUESTION_TYPES, UNANSWERABLE)}")
 
 
 def to_record(example_id: str, q: Question, e: Entity, egocentric: bool, image: str, mask: str,
@@ -113,7 +120,8 @@ def to_record(example_id: str, q: Question, e: Entity, egocentric: bool, image: 
     """One benchmark/stage-2 record (CRAG-MM-like field names plus the gold trajectory and mask)."""
     return {
         "interaction_id": example_id, "image": image, "query": q.question, "ans_full": q.answer,
-        "egocentric": egocentric, "question_type": q.qtype, "entity_id": e.id, "entity_span": q.entity_span,
+        "egocentric": egocentric, "question_type": q.qtype, "answerable": q.qtype != UNANSWERABLE,
+        "entity_id": e.id, "entity_span": q.entity_span,
         "gold_mask": mask, "target_box": list(box), "response": q.response, "query_types": q.query_types,
         "response_evidence_first": q.evidence_first,
     }

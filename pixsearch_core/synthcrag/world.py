@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from pydantic import Field
@@ -20,6 +20,8 @@ CATEGORIES = ("lamp", "kettle", "clock", "radio", "camera", "bicycle bell", "com
               "typewriter", "barometer", "metronome")
 _SYLLABLES = ("ka", "lo", "mi", "ra", "ven", "tor", "sa", "li", "dor", "ne", "zu", "pa", "quin", "bel", "fa",
               "ro", "tis", "mar", "ol", "ga", "vi", "den", "sho", "ul")
+#: facts an entity's document may leave out (the questions about them are then unanswerable from the corpus)
+WITHHOLDABLE = ("year", "origin")
 _COUNTRIES = ("Valdoria", "Norland", "Estmere", "Quorvia", "Sundral", "Marrow Isles")
 
 
@@ -70,6 +72,7 @@ class Entity:
     year: int
     origin: str  # place name
     split: str  # "train" | "test"
+    withheld: str | None = None  # a fact its document leaves out ("year" or "origin"): asked, it is unanswerable
 
     @property
     def description(self) -> str:
@@ -79,8 +82,10 @@ class Entity:
 
     def document(self) -> str:
         # Deliberately no visual description: text search cannot identify the object, only image search can.
-        return (f"{self.name} is a {self.category} made by {self.maker}. It was first produced in {self.year} "
-                f"in {self.origin}. The {self.name} remains a well-known {self.category} among collectors.")
+        when = {"year": f"in {self.origin}", "origin": f"in {self.year}"}.get(self.withheld or "",
+                                                                             f"in {self.year} in {self.origin}")
+        return (f"{self.name} is a {self.category} made by {self.maker}. It was first produced {when}. "
+                f"The {self.name} remains a well-known {self.category} among collectors.")
 
 
 @dataclass
@@ -102,6 +107,14 @@ class World:
 
     def split(self, split: str) -> list[Entity]:
         return [e for e in self.entities if e.split == split]
+
+    def withholding(self, withheld: dict[str, str]) -> World:
+        """The same world with entity id -> withheld fact set (their documents leave that fact out)."""
+        bad = {k: v for k, v in withheld.items() if v not in WITHHOLDABLE}
+        if bad:
+            raise ValueError(f"withheld facts {bad}; allowed: {', '.join(WITHHOLDABLE)}")
+        return World(self.config, [replace(e, withheld=withheld.get(e.id, e.withheld)) for e in self.entities],
+                     self.makers, self.places)
 
 
 def random_names(rng: np.random.Generator, n: int, taken: set[str], syllables: tuple[int, int]) -> list[str]:

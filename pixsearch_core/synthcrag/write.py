@@ -1,8 +1,9 @@
 """Write a SynthCRAG world: corpus (for the indexing job), stage-1 and stage-2 data, and the benchmark splits.
 
-Layout under `out` (a path or object-store URI):
-    world.json                       the world config and counts
-    corpus/docs.jsonl                id, title, text, url, image (URI of the entity's picture, or null)
+Layout under `out` (a path or object-store URI); every image / mask reference in these files is relative to `out`
+(`synthcrag.paths`), so the bytes do not depend on where the world is written:
+    world.json                       the world config, counts and format version (written last: marks the root)
+    corpus/docs.jsonl                id, title, text, url, image (corpus/images/<id>.png, or null)
     corpus/images/<entity-id>.png    each entity alone (what the image index holds)
     scenes/<split>/<id>.png          scene images; masks/<split>/<id>.png their gold target masks
     stage1/train.jsonl               referring segmentation: image, expression, mask of each training scene's
@@ -14,7 +15,9 @@ Layout under `out` (a path or object-store URI):
                                      ending -ef: the same question in the evidence-first (baseline) format (every
                                      no-search question, `evidence_first_share` of the others)
     benchmark/{train,test}.jsonl     questions with gold answers (CRAG-MM-like fields), egocentric flag, masks
-Everything is a pure function of the world config and the counts: the same seed writes the same bytes.
+`unanswerable_share` of the questions in each split ask for a fact the entity's document leaves out; their target is
+"I don't know" (`synthcrag.unanswerable`). Everything is a pure function of the world config and the counts: the
+same seed writes the same bytes, wherever it writes them.
 """
 
 from __future__ import annotations
@@ -32,12 +35,14 @@ from pixsearch_core.masks import mask_to_png
 from pixsearch_core.storage import ObjectStore, join
 from pixsearch_core.synthcrag.questions import QUESTION_TYPES, counterfactual, make_question, to_record
 from pixsearch_core.synthcrag.render import compose_scene, icon_image
+from pixsearch_core.synthcrag.unanswerable import UNANSWERABLE, plan_unanswerable
 from pixsearch_core.synthcrag.world import World
 
 log = logging.getLogger(__name__)
 
-#: bumped whenever the writer's output changes for the same config (`pixsearch demo` then rewrites a world)
-FORMAT = 2
+#: bumped whenever the writer's output changes for the same config (`pixsearch demo` then rewrites a world);
+#: 3: references relative to the world root, unanswerable questions
+FORMAT = 3
 
 
 def _png(img: Image.Image) -> bytes:
@@ -50,9 +55,9 @@ def _jsonl(rows: list[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows).encode()
 
 
-def corpus_records(world: World, out: str) -> list[dict[str, Any]]:
+def corpus_records(world: World) -> list[dict[str, Any]]:
     docs = [{"id": e.id, "title": e.name, "text": e.document(), "url": f"synthcrag://entity/{e.id}",
-             "image": join(out, "corpus", "images", f"{e.id}.png")} for e in world.entities]
+             "image": f"corpus/images/{e.id}.png"} for e in world.entities]
     docs += [{"id": m.id, "title": m.name, "text": m.document(), "url": f"synthcrag://maker/{m.id}", "image": None}
              for m in world.makers]
     docs += [{"id": p.id, "title": p.name, "text": p.document(), "url": f"synthcrag://place/{p.id}", "image": None}
@@ -60,11 +65,11 @@ def corpus_records(world: World, out: str) -> list[dict[str, Any]]:
     return docs
 
 
-def _refer_record(out: str, sid: str, scene, e) -> dict[str, Any]:
+def _refer_record(sid: str, scene, e) -> dict[str, Any]:
     """The stage-1 record of a training scene: the target's description and gold mask. (Records for the
     distractors too were tried: egocentric target gIoU after 1000 stage-1 steps fell from 0.29 to 0.17.)"""
-    return {"id": sid, "image": join(out, "scenes", "train", f"{sid}.png"), "expression": e.description,
-            "mask": join(out, "masks", "train", f"{sid}.png"), "box": list(scene.target_box)}
+    return {"id": sid, "image": f"scenes/train/{sid}.png", "expression": e.description,
+            "mask": f"masks/train/{sid}.png", "box": list(scene.target_box)}
 
 
 def _pool(world: World, e) -> list:
@@ -79,13 +84,16 @@ def _distractors(rng: np.random.Generator, pool: list) -> list:
 
 def write_synthcrag(world: World, out: str, store: ObjectStore | None = None, scenes_per_entity: int = 2,
                     questions_per_scene: int = 2, evidence_first_share: float = 0.25,
-                    refer_scenes_per_entity: int = 0) -> dict[str, int]:
+                    refer_scenes_per_entity: int = 0, unanswerable_share: float = 0.15) -> dict[str, int]:
     """Generate scenes and questions for every entity and write the layout above; returns the counts.
     Every no-search training question and `evidence_first_share` of the others get a second stage-2 trajectory in
-    the baselines' format; `refer_scenes_per_entity` extra egocentric scenes per training entity feed stage 1."""
+    the baselines' format; `refer_scenes_per_entity` extra egocentric scenes per training entity feed stage 1;
+    `unanswerable_share` of each split's questions are unanswerable from the corpus."""
     store = store or ObjectStore()
+    plan = plan_unanswerable(world, scenes_per_entity, questions_per_scene, unanswerable_share)
+    world = world.withholding(plan.withheld)
     rng = np.random.default_rng(world.config.seed + 1)
-    store.put_bytes(join(out, "corpus", "docs.jsonl"), _jsonl(corpus_records(world, out)))
+    store.put_bytes(join(out, "corpus", "docs.jsonl"), _jsonl(corpus_records(world)))
     for e in tqdm(world.entities, desc="synthcrag icons", unit="icon"):
         store.put_bytes(join(out, "corpus", "images", f"{e.id}.png"), _png(icon_image(e)))
     rows: dict[str, list[dict[str, Any]]] = {"train": [], "test": []}
@@ -101,23 +109,24 @@ def write_synthcrag(world: World, out: str, store: ObjectStore | None = None, sc
                 distract = _distractors(rng, pool)
             scene = compose_scene(rng, e, distract, egocentric=ego)
             sid = f"{e.id}-s{s}"
-            img_uri = join(out, "scenes", e.split, f"{sid}.png")
-            mask_uri = join(out, "masks", e.split, f"{sid}.png")
+            img_ref, mask_ref = f"scenes/{e.split}/{sid}.png", f"masks/{e.split}/{sid}.png"
+            img_uri, mask_uri = join(out, img_ref), join(out, mask_ref)
             store.put_bytes(img_uri, _png(scene.image))
             store.put_bytes(mask_uri, mask_to_png(scene.target_mask))
             if e.split == "train":
-                stage1.append(_refer_record(out, sid, scene, e))
+                stage1.append(_refer_record(sid, scene, e))
             for qi in range(questions_per_scene):
                 qtype = QUESTION_TYPES[int(rng.integers(len(QUESTION_TYPES)))]
+                qtype = UNANSWERABLE if (e.id, s, qi) in plan.slots else qtype
                 draws = rng.bit_generator.state  # a fresh dict: the counterfactual replays the same draws
                 q = make_question(world, e, qtype, ego, len(scene.objects), rng)
-                rows[e.split].append(to_record(f"{sid}-q{qi}", q, e, ego, img_uri, mask_uri, scene.target_box))
+                rows[e.split].append(to_record(f"{sid}-q{qi}", q, e, ego, img_ref, mask_ref, scene.target_box))
                 if e.split == "train":
                     e_cf, maker_cf = counterfactual(world, e, cf_rng)
                     same = np.random.default_rng()
                     same.bit_generator.state = draws
                     q_cf = make_question(world, e_cf, qtype, ego, len(scene.objects), same, maker=maker_cf)
-                    trajectories.append(to_record(f"{sid}-q{qi}", q_cf, e, ego, img_uri, mask_uri, scene.target_box))
+                    trajectories.append(to_record(f"{sid}-q{qi}", q_cf, e, ego, img_ref, mask_ref, scene.target_box))
     refer_rng = np.random.default_rng(world.config.seed + 4)  # its own stream: the benchmark stays as it was
     for e in (world.split("train") if refer_scenes_per_entity else []):
         pool = _pool(world, e)
@@ -126,11 +135,12 @@ def write_synthcrag(world: World, out: str, store: ObjectStore | None = None, sc
             sid = f"{e.id}-r{j}"
             store.put_bytes(join(out, "scenes", "train", f"{sid}.png"), _png(scene.image))
             store.put_bytes(join(out, "masks", "train", f"{sid}.png"), mask_to_png(scene.target_mask))
-            stage1.append(_refer_record(out, sid, scene, e))
+            stage1.append(_refer_record(sid, scene, e))
     for split, recs in rows.items():
         store.put_bytes(join(out, "benchmark", f"{split}.jsonl"), _jsonl(recs))
     stage2 = [{"id": r["interaction_id"], "image": r["image"], "question": r["query"], "response": r["response"],
-               "query_types": r["query_types"], "entity_span": r["entity_span"], "mask": r["gold_mask"]}
+               "query_types": r["query_types"], "entity_span": r["entity_span"], "mask": r["gold_mask"],
+               "question_type": r["question_type"]}
               for r in trajectories]
     # a share of the trajectories again in the fixed-query baselines' format (evidence prepended), so that the
     # whole-image and text-question baselines evaluate a model that knows how to read prepended evidence
@@ -143,10 +153,11 @@ def write_synthcrag(world: World, out: str, store: ObjectStore | None = None, sc
     counts = {"entities": len(world.entities), "documents": len(world.entities) + len(world.makers) + len(world.places),
               "train_questions": len(rows["train"]), "test_questions": len(rows["test"]),
               "test_egocentric": sum(r["egocentric"] for r in rows["test"]), "stage1": len(stage1),
-              "stage2": len(stage2)}
+              "stage2": len(stage2), "unanswerable": sum(not r["answerable"] for rs in rows.values() for r in rs)}
     meta = {"config": world.config.model_dump(), "scenes_per_entity": scenes_per_entity,
             "questions_per_scene": questions_per_scene, "refer_scenes_per_entity": refer_scenes_per_entity,
-            "evidence_first_share": evidence_first_share, "format": FORMAT, "counts": counts}
+            "evidence_first_share": evidence_first_share, "unanswerable_share": unanswerable_share, "format": FORMAT,
+            "counts": counts}
     store.put_bytes(join(out, "world.json"), json.dumps(meta, indent=2, sort_keys=True).encode())
     log.info("synthcrag world written to %s: %s", out, counts)
     return counts

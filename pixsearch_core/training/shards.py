@@ -39,7 +39,7 @@ def pack_shards(items: Iterable[Sample | Rejected], prefix: str, store: ObjectSt
 
     def flush(tmp: Path) -> None:
         path = tmp / f"shard-{len(shards):06d}.tar"
-        with wds.TarWriter(str(path)) as w:
+        with wds.TarWriter(str(path), mtime=0) as w:  # no clock in the bytes: same samples, same shard
             for s in buf:
                 w.write(encode(s))
         uri = join(prefix, path.name)

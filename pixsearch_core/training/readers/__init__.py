@@ -14,7 +14,8 @@
 | trajectories  | 2 | JSONL of `id, image, question, response, query_types[, entity_span, mask]` (`stage2/train.jsonl`) |
 
 A record that cannot be used is yielded as `Rejected(id, reason)`; the shard packer writes those to a quarantine
-file. Relative image paths resolve against `options.images` (or the source's own directory).
+file. Relative image paths resolve against `options.images` (or the SynthCRAG world root when the file lies in a
+world, else the source's own directory: `pixsearch_core.synthcrag.paths`).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Conversation sources: LLaVA-Instruct-665k JSON, referring-segmentation JSONL, and stage-2 search-interleaved
-trajectories JSONL (the SynthCRAG writer's layouts; see the package docstring)."""
+trajectories JSONL (the SynthCRAG writer's layouts; see the package docstring). Relative references resolve against
+`images` when given, else the SynthCRAG world root of the file, else the file's own directory
+(`synthcrag.paths.reference_base`)."""
 
 from __future__ import annotations
 
@@ -7,14 +9,15 @@ import json
 
 from pixsearch_core.modeling.tokens import INFO_START
 from pixsearch_core.masks import read_mask_png
+from pixsearch_core.synthcrag.paths import reference_base
 from pixsearch_core.training.readers.common import Rejected, resolve, segmentation_sample
 from pixsearch_core.training.sample import IMAGE, Sample, find_span
 
 _ROLE = {"human": "user", "gpt": "assistant", "user": "user", "assistant": "assistant"}
 
 
-def _base(path: str, images: str | None) -> str:
-    return images or path.rsplit("/", 1)[0]
+def _base(store, path: str, images: str | None) -> str:
+    return images or reference_base(store, path)
 
 
 def _jsonl(store, path: str):
@@ -27,6 +30,7 @@ def _jsonl(store, path: str):
 
 
 def _llava(store, path: str, images: str | None):
+    base = _base(store, path, images)
     for n, rec in enumerate(json.loads(store.get_bytes(path))):
         sid = f"llava-{rec.get('id', n)}"
         turns = rec.get("conversations") or []
@@ -37,7 +41,7 @@ def _llava(store, path: str, images: str | None):
         image = None
         if rec.get("image"):
             try:
-                image = store.get_bytes(resolve(_base(path, images), rec["image"]))
+                image = store.get_bytes(resolve(base, rec["image"]))
             except OSError as e:
                 yield Rejected(sid, f"image: {e}")
                 continue
@@ -45,14 +49,15 @@ def _llava(store, path: str, images: str | None):
 
 
 def _refer_jsonl(store, path: str, images: str | None):
+    base = _base(store, path, images)
     for n, rec in _jsonl(store, path):
         if isinstance(rec, Rejected):
             yield rec
             continue
         sid = f"refer-{rec.get('id', n)}"
         try:
-            image = store.get_bytes(resolve(_base(path, images), rec["image"]))
-            mask = read_mask_png(store, resolve(_base(path, images), rec["mask"])).astype("uint8")
+            image = store.get_bytes(resolve(base, rec["image"]))
+            mask = read_mask_png(store, resolve(base, rec["mask"])).astype("uint8")
         except (OSError, KeyError) as e:
             yield Rejected(sid, f"{type(e).__name__}: {e}")
             continue
@@ -77,12 +82,13 @@ def _trajectory(store, rec: dict, base: str, n: int):
 
 
 def _trajectories(store, path: str, images: str | None):
+    base = _base(store, path, images)
     for n, rec in _jsonl(store, path):
         if isinstance(rec, Rejected):
             yield rec
             continue
         try:
-            yield _trajectory(store, rec, _base(path, images), n)
+            yield _trajectory(store, rec, base, n)
         except OSError as e:
             yield Rejected(str(rec.get("id", n)), f"{type(e).__name__}: {e}")
 
