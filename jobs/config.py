@@ -24,7 +24,7 @@ SCHEMAS: dict[str, str] = {
     "demo": "pipelines.demo.config:DemoConfig",
     "eval": "pixsearch_core.evaluation.config:EvalRunConfig",
     "train": "pixsearch_core.training.config:TrainConfig",
-    "model": "pixsearch_core.modeling.build:ModelConfig",
+    "model": "pixsearch_core.modeling.spec:ModelSpec",
     "decode": "pixsearch_core.decoding.options:DecodeOptions",
     "index": "indexing.config:IndexBuildConfig",
 }

@@ -8,6 +8,7 @@ from PIL import Image
 
 from indexing.searcher import ShardedSearcher
 from pixsearch_core.retrieval.cragmm import CragMMSearcher
+from pixsearch_core.retrieval.crop import RegionCrop
 from pixsearch_core.retrieval.replay import ReplaySearcher
 from pixsearch_core.retrieval.types import ImageQuery, RegionQuery, TextQuery
 from tests.search_fixtures import picture, tiny_index
@@ -68,7 +69,7 @@ class RecordedPipeline:
 
 def test_cragmm_results_map_to_evidence():
     pipe = RecordedPipeline()
-    searcher = CragMMSearcher(pipe, region_padding=0.0)
+    searcher = CragMMSearcher(pipe, crop=RegionCrop(padding=0.0))
     canvas = np.zeros((40, 50, 3), np.uint8)
     mask = np.zeros((40, 50), bool)
     mask[10:20, 5:30] = True

@@ -17,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from pixsearch_core.evaluation.config import MODALITY_MODES
+from pixsearch_core.decoding.options import ABLATIONS
 from pixsearch_core.records import read_records, read_run_meta
 from pixsearch_core.storage import ObjectStore, join
 
@@ -147,6 +147,7 @@ def tables(runs: list[Run], store: ObjectStore | None = None) -> list[tuple[str,
     if order is not None:
         out.insert(1, ("Full vs whole image vs no search (accuracy, %)", *order))
     modes = {r.meta.get("mode") for r in runs}
+    MODALITY_MODES = [a for a in ABLATIONS if a != "all"]  # noqa: N806 (the Table 6 mode names)
     if modes & set(MODALITY_MODES):
         abl = [r for r in runs if r.meta.get("mode") in ("full", *MODALITY_MODES)]
         out.append(("Table 6: query-type removal (inference-time constraint)", *_table(abl)))
