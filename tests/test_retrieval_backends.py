@@ -3,6 +3,8 @@ hand, the crop carried as one RegionCrop, and the CRAG-MM search API over HTTP a
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -119,3 +121,21 @@ def test_cragmm_http_errors_are_typed_and_5xx_is_retried():
     dead = make_retriever(RetrieverConfig(kind="cragmm", cragmm={"url": server.url}, timeout=2, retries=0))
     with pytest.raises(SearchUnavailable):
         dead.search(ImageQuery(picture(1)), 1)
+
+
+def test_search_query_cli_reaches_every_kind_through_the_factory(tmp_path, capsys, caplog):
+    from jobs.cli import main
+
+    server = CragMMServer()
+    picture(5).save(tmp_path / "p.png")
+    try:
+        assert main(["search", "query", "--retriever", "cragmm", "--image", str(tmp_path / "p.png"), "--box",
+                     "6,4,26,20", "-k", "1", f"cragmm.url={server.url}", "crop.padding=0"]) == 0
+    finally:
+        server.close()
+    assert [json.loads(x)["doc_id"] for x in capsys.readouterr().out.splitlines()] == ["Golden Gate Bridge"]
+    assert server.requests[0]["image"].size == (20, 16) and server.requests[0]["k"] == 1
+    uri = tiny_index(tmp_path)
+    assert main(["search", "query", "--index", uri, "--cache-dir", str(tmp_path / "c"), "--text", "tea",
+                 "--region-padding", "0.2", "crop.padding=0.3"]) == 2  # one setting, two sources: refused
+    assert "crop.padding is set by both --region-padding and crop.padding=..." in caplog.text

@@ -11,6 +11,7 @@ from pixsearch_core.retrieval.cragmm import CragMMSearcher
 from pixsearch_core.retrieval.crop import RegionCrop
 from pixsearch_core.retrieval.replay import ReplaySearcher
 from pixsearch_core.retrieval.types import ImageQuery, RegionQuery, TextQuery
+from tests.cragmm_server import IMAGE_RESULTS, WEB_RESULTS
 from tests.search_fixtures import picture, tiny_index
 
 
@@ -43,19 +44,6 @@ def test_replay_second_run_makes_no_backend_calls(tmp_path):
     other_version = ReplaySearcher(backend, str(tmp_path / "replay"), index_version="tiny/v2")
     other_version.search_many(queries[:1], k=3)
     assert other_version.stats["misses"] == 1
-
-
-# recorded results in the formats documented for cragmm-search-pipeline 0.5.1 (METRICS.md §3)
-IMAGE_RESULTS = [
-    {"index": 812, "score": 0.91, "url": "https://upload.wikimedia.org/a.jpg",
-     "entities": [{"entity_name": "Golden Gate Bridge",
-                   "entity_attributes": {"opened": "1937", "length": "2,737 m"}}]},
-    {"index": 77, "score": 0.62, "url": "https://upload.wikimedia.org/b.jpg", "entities": []},
-]
-WEB_RESULTS = [
-    {"index": "https://en.wikipedia.org/wiki/Tea_chunk_3", "score": 0.88, "page_name": "Tea - Wikipedia",
-     "page_snippet": "Tea is an aromatic beverage.", "page_url": "https://en.wikipedia.org/wiki/Tea"},
-]
 
 
 class RecordedPipeline:
