@@ -76,7 +76,7 @@ def mode_name(options: "DecodeOptions") -> str:
 class DecodeOptions(Config):
     """How `SearchInterleavedDecoder` decodes. Every paper baseline and ablation is a value of these fields."""
 
-    mode: Literal["full", "no_search", "text_question", "whole_image"] = "full"
+    mode: Literal[MODES] = "full"  # type: ignore[valid-type]  (the names of MODES, listed once)
     max_searches: int | None = Field(None, ge=0, description="search budget B; None = unlimited")
     modalities: tuple[Modality, ...] = Field(MODALITIES, description=f"allowed query types or one of {list(ABLATIONS)}")
     max_new_tokens: int = Field(256, ge=1, description="generated (not forced) tokens per row")

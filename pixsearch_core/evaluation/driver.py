@@ -70,9 +70,11 @@ def resolve(cfg: EvalRunConfig, req: RunRequest) -> EvalRunConfig:
 
 def identity_hash(cfg: EvalRunConfig) -> str:
     """The config hash of what changes results: not the Ray layout, output root, limit or flush size (so a run
-    may be resumed wider, elsewhere, or extended past an earlier --limit)."""
-    return cfg.model_copy(update={"ray": cfg.ray.__class__(), "output": "", "limit": None,
-                                  "flush_every": 16}).config_hash()
+    may be resumed wider, elsewhere, or extended past an earlier --limit), nor the retriever's local cache
+    directory, timeout or retries."""
+    where = cfg.retriever.model_copy(update={"cache_dir": "", "timeout": 30.0, "retries": 2})  # not what it finds
+    return cfg.model_copy(update={"ray": cfg.ray.__class__(), "output": "", "limit": None, "flush_every": 16,
+                                  "retriever": where}).config_hash()
 
 
 def default_run_id(req: RunRequest, cfg: EvalRunConfig) -> str:

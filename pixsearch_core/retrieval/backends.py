@@ -49,7 +49,7 @@ class CragMMSettings(Config):
 class RetrieverConfig(Config):
     """Which backend answers `search(query, k)`, and how (the `retriever:` section of eval configs)."""
 
-    kind: Literal["index", "http", "cragmm", "replay", "none"] | None = Field(
+    kind: Literal[KINDS] | None = Field(  # type: ignore[valid-type]  (the names of KINDS)
         None, description="null = not chosen here (eval run: --index URI|none or --retriever KIND)")
     uri: str | None = Field(None, description="index: the index URI; http: the service URL; replay: the cache root")
     k: int = Field(3, ge=1, le=1000, description="evidence passages per search")
