@@ -77,7 +77,11 @@ def test_the_retriever_is_chosen_once():
     assert (cfg.retriever.kind, cfg.retriever.uri, cfg.retriever.crop.padding) == ("index", "out/idx", 0.3)
     cfg, _ = _eval("--retriever", "cragmm", "retriever.cragmm.url=http://h:1/search")
     assert cfg.retriever.kind == "cragmm"
+    cfg, _ = _eval("--index", "http://127.0.0.1:1")
+    assert (cfg.retriever.kind, cfg.retriever.uri) == ("http", "http://127.0.0.1:1")
     cfg, _ = _eval("--index", "out/idx", "retriever.kind=index", "retriever.uri=out/idx")  # the same twice: fine
+    with pytest.raises(ConfigError, match="needs backend.kind"):
+        _eval("--retriever", "replay", "retriever.uri=out/replay")
     with pytest.raises(ConfigError) as ei:
         _eval("--index", "out/idx", "retriever.kind=cragmm")
     assert "--index out/idx disagrees with the config's retriever.kind='cragmm'" in str(ei.value)

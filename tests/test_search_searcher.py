@@ -9,8 +9,8 @@ from PIL import Image
 from indexing.searcher import MAX_K, ShardedSearcher, merge_topk
 from indexing.synthetic import write_index
 from pixsearch_core.retrieval.client import BadSearchRequest
-from pixsearch_core.retrieval.crop import RegionCrop
 from pixsearch_core.retrieval.codec import query_hash, query_to_wire, wire_to_query, wire_to_request
+from pixsearch_core.retrieval.crop import RegionCrop
 from pixsearch_core.retrieval.types import Evidence, ImageQuery, RegionQuery, TextQuery
 from pixsearch_core.storage import ObjectStore
 from tests.search_fixtures import picture, tiny_index

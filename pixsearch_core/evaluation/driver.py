@@ -19,7 +19,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from pixsearch_core.config import ConfigError
+from pixsearch_core.config import ConfigError, validate_config
 from pixsearch_core.evaluation.config import EvalRunConfig
 from pixsearch_core.evaluation.sample_runner import BenchmarkSpec, RunnerSpec
 from pixsearch_core.records import RecordWriter, read_records, run_dir
@@ -57,7 +57,8 @@ def resolve(cfg: EvalRunConfig, req: RunRequest) -> EvalRunConfig:
             problems.append(f"{flag_name} disagrees with the config's retriever.{', retriever.'.join(clash)}; "
                             "give the retriever once")
         else:
-            chosen = RetrieverConfig.model_validate({**chosen.model_dump(exclude_unset=True), **flag})
+            chosen = validate_config(RetrieverConfig, {**chosen.model_dump(exclude_unset=True), **flag},
+                                     f"the config's retriever section with {flag_name}")
     if chosen.kind is None:
         problems.append("no retriever: pass --index URI|none or --retriever KIND, or set retriever.kind")
     size = cfg.model.size

@@ -1,6 +1,6 @@
 """The `model:` section of eval and train configs: which builder, with which settings.
 
-    model: {size: tiny, overrides: [lora.enabled=false]}      # a registered builder (tiny | mini | 13b), dotted overrides
+    model: {size: tiny, overrides: [lora.enabled=false]}      # a registered builder (tiny | mini | 13b), overrides
     model=@conf/model/13b.yaml                                # a conf/model file: `size` plus ModelConfig fields
     model: {size: 13b, language_model: {path: s3://b/llava}}  # the same, written inline
 
