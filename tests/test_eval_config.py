@@ -120,3 +120,10 @@ def test_train_reads_conf_model_files_and_refuses_a_second_device_or_dtype():
         load_config(TrainConfig, base, [f"model=@{ROOT / 'conf/model/13b.yaml'}", "precision=fp32"])
     with pytest.raises(ConfigError, match="train places the model on each rank's device"):
         load_config(TrainConfig, base, ["model.overrides=[device=cuda]"])
+
+
+@pytest.mark.parametrize("size", ["tiny", "mini", "13b"])
+def test_conf_model_files_restate_the_builders_defaults(size):
+    """conf/model/<size>.yaml is what `get("model", size)()` builds (README: the defaults are these files)."""
+    spec = load_config(EvalRunConfig, None, [f"model=@{ROOT / 'conf/model' / size}.yaml"]).model
+    assert spec.size == size and model_config(size, spec.build_overrides()) == model_config(size)
