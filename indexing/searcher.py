@@ -8,7 +8,7 @@ Shards are fetched once into a local cache (`<cache_dir>/indices/<name>/<version
 manifest's sha256 before use. Queries are grouped by modality, encoded in one batch per modality with the encoder
 the manifest names, searched on every shard of that modality's index, and merged by score. Extension points for
 other query kinds are `_encode` and `_index_for`. A RegionQuery is searched on the image index with the crop of
-its mask's box (`region_padding`, optional `region_background`; pixsearch_core/retrieval/crop.py).
+its mask's box, as its `crop` (a `RegionCrop`: padding, background, component; pixsearch_core/retrieval/crop.py) says.
 
 `k` must be an int in [1, MAX_K]. Shards are memory-mapped where FAISS allows (`mmap=True`: Flat and IVF files are
 read with IO_FLAG_MMAP, so a replica costs page cache, not private memory). `encoders` injects ready encoders per
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pixsearch_core.retrieval.crop import COMPONENTS, crop_to_mask
+from pixsearch_core.retrieval.crop import RegionCrop
 from pixsearch_core.retrieval.types import Evidence, ImageQuery, Query, RegionQuery, TextQuery
 from pixsearch_core.storage import ObjectStore, StorageConfig, join, sha256_file
 
@@ -65,21 +65,14 @@ class _Shard:
 
 class ShardedSearcher:
     def __init__(self, uri: str, storage: StorageConfig | None = None, cache_dir: str = "~/.cache/pixsearch",
-                 region_padding: float = 0.1, region_background: tuple[int, int, int] | None = None,
-                 region_component: str = "largest", mmap: bool = True, encoders: dict[str, object] | None = None,
+                 crop: RegionCrop | None = None, mmap: bool = True, encoders: dict[str, object] | None = None,
                  shard_names: list[str] | None = None):
-        """`region_padding`: a RegionQuery searches the mask's box grown by this share of its size per side;
-        `region_background`: if set, pixels outside the mask are painted this colour before encoding;
-        `region_component`: "largest" crops to the mask's largest connected piece, "all" to all its pixels;
-        `shard_names`: load only these shards (a Ray shard group; None = all)."""
-        if region_padding < 0:
-            raise ValueError(f"region_padding must be >= 0, got {region_padding}")
-        self.region_padding = region_padding
+        """`crop`: how a RegionQuery becomes the searched image (default `RegionCrop()`: the box of the mask's
+        largest piece grown by 10% per side); `shard_names`: load only these shards (a Ray shard group; None = all)."""
+        if crop is not None and not isinstance(crop, RegionCrop):
+            raise TypeError(f"crop must be a RegionCrop, got {type(crop).__name__}")
+        self.crop = crop or RegionCrop()
         self.mmap = mmap
-        self.region_background = region_background
-        if region_component not in COMPONENTS:
-            raise ValueError(f"region_component {region_component!r}; allowed: {', '.join(map(repr, COMPONENTS))}")
-        self.region_component = region_component
         self.store = ObjectStore(storage)
         self.version_uri = resolve(self.store, uri)
         self.manifest = read_manifest(self.store, self.version_uri)
@@ -153,8 +146,7 @@ class ShardedSearcher:
     def _pixels(self, query: Query):
         """The image a visual query is encoded from: the whole image, or the region's crop."""
         if isinstance(query, RegionQuery):
-            return crop_to_mask(query.image, query.mask, self.region_padding, self.region_background,
-                                self.region_component)
+            return self.crop.apply(query.image, query.mask)
         return query.image
 
     def _encode(self, kind: str, queries: list[Query]) -> np.ndarray:

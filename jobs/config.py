@@ -24,7 +24,7 @@ SCHEMAS: dict[str, str] = {
     "demo": "pipelines.demo.config:DemoConfig",
     "eval": "pixsearch_core.evaluation.config:EvalRunConfig",
     "train": "pixsearch_core.training.config:TrainConfig",
-    "model": "pixsearch_core.modeling.configs:ModelConfig",
+    "model": "pixsearch_core.modeling.spec:ModelSpec",
     "decode": "pixsearch_core.decoding.options:DecodeOptions",
     "index": "indexing.config:IndexBuildConfig",
     "data": "pixsearch_core.stage2.config:Stage2Config",

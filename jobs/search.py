@@ -16,16 +16,25 @@ DESCRIPTION = """Serve and query the sharded search service.
   pixsearch search query --index out/indices/demo --text "who built the violin" -k 5
   pixsearch search query --url http://127.0.0.1:8080 --image photo.jpg --box 10,20,200,240
   pixsearch search query --url http://127.0.0.1:8080 --image photo.jpg --mask mask.png
+  pixsearch search serve --retriever cragmm cragmm.url=http://gpu-box:8090/search --port 8080
 
+The backend comes from the retriever factory (pixsearch_core/retrieval/backends.py): --index URI|none|URL is the
+shorthand, --retriever KIND (index, http, cragmm, replay, none) takes its settings as trailing key=value overrides
+of the retriever config (uri=..., crop.component=all, cragmm.url=..., backend.kind=index ...).
 `query` prints one JSON line per Evidence (doc_id, title, text, score, index, meta)."""
 
 log = logging.getLogger("pixsearch.search")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from pixsearch_core.retrieval.backends import KINDS
+    from pixsearch_core.retrieval.crop import COMPONENTS
+
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     s = sub.add_parser("serve", help="serve the HTTP API (POST /v1/search, GET /healthz, GET /v1/index-version)")
-    s.add_argument("--index", required=True, help="index URI (.../indices/<name> follows CURRENT) or a version dir")
+    which = s.add_mutually_exclusive_group(required=True)
+    which.add_argument("--index", help="index URI (.../indices/<name> follows CURRENT) or a version dir")
+    which.add_argument("--retriever", choices=KINDS, help="a retriever kind, configured by trailing key=value")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8080)
     s.add_argument("--ray", action="store_true", help="hold the shards in Ray actors (groups x replicas)")
@@ -37,29 +46,51 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     where = q.add_mutually_exclusive_group(required=True)
     where.add_argument("--index", help="search a published index in-process")
     where.add_argument("--url", help="search a running service, e.g. http://127.0.0.1:8080")
+    where.add_argument("--retriever", choices=KINDS, help="a retriever kind, configured by trailing key=value")
     what = q.add_mutually_exclusive_group(required=True)
     what.add_argument("--text")
     what.add_argument("--image", help="an image file (whole image, or a region with --box/--mask)")
     region = q.add_mutually_exclusive_group()
     region.add_argument("--box", help="x0,y0,x1,y1 (pixels, exclusive right/bottom): search this region")
     region.add_argument("--mask", help="a PNG mask of the image's size (nonzero = inside): search this region")
-    q.add_argument("-k", type=int, default=5)
-    q.add_argument("--timeout", type=float, default=60.0)
+    q.add_argument("-k", type=int, default=5, help="passages to return (default 5)")
+    q.add_argument("--timeout", type=float, default=60.0, help="seconds per search (default 60)")
     for a in (s, q):
         a.add_argument("--cache-dir", default="~/.cache/pixsearch")
         a.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS)")
-        a.add_argument("--region-padding", type=float, default=0.1,
+        a.add_argument("--region-padding", type=float,
                        help="region queries: grow the mask's box by this share per side (default 0.1)")
-        a.add_argument("--region-background", type=_rgb, default=None, metavar="R,G,B",
+        a.add_argument("--region-background", type=_rgb, metavar="R,G,B",
                        help="region queries: paint pixels outside the mask this colour (default: keep them)")
+        a.add_argument("--region-component", choices=COMPONENTS,
+                       help="region queries: crop to the mask's largest piece (default) or all its pixels")
+        a.add_argument("overrides", nargs="*", help="retriever config key=value (crop.padding=0.2, cragmm.url=...)")
+
+
+def _config(args):
+    """The retriever config of the command line: the --index/--url/--retriever choice, the --region-* flags (as
+    crop.* settings) and the trailing overrides; a setting given twice is an error naming both."""
+    from pixsearch_core.config import ConfigError, validate_config
+    from pixsearch_core.retrieval.backends import RetrieverConfig, shorthand
+
+    base = shorthand(args.index) if args.index else {"kind": "http", "uri": args.url} if getattr(args, "url", None) \
+        else {"kind": args.retriever}
+    flags = {f"crop.{name}": getattr(args, f"region_{name}") for name in ("padding", "background", "component")}
+    flags = {key: value for key, value in flags.items() if value is not None}
+    twice = sorted(key for key in flags if any(o.partition("=")[0].strip() == key for o in args.overrides))
+    if twice:
+        raise ConfigError("pixsearch search", [f"{key} is set by both --region-{key[5:]} and {key}=...; give one"
+                                               for key in twice])
+    base = {**base, "cache_dir": args.cache_dir, **({"timeout": args.timeout} if "timeout" in args else {})}
+    return validate_config(RetrieverConfig, base, "pixsearch search",
+                           [f"{k}={json.dumps(v)}" for k, v in flags.items()] + list(args.overrides))
 
 
 def _searcher(args):
-    from indexing.searcher import ShardedSearcher
-    from pixsearch_core.storage import StorageConfig
+    from pixsearch_core.retrieval.backends import make_retriever
+    from pixsearch_core.storage import ObjectStore, StorageConfig
 
-    return ShardedSearcher(args.index, storage=StorageConfig(endpoint_url=args.endpoint_url), cache_dir=args.cache_dir,
-                           region_padding=args.region_padding, region_background=args.region_background)
+    return make_retriever(_config(args), ObjectStore(StorageConfig(endpoint_url=args.endpoint_url)))
 
 
 def _rgb(text: str) -> tuple[int, int, int]:
@@ -99,10 +130,13 @@ def _serve(args) -> int:
         from pixsearch_core.evaluation.executors import init_ray
         from pixsearch_core.storage import StorageConfig
 
+        cfg = _config(args)
+        if cfg.kind != "index":
+            raise ValueError(f"--ray serves a published index (kind 'index'); the retriever is kind {cfg.kind!r}")
         init_ray(RayConfig(address=args.ray_address))
-        searcher = RaySearchRouter(args.index, groups=args.groups, replicas=args.replicas, num_cpus=args.actor_cpus,
-                                   storage=StorageConfig(endpoint_url=args.endpoint_url), cache_dir=args.cache_dir,
-                                   region_padding=args.region_padding, region_background=args.region_background)
+        searcher = RaySearchRouter(cfg.uri, groups=args.groups, replicas=args.replicas, num_cpus=args.actor_cpus,
+                                   storage=StorageConfig(endpoint_url=args.endpoint_url), cache_dir=cfg.cache_dir,
+                                   crop=cfg.crop)
     else:
         searcher = _searcher(args)
     server = SearchHTTPServer((args.host, args.port), searcher)
@@ -123,7 +157,10 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         query = _query(args)
-        with SearchClient.connect(args.url or _searcher(args), timeout=args.timeout) as client:
+        searcher = _searcher(args)
+        if not isinstance(searcher, SearchClient):  # in-process backends get the same deadline
+            searcher = SearchClient.connect(searcher, timeout=args.timeout, retries=0)
+        with searcher as client:
             hits = client.search(query, k=args.k)
     except (SearchError, ValueError, OSError) as e:
         log.error("%s", e)

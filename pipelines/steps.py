@@ -129,9 +129,16 @@ def prune_index(index_uri: str, keep: int) -> list[str]:
 
 
 def pin_index(index: str, version: str = "") -> str:
-    """A version URI for `index`: `<index>/<version>` if a version is given, else the live one (CURRENT)."""
+    """A version URI for `index`: `<index>/<version>` if a version is given, else the live one (CURRENT). `none`
+    and a search service URL (the `--index` shorthand of pixsearch_core/retrieval/backends.py) have no versions
+    to pin and come back as they are."""
     from indexing.manifest import read_manifest, resolve
+    from pixsearch_core.retrieval.backends import shorthand
 
+    if shorthand(index)["kind"] != "index":
+        if version:
+            raise ValueError(f"index_version {version!r} given, but {index!r} is not an index URI to pin")
+        return index
     store = ObjectStore()
     uri = join(index, version) if version else resolve(store, index)
     read_manifest(store, uri)  # fails loudly on a missing or foreign version
@@ -146,10 +153,15 @@ def matrix_cells(benchmarks: dict[str, str], modes: list[str]) -> list[dict[str,
     return [{"benchmark": b, "data": benchmarks[b], "mode": m} for b, m in itertools.product(benchmarks, modes)]
 
 
-def eval_args(cell: dict[str, str], *, config: str, model: str, index: str, out: str, run_id: str,
-              sequential: bool = False, overrides: list[str] | None = None) -> list[str]:
+def eval_args(cell: dict[str, str], *, config: str, model: str, index: str | None, out: str, run_id: str,
+              sequential: bool = False, overrides: list[str] | None = None, retriever: str | None = None) -> list[str]:
+    """`eval run` arguments of one matrix cell. The backend: `index` (the shorthand: an index URI, a search service
+    URL or none) or `retriever` (a kind whose settings are retriever.* overrides), exactly one of them."""
+    if (index is None) == (retriever is None):
+        raise ValueError(f"give exactly one of index ({index!r}) and retriever ({retriever!r})")
+    which = ["--index", index] if index is not None else ["--retriever", retriever]
     args = ["eval", "run", "--config", config, "--benchmark", cell["benchmark"], "--data", cell["data"],
-            "--model", model, "--index", index, "--mode", cell["mode"], "--out", out, "--run-id", run_id]
+            "--model", model, *which, "--mode", cell["mode"], "--out", out, "--run-id", run_id]
     return args + (["--sequential"] if sequential else []) + list(overrides or [])
 
 

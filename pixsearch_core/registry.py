@@ -32,7 +32,7 @@ KINDS: dict[str, list[str]] = {
     "benchmark": [f"pixsearch_core.benchmarks.{m}" for m in (
         "crag_mm", "infoseek", "oven", "textvqa", "hotpotqa", "nq_open", "popqa", "musique", "refcoco", "ade20k",
         "coco_stuff", "synthcrag")],
-    "retriever": [],
+    "retriever": ["pixsearch_core.retrieval.backends"],
     "metric": [f"pixsearch_core.metrics.{m}" for m in (
         "squad", "relaxed", "textqa", "infoseek", "oven", "textvqa", "crag", "segmentation")],
     "image_encoder": ["indexing.embedders"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Literal
 
@@ -9,7 +10,7 @@ import pytest
 from pydantic import Field
 
 from jobs.config import SCHEMAS, schema_for
-from pixsearch_core.config import Config, ConfigError, load_config, parse_overrides, validate_config
+from pixsearch_core.config import Config, ConfigError, load_config, parse_overrides, read_yaml, validate_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -63,11 +64,45 @@ def test_config_hash_changes_with_values():
     assert Outer().config_hash() != Outer(name="y").config_hash()
 
 
-@pytest.mark.parametrize("path", sorted(CONF.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONF)))
-def test_every_conf_file_loads_and_says_its_command(path):
+#: the schema each command loads its --config with (eval run goes through its own loader: jobs/eval/run.py `load`)
+COMMAND_SCHEMAS = {"index": "indexing.config:IndexBuildConfig", "train": "pixsearch_core.training.config:TrainConfig",
+                   "demo": "pipelines.demo.config:DemoConfig", "data": "pixsearch_core.stage2.config:Stage2Config"}
+
+
+def _first_command(path: Path) -> list[str]:
+    """The argv of the command line a conf file's first line names: `# pixsearch ARGS  (notes)`."""
     first = path.read_text().splitlines()[0]
-    assert first.startswith("#") and "pixsearch" in first, f"{path}: first line must be a comment with the command"
-    assert path.parent.name in SCHEMAS, f"{path}: no schema registered for conf/{path.parent.name}/"
+    assert first.startswith("# pixsearch "), f"{path}: first line must be '# pixsearch <command that reads it>'"
+    return shlex.split(first[len("# pixsearch "):].split("  ")[0])
+
+
+def _load_through(argv: list[str]):
+    """Parse argv with the real `pixsearch` parser and load its config the way that command does."""
+    import importlib
+
+    from jobs.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    if args.command == "eval":
+        from jobs.eval.run import load
+
+        return load(args)[0]
+    module, _, cls = COMMAND_SCHEMAS[args.command].partition(":")
+    return load_config(getattr(importlib.import_module(module), cls), args.config, args.overrides)
+
+
+@pytest.mark.parametrize("path", sorted(CONF.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONF)))
+def test_every_conf_file_is_read_by_the_command_its_first_line_names(path, monkeypatch):
+    monkeypatch.chdir(CONF.parent)
+    rel = str(path.relative_to(CONF.parent))
+    argv = _first_command(path)
+    assert rel in argv or any(a.endswith("=@" + rel) for a in argv), f"{rel}: its command line does not use it"
+    cfg = _load_through(argv)
+    section = next((a.partition("=@")[0] for a in argv if a.endswith("=@" + rel)), None)
+    if section is not None:  # key=@file: the section IS the file's content, validated by the section's schema
+        got = getattr(cfg, section)
+        assert got == type(got).model_validate(read_yaml(path)), f"{rel} did not land in `{section}`"
+    assert path.parent.name in SCHEMAS  # `pixsearch config` validates it too
     load_config(schema_for(path.parent.name), path)
 
 

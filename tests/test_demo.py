@@ -123,3 +123,20 @@ def test_demo_end_to_end(tmp_path):
     summary = json.loads((tmp_path / "demo-summary.json").read_text())
     assert summary["retrieval"]["ego"]["region"]["n"] > 0
     assert (tmp_path / "report" / "report.md").read_text().count("synthcrag") >= 2
+
+
+def test_retrieval_step_searches_through_the_factory_as_eval_does(tmp_path, monkeypatch):
+    """The step's searcher is the one `eval run --index <the demo index>` builds: the eval config's k and crop."""
+    import pipelines.demo.retrieval_check as rc
+    import pixsearch_core.retrieval.backends as backends
+
+    built = []
+    monkeypatch.setattr(backends, "make_retriever", lambda cfg, store=None: built.append(cfg) or "searcher")
+    monkeypatch.setattr(rc, "retrieval_check", lambda searcher, world, k, store: {"searcher": searcher, "k": k})
+    monkeypatch.setattr(rc, "to_markdown", lambda result: "")
+    cfg = DemoConfig(output=str(tmp_path), world=SMALL,
+                     eval={"config": str(ROOT / "conf/eval/demo.yaml"), "overrides": ["retriever.crop.padding=0.3"]})
+    assert Demo(cfg).run(("retrieval",))["retrieval"] == {"searcher": "searcher", "k": 5}
+    (r,) = built
+    assert (r.kind, r.uri, r.crop.padding, r.k) == ("index", str(tmp_path / "store/indices/synthcrag"), 0.3, 1)
+    assert r.cache_dir == str(tmp_path / "cache")

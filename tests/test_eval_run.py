@@ -7,7 +7,8 @@ from collections import Counter
 
 import pytest
 
-from pixsearch_core.evaluation.config import EvalRunConfig, RayConfig, mode_options
+from pixsearch_core.decoding.options import mode_fields
+from pixsearch_core.evaluation.config import EvalRunConfig, RayConfig
 from pixsearch_core.evaluation.driver import RunRequest, run_eval
 from pixsearch_core.records import read_records, read_run_meta
 from pixsearch_core.storage import ObjectStore
@@ -29,11 +30,11 @@ def _req(gold, run_id, spec, sequential=True, mode="full"):
 
 
 def test_modes_map_to_decode_options():
-    assert mode_options("budget2") == {"mode": "full", "max_searches": 2}
-    assert mode_options("only_region") == {"mode": "full", "modalities": "only_region"}
-    assert mode_options("whole_image") == {"mode": "whole_image"}
+    assert mode_fields("budget2") == {"mode": "full", "max_searches": 2}
+    assert mode_fields("only_region") == {"mode": "full", "modalities": "only_region"}
+    assert mode_fields("whole_image") == {"mode": "whole_image"}
     with pytest.raises(ValueError, match="allowed: full, no_search"):
-        mode_options("budget")
+        mode_fields("budget")
 
 
 def test_sequential_run_scores_isolates_failures_and_writes_run_json(tmp_path):

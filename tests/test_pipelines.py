@@ -29,6 +29,18 @@ def test_eval_args_parse_with_the_cell_and_run_id():
     assert (args.benchmark, args.data, args.mode, args.run_id, args.out) == ("synthcrag", "/w", "no_search",
                                                                              "m-synthcrag-no_search", "o")
     assert args.sequential and args.overrides == ["limit=3"]
+    args = build_parser().parse_args(p.eval_args(cell, config="e.yaml", model="oracle", index=None, out="o",
+                                                 run_id="r", retriever="cragmm",
+                                                 overrides=["retriever.cragmm.url=http://h:1/search"]))
+    assert (args.retriever, args.index, args.overrides) == ("cragmm", None, ["retriever.cragmm.url=http://h:1/search"])
+    with pytest.raises(ValueError, match="exactly one of index"):
+        p.eval_args(cell, config="e.yaml", model="oracle", index="none", out="o", run_id="r", retriever="none")
+
+
+def test_pin_index_leaves_what_has_no_versions():
+    assert p.pin_index("none") == "none" and p.pin_index("http://127.0.0.1:1") == "http://127.0.0.1:1"
+    with pytest.raises(ValueError, match="not an index URI to pin"):
+        p.pin_index("none", "v1")
 
 
 def _built(tmp_path, blob=b"vectors"):

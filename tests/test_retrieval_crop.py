@@ -54,7 +54,7 @@ def test_searcher_routes_region_queries_to_the_image_index_with_the_crop():
 
     img, mask = _scene()
     s = ShardedSearcher.__new__(ShardedSearcher)  # only the query plumbing, no index needed
-    s.region_padding, s.region_background, s.region_component = 0.0, (0, 0, 0), "largest"
+    s.crop = RegionCrop(padding=0.0, background=(0, 0, 0), component="largest")
     assert ShardedSearcher._index_for(RegionQuery(img, mask)) == "image"
     crop = s._pixels(RegionQuery(img, mask))
     assert crop.shape == (5, 10, 3) and (crop == (200, 100, 50)).all()

@@ -8,8 +8,10 @@ from PIL import Image
 
 from indexing.searcher import ShardedSearcher
 from pixsearch_core.retrieval.cragmm import CragMMSearcher
+from pixsearch_core.retrieval.crop import RegionCrop
 from pixsearch_core.retrieval.replay import ReplaySearcher
 from pixsearch_core.retrieval.types import ImageQuery, RegionQuery, TextQuery
+from tests.cragmm_server import IMAGE_RESULTS, WEB_RESULTS
 from tests.search_fixtures import picture, tiny_index
 
 
@@ -44,19 +46,6 @@ def test_replay_second_run_makes_no_backend_calls(tmp_path):
     assert other_version.stats["misses"] == 1
 
 
-# recorded results in the formats documented for cragmm-search-pipeline 0.5.1 (docs/cragmm-search.md)
-IMAGE_RESULTS = [
-    {"index": 812, "score": 0.91, "url": "https://upload.wikimedia.org/a.jpg",
-     "entities": [{"entity_name": "Golden Gate Bridge",
-                   "entity_attributes": {"opened": "1937", "length": "2,737 m"}}]},
-    {"index": 77, "score": 0.62, "url": "https://upload.wikimedia.org/b.jpg", "entities": []},
-]
-WEB_RESULTS = [
-    {"index": "https://en.wikipedia.org/wiki/Tea_chunk_3", "score": 0.88, "page_name": "Tea - Wikipedia",
-     "page_snippet": "Tea is an aromatic beverage.", "page_url": "https://en.wikipedia.org/wiki/Tea"},
-]
-
-
 class RecordedPipeline:
     def __init__(self):
         self.calls = []
@@ -68,7 +57,7 @@ class RecordedPipeline:
 
 def test_cragmm_results_map_to_evidence():
     pipe = RecordedPipeline()
-    searcher = CragMMSearcher(pipe, region_padding=0.0)
+    searcher = CragMMSearcher(pipe, crop=RegionCrop(padding=0.0))
     canvas = np.zeros((40, 50, 3), np.uint8)
     mask = np.zeros((40, 50), bool)
     mask[10:20, 5:30] = True

@@ -10,6 +10,7 @@ from indexing.searcher import MAX_K, ShardedSearcher, merge_topk
 from indexing.synthetic import write_index
 from pixsearch_core.retrieval.types import BadSearchRequest
 from pixsearch_core.retrieval.codec import query_hash, query_to_wire, wire_to_query, wire_to_request
+from pixsearch_core.retrieval.crop import RegionCrop
 from pixsearch_core.retrieval.types import Evidence, ImageQuery, RegionQuery, TextQuery
 from pixsearch_core.storage import ObjectStore
 from tests.search_fixtures import picture, tiny_index
@@ -62,7 +63,7 @@ def test_k_out_of_range_and_unknown_shards_are_errors(tmp_path):
 
 
 def test_text_image_and_region_queries(tmp_path):
-    searcher = ShardedSearcher(tiny_index(tmp_path), cache_dir=str(tmp_path / "c"), region_padding=0.0)
+    searcher = ShardedSearcher(tiny_index(tmp_path), cache_dir=str(tmp_path / "c"), crop=RegionCrop(padding=0.0))
     assert searcher.index_version == "tiny/v1"
     text_hits, image_hits = searcher.search_many([TextQuery("violin strings bow music item11 passage11"),
                                                   ImageQuery(picture(7))], k=3)

@@ -11,20 +11,41 @@ RUN_EPILOG = """examples:
       --index out/index/demo --mode full
   pixsearch eval run --config conf/eval/cluster-13b.yaml --ray-address auto --benchmark crag_mm \\
       --data s3://b/crag-mm --model s3://b/ckpt/stage2 --index s3://b/indices/wiki --mode budget2 ray.num_replicas=16
-modes: full, no_search, text_question, whole_image, no_region, no_text, no_image, only_region, only_text,
-only_image, budget<N>. --model oracle answers with the gold answers (a smoke test of the pipeline).
+  pixsearch eval run --benchmark crag_mm --data gold/ --model tiny --retriever cragmm \\
+      retriever.cragmm.url=http://gpu-box:8090/search --sequential
+  pixsearch eval run --benchmark crag_mm --data gold/ --model tiny --index none decode=@conf/decode/no_search.yaml
+modes: {modes} (pixsearch_core/decoding/options.py). Without --mode the config's decode
+section decides (default full); --mode and a decode section that disagree are refused, naming both.
+--index URI|none|http://... is the retriever shorthand; --retriever KIND takes its settings from retriever.*.
+--model oracle answers with the gold answers (a smoke test of the pipeline).
 A re-run with the same run id resumes: samples with a record are skipped."""
 
 
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Fills the mode names into the help text when it is printed (importing them costs torch's import time)."""
+
+    def _format_text(self, text: str) -> str:
+        if "{modes}" in text:
+            from pixsearch_core.decoding.options import MODE_NAMES
+
+            text = text.replace("{modes}", ", ".join(MODE_NAMES))
+        return super()._format_text(text)
+
+
 def add(sub) -> None:
+    from pixsearch_core.retrieval.backends import KINDS
+
     p = sub.add_parser("run", help="run a model over a benchmark on Ray (or --sequential); resumable records",
-                       epilog=RUN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=RUN_EPILOG, formatter_class=_Help)
     p.add_argument("--config", default="conf/eval/demo.yaml", help="run config (conf/eval/*.yaml)")
     p.add_argument("--benchmark", required=True, help="registered benchmark name (e.g. crag_mm, synthcrag)")
     p.add_argument("--data", required=True, help="gold data: directory, file or s3:// URI")
     p.add_argument("--model", required=True, help="registered model (tiny | mini | 13b), a checkpoint URI, or oracle")
-    p.add_argument("--index", required=True, help="index URI (indices/<name>) or 'none'")
-    p.add_argument("--mode", default="full", help="decode mode (see below); default full")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--index", help="index URI (indices/<name>), a search service http(s):// URL, or 'none'")
+    which.add_argument("--retriever", choices=KINDS,
+                       help="retriever kind; its settings are the config's retriever.* (uri, k, crop, cragmm.url)")
+    p.add_argument("--mode", help="decode mode (see below); default: the config's decode section (full)")
     p.add_argument("--run-id", help="default: <benchmark>-<model>-<mode>-<config hash>")
     p.add_argument("--out", help="output root (overrides the config's `output`)")
     p.add_argument("--ray-address", help="Ray cluster address (overrides ray.address), e.g. auto or ray://h:10001")
@@ -33,16 +54,28 @@ def add(sub) -> None:
     p.set_defaults(_action=_run)
 
 
-def _run(args: argparse.Namespace) -> int:
+def load(args: argparse.Namespace):
+    """The run's config and request as `eval run` resolves them (every conflict between the command line and the
+    config raised here, before any work): (EvalRunConfig, RunRequest)."""
     from pixsearch_core.config import load_config
     from pixsearch_core.evaluation.config import EvalRunConfig
-    from pixsearch_core.evaluation.driver import RunRequest, run_eval
+    from pixsearch_core.evaluation.driver import RunRequest, resolve
 
     overrides = list(args.overrides)
     overrides += [f"output={args.out}"] if args.out else []
     overrides += [f"ray.address={args.ray_address}"] if args.ray_address else []
     cfg = load_config(EvalRunConfig, args.config, overrides)
-    summary = run_eval(cfg, RunRequest(args.benchmark, args.data, args.model, args.index, args.mode,
-                                       args.run_id, args.sequential))
+    req = RunRequest(args.benchmark, args.data, args.model, args.index, args.mode, args.run_id, args.sequential,
+                     retriever=args.retriever)
+    cfg = resolve(cfg, req)
+    cfg.decode_options(req.mode)
+    return cfg, req
+
+
+def _run(args: argparse.Namespace) -> int:
+    from pixsearch_core.evaluation.driver import run_eval
+
+    cfg, req = load(args)
+    summary = run_eval(cfg, req)
     sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
     return 0

@@ -97,15 +97,17 @@ class Demo:
         return {"version": version, "sha256": index_digest(manifest)}
 
     def step_retrieval(self) -> dict[str, Any]:
-        from indexing.searcher import ShardedSearcher
         from pipelines.demo.retrieval_check import retrieval_check, to_markdown
 
         from pixsearch_core.config import load_config
         from pixsearch_core.evaluation.config import EvalRunConfig
+        from pixsearch_core.evaluation.driver import RunRequest, resolve
+        from pixsearch_core.retrieval.backends import make_retriever
 
-        region = load_config(EvalRunConfig, self.cfg.eval.config, self.cfg.eval.overrides).region  # as eval crops
-        searcher = ShardedSearcher(self.index, cache_dir=str(self.out / "cache"), region_padding=region.padding,
-                                   region_background=region.background, region_component=region.component)
+        eval_cfg = load_config(EvalRunConfig, self.cfg.eval.config, self.cfg.eval.overrides)
+        eval_cfg = resolve(eval_cfg, RunRequest("synthcrag", self.world, "oracle", index=self.index))  # as eval runs
+        searcher = make_retriever(eval_cfg.retriever.model_copy(update={"cache_dir": str(self.out / "cache")}),
+                                  self.store)
         result = retrieval_check(searcher, self.world, k=self.cfg.retrieval_k, store=self.store)
         self.report.mkdir(parents=True, exist_ok=True)
         (self.report / "retrieval.json").write_text(json.dumps(result, indent=2))

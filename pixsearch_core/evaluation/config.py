@@ -1,41 +1,29 @@
-"""The `pixsearch eval run` config (conf/eval/*.yaml) and the decode modes a run can be asked for.
+"""The `pixsearch eval run` config (conf/eval/*.yaml) and how it meets the command line.
 
-A mode names one paper setting (Tables 1, 6, 7) and maps to decode options:
-
-    full                       PixSearch_Full: model-driven searches, every query modality, unbounded
-    no_search                  B = 0
-    text_question | whole_image  the fixed-query baselines (the question / the whole image is the query)
-    no_region | no_text | no_image | only_region | only_text | only_image   Table 6 (allowed query modalities)
-    budget1, budget2, ...      Table 7 (at most N searches)
+One source per setting; a setting given twice, differently, is a `ConfigError` naming both sources:
+- decode: `--mode NAME` (pixsearch_core/decoding/options.py lists the names) sets mode, modalities and
+  max_searches; the config's `decode` section (e.g. `decode=@conf/decode/no_search.yaml`) may set them too. Without
+  --mode the decode section decides (default full); with both, any of those fields the section sets must equal
+  what the mode means (e.g. `--mode full` with a budget_1 decode file is refused).
+- passages per search: `retriever.k`, or `decode.top_k`; both set and different is refused.
+- retriever: the `retriever` section, or `--index URI|none` / `--retriever KIND` on the command line; both
+  naming a different kind or uri is refused.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from pixsearch_core.config import Config
-from pixsearch_core.retrieval.crop import RegionCrop
+from pixsearch_core.config import Config, ConfigError
+from pixsearch_core.decoding.options import MODE_FIELDS, DecodeOptions, mode_fields, mode_name
+from pixsearch_core.modeling.spec import ModelSpec
+from pixsearch_core.retrieval.backends import RetrieverConfig
 from pixsearch_core.storage import StorageConfig
 
-BASE_MODES = ("full", "no_search", "text_question", "whole_image")
-MODALITY_MODES = ("no_region", "no_text", "no_image", "only_region", "only_text", "only_image")
-_BUDGET = re.compile(r"^budget(\d+)$")
-
-
-def mode_options(mode: str) -> dict[str, Any]:
-    """Decode-option fields for a mode name (see the module docstring); unknown names raise ValueError."""
-    if mode in BASE_MODES:
-        return {"mode": mode}
-    if mode in MODALITY_MODES:
-        return {"mode": "full", "modalities": mode}
-    m = _BUDGET.match(mode)
-    if m:
-        return {"mode": "full", "max_searches": int(m.group(1))}
-    raise ValueError(f"unknown eval mode {mode!r}; allowed: {', '.join(BASE_MODES + MODALITY_MODES)}, "
-                     "or budget<N> (e.g. budget2)")
+#: keys that moved, and where to
+_MOVED = {"search_k": "retriever.k", "region": "retriever.crop"}
 
 
 class RayConfig(Config):
@@ -51,23 +39,22 @@ class RayConfig(Config):
     object_store_mb: int = Field(600, ge=100, description="object store for a local ray.init")
 
 
-class ModelSettings(Config):
-    """Which model a replica builds when --model is a checkpoint rather than a registered model name."""
+class ModelSettings(ModelSpec):
+    """What a replica builds: `--model NAME` uses this section's settings; a checkpoint is built on `size` with them
+    (model=@conf/model/<size>.yaml reads a whole conf/model file; pixsearch_core/modeling/spec.py)."""
 
-    size: str = Field("tiny", description="registered model builder (tiny | mini | 13b) for checkpoints")
-    overrides: list[str] = Field(default_factory=list, description="builder config overrides")
     device: str = Field("auto", description="auto = cuda when the replica has a GPU, else cpu")
 
 
 class EvalRunConfig(Config):
-    """Everything of a run except what the command line names (benchmark, data, model, index, mode)."""
+    """Everything of a run except what the command line names (benchmark, data, model, mode)."""
 
     ray: RayConfig = RayConfig()
     model: ModelSettings = ModelSettings()
-    decode: dict[str, Any] = Field(default_factory=dict, description="DecodeOptions fields (max_new_tokens, "
-                                   "temperature, ...); the mode sets mode / modalities / max_searches")
-    search_k: int = Field(3, ge=1, description="evidence passages per search")
-    region: RegionCrop = Field(default_factory=RegionCrop, description="how region queries are cropped")
+    decode: DecodeOptions = Field(default_factory=DecodeOptions, description="decode options (decode=@conf/decode/"
+                                  "*.yaml); mode / modalities / max_searches may come from --mode instead")
+    retriever: RetrieverConfig = Field(default_factory=RetrieverConfig, description="the search backend "
+                                       "(kind, uri, k, crop, ...); kind/uri may come from --index or --retriever")
     prompt_template: str = Field("{question}", description="the prompt; {question} is replaced (the model "
                                  "adapter adds the image slot)")
     benchmark_options: dict[str, Any] = Field(default_factory=dict, description="passed to the benchmark class")
@@ -77,5 +64,47 @@ class EvalRunConfig(Config):
     flush_every: int = Field(16, ge=1, description="records per parquet part (a crash loses at most these)")
     storage: StorageConfig = StorageConfig()
 
-    def decode_options(self, mode: str) -> dict[str, Any]:
-        return {**self.decode, "top_k": self.search_k, **mode_options(mode)}
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            moved = [f"{old} is now {new}" for old, new in _MOVED.items() if old in data]
+            if moved:
+                raise ValueError("; ".join(moved))
+        return data
+
+    @model_validator(mode="after")
+    def _one_k(self) -> "EvalRunConfig":
+        if "top_k" in self.decode.model_fields_set and "k" in self.retriever.model_fields_set \
+                and self.decode.top_k != self.retriever.k:
+            raise ValueError(f"passages per search set twice: decode.top_k={self.decode.top_k} and "
+                             f"retriever.k={self.retriever.k}; keep one")
+        return self
+
+    def decode_options(self, mode: str | None = None) -> dict[str, Any]:
+        """The decode options a run uses: the decode section's settings, the passages per search, and --mode's
+        fields (see the module docstring); a --mode that disagrees with the decode section is a ConfigError."""
+        given = self.decode.model_dump(mode="json", exclude_unset=True)
+        k = self.decode.top_k if "top_k" in self.decode.model_fields_set else self.retriever.k
+        if mode is None:
+            return {**given, "top_k": k}
+        wanted = DecodeOptions(**mode_fields(mode))
+        problems = [f"--mode {mode} means decode.{f}={_show(getattr(wanted, f))}, but the config's decode section "
+                    f"sets decode.{f}={_show(getattr(self.decode, f))}; drop --mode or the decode setting"
+                    for f in MODE_FIELDS if f in self.decode.model_fields_set and _differ(self.decode, wanted, f)]
+        if problems:
+            raise ConfigError("eval run --mode vs config decode", problems)
+        return {**given, "top_k": k, **wanted.model_dump(mode="json", include=set(MODE_FIELDS))}
+
+    def mode(self, mode: str | None = None) -> str:
+        """The run's mode name: --mode if given, else the name of the decode section's settings."""
+        return mode if mode is not None else mode_name(DecodeOptions(**self.decode_options()))
+
+
+def _differ(a: DecodeOptions, b: DecodeOptions, field: str) -> bool:
+    x, y = getattr(a, field), getattr(b, field)
+    return set(x) != set(y) if field == "modalities" else x != y
+
+
+def _show(value: Any) -> str:
+    return ",".join(value) if isinstance(value, tuple) else str(value)

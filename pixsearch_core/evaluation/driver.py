@@ -3,6 +3,8 @@
     summary = run_eval(cfg, RunRequest(benchmark="synthcrag", data="out/synthcrag", model="tiny",
                                        index="out/index/demo", mode="full"))
 
+`index` (the `--index URI|none|URL` shorthand) and `retriever` (`--retriever KIND`) fill the config's retriever
+section; `mode` None lets the config's decode section decide (pixsearch_core/evaluation/config.py: precedence).
 Loads the benchmark's examples, opens `<output>/runs/<run_id>/` (run.json: benchmark, data, mode, model, index
 version, config hash), skips ids that already have a record (resume), runs the rest sequentially or on Ray, and
 writes each batch's records through `RecordWriter` as they arrive (tqdm with ETA on the driver). A re-run with
@@ -11,7 +13,6 @@ different settings under the same run id is refused by RecordWriter.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +20,13 @@ from typing import Any
 from tqdm import tqdm
 
 from pixsearch_core import lineage
-from pixsearch_core.evaluation.config import EvalRunConfig, mode_options
+from pixsearch_core.config import ConfigError, validate_config
+from pixsearch_core.evaluation.config import EvalRunConfig
 from pixsearch_core.evaluation.sample_runner import BenchmarkSpec, RunnerSpec
 from pixsearch_core.records import RecordWriter, read_records, run_dir
-from pixsearch_core.storage import ObjectStore, join
+from pixsearch_core.registry import names
+from pixsearch_core.retrieval.backends import RetrieverConfig, retriever_version, shorthand
+from pixsearch_core.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -34,37 +38,50 @@ class RunRequest:
     benchmark: str
     data: str
     model: str
-    index: str
-    mode: str = "full"
+    index: str | None = None  # --index shorthand: an index URI, an http(s):// service URL or none
+    mode: str | None = None  # --mode; None = the config's decode section decides
     run_id: str | None = None
     sequential: bool = False
     runner: RunnerSpec | None = None  # overrides the runner chosen from `model` (tests, custom runners)
+    retriever: str | None = None  # --retriever KIND (its settings: the config's retriever section)
 
 
-def index_version(store: ObjectStore, index: str) -> str:
-    """The live version of an index: `<index>/CURRENT` if present, else the manifest's hash, else the URI."""
-    if index in ("", "none"):
-        return "none"
-    for name in ("CURRENT",):
-        uri = join(index, name)
-        if store.exists(uri):
-            return store.get_bytes(uri).decode().strip()
-    uri = join(index, "manifest.json")
-    if store.exists(uri):
-        return "manifest-" + hashlib.sha256(store.get_bytes(uri)).hexdigest()[:12]
-    return index
+def resolve(cfg: EvalRunConfig, req: RunRequest) -> EvalRunConfig:
+    """`cfg` with the command line's retriever choice and model name checked against it and filled in."""
+    problems, chosen = [], cfg.retriever
+    flag = {"kind": req.retriever} if req.retriever else shorthand(req.index) if req.index is not None else None
+    flag_name = f"--retriever {req.retriever}" if req.retriever else f"--index {req.index}"
+    if flag is not None:
+        clash = [f"{k}={getattr(chosen, k)!r}" for k, v in flag.items()
+                 if k in chosen.model_fields_set and getattr(chosen, k) != v]
+        if clash:
+            problems.append(f"{flag_name} disagrees with the config's retriever.{', retriever.'.join(clash)}; "
+                            "give the retriever once")
+        else:
+            chosen = validate_config(RetrieverConfig, {**chosen.model_dump(exclude_unset=True), **flag},
+                                     f"the config's retriever section with {flag_name}")
+    if chosen.kind is None:
+        problems.append("no retriever: pass --index URI|none or --retriever KIND, or set retriever.kind")
+    size = cfg.model.size
+    if req.model in names("model") and "size" in cfg.model.model_fields_set and size != req.model:
+        problems.append(f"--model {req.model} disagrees with the config's model.size={size!r}; give the model once")
+    if problems:
+        raise ConfigError("eval run: command line vs config", problems)
+    return cfg.model_copy(update={"retriever": chosen})
 
 
 def identity_hash(cfg: EvalRunConfig) -> str:
     """The config hash of what changes results: not the Ray layout, output root, limit or flush size (so a run
-    may be resumed wider, elsewhere, or extended past an earlier --limit)."""
-    return cfg.model_copy(update={"ray": cfg.ray.__class__(), "output": "", "limit": None,
-                                  "flush_every": 16}).config_hash()
+    may be resumed wider, elsewhere, or extended past an earlier --limit), nor the retriever's local cache
+    directory, timeout or retries."""
+    where = cfg.retriever.model_copy(update={"cache_dir": "", "timeout": 30.0, "retries": 2})  # not what it finds
+    return cfg.model_copy(update={"ray": cfg.ray.__class__(), "output": "", "limit": None, "flush_every": 16,
+                                  "retriever": where}).config_hash()
 
 
 def default_run_id(req: RunRequest, cfg: EvalRunConfig) -> str:
     model = req.model.rstrip("/").rsplit("/", 1)[-1]
-    return f"{req.benchmark}-{model}-{req.mode}-{identity_hash(cfg)[:8]}"
+    return f"{req.benchmark}-{model}-{cfg.mode(req.mode)}-{identity_hash(cfg)[:8]}"
 
 
 def runner_spec(req: RunRequest, cfg: EvalRunConfig) -> RunnerSpec:
@@ -73,17 +90,18 @@ def runner_spec(req: RunRequest, cfg: EvalRunConfig) -> RunnerSpec:
     if req.model == ORACLE:
         return RunnerSpec("pixsearch_core.evaluation.scripted_runner:ScriptedRunner", {})
     return RunnerSpec("pixsearch_core.evaluation.model_runner:DecodingRunner", {
-        "model": req.model, "index": req.index, "decode": cfg.decode_options(req.mode),
-        "model_size": cfg.model.size, "model_overrides": cfg.model.overrides, "device": cfg.model.device,
-        "storage": cfg.storage.model_dump(), "prompt_template": cfg.prompt_template,
-        "region": cfg.region.model_dump()})
+        "model": req.model, "retriever": cfg.retriever.model_dump(mode="json", exclude_unset=True),
+        "decode": cfg.decode_options(req.mode), "model_size": cfg.model.size,
+        "model_overrides": cfg.model.build_overrides(), "device": cfg.model.device,
+        "storage": cfg.storage.model_dump(), "prompt_template": cfg.prompt_template})
 
 
 def run_meta(req: RunRequest, cfg: EvalRunConfig, store: ObjectStore, spec: RunnerSpec) -> dict[str, Any]:
     """What identifies a run (a resumed run must match it)."""
-    return {"benchmark": req.benchmark, "data": req.data, "split": cfg.split, "mode": req.mode,
-            "decode": cfg.decode_options(req.mode), "model": req.model, "index": req.index,
-            "index_version": index_version(store, req.index), "config_hash": identity_hash(cfg),
+    r = cfg.retriever
+    return {"benchmark": req.benchmark, "data": req.data, "split": cfg.split, "mode": cfg.mode(req.mode),
+            "decode": cfg.decode_options(req.mode), "model": req.model, "index": r.uri or r.kind,
+            "retriever": r.kind, "index_version": retriever_version(r, store), "config_hash": identity_hash(cfg),
             "runner": spec.target}
 
 
@@ -111,7 +129,8 @@ def _examples(req: RunRequest, cfg: EvalRunConfig, bench_spec: BenchmarkSpec) ->
 
 def run_eval(cfg: EvalRunConfig, req: RunRequest) -> dict[str, Any]:
     """Run (or resume) an evaluation; returns {run_uri, total, skipped, written, errors, aggregate}."""
-    mode_options(req.mode)  # validate before any work
+    cfg = resolve(cfg, req)
+    cfg.decode_options(req.mode)  # an unknown or conflicting mode fails before any work
     store = ObjectStore(cfg.storage)
     bench_spec = BenchmarkSpec(req.benchmark, dict(cfg.benchmark_options))
     examples = _examples(req, cfg, bench_spec)
@@ -127,12 +146,13 @@ def run_eval(cfg: EvalRunConfig, req: RunRequest) -> dict[str, Any]:
         log.info("run %s: %d examples, %d already done, %d to run (%s)", run_uri, len(examples),
                  len(examples) - len(todo), len(todo), "sequential" if req.sequential else "ray")
         written = errors = 0
+        mode = cfg.mode(req.mode)
         if todo:
             from pixsearch_core.evaluation import executors as execute
 
             stream = (execute.sequential(spec, bench_spec, todo, cfg.ray.batch_size) if req.sequential
                       else execute.on_ray(spec, bench_spec, todo, cfg.ray))
-            with tqdm(total=len(todo), desc=f"eval {req.benchmark} {req.mode}", unit="sample") as bar:
+            with tqdm(total=len(todo), desc=f"eval {req.benchmark} {mode}", unit="sample") as bar:
                 for records in stream:
                     written += w.write_many(records)
                     errors += sum(r["status"] == "error" for r in records)

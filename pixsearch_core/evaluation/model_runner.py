@@ -2,8 +2,9 @@
 
 Written against the documented APIs of `pixsearch_core.decoding` (SearchInterleavedDecoder, DecodeOptions,
 DecodeRequest, Trajectory), `pixsearch_core.modeling` (builders of registry kind "model", `load_trainable`) and
-`indexing.searcher.ShardedSearcher`. Everything is imported inside `setup()`, so this module imports without
-torch, the model or the index (and a run with `--model oracle` needs none of them).
+the retriever factory (pixsearch_core/retrieval/backends.py `make_retriever`, from the run's `retriever` config).
+Everything is imported inside `setup()`, so this module imports without torch, the model or the index (and a run
+with `--model oracle` needs none of them).
 
 The model becomes a decoder `DecoderModel` (prefill / extend / select / predict_mask) through, in order: its own
 `as_decoder_model()`, being one already, or `pixsearch_core.decoding.pixsearch_adapter.PixSearchAdapter`.
@@ -23,16 +24,6 @@ from pixsearch_core.storage import ObjectStore, StorageConfig
 log = logging.getLogger(__name__)
 
 
-class NullSearcher:
-    """No index (`--index none`): every search returns nothing. For no-search runs."""
-
-    def search(self, query, k):
-        return []
-
-    def search_many(self, queries, k):
-        return [[] for _ in queries]
-
-
 def _device(setting: str) -> str:
     if setting != "auto":
         return setting
@@ -42,15 +33,16 @@ def _device(setting: str) -> str:
 
 
 class DecodingRunner:
-    def __init__(self, model: str, index: str, decode: dict[str, Any], model_size: str = "tiny",
+    def __init__(self, model: str, retriever: dict[str, Any], decode: dict[str, Any], model_size: str = "tiny",
                  model_overrides: list[str] | None = None, device: str = "auto",
-                 storage: dict[str, Any] | None = None, prompt_template: str = "{question}",
-                 region: dict[str, Any] | None = None):
-        self.model_ref, self.index, self.decode = model, index, dict(decode)
+                 storage: dict[str, Any] | None = None, prompt_template: str = "{question}"):
+        from pixsearch_core.retrieval.backends import RetrieverConfig
+
+        self.model_ref, self.decode = model, dict(decode)
+        self.retriever = RetrieverConfig.model_validate(retriever)
         self.prompt_template = prompt_template
         self.model_size, self.model_overrides, self.device = model_size, list(model_overrides or []), device
         self.storage = StorageConfig(**(storage or {}))
-        self.region = dict(region or {})
         self.decoder = None
 
     def _model(self):
@@ -76,21 +68,15 @@ class DecodingRunner:
                             "pixsearch_core.decoding.pixsearch_adapter is not installed") from None
         return PixSearchAdapter(model)
 
-    def _searcher(self):
-        if self.index in ("", "none"):
-            return NullSearcher()
-        from indexing.searcher import ShardedSearcher
-
-        return ShardedSearcher(self.index, storage=self.storage, region_padding=self.region.get("padding", 0.1),
-                               region_background=self.region.get("background"),
-                               region_component=self.region.get("component", "largest"))
-
     def setup(self) -> None:
         from pixsearch_core.decoding import DecodeOptions, SearchInterleavedDecoder
+        from pixsearch_core.retrieval.backends import make_retriever
 
         self.store = ObjectStore(self.storage)
-        self.decoder = SearchInterleavedDecoder(self._model(), self._searcher(), DecodeOptions(**self.decode))
-        log.info("replica ready: model %s, index %s", self.model_ref, self.index)
+        searcher = make_retriever(self.retriever, self.store)
+        self.decoder = SearchInterleavedDecoder(self._model(), searcher, DecodeOptions(**self.decode))
+        log.info("replica ready: model %s, retriever %s %s", self.model_ref, self.retriever.kind,
+                 self.retriever.uri or "")
 
     def _image(self, ref: str | None):
         if not ref:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pixsearch_core import lineage
+from pixsearch_core.decoding.options import ABLATIONS
 from pixsearch_core.evaluation.abstention import abstention_table
-from pixsearch_core.evaluation.config import MODALITY_MODES
 from pixsearch_core.records import read_records, read_run_meta
 from pixsearch_core.storage import ObjectStore, join
 
@@ -153,8 +153,9 @@ def tables(runs: list[Run], store: ObjectStore | None = None) -> list[tuple[str,
     if abstention is not None:
         out.append(("Abstention: missing and hallucination per mode (%)", *abstention))
     modes = {r.meta.get("mode") for r in runs}
-    if modes & set(MODALITY_MODES):
-        abl = [r for r in runs if r.meta.get("mode") in ("full", *MODALITY_MODES)]
+    table6 = [a for a in ABLATIONS if a != "all"]  # the Table 6 mode names
+    if modes & set(table6):
+        abl = [r for r in runs if r.meta.get("mode") in ("full", *table6)]
         out.append(("Table 6: query-type removal (inference-time constraint)", *_table(abl)))
     if any(str(m).startswith("budget") for m in modes):
         bud = sorted((r for r in runs if r.meta.get("mode") == "full" or r.meta.get("mode") == "no_search"

@@ -1,7 +1,10 @@
 """Region queries: the crop a `RegionQuery(image, mask)` is searched with (paper §3.2: crop the image by the mask).
 
-    crop = crop_region(image, mask, padding=0.1)               # the mask's box grown by 10% of its size per side
-    crop = crop_region(image, mask, background=(255, 255, 255)) # pixels outside the mask painted over
+    RegionCrop(padding=0.1).apply(image, mask)                  # the mask's box grown by 10% of its size per side
+    RegionCrop(background=(255, 255, 255)).apply(image, mask)   # pixels outside the mask painted over
+
+Every backend that searches region queries (ShardedSearcher, the Ray router, CragMMSearcher) takes one
+`RegionCrop`; it travels inside the retriever config (pixsearch_core/retrieval/backends.py, `crop:`).
 
 The crop follows the mask's largest connected piece (`component="largest"`, the default): a predicted mask with
 a few stray pixels across the image would otherwise crop nearly the whole image. On the demo's egocentric scenes,
@@ -32,6 +35,10 @@ class RegionCrop(Config):
         None, description="paint pixels outside the mask this RGB colour (e.g. [255, 255, 255]); null = keep them")
     component: Literal["largest", "all"] = Field(
         "largest", description="crop to the mask's largest connected piece, or to the box of all its pixels")
+
+    def apply(self, image, mask: np.ndarray):
+        """The image a RegionQuery(image, mask) is searched with (see `crop_to_mask`)."""
+        return crop_to_mask(image, mask, self.padding, self.background, self.component)
 
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:

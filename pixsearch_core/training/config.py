@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+import yaml
+from pydantic import Field, model_validator
 
 from pixsearch_core.config import Config
+from pixsearch_core.modeling.spec import ModelSpec
 from pixsearch_core.storage import StorageConfig
 
 
@@ -69,9 +71,22 @@ class LossConfig(Config):
     kl: float = 0.1
 
 
-class ModelRef(Config):
-    size: str = "tiny"
-    overrides: list[str] = []
+class ModelRef(ModelSpec):
+    """The model trained: a size, optionally a conf/model file (model=@conf/model/13b.yaml), and overrides. Training
+    places the model itself (each rank's device) and `precision` decides its dtype, so the section sets no
+    `device`, and a `dtype` it sets must agree with `precision`."""
+
+    @model_validator(mode="after")
+    def _no_device(self) -> "ModelRef":
+        if any(k == "device" for k in self.setting_keys()):
+            raise ValueError("train places the model on each rank's device (cuda:<LOCAL_RANK> or cpu); remove "
+                             "`device` from the model section")
+        return self
+
+    def dtype(self) -> str | None:
+        """The dtype the section sets (its fields or overrides), if any."""
+        given = dict(o.partition("=")[::2] for o in self.build_overrides())
+        return str(yaml.safe_load(given["dtype"])) if "dtype" in given else None
 
 
 class TrainConfig(Config):
@@ -94,6 +109,14 @@ class TrainConfig(Config):
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 on GPU, fp32 on CPU")
     deepspeed: dict[str, Any] | str = Field({}, description="DeepSpeed config (dict or a JSON path); batch sizes, "
                                                             "clipping and precision are filled in from this file")
+
+    @model_validator(mode="after")
+    def _one_dtype(self) -> "TrainConfig":
+        dtype, want = self.model.dtype(), {"fp32": "float32", "bf16": "bfloat16"}.get(self.precision)
+        if dtype is not None and dtype != want:
+            raise ValueError(f"the weights' dtype is set twice: precision={self.precision} and the model section's "
+                             f"dtype={dtype}; make them agree (fp32 = float32, bf16 = bfloat16) or drop model dtype")
+        return self
 
     def resolved_datasets(self) -> list[DatasetConfig]:
         """Datasets with paths under data.root and default shard prefixes filled in."""

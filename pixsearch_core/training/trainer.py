@@ -39,7 +39,7 @@ def build_model(cfg: TrainConfig, stage: int, store: ObjectStore):
     from pixsearch_core.registry import get
 
     device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if use_cuda() else "cpu"
-    overrides = [f"device={device}", *cfg.model.overrides]
+    overrides = [f"device={device}", *cfg.model.build_overrides()]  # the section sets no device (TrainConfig)
     if cfg.precision == "fp32" or (cfg.precision == "auto" and not use_cuda()):
         overrides.append("dtype=float32")
     model = get("model", cfg.model.size)(overrides=overrides, store=store)
