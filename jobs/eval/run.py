@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+
+log = logging.getLogger("pixsearch.eval")
+
+EX_TEMPFAIL = 75  # another driver holds the run (or took it over): try again later
 
 RUN_EPILOG = """examples:
   pixsearch eval run --config conf/eval/demo.yaml --benchmark synthcrag --data out/synthcrag --model tiny \\
@@ -13,7 +18,8 @@ RUN_EPILOG = """examples:
       --data s3://b/crag-mm --model s3://b/ckpt/stage2 --index s3://b/indices/wiki --mode budget2 ray.num_replicas=16
 modes: full, no_search, text_question, whole_image, no_region, no_text, no_image, only_region, only_text,
 only_image, budget<N>. --model oracle answers with the gold answers (a smoke test of the pipeline).
-A re-run with the same run id resumes: samples with a record are skipped."""
+A re-run with the same run id resumes: answered samples are skipped, failed ones are retried (max_attempts).
+One driver per run id: while another live driver holds the run, this exits 75 (try again later)."""
 
 
 def add(sub) -> None:
@@ -37,12 +43,17 @@ def _run(args: argparse.Namespace) -> int:
     from pixsearch_core.config import load_config
     from pixsearch_core.evaluation.config import EvalRunConfig
     from pixsearch_core.evaluation.driver import RunRequest, run_eval
+    from pixsearch_core.evaluation.lease import LeaseHeld, LeaseLost
 
     overrides = list(args.overrides)
     overrides += [f"output={args.out}"] if args.out else []
     overrides += [f"ray.address={args.ray_address}"] if args.ray_address else []
     cfg = load_config(EvalRunConfig, args.config, overrides)
-    summary = run_eval(cfg, RunRequest(args.benchmark, args.data, args.model, args.index, args.mode,
-                                       args.run_id, args.sequential))
+    try:
+        summary = run_eval(cfg, RunRequest(args.benchmark, args.data, args.model, args.index, args.mode,
+                                           args.run_id, args.sequential))
+    except (LeaseHeld, LeaseLost) as e:
+        log.error("%s", e)
+        return EX_TEMPFAIL
     sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
     return 0
