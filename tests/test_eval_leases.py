@@ -5,14 +5,26 @@ damaged records part skipped and reported, the index version pinned once per run
 from __future__ import annotations
 
 import concurrent.futures as cf
+import time
 from collections import Counter
 
 import pytest
 
 from pixsearch_core.evaluation.config import EvalRunConfig, RayConfig
-from pixsearch_core.evaluation.driver import RunRequest, pinned_index, run_eval, runner_spec
+from pixsearch_core.evaluation.driver import (
+    RunRequest,
+    pinned_index,
+    run_eval,
+    runner_spec,
+)
 from pixsearch_core.evaluation.lease import LeaseHeld, LeaseLost, RunLease
-from pixsearch_core.records import RecordWriter, done_ids, read_records, run_dir, scan_records
+from pixsearch_core.records import (
+    RecordWriter,
+    done_ids,
+    read_records,
+    run_dir,
+    scan_records,
+)
 from pixsearch_core.storage import ObjectStore, join
 from tests.eval_run_helpers import scripted, write_crag_gold
 
@@ -59,13 +71,11 @@ def _try_acquire(store, run, clock):
 
 def test_lease_renews_by_heartbeat(local_store):
     run = run_dir(local_store.root, "hb")
-    with RunLease(local_store, run, ttl_s=0.6) as lease:
-        import time
-
-        time.sleep(1.5)  # several ttls: the heartbeat (every ttl/3) keeps it alive
+    with RunLease(local_store, run, ttl_s=1.5) as lease:
+        time.sleep(4)  # several ttls: the heartbeat (every ttl/3) keeps it alive
         lease.check()
         with pytest.raises(LeaseHeld):
-            RunLease(local_store, run, ttl_s=0.6).acquire()
+            RunLease(local_store, run, ttl_s=1.5).acquire()
 
 
 def test_records_are_deduplicated_and_a_damaged_part_is_skipped(store):

@@ -111,7 +111,9 @@ class PooledHTTPServer(HTTPServer):
     def _serve(self, request, client_address) -> None:
         try:
             self.finish_request(request, client_address)
-        except Exception:  # noqa: BLE001 - one connection's failure is logged; the worker goes on
+        except ConnectionError as e:  # the client went away (reset, broken pipe): nothing to answer
+            log.debug("connection from %s dropped: %s", client_address, e)
+        except Exception:  # one connection's failure is logged; the worker goes on
             log.exception("connection from %s failed", client_address)
         finally:
             self.deadlines.forget(request)
