@@ -125,10 +125,14 @@ def test_malformed_requests_are_4xx_and_keep_alive_stays_in_step(searcher):
              (b"PUT /v1/search HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", 405, "not allowed"),
              (b"POST /v1/search HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
               411, "Content-Length"),
-             (b"POST /v1/search HTTP/1.1\r\nHost: x\r\nContent-Length: -4\r\n\r\n", 411, "Content-Length")]
+             (b"POST /v1/search HTTP/1.1\r\nHost: x\r\nContent-Length: -4\r\n\r\n", 411, "Content-Length"),
+             (b"POST /v1/search HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n12345", 411,
+              "one Content-Length")]
     for raw, want, msg in cases:
         status, _, body = _read_response(_raw(addr, raw))
         assert status == want and msg in json.loads(body)["error"]["message"], (raw[:40], status, body)
+    version = _raw(addr, b"GET /healthz HTTP/2.0\r\n\r\n").recv(4096)  # the stdlib would say 505
+    assert b"Error code: 400" in version and b"unsupported HTTP version" in version
     assert httpx.get(f"{url}/healthz", timeout=5).json()["status"] == "ok"
     server.shutdown()
     server.server_close()

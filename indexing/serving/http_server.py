@@ -116,12 +116,20 @@ class _Handler(BaseHTTPRequestHandler):
         self._error(404, "not_found", f"no such endpoint {self.path!r}; have GET /healthz, GET /v1/index-version, "
                                       f"POST /v1/search")
 
+    def send_error(self, code, message=None, explain=None):
+        """The stdlib's own protocol errors; an unsupported HTTP version is a client error here (400, not 505)."""
+        if code == 505:
+            code, message = 400, f"unsupported HTTP version {self.request_version!r}; use HTTP/1.1 or HTTP/1.0"
+        self.server.count("errors")
+        super().send_error(code, message, explain)
+
     def _length(self) -> int | None:
-        """The declared body length, or None after a 411 (missing, not a number, or a chunked body)."""
+        """The declared body length, or None after a 411 (missing, repeated, not a number, or a chunked body)."""
         length = self.headers.get("Content-Length", "")
-        if "Transfer-Encoding" in self.headers or not (length.isascii() and length.isdigit()):
+        if ("Transfer-Encoding" in self.headers or len(self.headers.get_all("Content-Length", [])) > 1
+                or not (length.isascii() and length.isdigit())):
             self.close_connection = True
-            self._error(411, "bad_request", "a Content-Length header (and no Transfer-Encoding) is required")
+            self._error(411, "bad_request", "one Content-Length header (and no Transfer-Encoding) is required")
             return None
         return int(length)
 
