@@ -86,6 +86,7 @@ class PooledHTTPServer(HTTPServer):
         self.counts_lock = threading.Lock()
         self._stop = threading.Event()
         self._busy: queue.Queue = queue.Queue(maxsize=64)
+        self._open: set[socket.socket] = set()  # connections being served (closed by server_close)
         for target, name in ((self._reap, "search-http-reaper"), (self._reject, "search-http-busy")):
             threading.Thread(target=target, name=name, daemon=True).start()
 
@@ -109,6 +110,8 @@ class PooledHTTPServer(HTTPServer):
         self.pool.submit(self._serve, request, client_address)
 
     def _serve(self, request, client_address) -> None:
+        with self.counts_lock:
+            self._open.add(request)
         try:
             self.finish_request(request, client_address)
         except ConnectionError as e:  # the client went away (reset, broken pipe): nothing to answer
@@ -116,6 +119,8 @@ class PooledHTTPServer(HTTPServer):
         except Exception:  # one connection's failure is logged; the worker goes on
             log.exception("connection from %s failed", client_address)
         finally:
+            with self.counts_lock:
+                self._open.discard(request)
             self.deadlines.forget(request)
             self.shutdown_request(request)
             self.slots.release()
@@ -148,4 +153,11 @@ class PooledHTTPServer(HTTPServer):
             self._busy.put_nowait(None)
         except queue.Full:
             pass
+        with self.counts_lock:
+            still_open = list(self._open)
+        for sock in still_open:  # wake workers blocked on keep-alive reads, so the process can exit at once
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self.pool.shutdown(wait=False, cancel_futures=True)
