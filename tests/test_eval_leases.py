@@ -60,6 +60,8 @@ def test_one_lease_per_run_expiry_takeover_and_release(store):
     third = RunLease(store, run, ttl_s=60, clock=clock).acquire()  # a released lease is free at once
     assert (first.generation, third.generation) == (0, 2)
     third.release()
+    store.put_bytes(join(run, "lease", f"{3:010d}.json"), b"{damaged")  # an unreadable lease counts as expired
+    assert RunLease(store, run, ttl_s=60, clock=clock).acquire().generation == 4
 
 
 def _try_acquire(store, run, clock):

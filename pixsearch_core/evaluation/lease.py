@@ -54,13 +54,26 @@ class RunLease:
         names = (u.rsplit("/", 1)[-1] for u in self.store.list(self.prefix))
         return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
 
+    def _read(self, generation: int) -> dict:
+        """A lease's content; an unreadable one counts as expired (taking over stays exclusive: the next
+        generation is still created conditionally)."""
+        run = self.prefix.rsplit("/", 1)[0]
+        try:
+            cur = json.loads(self.store.get_bytes(self._uri(generation)))
+            return {"owner": str(cur["owner"]), "expires_at": float(cur["expires_at"])}
+        except FileNotFoundError:  # pruned by a newer holder between our list and read
+            raise LeaseHeld(f"the lease of run {run} changed hands while it was being read; try again") from None
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("lease %d of run %s is unreadable (%s); treating it as expired", generation, run, e)
+            return {"owner": "unknown", "expires_at": -1.0}
+
     def _body(self, expires_at: float) -> bytes:
         return json.dumps({"owner": self.owner, "expires_at": expires_at, "ttl_s": self.ttl_s}).encode()
 
     def acquire(self) -> RunLease:
         gens = self._generations()
         if gens:
-            cur = json.loads(self.store.get_bytes(self._uri(gens[-1])))
+            cur = self._read(gens[-1])
             left = cur["expires_at"] - self.clock()
             if left > 0:
                 raise LeaseHeld(f"run {self.prefix.rsplit('/', 1)[0]} is being run by {cur['owner']} (lease valid "
