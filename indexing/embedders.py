@@ -127,6 +127,9 @@ class SentenceTransformerEncoder:
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
 
+MAX_ASPECT = 4  # to_rgb_array: a longer side beyond 4x the shorter is centre-cropped before the resize
+
+
 def to_rgb_array(image, size: int) -> np.ndarray:
     """PIL image / HxWxC array -> (3, size, size) float32: shorter side to size*8/7 (bicubic), centre crop, ImageNet
     normalisation (the DINOv2 evaluation transform)."""
@@ -136,6 +139,11 @@ def to_rgb_array(image, size: int) -> np.ndarray:
     img = img.convert("RGB")
     short = round(size * 8 / 7)
     w, h = img.size
+    if max(w, h) > MAX_ASPECT * min(w, h):  # a thin strip (e.g. a 6000x1 crop) would resize to GBs: only the
+        keep_w, keep_h = min(w, MAX_ASPECT * h), min(h, MAX_ASPECT * w)  # centre reaches the final crop anyway
+        left, top = (w - keep_w) // 2, (h - keep_h) // 2
+        img = img.crop((left, top, left + keep_w, top + keep_h))
+        w, h = img.size
     scale = short / min(w, h)
     img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
     w, h = img.size

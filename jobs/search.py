@@ -42,6 +42,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--replicas", type=int, default=1)
     s.add_argument("--actor-cpus", type=float, default=0.25, help="CPUs per actor (fractional on small machines)")
     s.add_argument("--ray-address", help="an existing Ray cluster (e.g. auto, ray://head:10001); default: local")
+    s.add_argument("--workers", type=int, default=32,
+                   help="connections served at once; more are answered 503 with Retry-After (default 32)")
+    s.add_argument("--read-timeout", type=float, default=10.0,
+                   help="seconds a connection may send nothing before it is closed (default 10)")
+    s.add_argument("--request-timeout", type=float, default=30.0,
+                   help="seconds a whole request (line, headers, body) may take to arrive; else 408 (default 30)")
     q = sub.add_parser("query", help="send one query and print its Evidence as JSON lines")
     where = q.add_mutually_exclusive_group(required=True)
     where.add_argument("--index", help="search a published index in-process")
@@ -139,7 +145,8 @@ def _serve(args) -> int:
                                    crop=cfg.crop)
     else:
         searcher = _searcher(args)
-    server = SearchHTTPServer((args.host, args.port), searcher)
+    server = SearchHTTPServer((args.host, args.port), searcher, workers=args.workers, read_timeout=args.read_timeout,
+                              request_timeout=args.request_timeout)
     log.info("serving %s on %s", searcher.index_version, server.url)
     try:
         server.serve_forever()

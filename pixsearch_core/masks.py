@@ -40,11 +40,18 @@ def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
     return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": [int(c) for c in counts]}
 
 
-def rle_to_mask(rle: dict[str, Any]) -> np.ndarray:
+def rle_to_mask(rle: dict[str, Any], expect_hw: tuple[int, int] | None = None) -> np.ndarray:
     """A COCO RLE -> (H, W) bool. Counts as a list (uncompressed, `mask_to_rle`'s) must add up to H*W; counts as a
-    string or bytes (COCO's compressed form) are decoded by pycocotools."""
+    string or bytes (COCO's compressed form) are decoded by pycocotools. With `expect_hw` (untrusted input: a
+    search request), the RLE must declare exactly that size and hold at most H*W+1 counts, checked before
+    anything is allocated (a 200-byte RLE claiming 30000x30000 is refused, not expanded)."""
     if not isinstance(rle, dict) or "size" not in rle or "counts" not in rle:
         raise ValueError(f"an RLE is a dict with 'size' and 'counts', got {str(rle)[:80]}")
+    if expect_hw is not None:
+        if list(rle["size"]) != list(expect_hw):
+            raise ValueError(f"RLE size {rle['size']!r} does not match the image (H, W) {list(expect_hw)}")
+        if len(rle["counts"]) > expect_hw[0] * expect_hw[1] + 1:
+            raise ValueError(f"RLE has {len(rle['counts'])} counts for {expect_hw[0] * expect_hw[1]} pixels")
     h, w = (int(v) for v in rle["size"])
     if isinstance(rle["counts"], str | bytes):
         return _decode_compressed(rle["counts"], h, w)

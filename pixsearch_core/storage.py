@@ -180,6 +180,34 @@ class ObjectStore:
         with open(path, "rb") as f:
             return self.put_stream(uri, f)
 
+    def put_if_absent(self, uri: str, data: bytes) -> bool:
+        """Create `uri` with `data` only if no object is there: True if this call created it, False if one
+        existed. Atomic against concurrent writers (S3 conditional PUT `If-None-Match: *`; locally a hard link,
+        which fails when the name exists), so exactly one of several racing callers gets True (leases, locks)."""
+        if is_s3(uri):
+            bucket, key = _split_s3(uri)
+            try:
+                self.s3.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+                return True
+            except self.s3.exceptions.ClientError as e:
+                if e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                    return False
+                raise self._s3_error("conditional put", uri, e) from e
+        target = local_path(uri)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f"{_TMP_PREFIX}{target.name}.{uuid.uuid4().hex}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(tmp, target)  # fails if the target exists; readers never see a partly written object
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+
     # ---------------------------------------------------------------- reads
     def get_bytes(self, uri: str, start: int | None = None, end: int | None = None) -> bytes:
         """Read an object, or the inclusive byte range [start, end] of it."""

@@ -1,14 +1,22 @@
-"""The search HTTP API (stdlib ThreadingHTTPServer; JSON format in pixsearch_core/retrieval/codec.py).
+"""The search HTTP API (stdlib HTTP server, a bounded worker pool; JSON format in pixsearch_core/retrieval/codec.py).
 
     POST /v1/search          {"k": 5, "queries": [...]}  -> {"index_version", "results": [[evidence, ...], ...]}
     GET  /v1/index-version   -> {"index_version": "name/version", "kinds": ["image", "text"]}
-    GET  /healthz            -> {"status": "ok", "index_version": ..., "requests": n, "errors": n}
+    GET  /healthz            -> {"status": "ok", "index_version": ..., "requests": n, "errors": n, "rejected": n}
 
     server, url = start_http(searcher, host="127.0.0.1", port=0)   # background thread; server.shutdown() stops it
 
-A bad request (not JSON, empty text, bytes that are not an image, mask of the wrong shape or empty, k out of
-range, body over `max_body_bytes`) is answered 4xx with {"error": {"type": "bad_request", "message": ...}};
-an unexpected failure is a 500 that is logged with its traceback. Either way the server keeps serving.
+A bad request (not JSON, nested too deeply, empty text, bytes that are not an image, an image over the pixel or
+aspect limits, a mask whose size is not its image's, k out of range, body over `max_body_bytes`, an unknown path
+or method) is answered 4xx with {"error": {"type": "bad_request" | "not_found" | "timeout", "message": ...}}; an
+unexpected failure is a 500 that is logged with its traceback. Either way the server keeps serving.
+
+Slow or stuck clients cannot hold the server (see connections.py): each connection is served by one of `workers`
+threads; when all are busy a new connection is answered 503 with Retry-After and closed. A connection idle for
+`read_timeout` seconds is closed, and a request must arrive whole (line, headers, body) within `request_timeout`
+seconds or it is answered 408 and closed. A body the server will not use (unknown path, 413) is read and
+dropped when it is small enough, otherwise the connection is closed, so the next keep-alive request is never
+parsed from the middle of it.
 `searcher` is anything with `search_many(queries, k)` and `index_version` (ShardedSearcher, RaySearchRouter).
 """
 
@@ -17,35 +25,28 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
+from indexing.serving.connections import PooledHTTPServer
+from pixsearch_core.retrieval.codec import RequestLimits, wire_to_request
 from pixsearch_core.retrieval.types import BadSearchRequest
-from pixsearch_core.retrieval.codec import wire_to_request
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 32 << 20
-DRAIN_MAX_BYTES = 256 << 20  # an oversized body up to this size is read and dropped before the 413
+DRAIN_MAX_BYTES = 64 << 20  # an unused body up to this size is read and dropped (else the connection is closed)
 
 
-class SearchHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, addr, searcher, max_body_bytes: int = MAX_BODY_BYTES, max_queries: int = 256):
-        super().__init__(addr, _Handler)
-        self.searcher, self.max_body_bytes, self.max_queries = searcher, max_body_bytes, max_queries
+class SearchHTTPServer(PooledHTTPServer):
+    def __init__(self, addr, searcher, max_body_bytes: int = MAX_BODY_BYTES, max_queries: int | None = None,
+                 limits: RequestLimits | None = None, **pool):
+        """`pool`: workers, read_timeout, request_timeout (connections.PooledHTTPServer)."""
+        super().__init__(addr, _Handler, **pool)
+        limits = limits or RequestLimits()
+        if max_queries is not None:
+            limits = limits.model_copy(update={"max_queries": max_queries})
+        self.searcher, self.max_body_bytes, self.limits = searcher, max_body_bytes, limits
         self.lock = threading.Lock()  # one search at a time: encoders need not be thread-safe
-        self.counts = {"requests": 0, "errors": 0}
-        self.counts_lock = threading.Lock()
-
-    def count(self, what: str) -> None:
-        with self.counts_lock:
-            self.counts[what] += 1
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -53,14 +54,29 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body are separate writes: avoid a 40 ms delayed-ACK stall
 
+    def setup(self):
+        self.timeout = self.server.read_timeout  # per-read socket timeout: an idle connection is closed
+        super().setup()
+
+    def handle_one_request(self):
+        self.server.deadlines.arm(self.connection, self.server.request_timeout)
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.deadlines.disarm(self.connection)
+
     def log_message(self, fmt, *args):  # route the stdlib's stderr access log to logging
         log.debug("%s %s", self.address_string(), fmt % args)
 
-    def _send(self, status: int, body: dict) -> None:
+    def _send(self, status: int, body: dict, headers: dict | None = None) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
@@ -68,8 +84,30 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.count("errors")
         self._send(status, {"error": {"type": kind, "message": message}})
 
+    def _timed_out(self) -> bool:
+        """True (after a 408) when the request did not arrive whole within request_timeout."""
+        if not self.server.deadlines.expired(self.connection):
+            return False
+        self.close_connection = True
+        self._error(408, "timeout", f"the request did not arrive within {self.server.request_timeout:g} s")
+        return True
+
+    def __getattr__(self, name: str):
+        if name.startswith("do_"):  # any other method: 405 (the stdlib would answer 501)
+            return self._not_allowed
+        raise AttributeError(name)
+
+    def _not_allowed(self):
+        self.close_connection = True  # its body (if any) is not read
+        self._error(405, "bad_request", f"method {self.command!r} not allowed; use GET or POST")
+
     def do_GET(self):
         s = self.server
+        if self._timed_out():
+            return
+        s.deadlines.disarm(self.connection)
+        if self.headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in self.headers:
+            self.close_connection = True  # a GET body is not read: do not parse the next request from it
         if self.path == "/healthz":
             return self._send(200, {"status": "ok", "index_version": s.searcher.index_version, **s.counts})
         if self.path == "/v1/index-version":
@@ -78,33 +116,85 @@ class _Handler(BaseHTTPRequestHandler):
         self._error(404, "not_found", f"no such endpoint {self.path!r}; have GET /healthz, GET /v1/index-version, "
                                       f"POST /v1/search")
 
+    def send_error(self, code, message=None, explain=None):
+        """The stdlib's own protocol errors; an unsupported HTTP version is a client error here (400, not 505)."""
+        if code == 505:
+            code, message = 400, f"unsupported HTTP version {self.request_version!r}; use HTTP/1.1 or HTTP/1.0"
+        self.server.count("errors")
+        super().send_error(code, message, explain)
+
+    def _length(self) -> int | None:
+        """The declared body length, or None after a 411 (missing, repeated, not a number, or a chunked body)."""
+        length = self.headers.get("Content-Length", "")
+        if ("Transfer-Encoding" in self.headers or len(self.headers.get_all("Content-Length", [])) > 1
+                or not (length.isascii() and length.isdigit())):
+            self.close_connection = True
+            self._error(411, "bad_request", "one Content-Length header (and no Transfer-Encoding) is required")
+            return None
+        return int(length)
+
+    def _discard(self, length: int) -> None:
+        """Read and drop an unused body so the connection stays in step, or close it when that is too much."""
+        if length > DRAIN_MAX_BYTES:
+            self.close_connection = True
+            return
+        left = length
+        while left > 0:
+            chunk = self.rfile.read(min(left, 1 << 20))
+            if not chunk:
+                self.close_connection = True
+                return
+            left -= len(chunk)
+
     def _read_body(self) -> bytes | None:
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            self.close_connection = True
-            self._error(411, "bad_request", "a Content-Length header is required")
+        length = self._length()
+        if length is None:
             return None
-        if int(length) > self.server.max_body_bytes:
+        if length > self.server.max_body_bytes:
             self.close_connection = True
-            left = int(length) if int(length) <= DRAIN_MAX_BYTES else 0  # drain so the client reads our 413
-            while left > 0:
-                left -= len(self.rfile.read(min(left, 1 << 20)) or b"\0" * left)
-            self._error(413, "bad_request", f"body of {length} bytes exceeds {self.server.max_body_bytes}")
+            self._discard(length)  # so the client gets to read our 413
+            if not self._timed_out():
+                self._error(413, "bad_request", f"body of {length} bytes exceeds {self.server.max_body_bytes}")
             return None
-        return self.rfile.read(int(length))
+        raw = self.rfile.read(length)
+        if self._timed_out():
+            return None
+        if len(raw) < length:
+            self.close_connection = True
+            self._error(400, "bad_request", f"body ended after {len(raw)} of {length} bytes")
+            return None
+        return raw
 
     def do_POST(self):
         s = self.server
         s.count("requests")
+        if self._timed_out():
+            return
         if self.path != "/v1/search":
-            return self._error(404, "not_found", f"no such endpoint {self.path!r}; POST /v1/search")
-        raw = self._read_body()
-        if raw is None:
+            length = self._length()
+            if length is not None:
+                self._discard(length)
+                if not self._timed_out():
+                    self._error(404, "not_found", f"no such endpoint {self.path!r}; POST /v1/search")
             return
         try:
-            queries, k = wire_to_request(json.loads(raw), s.max_queries)
+            raw = self._read_body()
+        except TimeoutError:
+            self.close_connection = True
+            return self._error(408, "timeout", f"no body data for {s.read_timeout:g} s")
+        if raw is None:
+            return
+        s.deadlines.disarm(self.connection)
+        self._search(raw)
+
+    def _search(self, raw: bytes) -> None:
+        s = self.server
+        try:
+            queries, k = wire_to_request(json.loads(raw), limits=s.limits)
             with s.lock:
                 results = s.searcher.search_many(queries, k)
+        except RecursionError:
+            return self._error(400, "bad_request", "body is nested too deeply")
         except json.JSONDecodeError as e:
             return self._error(400, "bad_request", f"body is not JSON: {e}")
         except (BadSearchRequest, ValueError, TypeError) as e:

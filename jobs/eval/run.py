@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+
+log = logging.getLogger("pixsearch.eval")
+
+EX_TEMPFAIL = 75  # another driver holds the run (or took it over): try again later
 
 RUN_EPILOG = """examples:
   pixsearch eval run --config conf/eval/demo.yaml --benchmark synthcrag --data out/synthcrag --model tiny \\
@@ -18,7 +23,8 @@ modes: {modes} (pixsearch_core/decoding/options.py). Without --mode the config's
 section decides (default full); --mode and a decode section that disagree are refused, naming both.
 --index URI|none|http://... is the retriever shorthand; --retriever KIND takes its settings from retriever.*.
 --model oracle answers with the gold answers (a smoke test of the pipeline).
-A re-run with the same run id resumes: samples with a record are skipped."""
+A re-run with the same run id resumes: answered samples are skipped, failed ones are retried (max_attempts).
+One driver per run id: while another live driver holds the run, this exits 75 (try again later)."""
 
 
 class _Help(argparse.RawDescriptionHelpFormatter):
@@ -74,8 +80,13 @@ def load(args: argparse.Namespace):
 
 def _run(args: argparse.Namespace) -> int:
     from pixsearch_core.evaluation.driver import run_eval
+    from pixsearch_core.evaluation.lease import LeaseHeld, LeaseLost
 
     cfg, req = load(args)
-    summary = run_eval(cfg, req)
+    try:
+        summary = run_eval(cfg, req)
+    except (LeaseHeld, LeaseLost) as e:
+        log.error("%s", e)
+        return EX_TEMPFAIL
     sys.stdout.write(json.dumps(summary, sort_keys=True) + "\n")
     return 0

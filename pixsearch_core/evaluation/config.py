@@ -62,6 +62,10 @@ class EvalRunConfig(Config):
     limit: int | None = Field(None, ge=1, description="evaluate only the first N examples")
     output: str = Field("out", description="records go to <output>/runs/<run_id>/ (a path or s3:// URI)")
     flush_every: int = Field(16, ge=1, description="records per parquet part (a crash loses at most these)")
+    max_attempts: int = Field(3, ge=1, description="a sample that failed (status error) is run again on resume "
+                              "until it has failed this many times")
+    lease_ttl_s: float = Field(120.0, gt=0, description="one driver per run: its lease expires this long after "
+                               "its last heartbeat (every ttl/3), then another driver may take the run over")
     storage: StorageConfig = StorageConfig()
 
     @model_validator(mode="before")

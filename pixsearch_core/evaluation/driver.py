@@ -5,14 +5,21 @@
 
 `index` (the `--index URI|none|URL` shorthand) and `retriever` (`--retriever KIND`) fill the config's retriever
 section; `mode` None lets the config's decode section decide (pixsearch_core/evaluation/config.py: precedence).
-Loads the benchmark's examples, opens `<output>/runs/<run_id>/` (run.json: benchmark, data, mode, model, index
-version, config hash), skips ids that already have a record (resume), runs the rest sequentially or on Ray, and
-writes each batch's records through `RecordWriter` as they arrive (tqdm with ETA on the driver). A re-run with
-different settings under the same run id is refused by RecordWriter.
+Loads the benchmark's examples, takes the run's lease (`lease.py`: one live driver per run id; a second one is
+refused with `LeaseHeld`, a dead one's run is taken over once its lease expires), opens `<output>/runs/<run_id>/`
+(run.json: benchmark, data, mode, model, index version, config hash), skips ids that already have an answered
+record or `max_attempts` failed ones (resume), runs the rest sequentially or on Ray, and writes each batch's
+records through `RecordWriter` as they arrive (tqdm with ETA on the driver). A re-run with different settings
+under the same run id is refused by RecordWriter.
+
+The index version is pinned once per run: `CURRENT` is read when the run starts (or taken from run.json when it
+resumes) and every replica opens that version's directory, so a publish during the run cannot mix versions.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -22,11 +29,12 @@ from tqdm import tqdm
 from pixsearch_core import lineage
 from pixsearch_core.config import ConfigError, validate_config
 from pixsearch_core.evaluation.config import EvalRunConfig
+from pixsearch_core.evaluation.lease import RunLease
 from pixsearch_core.evaluation.sample_runner import BenchmarkSpec, RunnerSpec
-from pixsearch_core.records import RecordWriter, read_records, run_dir
+from pixsearch_core.records import RecordWriter, read_run_meta, run_dir, scan_records
 from pixsearch_core.registry import names
 from pixsearch_core.retrieval.backends import RetrieverConfig, retriever_version, shorthand
-from pixsearch_core.storage import ObjectStore
+from pixsearch_core.storage import ObjectStore, join
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +79,26 @@ def resolve(cfg: EvalRunConfig, req: RunRequest) -> EvalRunConfig:
 
 
 def identity_hash(cfg: EvalRunConfig) -> str:
-    """The config hash of what changes results: not the Ray layout, output root, limit or flush size (so a run
-    may be resumed wider, elsewhere, or extended past an earlier --limit), nor the retriever's local cache
-    directory, timeout or retries."""
+    """The config hash of what changes results: not the Ray layout, output root, limit, flush size, retry count or
+    lease ttl (so a run may be resumed wider, elsewhere, extended past an earlier --limit, or retried more), nor
+    the retriever's local cache directory, timeout or retries."""
     where = cfg.retriever.model_copy(update={"cache_dir": "", "timeout": 30.0, "retries": 2})  # not what it finds
-    return cfg.model_copy(update={"ray": cfg.ray.__class__(), "output": "", "limit": None, "flush_every": 16,
-                                  "retriever": where}).config_hash()
+    base = cfg.model_copy(update={"ray": cfg.ray.__class__(), "output": "", "limit": None, "flush_every": 16,
+                                  "retriever": where})
+    blob = json.dumps(base.model_dump(mode="json", exclude={"max_attempts", "lease_ttl_s"}), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def pinned_retriever(store: ObjectStore, r: RetrieverConfig, run_uri: str) -> tuple[str, RetrieverConfig]:
+    """(index version label, the retriever every replica opens): the version recorded in run.json when the run is
+    resumed, else the live one now; an index with a CURRENT is opened at `<index>/<version>`."""
+    if store.exists(join(run_uri, "run.json")):
+        version = read_run_meta(store, run_uri).get("index_version") or retriever_version(r, store)
+    else:
+        version = retriever_version(r, store)
+    if r.kind == "index" and r.uri and store.exists(join(r.uri, "CURRENT")):
+        return version, r.model_copy(update={"uri": join(r.uri, version)})
+    return version, r
 
 
 def default_run_id(req: RunRequest, cfg: EvalRunConfig) -> str:
@@ -84,24 +106,25 @@ def default_run_id(req: RunRequest, cfg: EvalRunConfig) -> str:
     return f"{req.benchmark}-{model}-{cfg.mode(req.mode)}-{identity_hash(cfg)[:8]}"
 
 
-def runner_spec(req: RunRequest, cfg: EvalRunConfig) -> RunnerSpec:
+def runner_spec(req: RunRequest, cfg: EvalRunConfig, retriever: RetrieverConfig | None = None) -> RunnerSpec:
+    """The runner replicas build; `retriever` is the pinned one they search (default: the config's)."""
     if req.runner is not None:
         return req.runner
     if req.model == ORACLE:
         return RunnerSpec("pixsearch_core.evaluation.scripted_runner:ScriptedRunner", {})
     return RunnerSpec("pixsearch_core.evaluation.model_runner:DecodingRunner", {
-        "model": req.model, "retriever": cfg.retriever.model_dump(mode="json", exclude_unset=True),
+        "model": req.model, "retriever": (retriever or cfg.retriever).model_dump(mode="json", exclude_unset=True),
         "decode": cfg.decode_options(req.mode), "model_size": cfg.model.size,
         "model_overrides": cfg.model.build_overrides(), "device": cfg.model.device,
         "storage": cfg.storage.model_dump(), "prompt_template": cfg.prompt_template})
 
 
-def run_meta(req: RunRequest, cfg: EvalRunConfig, store: ObjectStore, spec: RunnerSpec) -> dict[str, Any]:
+def run_meta(req: RunRequest, cfg: EvalRunConfig, version: str, spec: RunnerSpec) -> dict[str, Any]:
     """What identifies a run (a resumed run must match it)."""
     r = cfg.retriever
     return {"benchmark": req.benchmark, "data": req.data, "split": cfg.split, "mode": cfg.mode(req.mode),
             "decode": cfg.decode_options(req.mode), "model": req.model, "index": r.uri or r.kind,
-            "retriever": r.kind, "index_version": retriever_version(r, store), "config_hash": identity_hash(cfg),
+            "retriever": r.kind, "index_version": version, "config_hash": identity_hash(cfg),
             "runner": spec.target}
 
 
@@ -128,37 +151,49 @@ def _examples(req: RunRequest, cfg: EvalRunConfig, bench_spec: BenchmarkSpec) ->
 
 
 def run_eval(cfg: EvalRunConfig, req: RunRequest) -> dict[str, Any]:
-    """Run (or resume) an evaluation; returns {run_uri, total, skipped, written, errors, aggregate}."""
+    """Run (or resume) an evaluation; returns {run_uri, total, skipped, written, errors, retried, records,
+    damaged_parts, index_version, aggregate}. Raises LeaseHeld when another live driver has the run."""
     cfg = resolve(cfg, req)
     cfg.decode_options(req.mode)  # an unknown or conflicting mode fails before any work
     store = ObjectStore(cfg.storage)
     bench_spec = BenchmarkSpec(req.benchmark, dict(cfg.benchmark_options))
     examples = _examples(req, cfg, bench_spec)
-    spec = runner_spec(req, cfg)
-    spec.resolve()
+    runner_spec(req, cfg).resolve()  # a bad runner target fails before the run directory exists
     run_uri = run_dir(cfg.output, req.run_id or default_run_id(req, cfg))
-    meta = run_meta(req, cfg, store, spec)
-    with RecordWriter(store, run_uri, meta=meta, flush_every=cfg.flush_every) as w:
-        lineage.record_run(store, run_uri, lineage.run_lineage(
-            store, model=req.model, index=req.index, index_version=meta["index_version"], data=req.data,
-            decode=meta["decode"], judge=judge_identity(cfg)))
-        todo = [ex for ex in examples if not w.is_done(ex.id)]
-        log.info("run %s: %d examples, %d already done, %d to run (%s)", run_uri, len(examples),
-                 len(examples) - len(todo), len(todo), "sequential" if req.sequential else "ray")
-        written = errors = 0
-        mode = cfg.mode(req.mode)
-        if todo:
-            from pixsearch_core.evaluation import executors as execute
-
-            stream = (execute.sequential(spec, bench_spec, todo, cfg.ray.batch_size) if req.sequential
-                      else execute.on_ray(spec, bench_spec, todo, cfg.ray))
-            with tqdm(total=len(todo), desc=f"eval {req.benchmark} {mode}", unit="sample") as bar:
-                for records in stream:
-                    written += w.write_many(records)
-                    errors += sum(r["status"] == "error" for r in records)
-                    bar.update(len(records))
-    records = read_records(store, run_uri)
-    scores = [r["scores"] for r in records if r["status"] == "ok"]
+    with RunLease(store, run_uri, cfg.lease_ttl_s) as lease:
+        version, retriever = pinned_retriever(store, cfg.retriever, run_uri)
+        spec = runner_spec(req, cfg, retriever)
+        meta = run_meta(req, cfg, version, spec)
+        with RecordWriter(store, run_uri, meta=meta, flush_every=cfg.flush_every,
+                          max_attempts=cfg.max_attempts, guard=lease.check) as w:
+            lineage.record_run(store, run_uri, lineage.run_lineage(
+                store, model=req.model, index=meta["index"], index_version=version, data=req.data,
+                decode=meta["decode"], judge=judge_identity(cfg)))
+            todo = [ex for ex in examples if not w.is_done(ex.id)]
+            written, errors = _run_todo(req, cfg, bench_spec, spec, todo, w)
+        scan = scan_records(store, run_uri)
+    retried = sum(ex.id in scan.errors for ex in todo)
+    scores = [r["scores"] for r in scan.records if r.get("status") == "ok"]
     aggregate = bench_spec.build().aggregate(scores) if scores else {}
     return {"run_uri": run_uri, "total": len(examples), "skipped": len(examples) - len(todo), "written": written,
-            "errors": errors, "records": len(records), "aggregate": aggregate}
+            "errors": errors, "retried": retried, "records": len(scan.records), "damaged_parts": scan.damaged,
+            "index_version": version, "aggregate": aggregate}
+
+
+def _run_todo(req: RunRequest, cfg: EvalRunConfig, bench_spec: BenchmarkSpec, spec: RunnerSpec, todo: list,
+              w: RecordWriter) -> tuple[int, int]:
+    """Run the samples still to do, writing their records as batches arrive; (records written, errors)."""
+    log.info("run %s: %d to run (%s)", w.run_uri, len(todo), "sequential" if req.sequential else "ray")
+    written = errors = 0
+    if not todo:
+        return written, errors
+    from pixsearch_core.evaluation import executors as execute
+
+    stream = (execute.sequential(spec, bench_spec, todo, cfg.ray.batch_size) if req.sequential
+              else execute.on_ray(spec, bench_spec, todo, cfg.ray))
+    with tqdm(total=len(todo), desc=f"eval {req.benchmark} {cfg.mode(req.mode)}", unit="sample") as bar:
+        for records in stream:
+            written += w.write_many(records)
+            errors += sum(r["status"] == "error" for r in records)
+            bar.update(len(records))
+    return written, errors

@@ -7,8 +7,10 @@ A `SampleRunner` is model-agnostic: `setup()` loads whatever is heavy (model, se
      "mask_rle": {...} | None, "trajectory": {...} | None, "timings": {...}}   # or {"error": "..."}
 
 `process_batch` wraps a runner: a batch that raises is re-run one example at a time, so one failing sample becomes
-a `status="error"` record (with the error text) and never takes its neighbours down; every answered sample is
-scored with the benchmark's own `score`. Runners cross process boundaries as a `RunnerSpec` (import path +
+a `status="error"` record (with the error text) and never takes its neighbours down; a sample one of whose
+searches the backend failed to answer (`"error": "search_failed"`) is an error record too, never a scored answer
+built on "no results" (an outage must not read as lower accuracy); every answered sample is scored with the
+benchmark's own `score`. Runners cross process boundaries as a `RunnerSpec` (import path +
 JSON-able kwargs) and examples as JSON, so a replica builds its own runner and benchmark.
 """
 
@@ -102,9 +104,27 @@ def _answered_record(ex: Example, out: dict[str, Any], bench: Benchmark) -> dict
             "trajectory": out.get("trajectory")}
 
 
+def search_failure(out: dict[str, Any]) -> str | None:
+    """Why the sample's evidence is not trustworthy: a search the backend failed to answer (the decoder went on
+    with an empty information block), or None. Such a sample is an error, not a wrong answer."""
+    searches = list(out.get("searches") or [])
+    failed = [s for s in searches if isinstance(s, dict) and s.get("error") == "search_failed"]
+    if not failed:
+        return None
+    issues = (out.get("trajectory") or {}).get("issues") or []
+    detail = next((i.get("detail") for i in issues if isinstance(i, dict) and i.get("kind") == "search_failed"),
+                  "no detail recorded")
+    return (f"search backend failed on {len(failed)} of {len(searches)} searches (first at hop "
+            f"{failed[0].get('hop')}): {detail}")
+
+
 def _one(ex: Example, out: dict[str, Any], bench: Benchmark) -> dict[str, Any]:
     if out.get("error"):
         return _error_record(ex, str(out["error"]))
+    failure = search_failure(out)
+    if failure:
+        log.warning("sample %s: %s", ex.id, failure)
+        return _error_record(ex, failure)
     try:
         return _answered_record(ex, out, bench)
     except Exception as e:  # a bad output or a scorer failure: this sample only

@@ -9,6 +9,7 @@ function of its arguments and the example, so Ray and sequential runs must give 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from pixsearch_core.benchmarks.base import Example
@@ -19,16 +20,18 @@ log = logging.getLogger(__name__)
 class ScriptedRunner:
     """answers: id -> answer (ids not in the table answer `default`, or the gold answer when default is None).
     searches: id -> list of search dicts. fail_ids: ids whose run raises. interrupt_after: raise
-    KeyboardInterrupt when this many samples have been answered by this runner (in-process runs only)."""
+    KeyboardInterrupt when this many samples have been answered by this runner (in-process runs only).
+    delay_s: sleep this long per sample (stands in for model time in concurrency and kill tests)."""
 
     def __init__(self, answers: dict[str, str] | None = None, default: str | None = None,
                  searches: dict[str, list[dict[str, Any]]] | None = None, fail_ids: list[str] | None = None,
-                 interrupt_after: int | None = None):
+                 interrupt_after: int | None = None, delay_s: float = 0.0):
         self.answers = dict(answers or {})
         self.default = default
         self.searches = dict(searches or {})
         self.fail_ids = set(fail_ids or [])
         self.interrupt_after = interrupt_after
+        self.delay_s = delay_s
         self.answered = 0
         self.ready = False
 
@@ -41,6 +44,7 @@ class ScriptedRunner:
         if self.interrupt_after is not None and self.answered >= self.interrupt_after:
             raise KeyboardInterrupt(f"scripted interrupt after {self.answered} samples")
         self.answered += 1
+        time.sleep(self.delay_s)
         answer = self.answers.get(ex.id, self.default)
         if answer is None:
             answer = ex.answers[0] if ex.answers else ""
