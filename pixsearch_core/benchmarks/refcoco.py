@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
-import pickle
-
 import numpy as np
 
 from pixsearch_core.benchmarks.base import BadRecordError, Benchmark, Example, require
 from pixsearch_core.metrics.segmentation import refer_aggregate, refer_expression_score
 from pixsearch_core.registry import register
+from pixsearch_core.safe_pickle import safe_loads
 from pixsearch_core.storage import join
 
 log = logging.getLogger(__name__)
@@ -91,7 +90,7 @@ class _Refer(Benchmark):
         split_by = split_by or DEFAULT_SPLIT_BY[self.name]
         root = self._root(path)
         refs_uri = join(root, f"refs({split_by}).p")
-        refs = pickle.loads(self.store.get_bytes(refs_uri), encoding="latin1")  # official py2 pickle (trusted)
+        refs = safe_loads(self.store.get_bytes(refs_uri), encoding="latin1")  # py2 pickle; containers only
         instances = json.loads(self.store.get_bytes(join(root, "instances.json")))
         anns = {a["id"]: a for a in require(instances, "annotations", f"{root}/instances.json", list)}
         images = {im["id"]: im for im in require(instances, "images", f"{root}/instances.json", list)}
