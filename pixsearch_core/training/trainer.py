@@ -117,6 +117,8 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
         batch = collate([next(samples) for _ in range(oc.micro_batch_size)])
         torch.manual_seed(cfg.seed * 1_000_003 + rank * 10_007 + micro)
         loss, terms = _step_loss(engine, batch, cfg, cfg.loss.kl > 0)
+        if batch["weight"] != 1.0:  # every sample of this micro-batch failed in the collator (logged there)
+            loss = loss * batch["weight"]
         lr = scheduler.get_last_lr()[0]  # the LR this optimizer step uses
         engine.backward(loss)
         engine.step()
