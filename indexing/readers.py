@@ -32,7 +32,7 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-from pixsearch_core.storage import (ObjectStore, StorageError, UnsafePathError, is_s3, is_under, join, local_path,
+from pixsearch_core.storage import (ObjectStore, StorageError, UnsafePathError, is_s3, is_under, local_path,
                                     uri_under)
 
 from indexing.config import SourceConfig
@@ -272,7 +272,8 @@ def read_source(cfg: SourceConfig, store: ObjectStore, cache_dir: str) -> tuple[
                     return
 
     roots = cfg.image_roots
-    readers = {"jsonl": lambda u: read_jsonl(u, store, roots), "parquet": lambda u: read_parquet(u, store, roots),
+    readers = {"jsonl": lambda u: read_jsonl(u, store, roots),
+               "parquet": lambda u: read_parquet(u, store, roots),
                "mediawiki": lambda u: read_mediawiki(u, store, cfg.url_base)}
     if cfg.kind == "webdataset":
         return iter(()), gen(lambda u: read_webdataset(u, store))

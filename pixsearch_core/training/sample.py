@@ -55,7 +55,8 @@ def check(sample: Sample) -> str | None:
     decodable (fully, so a truncated file is caught), the masks (N, H, W) at the image's size. Run at pack time."""
     bad = [i for i, t in enumerate(sample.conversation) if not isinstance(t.get("content"), str)]
     if bad:
-        return f"turns {bad}: content should be a string, got {type(sample.conversation[bad[0]].get('content')).__name__}"
+        got = type(sample.conversation[bad[0]].get("content")).__name__
+        return f"turns {bad}: content should be a string, got {got}"
     if sample.image is None:
         return "masks but no image" if sample.masks is not None and len(sample.masks) else None
     from PIL import Image
