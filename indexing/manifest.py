@@ -98,8 +98,8 @@ def publish(store: ObjectStore, index_uri: str, version: str) -> None:
 def clean_interrupted(store: ObjectStore, index_uri: str, older_than_s: float = STALE_AFTER_S) -> dict[str, int]:
     """Remove what killed writes left under an index (a `.tmp-*` file of a manifest / CURRENT / shard write
     killed before its rename; an S3 multipart upload never completed), older than `older_than_s` so that a
-    concurrent writer's is left alone. Run at the start of every build."""
-    counts = store.clean_incomplete(index_uri, older_than_s)
+    concurrent writer's is left alone. Run at the start of every build; a failure to clean is a warning."""
+    counts = store.clean_incomplete(index_uri, older_than_s, best_effort=True)
     if any(counts.values()):
         log.warning("%s: removed what interrupted writes left: %s", index_uri, counts)
     return counts

@@ -335,10 +335,23 @@ class ObjectStore:
             return
         local_path(uri).unlink(missing_ok=True)
 
-    def clean_incomplete(self, prefix: str, older_than_s: float = STALE_AFTER_S) -> dict[str, int]:
+    def clean_incomplete(self, prefix: str, older_than_s: float = STALE_AFTER_S,
+                         best_effort: bool = False) -> dict[str, int]:
         """Remove what killed writes left under `prefix` and are older than `older_than_s`: hidden `.tmp-*` files
         of local writes (a process killed between write and rename) and S3 multipart uploads never completed or
-        aborted (a process killed mid-upload; they are invisible but billed). Returns how many of each."""
+        aborted (a process killed mid-upload; they are invisible but billed). Returns how many of each.
+        best_effort: a failure (e.g. credentials without s3:ListBucketMultipartUploads) is logged as a warning and
+        counts nothing, for callers whose real work should not stop on housekeeping."""
+        try:
+            return self._clean_incomplete(prefix, older_than_s)
+        except (StorageError, OSError) as e:
+            if not best_effort:
+                raise
+            log.warning("could not clean interrupted writes under %s (%s); they stay until a later run, `pixsearch "
+                        "store clean` or a bucket lifecycle rule removes them", prefix, e)
+            return {"tmp_files": 0, "uploads": 0}
+
+    def _clean_incomplete(self, prefix: str, older_than_s: float) -> dict[str, int]:
         cutoff = time.time() - older_than_s
         if not is_s3(prefix):
             root, n = local_path(prefix), 0

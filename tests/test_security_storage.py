@@ -111,3 +111,19 @@ def test_build_index_cleans_its_index_prefix_first(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="stop"):
         build_mod.build_index(IndexBuildConfig(name="t", output=str(tmp_path / "o")))
     assert seen == [str(tmp_path / "o" / "indices" / "t")]
+
+
+def test_cleaning_without_the_permission_is_a_warning_for_a_build(s3_store, monkeypatch, caplog):
+    from botocore.exceptions import ClientError
+
+    from indexing.manifest import clean_interrupted
+    from pixsearch_core.storage import StorageError
+
+    def denied(*a, **k):
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "ListMultipartUploads")
+
+    monkeypatch.setattr(s3_store.s3, "get_paginator", denied)
+    with pytest.raises(StorageError, match="AccessDenied"):
+        s3_store.clean_incomplete(s3_store.root)
+    assert clean_interrupted(s3_store, s3_store.root) == {"tmp_files": 0, "uploads": 0}
+    assert "could not clean interrupted writes" in caplog.text

@@ -90,7 +90,7 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
     sc, oc = cfg.stage(stage), cfg.optim
     prefix, run_dir = join(cfg.output, f"stage{stage}"), Path(cfg.run_dir) / f"stage{stage}"
     if rank == 0:
-        store.clean_incomplete(prefix)  # what a killed run's uploads left (tmp files, multipart uploads)
+        store.clean_incomplete(prefix, best_effort=True)  # what a killed run's uploads left (tmp, multipart)
         prepare_shards(cfg, sc.ratio.as_dict(), store)
     dist.barrier()
     mixture, epoch = build_mixture(cfg, sc, rank, world, store)
