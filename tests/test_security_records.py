@@ -8,6 +8,7 @@ import json
 import os
 import pickle
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -147,3 +148,32 @@ def test_collator_skips_a_sample_that_still_fails_and_the_step_goes_on():
     assert torch.isfinite(loss)
     empty = collate([broken])  # every sample failed: one blank row that the trainer weights by 0
     assert empty["skipped"] == ["broken"] and empty["weight"] == 0.0 and empty["input_ids"].shape[0] == 1
+
+
+def test_a_training_run_goes_on_when_a_whole_micro_batch_fails(tmp_path, monkeypatch):
+    """Every sample of the first micro-batch fails in the collator: the run logs them, takes a weight-0 step and
+    finishes; the failing samples' ids are in the log."""
+    import torch
+
+    from pixsearch_core.training import collate as collate_mod
+    from pixsearch_core.training.loss_log import read_metrics
+    from pixsearch_core.training.trainer import train
+    from tests._train_fixtures import clear_dist_env, fast_config, write_world
+
+    monkeypatch.setenv("DS_ACCELERATOR", "cpu")
+    torch.set_num_threads(1)
+    calls, real = [], collate_mod.load_image
+
+    def flaky(sample, max_side):
+        calls.append(sample.id)
+        if len(calls) <= 2:  # micro_batch_size 2: the whole first micro-batch
+            raise OSError(f"cannot read {sample.id}")
+        return real(sample, max_side)
+
+    monkeypatch.setattr(collate_mod, "load_image", flaky)
+    clear_dist_env()
+    out = train(fast_config(write_world(str(tmp_path / "w")), tmp_path, "stage1.max_steps=2", "save_every=2"), 1)
+    clear_dist_env()
+    assert out["step"] == 2 and out["export"]
+    rows = read_metrics(tmp_path / "run" / "stage1" / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)
