@@ -113,14 +113,16 @@ def test_bad_training_records_are_quarantined_at_pack_time(tmp_path):
     (tmp_path / "m.png").write_bytes(_png())
     good = {"id": "good", "image": "ok.png", "question": "Q?", "response": "Answer: A"}
     rows = [good, {**good, "id": "corrupt", "image": "bad.png"}, {**good, "id": "seven", "response": 7},
-            '["a", "json", "array"]', {**good, "id": "escape", "image": "../../../../etc/hostname"}]
+            '["a", "json", "array"]', {**good, "id": "escape", "image": "../../../../etc/hostname"},
+            {**good, "id": "two-images", "question": "<image_features> and this?"}]
     path = _jsonl(tmp_path / "traj.jsonl", rows)
     manifest = pack_shards(read_source("trajectories", ObjectStore(), str(path)), str(tmp_path / "shards"),
                            per_shard=10, name="traj")
-    assert manifest["samples"] == 1 and manifest["rejected"] == 4
+    assert manifest["samples"] == 1 and manifest["rejected"] == 5
     q = {r["id"]: r["reason"] for _, r in parse_jsonl((tmp_path / "shards" / "quarantine.jsonl").read_bytes())}
     assert "image does not decode" in q["corrupt"] and "'response' should be a non-empty string" in q["seven"]
     assert "JSON list, not an object" in q[f"{path}:4"] and "leaves" in q["escape"]
+    assert "internal image slot" in q["two-images"]
     assert ShardedDataset.open(str(tmp_path / "shards")).get(0, 0).id == "good"
     refer = _jsonl(tmp_path / "refer.jsonl", [{"id": 1, "image": "ok.png", "mask": "m.png"},
                                               {"id": 2, "image": "ok.png", "mask": "m.png", "expression": "it"}])
@@ -146,6 +148,9 @@ def test_collator_skips_a_sample_that_still_fails_and_the_step_goes_on():
     out = model(batch["images"], batch["input_ids"], batch["attention_mask"], span_tags=batch["tags"])
     loss, _ = pixsearch_loss(out, batch["labels"], batch["tags"], batch["gt_masks"])
     assert torch.isfinite(loss)
+    twice = Sample(id="twice", source="x", stage=1, image=_png(),
+                   conversation=[{"role": "user", "content": "<image>\n<image_features> what?"}, conv[1]])
+    assert collate([twice, good])["skipped"] == ["twice"]  # two image slots: that row alone is left out
     empty = collate([broken])  # every sample failed: one blank row that the trainer weights by 0
     assert empty["skipped"] == ["broken"] and empty["weight"] == 0.0 and empty["input_ids"].shape[0] == 1
 

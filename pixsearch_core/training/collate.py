@@ -102,7 +102,10 @@ class Collator:
         ok, skipped = [], []
         for s in samples:
             try:
-                ok.append((s, render(s, self.template, self.tok.eos_token), load_image(s, self.image_max_side)))
+                rendered = render(s, self.template, self.tok.eos_token)
+                if rendered[0].count(IMAGE_PLACEHOLDER) != 1:
+                    raise ValueError(f"{rendered[0].count(IMAGE_PLACEHOLDER)} image placeholders; one needed")
+                ok.append((s, rendered, load_image(s, self.image_max_side)))
             except Exception as e:  # one bad sample must not stop the run (resume would replay it forever)
                 log.warning("sample %s skipped in the collator: %s: %s", s.id, type(e).__name__, e)
                 skipped.append(s.id)

@@ -57,6 +57,10 @@ def check(sample: Sample) -> str | None:
     if bad:
         got = type(sample.conversation[bad[0]].get("content")).__name__
         return f"turns {bad}: content should be a string, got {got}"
+    from pixsearch_core.modeling.tokens import IMAGE_PLACEHOLDER
+
+    if any(IMAGE_PLACEHOLDER in t["content"] for t in sample.conversation):  # the collator places the only one
+        return f"the conversation holds the internal image slot {IMAGE_PLACEHOLDER}"
     if sample.image is None:
         return "masks but no image" if sample.masks is not None and len(sample.masks) else None
     from PIL import Image
