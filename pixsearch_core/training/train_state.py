@@ -114,15 +114,19 @@ def latest(prefix: str, store: ObjectStore) -> str | None:
 
 
 def _expected_sums(target: Path, source: str) -> dict[str, str]:
-    """{file: sha256} from every rank's list; refuses a tag without rank 0's list or with lists missing."""
-    lists = {int(m.group(1)): json.loads(p.read_text()) for p in target.iterdir() if (m := _SUMS.match(p.name))}
-    if 0 not in lists:
-        raise UnsafeCheckpointError(f"{source}: no sha256-rank00000.json; refusing a checkpoint whose files "
-                                    "cannot be verified (written by an older version, or tampered with)")
-    world = lists[0].get("world_size", 1)
-    if sorted(lists) != list(range(world)):
-        raise UnsafeCheckpointError(f"{source}: sha256 lists of ranks {sorted(lists)}; expected 0..{world - 1}")
-    return {f: sha for lst in lists.values() for f, sha in lst["files"].items()}
+    """{file: sha256} from every rank's list; refuses a tag without rank 0's list, with lists missing or
+    malformed."""
+    try:
+        lists = {int(m.group(1)): json.loads(p.read_text()) for p in target.iterdir() if (m := _SUMS.match(p.name))}
+        if 0 not in lists:
+            raise UnsafeCheckpointError(f"{source}: no sha256-rank00000.json; refusing a checkpoint whose files "
+                                        "cannot be verified (written by an older version, or tampered with)")
+        world = lists[0].get("world_size", 1)
+        if sorted(lists) != list(range(world)):
+            raise UnsafeCheckpointError(f"{source}: sha256 lists of ranks {sorted(lists)}; expected 0..{world - 1}")
+        return {str(f): str(sha) for lst in lists.values() for f, sha in lst["files"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UnsafeCheckpointError(f"{source}: malformed sha256 list: {type(e).__name__}: {e}") from None
 
 
 def verify(target: Path, source: str) -> int:
