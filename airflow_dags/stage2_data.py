@@ -38,7 +38,7 @@ def stage2_data():
             else f"{params['data_root']}/{params['output']}"
         world = [f"sources=[{{reader: synthcrag, path: {params['data_root']}}}]"] if params["synthcrag_world"] else []
         args = ["data", "build-stage2", "--config", params["config"], f"output={out}",
-                f"retrieval.index={params['index']}", *world, *params["overrides"]]
+                f"retrieval.retriever.uri={params['index']}", *world, *params["overrides"]]
         manifest = p.last_json(p.run_pixsearch(args, env=job_env()))
         return {"output": out, "records": manifest["records"], "funnel": manifest["funnel"]["total"]}
 

@@ -24,8 +24,8 @@ from pixsearch_core.storage import ObjectStore, is_s3, join, local_path
 
 from indexing import faiss_build
 from indexing.config import IndexBuildConfig
-from indexing.manifest import (VerifyError, index_root, object_entry, publish, read_current, verify_manifest,
-                               verify_object, version_root, write_manifest)
+from indexing.manifest import (VerifyError, clean_interrupted, index_root, object_entry, publish, read_current,
+                               verify_manifest, verify_object, version_root, write_manifest)
 from indexing.prepare import prepare, rejects_jsonl
 from indexing.readers import expand_paths
 from indexing.distributors import runner
@@ -143,6 +143,7 @@ def build_index(cfg: IndexBuildConfig, store: ObjectStore | None = None) -> dict
     """Build, verify and (unless cfg.publish is false) publish; returns {"version_uri", "manifest", "reused": bool}."""
     store = store or ObjectStore(cfg.storage)
     t0 = time.perf_counter()
+    clean_interrupted(store, index_root(cfg.output, cfg.name))
     fp = fingerprint(cfg, store)
     version = cfg.version if cfg.version != "auto" else f"v-{cfg.build_hash()[:8]}-{fp[:8]}"
     idx_uri, root = index_root(cfg.output, cfg.name), version_root(cfg.output, cfg.name, version)

@@ -28,6 +28,9 @@ class SourceConfig(Config):
     path: str = Field("", description="file, directory or glob; unused for kind=demo")
     url_base: str = Field("https://en.wikipedia.org/wiki/", description="mediawiki: page URL prefix")
     max_records: int | None = Field(None, ge=1, description="read at most this many records (dev runs; kind=demo: articles)")
+    image_roots: list[str] = Field(default_factory=list, description=(
+        "jsonl/parquet: directories or prefixes a record's image path may point into; relative paths must stay "
+        "inside the record file's directory; empty = that directory only (records are not trusted)"))
 
     @model_validator(mode="after")
     def _path_unless_demo(self):

@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from pixsearch_core.registry import get, register
-from pixsearch_core.storage import ObjectStore, StorageConfig
+from pixsearch_core.storage import ObjectStore, StorageConfig, child_path
 
 from indexing.config import ImageEncoderConfig, TextEncoderConfig
 
@@ -74,7 +74,8 @@ def package_dir(package: str) -> Path | None:
 
 
 def fetch_model_dir(uri: str, cache_dir: str, storage: StorageConfig | None = None) -> Path:
-    """A local directory for `uri`: a plain directory as is; an s3:// or file:// prefix downloaded once."""
+    """A local directory for `uri`: a plain directory as is; an s3:// prefix downloaded once (a key that would
+    land outside the cache directory raises UnsafePathError before anything is written)."""
     if "://" not in uri or uri.startswith("file://"):
         path = Path(uri[7:] if uri.startswith("file://") else uri).expanduser()
         if not path.is_dir():
@@ -88,8 +89,8 @@ def fetch_model_dir(uri: str, cache_dir: str, storage: StorageConfig | None = No
     files = list(store.list(prefix))
     if not files:
         raise FileNotFoundError(f"no model files under {uri!r}")
-    for f in files:
-        store.get_file(f, target / f[len(prefix) + 1:])
+    for f, dest in [(f, child_path(target, f[len(prefix) + 1:])) for f in files]:
+        store.get_file(f, dest)
     (target / ".complete").write_text(uri)
     return target
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 
-from pixsearch_core.storage import ObjectStore, join
+from pixsearch_core.storage import STALE_AFTER_S, ObjectStore, join
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,16 @@ def publish(store: ObjectStore, index_uri: str, version: str) -> None:
     """Flip CURRENT to `version` (an atomic single-object write)."""
     store.put_bytes(join(index_uri, "CURRENT"), (version + "\n").encode())
     log.info("published %s/CURRENT -> %s", index_uri, version)
+
+
+def clean_interrupted(store: ObjectStore, index_uri: str, older_than_s: float = STALE_AFTER_S) -> dict[str, int]:
+    """Remove what killed writes left under an index (a `.tmp-*` file of a manifest / CURRENT / shard write
+    killed before its rename; an S3 multipart upload never completed), older than `older_than_s` so that a
+    concurrent writer's is left alone. Run at the start of every build; a failure to clean is a warning."""
+    counts = store.clean_incomplete(index_uri, older_than_s, best_effort=True)
+    if any(counts.values()):
+        log.warning("%s: removed what interrupted writes left: %s", index_uri, counts)
+    return counts
 
 
 def resolve(store: ObjectStore, uri: str) -> str:

@@ -84,7 +84,10 @@ def _check_doc(rec: dict, seen: set[str], cfg: IndexBuildConfig) -> str | None:
     """The reject reason for a document record, or None if it is good."""
     if "_reject" in rec:
         return rec["_reject"]
-    doc_id = str(rec.get("id") or "").strip()
+    raw = rec.get("id")
+    if raw is not None and (isinstance(raw, bool) or not isinstance(raw, (str, int))):
+        return "bad_id"
+    doc_id = "" if raw is None else str(raw).strip()  # 0 is an id
     if not doc_id:
         return "missing_id"
     if doc_id in seen:
@@ -125,8 +128,12 @@ def prepare(cfg: IndexBuildConfig, store: ObjectStore, root: str) -> tuple[Shard
             docs[doc_id] = (title, url, body[:LEAD_CHARS])
             for i, passage in enumerate(split_passages(body, cfg.passages)):
                 text.add({"doc_id": doc_id, "title": title, "text": passage, "url": url, "passage": i})
-            if rec.get("image") is not None:
-                inline_images.append({"doc_id": doc_id, "key": f"{doc_id}#image", "ref": rec["image"]})
+            image = rec.get("image")
+            if isinstance(image, dict) and "_reject" in image:  # a bad image field: the text stays indexed
+                if cfg.image_encoder.kind != "none":
+                    inline_images.append({**image, "doc_id": doc_id})
+            elif image is not None:
+                inline_images.append({"doc_id": doc_id, "key": f"{doc_id}#image", "ref": image})
     text.flush()
     if cfg.image_encoder.kind != "none":
         n_inputs += _stage_images(_all_images(inline_images, sources), docs, images, rejects, store)
@@ -149,7 +156,7 @@ def _stage_images(recs: Iterator[dict], docs: dict, stager: _Stager, rejects: _R
     for rec in recs:
         n += 1
         if "_reject" in rec:
-            rejects.add(rec["_reject"], "", rec.get("_detail", ""))
+            rejects.add(rec["_reject"], rec.get("doc_id", ""), rec.get("_detail", ""))
             continue
         key, doc_id = rec["key"], rec["doc_id"]
         if key in seen:

@@ -7,12 +7,19 @@ Every reader yields plain dicts, in a deterministic order (files sorted by name,
   `pixsearch_core.synthcrag.paths.reference_base`), or ``{"bytes": <base64>}`` in JSONL;
 - images: ``{"doc_id", "key", "bytes"}``.
 
+Records are not trusted. A relative image path that climbs out of its file's directory, an absolute one outside
+`image_roots`, an image field of the wrong type or bad base64 becomes ``{"_reject": reason, "_detail": ...}``
+in place of the image (the document itself stays). A record that cannot be parsed, and a file that cannot be
+read to its end (truncated gzip / bz2 / tar, corrupt parquet, broken XML), become ``{"_reject", "_detail"}``
+records: what was read before the damage is kept, and the build quarantines the rest (`rejects.jsonl`).
+
 `read_source(cfg, store)` dispatches on the source kind and returns ``(documents, images)`` iterators.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import bz2
 import fnmatch
 import gzip
@@ -22,11 +29,13 @@ import logging
 import re
 import tarfile
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
-from pixsearch_core.storage import ObjectStore, is_s3, local_path
-from pixsearch_core.synthcrag.paths import reference_base, resolve
+from pixsearch_core.storage import (ObjectStore, StorageError, UnsafePathError, is_s3, is_under, local_path,
+                                    uri_under)
+from pixsearch_core.synthcrag.paths import reference_base
 
 from indexing.config import SourceConfig
 
@@ -84,23 +93,57 @@ def open_uri(uri: str, store: ObjectStore) -> io.BufferedIOBase:
     return raw
 
 
-def _resolve_image(value: Any, base: str) -> Any:
-    """Normalise a record's image field: bytes stay bytes, {"bytes": b64} is decoded, a relative path is resolved
-    against `base` (a directory)."""
-    if value is None or isinstance(value, (bytes, bytearray)):
-        return value
+class BadImageRef(ValueError):
+    """A record's image field that is not bytes, {"bytes": base64} or a path / URI inside the allowed roots."""
+
+
+def _resolve_image(value: Any, base: str, roots: list[str] = ()) -> Any:
+    """Normalise a record's image field: bytes stay bytes, {"bytes": b64} is decoded, a path is checked against
+    its roots (relative: `base`, the record file's world root or directory; absolute: `roots`, default `base`)."""
+    if value is None or value == "" or isinstance(value, (bytes, bytearray)):
+        return value or None
     if isinstance(value, dict) and "bytes" in value:
         raw = value["bytes"]
-        return raw if isinstance(raw, (bytes, bytearray)) else base64.b64decode(raw)
-    if isinstance(value, str) and value:
-        return resolve(base, value)
+        if isinstance(raw, (bytes, bytearray)):
+            return bytes(raw)
+        if not isinstance(raw, str):
+            raise BadImageRef(f"image.bytes is {type(raw).__name__}; expected base64 text")
+        try:
+            return base64.b64decode(raw, validate=True)
+        except binascii.Error as e:
+            raise BadImageRef(f"image.bytes is not valid base64 ({e}): {raw[:40]!r}") from None
+    if not isinstance(value, str):
+        raise BadImageRef(f"image {value!r:.80} is {type(value).__name__}; expected bytes, {{'bytes': base64}} "
+                          "or a path / URI")
+    if "://" not in value and not value.startswith("/"):
+        return uri_under(base, value)
+    allowed = list(roots) or [base]
+    try:
+        inside = any(is_under(value, r) for r in allowed)
+    except ValueError as e:  # a scheme that is neither a path, file:// nor s3://
+        raise BadImageRef(f"image {value!r:.200}: {e}") from None
+    if not inside:
+        raise UnsafePathError(f"image {value!r:.200} is outside the allowed roots {allowed} (source "
+                              "image_roots)")
     return value
 
 
-def read_jsonl(uri: str, store: ObjectStore) -> Iterator[dict]:
+def _with_image(rec: dict, uri: str, base: str, roots: list[str]) -> dict:
+    try:
+        rec["image"] = _resolve_image(rec.get("image"), base, roots)
+    except UnsafePathError as e:
+        rec["image"] = {"_reject": "unsafe_path", "_detail": f"{uri}: record {rec.get('id')!r}: {e}"}
+    except BadImageRef as e:
+        rec["image"] = {"_reject": "bad_image", "_detail": f"{uri}: record {rec.get('id')!r}: {e}"}
+    return rec
+
+
+def read_jsonl(uri: str, store: ObjectStore, roots: list[str] = ()) -> Iterator[dict]:
+    """Records of a JSONL file; lines end at "\n" only (U+2028 and friends are text inside a JSON string)."""
     base = reference_base(store, uri)
     with open_uri(uri, store) as f:
-        for lineno, line in enumerate(io.TextIOWrapper(f, encoding="utf-8", errors="replace"), 1):
+        for lineno, raw in enumerate(f, 1):
+            line = raw.decode("utf-8", errors="replace")
             if not line.strip():
                 continue
             try:
@@ -111,11 +154,10 @@ def read_jsonl(uri: str, store: ObjectStore) -> Iterator[dict]:
             if not isinstance(rec, dict):
                 yield {"_reject": "bad_record", "_detail": f"{uri}:{lineno}: not a JSON object"}
                 continue
-            rec["image"] = _resolve_image(rec.get("image"), base)
-            yield rec
+            yield _with_image(rec, uri, base, roots)
 
 
-def read_parquet(uri: str, store: ObjectStore) -> Iterator[dict]:
+def read_parquet(uri: str, store: ObjectStore, roots: list[str] = ()) -> Iterator[dict]:
     import pyarrow.parquet as pq
 
     src = local_path(uri) if not is_s3(uri) else io.BytesIO(store.get_bytes(uri))
@@ -123,8 +165,7 @@ def read_parquet(uri: str, store: ObjectStore) -> Iterator[dict]:
     base = reference_base(store, uri)
     for batch in pf.iter_batches(batch_size=1024):
         for rec in batch.to_pylist():
-            rec["image"] = _resolve_image(rec.get("image"), base)
-            yield rec
+            yield _with_image(rec, uri, base, roots)
 
 
 def _local(tag: str) -> str:
@@ -178,7 +219,12 @@ def read_mediawiki(uri: str, store: ObjectStore, url_base: str) -> Iterator[dict
 
 
 def _wds_sample(uri: str, key: str, sample: dict[str, bytes]) -> dict:
-    meta = json.loads(sample["json"]) if "json" in sample else {}
+    try:
+        meta = json.loads(sample["json"]) if "json" in sample else {}
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        return {"_reject": "bad_record", "_detail": f"{uri}: sample {key!r}: .json member: {e}"}
+    if not isinstance(meta, dict):
+        return {"_reject": "bad_record", "_detail": f"{uri}: sample {key!r}: .json member is not an object"}
     ext = next((e for e in IMAGE_EXTS if e in sample), None)
     if ext is None:
         return {"_reject": "no_image", "_detail": f"{uri}: sample {key!r} has no image ({sorted(sample)})"}
@@ -222,17 +268,35 @@ def read_source(cfg: SourceConfig, store: ObjectStore, cache_dir: str) -> tuple[
     def gen(reader) -> Iterator[dict]:
         n = 0
         for uri in uris:
-            for rec in reader(uri):
+            for rec in _whole_file(uri, reader):
                 yield rec
                 n += 1
                 if limit is not None and n >= limit:
                     return
 
-    readers = {"jsonl": lambda u: read_jsonl(u, store), "parquet": lambda u: read_parquet(u, store),
+    roots = cfg.image_roots
+    readers = {"jsonl": lambda u: read_jsonl(u, store, roots),
+               "parquet": lambda u: read_parquet(u, store, roots),
                "mediawiki": lambda u: read_mediawiki(u, store, cfg.url_base)}
     if cfg.kind == "webdataset":
         return iter(()), gen(lambda u: read_webdataset(u, store))
     return gen(readers[cfg.kind]), iter(())
+
+
+#: what a damaged file raises part-way (truncated gzip/bz2/tar, corrupt parquet, broken XML, bad UTF-8)
+_DAMAGED = (EOFError, OSError, ValueError, zlib.error, tarfile.TarError, ET.ParseError)
+
+
+def _whole_file(uri: str, reader) -> Iterator[dict]:
+    """The file's records; if it is damaged part-way, those read before and one `unreadable_file` reject.
+    Storage failures (StorageError) are not damage and still fail the build."""
+    try:
+        yield from reader(uri)
+    except StorageError:
+        raise
+    except _DAMAGED as e:
+        log.warning("%s: unreadable from here on (%s: %s); quarantined", uri, type(e).__name__, e)
+        yield {"_reject": "unreadable_file", "_detail": f"{uri}: {type(e).__name__}: {e}"}
 
 
 def _chain(a: Iterator[dict], b: Iterator[dict]) -> Iterator[dict]:

@@ -11,14 +11,18 @@ DESCRIPTION = """Object-store utilities over plain paths, file:// and s3:// (cre
 
   pixsearch store ls s3://bucket/indices/demo --endpoint-url http://127.0.0.1:9000
   pixsearch store cp ./manifest.json s3://bucket/tmp/manifest.json
-  pixsearch store cat s3://bucket/indices/demo/CURRENT"""
+  pixsearch store cat s3://bucket/indices/demo/CURRENT
+  pixsearch store clean s3://bucket/indices --older-than-s 3600   # what killed writes left: .tmp-* files,
+                                                                   # incomplete multipart uploads"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["ls", "cp", "cat", "rm", "sha256"], help="what to do")
+    p.add_argument("action", choices=["ls", "cp", "cat", "rm", "sha256", "clean"], help="what to do")
     p.add_argument("uris", nargs="+", help="URI(s): ls/cat/rm/sha256 take one, cp takes SRC DST")
     p.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS, or $AWS_ENDPOINT_URL)")
     p.add_argument("--region", help="S3 region")
+    p.add_argument("--older-than-s", type=float, default=None,
+                   help="clean: only what is older than this (default 3600: a write in progress is younger)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,6 +42,13 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(store.get_bytes(uri))
     elif args.action == "rm":
         store.delete(uri)
+    elif args.action == "clean":
+        import json
+
+        from pixsearch_core.storage import STALE_AFTER_S
+
+        age = STALE_AFTER_S if args.older_than_s is None else args.older_than_s
+        print(json.dumps(store.clean_incomplete(uri, age)))
     elif args.action == "sha256":
         print(hashlib.sha256(store.get_bytes(uri)).hexdigest(), uri)
     else:

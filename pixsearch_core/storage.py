@@ -19,9 +19,12 @@ import hashlib
 import io
 import logging
 import os
+import posixpath
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO, Literal
 from urllib.parse import urlparse
@@ -34,6 +37,9 @@ log = logging.getLogger(__name__)
 
 _TMP_PREFIX = ".tmp-"
 _HASH_CHUNK = 8 << 20
+#: what a killed write leaves (a hidden temporary file, an S3 multipart upload) is removed once it is this old;
+#: a write still in progress is younger
+STALE_AFTER_S = 3600
 
 
 class StorageConfig(Config):
@@ -50,6 +56,10 @@ class StorageConfig(Config):
 
 class StorageError(OSError):
     """A failed storage operation; names the URI."""
+
+
+class UnsafePathError(ValueError):
+    """A path, key or reference that would leave the directory or prefix it has to stay in."""
 
 
 def is_s3(uri: str) -> bool:
@@ -71,6 +81,41 @@ def local_path(uri: str) -> Path:
     if "://" in uri:
         raise ValueError(f"not a local URI: {uri!r}; allowed: a plain path, file://..., or s3://...")
     return Path(uri)
+
+
+def child_path(root: str | Path, rel: str) -> Path:
+    """`root/rel` for a relative `rel` (an object key's tail, a file name from a record) that stays inside `root`
+    once `..` and symlinks are resolved; anything else raises UnsafePathError naming both."""
+    base = Path(root).expanduser().resolve()
+    if not isinstance(rel, str) or not rel.strip("/.") or rel.startswith(("/", "\\")) or "\0" in rel:
+        raise UnsafePathError(f"{rel!r} is not a relative path under {root}")
+    out = (base / rel).resolve()
+    if base not in out.parents:
+        raise UnsafePathError(f"{rel!r} leaves {root} (resolves to {out}); only paths inside it are allowed")
+    return out
+
+
+def is_under(uri: str, root: str) -> bool:
+    """Whether `uri` (a plain path, file:// or s3:// URI) lies inside the directory or prefix `root`."""
+    if is_s3(uri) or is_s3(root):
+        if not (is_s3(uri) and is_s3(root)):
+            return False
+        (b1, k1), (b2, k2) = _split_s3(uri), _split_s3(root)
+        k1, k2 = posixpath.normpath("/" + k1), posixpath.normpath("/" + k2)
+        return b1 == b2 and (k2 == "/" or k1.startswith(k2.rstrip("/") + "/"))
+    path, base = local_path(uri).expanduser().resolve(), local_path(root).expanduser().resolve()
+    return base in path.parents
+
+
+def uri_under(base: str, ref: str) -> str:
+    """A relative reference (`images/x.png`) resolved against the directory or prefix `base`; a reference that
+    leaves it (`../../etc/hostname`, a symlink out) raises UnsafePathError."""
+    if not isinstance(ref, str) or not ref or ref.startswith("/") or "://" in ref or "\0" in ref:
+        raise UnsafePathError(f"{ref!r} is not a relative path under {base}")
+    out = join(base, posixpath.normpath(ref))
+    if not is_under(out, base):
+        raise UnsafePathError(f"{ref!r} leaves {base}; only paths inside it are allowed")
+    return out
 
 
 def _split_s3(uri: str) -> tuple[str, str]:
@@ -317,6 +362,47 @@ class ObjectStore:
                 raise self._s3_error("delete", uri, e) from e
             return
         local_path(uri).unlink(missing_ok=True)
+
+    def clean_incomplete(self, prefix: str, older_than_s: float = STALE_AFTER_S,
+                         best_effort: bool = False) -> dict[str, int]:
+        """Remove what killed writes left under `prefix` and are older than `older_than_s`: hidden `.tmp-*` files
+        of local writes (a process killed between write and rename) and S3 multipart uploads never completed or
+        aborted (a process killed mid-upload; they are invisible but billed). Returns how many of each.
+        best_effort: a failure (e.g. credentials without s3:ListBucketMultipartUploads) is logged as a warning and
+        counts nothing, for callers whose real work should not stop on housekeeping."""
+        try:
+            return self._clean_incomplete(prefix, older_than_s)
+        except (StorageError, OSError) as e:
+            if not best_effort:
+                raise
+            log.warning("could not clean interrupted writes under %s (%s); they stay until a later run, `pixsearch "
+                        "store clean` or a bucket lifecycle rule removes them", prefix, e)
+            return {"tmp_files": 0, "uploads": 0}
+
+    def _clean_incomplete(self, prefix: str, older_than_s: float) -> dict[str, int]:
+        cutoff = time.time() - older_than_s
+        if not is_s3(prefix):
+            root, n = local_path(prefix), 0
+            for p in root.rglob(f"{_TMP_PREFIX}*") if root.is_dir() else ():
+                if p.is_file() and p.stat().st_mtime < cutoff:
+                    p.unlink(missing_ok=True)
+                    log.warning("removed %s, left by an interrupted write", p)
+                    n += 1
+            return {"tmp_files": n, "uploads": 0}
+        bucket, key = _split_s3(prefix)
+        key = key.rstrip("/") + "/" if key else ""
+        n = 0
+        try:
+            for page in self.s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key):
+                for up in page.get("Uploads", []):
+                    if up["Initiated"] < datetime.fromtimestamp(cutoff, timezone.utc):
+                        self.s3.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
+                        log.warning("aborted the incomplete multipart upload of s3://%s/%s (started %s)", bucket,
+                                    up["Key"], up["Initiated"])
+                        n += 1
+        except Exception as e:
+            raise self._s3_error("clean incomplete uploads under", prefix, e) from e
+        return {"tmp_files": 0, "uploads": n}
 
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under `prefix`; returns how many."""

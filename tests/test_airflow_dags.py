@@ -163,7 +163,7 @@ def test_stage2_data_builds_what_the_training_sensor_waits_for(airflow, tmp_path
             "output": "unused", "prompts": str(REPO / "conf" / "data" / "prompts" / "stage2"),
             "sources": [{"reader": "okvqa", "path": str(okvqa), "images": str(okvqa / "images")}],
             "llm": {"kind": "openai", "base_url": llm.url, "model": "fake"},
-            "retrieval": {"index": "unused", "top_k": 2, "max_passage_tokens": 64}, "n_candidates": 3}))
+            "retrieval": {"retriever": {"kind": "index", "uri": "unused", "k": 2}, "max_passage_tokens": 64}, "n_candidates": 3}))
         conf = {"config": str(cfg), "data_root": str(tmp_path / "data"), "output": "stage2-built",
                 "index": tiny_index(tmp_path), "synthcrag_world": False}
         result = dag_test(airflow, "stage2_data.py", "pixsearch_stage2_data", conf)

@@ -45,7 +45,7 @@ def _cfg(tmp_path, data, llm_url, **over) -> Stage2Config:
            "sources": [{"reader": "okvqa", "path": str(data["okvqa"]), "images": str(data["okvqa"] / "images")}],
            "llm": {"kind": "openai", "base_url": llm_url, "model": "fake", "backoff_s": 0.01, "timeout_s": 2,
                    "price_in_per_mtok": 1.0, "price_out_per_mtok": 2.0},
-           "retrieval": {"index": data["index"], "top_k": 2, "max_passage_tokens": 64},
+           "retrieval": {"retriever": {"kind": "index", "uri": data["index"], "k": 2}, "max_passage_tokens": 64},
            "n_candidates": 3, "batch_size": 2}
     return validate_config(Stage2Config, raw, overrides=[f"{k}={v}" for k, v in over.items()])
 
@@ -165,7 +165,7 @@ def test_synthcrag_offline_matches_the_worlds_gold_trajectories(tmp_path):
         f"sources=[{{kind: jsonl, path: {world}/corpus/docs.jsonl}}]"]))
     cfg = load_config(Stage2Config, os.path.join(ROOT, "conf", "data", "stage2-synthcrag.yaml"), [
         f"output={tmp_path}/stage2", f"sources=[{{reader: synthcrag, path: {world}}}]",
-        f"retrieval.index={tmp_path}/store/indices/synthcrag", f"prompts={PROMPTS}"])
+        f"retrieval.retriever.uri={tmp_path}/store/indices/synthcrag", f"prompts={PROMPTS}"])
     manifest = build_stage2(cfg)
     gold = {f"synthcrag/{r['interaction_id']}": r for r in _records(os.path.join(world, "benchmark", "train.jsonl"))}
     recs = _records(tmp_path / "stage2" / "train.jsonl")

@@ -5,7 +5,6 @@ model (paper Table 1's Full vs Whole Image vs Text Question, at the retrieval le
 from __future__ import annotations
 
 import io
-import json
 import logging
 from collections import defaultdict
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from pixsearch_core.jsonl import parse_jsonl
 from pixsearch_core.masks import read_mask_png
 from pixsearch_core.retrieval.types import ImageQuery, RegionQuery, Searcher, TextQuery
 from pixsearch_core.storage import ObjectStore, join
@@ -26,8 +26,8 @@ MODALITIES = ("region", "image", "text")
 def _scenes(store: ObjectStore, world: str, split: str) -> list[dict[str, Any]]:
     """One row per scene image that has a visual question (its first such question)."""
     seen: dict[str, dict[str, Any]] = {}
-    for line in store.get_bytes(join(world, "benchmark", f"{split}.jsonl")).decode().splitlines():
-        row = json.loads(line)
+    uri = join(world, "benchmark", f"{split}.jsonl")
+    for _, row in parse_jsonl(store.get_bytes(uri), uri):
         if row["query_types"] and row["image"] not in seen:
             seen[row["image"]] = row
     return list(seen.values())

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from pixsearch_core.jsonl import JsonlError, parse_jsonl
 from pixsearch_core.storage import ObjectStore, join
 
 log = logging.getLogger(__name__)
@@ -65,14 +66,11 @@ def read_json(store: ObjectStore, uri: str) -> Any:
 
 
 def read_jsonl(store: ObjectStore, uri: str) -> Iterator[tuple[int, dict]]:
-    """(0-based line number, object) for every non-blank line."""
-    for lineno, line in enumerate(store.get_bytes(uri).decode("utf-8").splitlines()):
-        if not line.strip():
-            continue
-        try:
-            yield lineno, json.loads(line)
-        except json.JSONDecodeError as e:
-            raise BadRecordError(f"{uri} line {lineno + 1}: not valid JSON: {e}") from None
+    """(0-based line number, object) for every non-blank line (lines end at "\n" only: pixsearch_core.jsonl)."""
+    for lineno, value in parse_jsonl(store.get_bytes(uri), uri, errors="yield"):
+        if isinstance(value, JsonlError):
+            raise BadRecordError(str(value))
+        yield lineno - 1, value
 
 
 def mean(values: list[float]) -> float:

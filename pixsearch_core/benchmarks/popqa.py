@@ -1,6 +1,7 @@
 """PopQA (docs/metrics.md §4.3): `popQA.tsv` (tab-separated, header row) with columns id, question,
 possible_answers (a JSON-encoded list), s_pop, prop, ... Split "test" (the only one). Prediction id: `id`.
-accuracy: the official `run_model.py` raw substring test; em / f1: SQuAD, max over possible_answers."""
+accuracy: the official `run_model.py` raw substring test; em / f1: SQuAD, max over possible_answers. A row whose
+possible_answers is an empty list is scored as wrong, as the official script does (`any([])` is False)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,12 @@ class PopQA(TextQABenchmark):
             yield Example(id=str(require(rec, "id", where)), question=require(rec, "question", where, str),
                           answers=[str(a) for a in answers],
                           metadata={"prop": rec.get("prop"), "s_pop": rec.get("s_pop")})
+
+    def score(self, example, prediction):
+        if not example.answers:  # the official script: no answer can be contained -> wrong
+            self.check_prediction(example, prediction)
+            return self.zero_score(example)
+        return super().score(example, prediction)
 
     def extra_scores(self, example, prediction):
         return {"accuracy": popqa_accuracy(prediction, example.answers)}

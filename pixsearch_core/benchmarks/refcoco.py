@@ -14,7 +14,7 @@ prediction is an empty mask. Scores: gIoU / cIoU as fractions.
 from __future__ import annotations
 
 import json
-import pickle
+import logging
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from pixsearch_core.benchmarks.base import BadRecordError, Benchmark, Example, r
 from pixsearch_core.masks import decode_coco_segmentation
 from pixsearch_core.metrics.segmentation import refer_aggregate, refer_expression_score
 from pixsearch_core.registry import register
+from pixsearch_core.safe_pickle import safe_loads
 from pixsearch_core.storage import join
 
 DEFAULT_SPLIT_BY = {"refcoco": "unc", "refcoco+": "unc", "refcocog": "umd"}
@@ -48,7 +49,7 @@ class _Refer(Benchmark):
         split_by = split_by or DEFAULT_SPLIT_BY[self.name]
         root = self._root(path)
         refs_uri = join(root, f"refs({split_by}).p")
-        refs = pickle.loads(self.store.get_bytes(refs_uri), encoding="latin1")  # official py2 pickle (trusted)
+        refs = safe_loads(self.store.get_bytes(refs_uri), encoding="latin1")  # py2 pickle; containers only
         instances = json.loads(self.store.get_bytes(join(root, "instances.json")))
         anns = {a["id"]: a for a in require(instances, "annotations", f"{root}/instances.json", list)}
         images = {im["id"]: im for im in require(instances, "images", f"{root}/instances.json", list)}

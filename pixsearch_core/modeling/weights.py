@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pixsearch_core.storage import ObjectStore, is_s3, join
+from pixsearch_core.storage import ObjectStore, child_path, is_s3, join
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,8 @@ class CheckpointMismatchError(ValueError):
 # ---------------------------------------------------------------- reading files
 def materialize(uri: str, cache_dir: str | Path, store: ObjectStore | None = None) -> Path:
     """A local path for `uri`: plain paths and file:// as they are; an s3:// object or prefix is downloaded once
-    into `cache_dir` (keyed by the URI) and reused."""
+    into `cache_dir` (keyed by the URI) and reused. A key that would land outside it (`..`) raises
+    UnsafePathError before anything is written."""
     store = store or ObjectStore()
     if not is_s3(uri):
         from pixsearch_core.storage import local_path
@@ -97,7 +98,7 @@ def materialize(uri: str, cache_dir: str | Path, store: ObjectStore | None = Non
         return path
     target = Path(cache_dir).expanduser() / hashlib.sha256(uri.encode()).hexdigest()[:16]
     if store.exists(uri):  # one object
-        dest = target / uri.rstrip("/").rsplit("/", 1)[-1]
+        dest = child_path(target, uri.rstrip("/").rsplit("/", 1)[-1])
         if not dest.exists():
             store.get_file(uri, dest)
         return dest
@@ -105,8 +106,8 @@ def materialize(uri: str, cache_dir: str | Path, store: ObjectStore | None = Non
     if not objects:
         raise FileNotFoundError(f"no object or prefix at {uri}")
     base = uri.rstrip("/") + "/"
-    for obj in objects:
-        dest = target / obj[len(base):]
+    dests = [(obj, child_path(target, obj[len(base):])) for obj in objects]  # every key checked before any write
+    for obj, dest in dests:
         if not dest.exists() or dest.stat().st_size != store.size(obj):
             store.get_file(obj, dest)
     return target

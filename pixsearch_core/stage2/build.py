@@ -56,7 +56,7 @@ class Worker:
     """Builds parts. Constructed once per process (or per Ray actor) from the config as JSON."""
 
     def __init__(self, cfg_json: str):
-        from indexing.searcher import ShardedSearcher
+        from pixsearch_core.retrieval.backends import make_retriever
 
         self.cfg = Stage2Config.model_validate_json(cfg_json)
         self.store = ObjectStore(self.cfg.storage)
@@ -67,7 +67,7 @@ class Worker:
         else:
             raise ValueError(f"llm.kind {self.cfg.llm.kind!r}; allowed: openai, rule_based")
         r = self.cfg.retrieval
-        searcher = ShardedSearcher(r.index, storage=self.cfg.storage, region_padding=r.region_padding)
+        searcher = make_retriever(r.retriever, self.store)
         self.builder = Builder(self.cfg, backend, searcher, _tokenizer(r.tokenizer), self.store)
         self.builder.prompt_version = ("none (rule-based)" if self.cfg.llm.kind == "rule_based"
                                        else prompt_version(self.cfg.prompts))

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from pixsearch_core.config import Config
+from pixsearch_core.retrieval.backends import RetrieverConfig
 from pixsearch_core.stage2.llm import LLMConfig
 from pixsearch_core.storage import StorageConfig
 
@@ -32,12 +33,11 @@ class SourceConfig(Config):
 
 
 class RetrievalSettings(Config):
-    index: str = Field(description="index URI (indices/<name>) whose CURRENT version answers the searches")
-    top_k: int = Field(1, ge=1, description="evidence passages per search (as the decoder's decode.top_k)")
+    retriever: RetrieverConfig = Field(description="the project's retriever the searches run on (index URI, http "
+                                                   "service, cragmm API, replay; with its k and region crop)")
     max_passage_tokens: int = Field(512, ge=1, description="passage budget, as the decoder's option")
     tokenizer: str = Field("tiny", description="tokenizer that cuts passages exactly as the decoder will: 'tiny' "
                                                "or a Hugging Face tokenizer directory")
-    region_padding: float = Field(0.1, ge=0, description="crop padding around a region mask (as eval's region)")
 
 
 class Stage2Config(Config):

@@ -134,13 +134,13 @@ class Builder:
         out, searches = [pieces[0]], []
         for (kind, text), tail in zip(queries, pieces[1:]):
             query, used = self._query(item, kind, text)
-            evidence = self.searcher.search(query, self.cfg.retrieval.top_k)
-            block = format_information(evidence, self.tokenizer, self.cfg.retrieval.top_k,
+            evidence = self.searcher.search(query, self.cfg.retrieval.retriever.k)
+            block = format_information(evidence, self.tokenizer, self.cfg.retrieval.retriever.k,
                                        self.cfg.retrieval.max_passage_tokens)
             payload = {"REGION": "<region>", "IMAGE": "<image>"}.get(used, text)
             out.append(f"<search>{payload}</search>{block}{tail}")
             searches.append({"asked": kind, "type": used, "query": text, "information": block,
-                             "evidence_ids": [e.doc_id for e in evidence[:self.cfg.retrieval.top_k]],
+                             "evidence_ids": [e.doc_id for e in evidence[:self.cfg.retrieval.retriever.k]],
                              "continuation": tail, "region_fallback": kind == "REGION" and used != "REGION"})
         return "".join(out), searches
 

@@ -9,6 +9,10 @@ overlaps an <information>...</information> block is not (`losses.information_tok
 of each span B, the rest I, every other real token O, padding and the image placeholder IGNORE. A span truncated
 away entirely loses its mask (logged); the rest keep theirs, in span order. A text-only sample (LLaVA's
 text rows) gets a black 32x32 image and the placeholder, so that every row of a batch has exactly one image.
+
+A sample that still fails here (packing checks them, `sample.check`) is logged and left out of the batch
+(`skipped`); the step goes on with the rest. When every sample of a micro-batch fails, the batch is one blank
+text-only row with `weight` 0: every rank still runs its forward, backward and gradient reduction in step.
 """
 
 from __future__ import annotations
@@ -93,8 +97,29 @@ class Collator:
         self.template = TEMPLATES[template]
         self.placeholder = tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER)
 
+    def _prepare(self, samples: list[Sample]) -> tuple[list, list[str]]:
+        """(sample, rendered, (image, masks)) of every sample that renders and loads; ids of the others."""
+        ok, skipped = [], []
+        for s in samples:
+            try:
+                rendered = render(s, self.template, self.tok.eos_token)
+                if rendered[0].count(IMAGE_PLACEHOLDER) != 1:
+                    raise ValueError(f"{rendered[0].count(IMAGE_PLACEHOLDER)} image placeholders; one needed")
+                ok.append((s, rendered, load_image(s, self.image_max_side)))
+            except Exception as e:  # one bad sample must not stop the run (resume would replay it forever)
+                log.warning("sample %s skipped in the collator: %s: %s", s.id, type(e).__name__, e)
+                skipped.append(s.id)
+        return ok, skipped
+
     def __call__(self, samples: list[Sample]) -> dict:
-        rendered = [render(s, self.template, self.tok.eos_token) for s in samples]
+        prepared, skipped = self._prepare(samples)
+        weight = 1.0
+        if not prepared:
+            blank = Sample(id="blank", source="blank", stage=1, image=None,
+                           conversation=[{"role": "user", "content": IMAGE}, {"role": "assistant", "content": "."}])
+            prepared, weight = self._prepare([blank])[0], 0.0
+        samples = [p[0] for p in prepared]
+        rendered = [p[1] for p in prepared]
         enc = self.tok([r[0] for r in rendered], return_tensors="pt", padding="longest", truncation=True,
                        max_length=self.max_length, return_offsets_mapping=True)
         ids, attn = enc.input_ids, enc.attention_mask
@@ -107,7 +132,7 @@ class Collator:
                 keep[b] |= _overlap(offs, s, e)
             keep[b] &= information_token_mask(offs, information_spans(text))
             tags[b] = torch.where(real & (ids[b] != self.placeholder), TAG_O, IGNORE)
-            image, masks = load_image(sample, self.image_max_side)
+            image, masks = prepared[b][2]
             kept = []
             for j, (s, e) in sorted(enumerate(spans), key=lambda x: x[1]):
                 idx = torch.nonzero(_overlap(offs, s, e) & real).flatten()
@@ -122,4 +147,5 @@ class Collator:
             raise ValueError(f"samples {[s.id for s in samples]}: every row needs exactly one image placeholder")
         labels = lm_labels(ids, attn, keep, (self.placeholder,))
         return {"ids": [s.id for s in samples], "images": images, "input_ids": ids, "attention_mask": attn,
-                "labels": labels, "tags": tags, "gt_masks": gt_masks, "n_tokens": int(attn.sum())}
+                "labels": labels, "tags": tags, "gt_masks": gt_masks, "n_tokens": int(attn.sum()),
+                "skipped": skipped, "weight": weight}

@@ -6,6 +6,8 @@ import json
 import logging
 from pathlib import Path
 
+from pixsearch_core.jsonl import parse_jsonl
+
 log = logging.getLogger(__name__)
 
 
@@ -25,7 +27,7 @@ class MetricsLog:
 
 
 def read_metrics(path: str | Path) -> list[dict]:
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    return [row for _, row in parse_jsonl(Path(path).read_bytes(), str(path))]
 
 
 def plot_metrics(path: str | Path, out: str | Path) -> Path:

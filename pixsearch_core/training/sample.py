@@ -50,6 +50,33 @@ class Sample:
                 raise ValueError(f"sample {self.id}: span {(turn, s, e)} is not inside an assistant turn")
 
 
+def check(sample: Sample) -> str | None:
+    """Why a sample would fail in the collator (None when it is usable): every turn's content a string, the image
+    decodable (fully, so a truncated file is caught), the masks (N, H, W) at the image's size. Run at pack time."""
+    bad = [i for i, t in enumerate(sample.conversation) if not isinstance(t.get("content"), str)]
+    if bad:
+        got = type(sample.conversation[bad[0]].get("content")).__name__
+        return f"turns {bad}: content should be a string, got {got}"
+    from pixsearch_core.modeling.tokens import IMAGE_PLACEHOLDER
+
+    if any(IMAGE_PLACEHOLDER in t["content"] for t in sample.conversation):  # the collator places the only one
+        return f"the conversation holds the internal image slot {IMAGE_PLACEHOLDER}"
+    if sample.image is None:
+        return "masks but no image" if sample.masks is not None and len(sample.masks) else None
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(sample.image)) as img:
+            img.load()
+            w, h = img.size
+    except Exception as e:  # PIL raises many types for bad data (OSError, SyntaxError, DecompressionBombError...)
+        return f"image does not decode: {type(e).__name__}: {e}"
+    masks = sample.masks
+    if masks is not None and len(masks) and (np.ndim(masks) != 3 or tuple(np.shape(masks)[1:]) != (h, w)):
+        return f"masks of shape {tuple(np.shape(masks))}; the image is {h}x{w} (N, {h}, {w} expected)"
+    return None
+
+
 def find_span(text: str, phrase: str, start: int = 0) -> tuple[int, int] | None:
     """The first case-insensitive occurrence of `phrase` in `text` at or after `start`, as [s, e)."""
     i = text.lower().find(phrase.lower(), start)

@@ -5,7 +5,9 @@
 
 Layout under the prefix: `shard-000000.tar` ..., `quarantine.jsonl` (rejected records with reasons) and
 `manifest.json` (written LAST: shard URIs, sample counts, sha256; readers trust only it). A shard is read whole
-(one GET) and decoded lazily; the last shard read is kept.
+(one GET) and decoded lazily; the last shard read is kept. Every sample is checked before it is packed
+(`sample.check`: the image decodes, contents are strings, masks fit the image); a bad one is quarantined with its
+reason, so a resumed run never replays a sample that crashes the collator.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from tqdm import tqdm
 
 from pixsearch_core.storage import ObjectStore, join
 from pixsearch_core.training.readers import Rejected
-from pixsearch_core.training.sample import Sample, decode, encode
+from pixsearch_core.training.sample import Sample, check, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,8 @@ def pack_shards(items: Iterable[Sample | Rejected], prefix: str, store: ObjectSt
 
     with tempfile.TemporaryDirectory() as tmp:
         for item in tqdm(items, desc=f"packing {name or prefix}", unit="sample"):
+            if isinstance(item, Sample) and (reason := check(item)):
+                item = Rejected(item.id, reason)
             if isinstance(item, Rejected):
                 rejected.append({"id": item.id, "reason": item.reason})
                 continue

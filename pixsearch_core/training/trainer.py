@@ -91,6 +91,7 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
     sc, oc = cfg.stage(stage), cfg.optim
     prefix, run_dir = join(cfg.output, f"stage{stage}"), Path(cfg.run_dir) / f"stage{stage}"
     if rank == 0:
+        store.clean_incomplete(prefix, best_effort=True)  # what a killed run's uploads left (tmp, multipart)
         prepare_shards(cfg, sc.ratio.as_dict(), store)
     dist.barrier()
     mixture, epoch = build_mixture(cfg, sc, rank, world, store)
@@ -118,6 +119,8 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
         batch = collate([next(samples) for _ in range(oc.micro_batch_size)])
         torch.manual_seed(cfg.seed * 1_000_003 + rank * 10_007 + micro)
         loss, terms = _step_loss(engine, batch, cfg, cfg.loss.kl > 0)
+        if batch["weight"] != 1.0:  # every sample of this micro-batch failed in the collator (logged there)
+            loss = loss * batch["weight"]
         lr = scheduler.get_last_lr()[0]  # the LR this optimizer step uses
         engine.backward(loss)
         engine.step()

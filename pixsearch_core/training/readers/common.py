@@ -9,8 +9,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pixsearch_core.storage import join
+from pixsearch_core.storage import uri_under
 from pixsearch_core.training.sample import IMAGE, Sample
+
+#: what one bad record raises while it is read (a missing file, a wrong type, a bad value, a path leaving its
+#: root): the record is quarantined with the error, the source goes on
+RECORD_ERRORS = (OSError, ValueError, KeyError, TypeError)
 
 
 @dataclass
@@ -22,8 +26,19 @@ class Rejected:
 
 
 def resolve(base: str, ref: str) -> str:
-    """An image/mask reference: absolute paths and URIs as they are, relative ones under `base`."""
-    return ref if ref.startswith("/") or "://" in ref else join(base, ref)
+    """An image/mask reference: absolute paths and URIs as they are (a training source is chosen by whoever
+    configures the run), relative ones under `base` and refused (UnsafePathError) when they climb out of it."""
+    if not isinstance(ref, str) or not ref:
+        raise ValueError(f"image/mask reference {ref!r:.80} should be a path or URI")
+    return ref if ref.startswith("/") or "://" in ref else uri_under(base, ref)
+
+
+def text_field(rec: dict, name: str) -> str:
+    """`rec[name]` when it is a non-empty string; else ValueError naming the field and what it holds."""
+    value = rec.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"field {name!r} should be a non-empty string, got {type(value).__name__}: {value!r:.80}")
+    return value
 
 
 def read_label_map(store, uri: str) -> np.ndarray:

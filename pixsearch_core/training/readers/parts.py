@@ -7,7 +7,7 @@ import json
 from collections import defaultdict
 
 from pixsearch_core.masks import decode_coco_segmentation
-from pixsearch_core.training.readers.common import Rejected, pick, resolve, segmentation_sample
+from pixsearch_core.training.readers.common import RECORD_ERRORS, Rejected, pick, resolve, segmentation_sample
 
 
 def part_phrase(name: str) -> str:
@@ -37,10 +37,10 @@ def read(reader: str, store, path: str, images: str | None = None, max_parts: in
             continue
         chosen = pick(anns, max_parts, sid)
         try:
-            image = store.get_bytes(resolve(images, im["file_name"]))
-        except OSError as e:
-            yield Rejected(sid, f"image: {e}")
-            continue
-        masks = [(decode_coco_segmentation(a["segmentation"], im["height"], im["width"]) > 0).astype("uint8")
-                 for a in chosen]
-        yield segmentation_sample(sid, reader, image, [part_phrase(cats[a["category_id"]]) for a in chosen], masks)
+            image = store.get_bytes(resolve(images, im.get("file_name")))
+            masks = [(decode_coco_segmentation(a["segmentation"], im["height"], im["width"]) > 0).astype("uint8")
+                     for a in chosen]
+            yield segmentation_sample(sid, reader, image, [part_phrase(cats[a["category_id"]]) for a in chosen],
+                                      masks)
+        except RECORD_ERRORS as e:
+            yield Rejected(sid, f"{type(e).__name__}: {e}")

@@ -4,7 +4,7 @@ per referring sentence, its mask the referred annotation's polygons."""
 from __future__ import annotations
 
 from pixsearch_core.registry import get
-from pixsearch_core.training.readers.common import Rejected, resolve, segmentation_sample
+from pixsearch_core.training.readers.common import RECORD_ERRORS, Rejected, resolve, segmentation_sample
 
 
 def read(reader: str, store, path: str, images: str | None = None, split: str = "train"):
@@ -16,7 +16,7 @@ def read(reader: str, store, path: str, images: str | None = None, split: str = 
         try:
             mask = (ex.mask() > 0).astype("uint8")
             image = store.get_bytes(resolve(images, ex.image))
-        except (OSError, ValueError) as e:
+        except RECORD_ERRORS as e:
             yield Rejected(sid, f"{type(e).__name__}: {e}")
             continue
         if not mask.any():

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from pixsearch_core.storage import join
-from pixsearch_core.training.readers.common import Rejected, pick, read_label_map, segmentation_sample
+from pixsearch_core.training.readers.common import (RECORD_ERRORS, Rejected, pick, read_label_map,
+                                                    segmentation_sample)
 
 
 def _ade_classes(store, root: str, classes: str | None) -> dict[int, str]:
@@ -49,7 +50,11 @@ def read(reader: str, store, path: str, images: str | None = None, classes: str 
     for uri in (u for u in store.list(ann_dir) if u.endswith(".png")):
         stem = uri.rsplit("/", 1)[-1][:-4]
         sid = f"{reader}-{stem}"
-        labels = read_label_map(store, uri)
+        try:
+            labels = read_label_map(store, uri)
+        except RECORD_ERRORS as e:  # a corrupt annotation PNG
+            yield Rejected(sid, f"annotation: {type(e).__name__}: {e}")
+            continue
         values, counts = np.unique(labels, return_counts=True)
         present = [int(v) for v, c in zip(values, counts) if int(v) in names and c >= min_pixels]
         if not present:
@@ -58,7 +63,7 @@ def read(reader: str, store, path: str, images: str | None = None, classes: str 
         chosen = pick(present, max_classes, sid)
         try:
             image = store.get_bytes(join(img_dir, stem + ext))
-        except OSError as e:
+        except RECORD_ERRORS as e:
             yield Rejected(sid, f"image: {e}")
             continue
         yield segmentation_sample(sid, reader, image, [f"the {names[v]}" for v in chosen],
