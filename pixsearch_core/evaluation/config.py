@@ -59,6 +59,15 @@ class ModelSettings(Config):
     device: str = Field("auto", description="auto = cuda when the replica has a GPU, else cpu")
 
 
+class PictureSettings(Config):
+    """Where benchmark pictures are cached (embedded bytes extracted, image URLs downloaded), how URLs are fetched."""
+
+    cache: str | None = Field(None, description="object-store prefix; null = <output>/cache/images")
+    timeout_s: float = Field(20.0, gt=0, description="per download try")
+    retries: int = Field(3, ge=0, description="download tries after the first (exponential backoff)")
+    backoff_s: float = Field(1.0, ge=0, description="wait before the first retry; doubles each retry")
+
+
 class EvalRunConfig(Config):
     """Everything of a run except what the command line names (benchmark, data, model, index, mode)."""
 
@@ -76,6 +85,12 @@ class EvalRunConfig(Config):
     output: str = Field("out", description="records go to <output>/runs/<run_id>/ (a path or s3:// URI)")
     flush_every: int = Field(16, ge=1, description="records per parquet part (a crash loses at most these)")
     storage: StorageConfig = StorageConfig()
+    images: PictureSettings = PictureSettings()
+
+    def picture_cache(self) -> str:
+        from pixsearch_core.storage import join
+
+        return self.images.cache or join(self.output, "cache", "images")
 
     def decode_options(self, mode: str) -> dict[str, Any]:
         return {**self.decode, "top_k": self.search_k, **mode_options(mode)}

@@ -58,7 +58,7 @@ def identity_hash(cfg: EvalRunConfig) -> str:
     """The config hash of what changes results: not the Ray layout, output root, limit or flush size (so a run
     may be resumed wider, elsewhere, or extended past an earlier --limit)."""
     return cfg.model_copy(update={"ray": cfg.ray.__class__(), "output": "", "limit": None,
-                                  "flush_every": 16}).config_hash()
+                                  "flush_every": 16, "images": cfg.images.__class__()}).config_hash()
 
 
 def default_run_id(req: RunRequest, cfg: EvalRunConfig) -> str:
@@ -75,7 +75,18 @@ def runner_spec(req: RunRequest, cfg: EvalRunConfig) -> RunnerSpec:
         "model": req.model, "index": req.index, "decode": cfg.decode_options(req.mode),
         "model_size": cfg.model.size, "model_overrides": cfg.model.overrides, "device": cfg.model.device,
         "storage": cfg.storage.model_dump(), "prompt_template": cfg.prompt_template,
-        "region": cfg.region.model_dump()})
+        "region": cfg.region.model_dump(),
+        "pictures": {**cfg.images.model_dump(), "cache": cfg.picture_cache()}})
+
+
+def benchmark_spec(req: RunRequest, cfg: EvalRunConfig) -> BenchmarkSpec:
+    """The benchmark with its options; benchmarks that carry pictures (`takes_image_cache`) get the cache prefix."""
+    from pixsearch_core.registry import get
+
+    options = dict(cfg.benchmark_options)
+    if getattr(get("benchmark", req.benchmark), "takes_image_cache", False):
+        options.setdefault("image_cache", cfg.picture_cache())
+    return BenchmarkSpec(req.benchmark, options)
 
 
 def run_meta(req: RunRequest, cfg: EvalRunConfig, store: ObjectStore, spec: RunnerSpec) -> dict[str, Any]:
@@ -100,7 +111,7 @@ def run_eval(cfg: EvalRunConfig, req: RunRequest) -> dict[str, Any]:
     """Run (or resume) an evaluation; returns {run_uri, total, skipped, written, errors, aggregate}."""
     mode_options(req.mode)  # validate before any work
     store = ObjectStore(cfg.storage)
-    bench_spec = BenchmarkSpec(req.benchmark, dict(cfg.benchmark_options))
+    bench_spec = benchmark_spec(req, cfg)
     examples = _examples(req, cfg, bench_spec)
     spec = runner_spec(req, cfg)
     spec.resolve()
