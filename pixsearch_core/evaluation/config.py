@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pixsearch_core.config import Config
 from pixsearch_core.retrieval.crop import RegionCrop
@@ -77,8 +77,8 @@ class EvalRunConfig(Config):
                                    "temperature, ...); the mode sets mode / modalities / max_searches")
     search_k: int = Field(3, ge=1, description="evidence passages per search")
     region: RegionCrop = Field(default_factory=RegionCrop, description="how region queries are cropped")
-    prompt_template: str = Field("{question}", description="the prompt; {question} is replaced (the model "
-                                 "adapter adds the image slot)")
+    template: str = Field("vicuna_v1", description="the chat template (pixsearch_core.modeling.templates: "
+                          "vicuna_v1 | plain); must be the one the model was trained with (data.template)")
     benchmark_options: dict[str, Any] = Field(default_factory=dict, description="passed to the benchmark class")
     split: str | None = Field(None, description="benchmark split; null = the benchmark's default")
     limit: int | None = Field(None, ge=1, description="evaluate only the first N examples")
@@ -86,6 +86,14 @@ class EvalRunConfig(Config):
     flush_every: int = Field(16, ge=1, description="records per parquet part (a crash loses at most these)")
     storage: StorageConfig = StorageConfig()
     images: PictureSettings = PictureSettings()
+
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, v: str) -> str:
+        from pixsearch_core.modeling.templates import get_template
+
+        get_template(v)  # ValueError naming the allowed templates
+        return v
 
     def picture_cache(self) -> str:
         from pixsearch_core.storage import join

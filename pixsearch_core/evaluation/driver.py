@@ -74,7 +74,7 @@ def runner_spec(req: RunRequest, cfg: EvalRunConfig) -> RunnerSpec:
     return RunnerSpec("pixsearch_core.evaluation.model_runner:DecodingRunner", {
         "model": req.model, "index": req.index, "decode": cfg.decode_options(req.mode),
         "model_size": cfg.model.size, "model_overrides": cfg.model.overrides, "device": cfg.model.device,
-        "storage": cfg.storage.model_dump(), "prompt_template": cfg.prompt_template,
+        "storage": cfg.storage.model_dump(), "template": cfg.template,
         "region": cfg.region.model_dump(),
         "pictures": {**cfg.images.model_dump(), "cache": cfg.picture_cache()}})
 

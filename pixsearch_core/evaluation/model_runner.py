@@ -44,10 +44,10 @@ def _device(setting: str) -> str:
 class DecodingRunner:
     def __init__(self, model: str, index: str, decode: dict[str, Any], model_size: str = "tiny",
                  model_overrides: list[str] | None = None, device: str = "auto",
-                 storage: dict[str, Any] | None = None, prompt_template: str = "{question}",
+                 storage: dict[str, Any] | None = None, template: str = "vicuna_v1",
                  region: dict[str, Any] | None = None, pictures: dict[str, Any] | None = None):
         self.model_ref, self.index, self.decode = model, index, dict(decode)
-        self.prompt_template = prompt_template
+        self.template = template
         self.model_size, self.model_overrides, self.device = model_size, list(model_overrides or []), device
         self.storage = StorageConfig(**(storage or {}))
         self.region = dict(region or {})
@@ -124,8 +124,11 @@ class DecodingRunner:
         if ex.metadata.get("image_error"):
             raise PictureUnavailable(ex.metadata["image_error"])
 
-        prompt = self.prompt_template.format(question=ex.question)  # the adapter places the image slot
-        return DecodeRequest(ex.id, prompt, image=self._image(ex.image), question=ex.question)
+        from pixsearch_core.modeling.templates import generation_prompt
+
+        image = self._image(ex.image)
+        prompt = generation_prompt(self.template, ex.question, with_image=image is not None)  # as in training
+        return DecodeRequest(ex.id, prompt, image=image, question=ex.question)
 
     def run_batch(self, examples: list[Example]) -> list[dict[str, Any]]:
         assert self.decoder is not None, "run_batch before setup()"

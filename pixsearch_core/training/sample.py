@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: where the image goes in a conversation (the collator swaps in the model's placeholder token)
-IMAGE = "<image>"
+from pixsearch_core.modeling.templates import IMAGE  # where the image goes in a conversation (re-exported)
+
 ROLES = ("user", "assistant")
 
 
