@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pixsearch_core.modeling.templates import IMAGE  # where the image goes in a conversation (re-exported)
+from pixsearch_core.modeling.templates import IMAGE  # noqa: F401  (re-exported: the image slot in a conversation)
 
 ROLES = ("user", "assistant")
 
