@@ -1,5 +1,6 @@
 """Samples -> a training batch for PixSearchModel: chat template (`modeling.templates`), truncation, labels with
-the information tokens masked (Eq. 9-10 via the offset mapping), B/I/O labels per token, images and masks resized for the decoder.
+the information tokens masked (Eq. 9-10 via the offset mapping), B/I/O labels per token, images and masks resized
+for the decoder.
 
     collate = Collator(model.tokenizer, max_length=512, image_max_side=1024)
     batch = collate(samples)   # images, input_ids, attention_mask, labels, tags, gt_masks, n_tokens, ids
