@@ -75,7 +75,8 @@ def test_wiki_config_builds_on_a_tiny_dump(tmp_path, capsys):
         "image_encoder.kind=dinov2-onnx", "image_encoder.model=null", "image_encoder.batch_size=4",
         f"output={tmp_path}/out", f"cache_dir={tmp_path}/cache", "runner=sequential",
         "spark.master=local[1]", "spark.gpus_per_task=0", "spark.conf={}",
-        "passages.max_passages_per_doc=4", "shards.passages_per_shard=10", "shards.images_per_shard=2", "faiss.train_sample=1000", "faiss.nprobe=null"]
+        "passages.max_passages_per_doc=4", "shards.passages_per_shard=10", "shards.images_per_shard=2",
+        "faiss.train_sample=1000", "faiss.nprobe=null"]
     assert cli.main(["index", "build", "--config", WIKI, *overrides]) == 0
     capsys.readouterr()
     index = f"{tmp_path}/out/indices/wiki"
