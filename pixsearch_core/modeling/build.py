@@ -84,6 +84,10 @@ class ModelConfig(Config):
     trainable: TrainableSettings = TrainableSettings()
     span_tagger_ff_dim: int = Field(2048, ge=4, description="Table 9: bidirectional encoder 2048")
     span_tagger_heads: int = Field(8, ge=1)
+    span_tagger_style: Literal["pixsearch", "plum"] = Field(
+        "pixsearch", description="plum: PLUM's tagger layout (post-norm ReLU layer, MLP classifier), for PLUM init")
+    projector: Literal["mlp2x_gelu", "linear"] = Field(
+        "mlp2x_gelu", description="LLaVA-1.5's MLP, or LLaVA-1's linear (LLaVA-Llama-2 lightning: LISA, PLUM)")
     mask_feedback: bool = Field(False, description="PLUM's mask feedback loop across the spans of a row")
     image_cache_size: int = Field(32, ge=0)
     copy_head: bool = Field(False, description="a pointer-generator copy head over the context (modeling/copy_head"
@@ -92,7 +96,8 @@ class ModelConfig(Config):
     copy_head_ngram: int = Field(3, ge=0, description="how many last tokens the copy head's queries and keys see")
     copy_head_source: Literal["evidence", "context"] = Field(
         "evidence", description="copy from <information> blocks only, or from the whole context")
-    init_checkpoint: str | None = Field(None, description="a LISA/PLUM-style full checkpoint (before LoRA)")
+    init_checkpoint: str | None = Field(None, description="a PLUM / LISA-style full checkpoint (merged HF "
+                                        "directory or one file) loaded before LoRA: modeling/weights.py")
     init_key_rules: list[tuple[str, str]] = []
     weights: str | None = Field(None, description="a PixSearch trainable checkpoint (save_trainable) to load")
     cache_dir: str = "~/.cache/pixsearch/weights"
@@ -239,14 +244,14 @@ def _build_pixsearch(cfg: ModelConfig, store: ObjectStore | None = None):
     tower = _vision(cfg, llava, store)
     sam, sam_state, sam_source = _sam(cfg, store)
     d = lm.config.hidden_size
-    projector = MultimodalProjector(tower.feature_dim, d)
-    if llava is not None:
+    projector = MultimodalProjector(tower.feature_dim, d, cfg.projector)
+    if llava is not None and cfg.projector == "mlp2x_gelu":
         projector.load_state_dict(llava.model.multi_modal_projector.state_dict(), strict=False)
     add_special_tokens(tok)
     resize_token_embeddings(lm, tok)
     model = PixSearchModel(
         vision_tower=tower, projector=projector, language_model=lm,
-        span_tagger=SpanTagger(d, cfg.span_tagger_ff_dim, cfg.span_tagger_heads),
+        span_tagger=SpanTagger(d, cfg.span_tagger_ff_dim, cfg.span_tagger_heads, style=cfg.span_tagger_style),
         mask_head=MaskQueryHead(d, sam.prompt_dim), sam_image_encoder=sam.image_encoder,
         prompt_encoder=sam.prompt_encoder, mask_decoder=sam.mask_decoder, tokenizer=tok,
         sam_image_size=sam.image_size, mask_feedback=cfg.mask_feedback, image_cache_size=cfg.image_cache_size,
@@ -256,7 +261,7 @@ def _build_pixsearch(cfg: ModelConfig, store: ObjectStore | None = None):
         ck.load_sam_weights(model, sam_state, sam_source)
     if cfg.init_checkpoint:
         state = ck.read_state_file(_local(cfg.init_checkpoint, cfg, store))
-        ck.load_lisa_style(model, state, cfg.init_checkpoint, [tuple(r) for r in cfg.init_key_rules])
+        ck.load_plum_style(model, state, cfg.init_checkpoint, [tuple(r) for r in cfg.init_key_rules])
     if cfg.lora.enabled:
         model.language_model = apply_lora(lm, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_regex)
     model.to(device=cfg.device, dtype=getattr(torch, cfg.dtype))
