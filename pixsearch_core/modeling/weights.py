@@ -20,14 +20,14 @@ Other formats:
   (the names are those of PLUM's public code, github.com/AnselBlume/partonomy src/models/PLUM/model/PLUM.py):
 
     PLUM key                                          PixSearchModel key
-    model.embed_tokens.weight, model.layers.*, model.norm.weight -> language_model.model.*  (Llama-2-13B, before LoRA)
+    model.{embed_tokens,layers,norm}.*            ->  language_model.model.*  (Llama-2-13B, before LoRA)
     lm_head.weight                                ->  language_model.lm_head.weight
     model.mm_projector.{weight,bias}              ->  projector.linear_1.*   (LLaVA-1 linear: `projector: linear`)
     model.mm_projector.{0,2}.*                    ->  projector.linear_{1,2}.*   (LLaVA-1.5 mlp2x_gelu)
     model.visual_model.image_encoder.*            ->  sam_image_encoder.*    (SAM ViT-H)
     model.visual_model.prompt_encoder.*           ->  prompt_encoder.*
     model.visual_model.mask_decoder.*             ->  mask_decoder.*
-    model.text_hidden_fcs.0.{0,2}.*               ->  mask_head.mlp.{0,2}.*  (g(.): Linear-ReLU-Linear-Dropout, D -> 256)
+    model.text_hidden_fcs.0.{0,2}.*               ->  mask_head.mlp.{0,2}.*  (g: Linear-ReLU-Linear-Dropout, D -> 256)
     model.token_to_mask_fcs.0.{0,2}.*             ->  span_tagger.classifier.{0,2}.*  (B/I/O head; `span_tagger_style:
                                                       plum`)
     bio_encoder.encoder.layers.0.*                ->  span_tagger.encoder.*  (the bidirectional layer, ff 2048, 8 heads)
