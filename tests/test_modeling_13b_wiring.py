@@ -93,14 +93,3 @@ def test_13b_defaults_are_the_paper():
     assert (cfg.language_model.kind, cfg.vision.kind, cfg.sam.kind) == ("llava_hf", "llava_hf", "vit_h")
     assert (cfg.lora.r, cfg.dtype, cfg.span_tagger_ff_dim) == (8, "bfloat16", 2048)
     assert cfg.trainable.parts == ["span_tagger", "mask_head", "prompt_encoder", "mask_decoder"]
-
-
-def test_conf_files_equal_the_builtin_defaults():
-    from pathlib import Path
-
-    from pixsearch_core.config import load_config
-    from pixsearch_core.modeling.configs import ModelConfig
-
-    conf = Path(__file__).resolve().parents[1] / "conf" / "model"
-    for size in ("tiny", "mini", "13b"):
-        assert load_config(ModelConfig, conf / f"{size}.yaml") == model_config(size), size

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pixsearch_core.config import Config, ConfigError
 from pixsearch_core.decoding.options import MODE_FIELDS, DecodeOptions, mode_fields, mode_name
@@ -46,6 +46,15 @@ class ModelSettings(ModelSpec):
     device: str = Field("auto", description="auto = cuda when the replica has a GPU, else cpu")
 
 
+class PictureSettings(Config):
+    """Where benchmark pictures are cached (embedded bytes extracted, image URLs downloaded), how URLs are fetched."""
+
+    cache: str | None = Field(None, description="object-store prefix; null = <output>/cache/images")
+    timeout_s: float = Field(20.0, gt=0, description="per download try")
+    retries: int = Field(3, ge=0, description="download tries after the first (exponential backoff)")
+    backoff_s: float = Field(1.0, ge=0, description="wait before the first retry; doubles each retry")
+
+
 class EvalRunConfig(Config):
     """Everything of a run except what the command line names (benchmark, data, model, mode)."""
 
@@ -55,8 +64,8 @@ class EvalRunConfig(Config):
                                   "*.yaml); mode / modalities / max_searches may come from --mode instead")
     retriever: RetrieverConfig = Field(default_factory=RetrieverConfig, description="the search backend "
                                        "(kind, uri, k, crop, ...); kind/uri may come from --index or --retriever")
-    prompt_template: str = Field("{question}", description="the prompt; {question} is replaced (the model "
-                                 "adapter adds the image slot)")
+    template: str = Field("vicuna_v1", description="the chat template (pixsearch_core.modeling.templates: "
+                          "vicuna_v1 | plain); must be the one the model was trained with (data.template)")
     benchmark_options: dict[str, Any] = Field(default_factory=dict, description="passed to the benchmark class")
     split: str | None = Field(None, description="benchmark split; null = the benchmark's default")
     limit: int | None = Field(None, ge=1, description="evaluate only the first N examples")
@@ -67,6 +76,20 @@ class EvalRunConfig(Config):
     lease_ttl_s: float = Field(120.0, gt=0, description="one driver per run: its lease expires this long after "
                                "its last heartbeat (every ttl/3), then another driver may take the run over")
     storage: StorageConfig = StorageConfig()
+    images: PictureSettings = PictureSettings()
+
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, v: str) -> str:
+        from pixsearch_core.modeling.templates import get_template
+
+        get_template(v)  # ValueError naming the allowed templates
+        return v
+
+    def picture_cache(self) -> str:
+        from pixsearch_core.storage import join
+
+        return self.images.cache or join(self.output, "cache", "images")
 
     @model_validator(mode="before")
     @classmethod

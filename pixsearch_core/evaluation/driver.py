@@ -79,12 +79,12 @@ def resolve(cfg: EvalRunConfig, req: RunRequest) -> EvalRunConfig:
 
 
 def identity_hash(cfg: EvalRunConfig) -> str:
-    """The config hash of what changes results: not the Ray layout, output root, limit, flush size, retry count or
-    lease ttl (so a run may be resumed wider, elsewhere, extended past an earlier --limit, or retried more), nor
-    the retriever's local cache directory, timeout or retries."""
+    """The config hash of what changes results: not the Ray layout, output root, limit, flush size, retry count,
+    lease ttl or picture cache (so a run may be resumed wider, elsewhere, extended past an earlier --limit, or
+    retried more), nor the retriever's local cache directory, timeout or retries."""
     where = cfg.retriever.model_copy(update={"cache_dir": "", "timeout": 30.0, "retries": 2})  # not what it finds
     base = cfg.model_copy(update={"ray": cfg.ray.__class__(), "output": "", "limit": None, "flush_every": 16,
-                                  "retriever": where})
+                                  "retriever": where, "images": cfg.images.__class__()})
     blob = json.dumps(base.model_dump(mode="json", exclude={"max_attempts", "lease_ttl_s"}), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -116,7 +116,18 @@ def runner_spec(req: RunRequest, cfg: EvalRunConfig, retriever: RetrieverConfig 
         "model": req.model, "retriever": (retriever or cfg.retriever).model_dump(mode="json", exclude_unset=True),
         "decode": cfg.decode_options(req.mode), "model_size": cfg.model.size,
         "model_overrides": cfg.model.build_overrides(), "device": cfg.model.device,
-        "storage": cfg.storage.model_dump(), "prompt_template": cfg.prompt_template})
+        "storage": cfg.storage.model_dump(), "template": cfg.template,
+        "pictures": {**cfg.images.model_dump(), "cache": cfg.picture_cache()}})
+
+
+def benchmark_spec(req: RunRequest, cfg: EvalRunConfig) -> BenchmarkSpec:
+    """The benchmark with its options; benchmarks that carry pictures (`takes_image_cache`) get the cache prefix."""
+    from pixsearch_core.registry import get
+
+    options = dict(cfg.benchmark_options)
+    if getattr(get("benchmark", req.benchmark), "takes_image_cache", False):
+        options.setdefault("image_cache", cfg.picture_cache())
+    return BenchmarkSpec(req.benchmark, options)
 
 
 def run_meta(req: RunRequest, cfg: EvalRunConfig, version: str, spec: RunnerSpec) -> dict[str, Any]:
@@ -156,7 +167,7 @@ def run_eval(cfg: EvalRunConfig, req: RunRequest) -> dict[str, Any]:
     cfg = resolve(cfg, req)
     cfg.decode_options(req.mode)  # an unknown or conflicting mode fails before any work
     store = ObjectStore(cfg.storage)
-    bench_spec = BenchmarkSpec(req.benchmark, dict(cfg.benchmark_options))
+    bench_spec = benchmark_spec(req, cfg)
     examples = _examples(req, cfg, bench_spec)
     runner_spec(req, cfg).resolve()  # a bad runner target fails before the run directory exists
     run_uri = run_dir(cfg.output, req.run_id or default_run_id(req, cfg))

@@ -35,14 +35,16 @@ def _device(setting: str) -> str:
 class DecodingRunner:
     def __init__(self, model: str, retriever: dict[str, Any], decode: dict[str, Any], model_size: str = "tiny",
                  model_overrides: list[str] | None = None, device: str = "auto",
-                 storage: dict[str, Any] | None = None, prompt_template: str = "{question}"):
+                 storage: dict[str, Any] | None = None, template: str = "vicuna_v1",
+                 pictures: dict[str, Any] | None = None):
         from pixsearch_core.retrieval.backends import RetrieverConfig
 
         self.model_ref, self.decode = model, dict(decode)
         self.retriever = RetrieverConfig.model_validate(retriever)
-        self.prompt_template = prompt_template
+        self.template = template
         self.model_size, self.model_overrides, self.device = model_size, list(model_overrides or []), device
         self.storage = StorageConfig(**(storage or {}))
+        self.pictures = dict(pictures or {})
         self.decoder = None
 
     def _model(self):
@@ -72,24 +74,48 @@ class DecodingRunner:
         from pixsearch_core.decoding import DecodeOptions, SearchInterleavedDecoder
         from pixsearch_core.retrieval.backends import make_retriever
 
+        from pixsearch_core.benchmarks.pictures import FetchPolicy, PictureCache
+
         self.store = ObjectStore(self.storage)
+        settings = dict(self.pictures)
+        cache = settings.pop("cache", None)
+        self.picture_cache = PictureCache(self.store, cache, FetchPolicy(**settings)) if cache else None
         searcher = make_retriever(self.retriever, self.store)
         self.decoder = SearchInterleavedDecoder(self._model(), searcher, DecodeOptions(**self.decode))
         log.info("replica ready: model %s, retriever %s %s", self.model_ref, self.retriever.kind,
                  self.retriever.uri or "")
 
     def _image(self, ref: str | None):
+        """The picture as RGB: an object-store URI or path, or an http(s) URL fetched through the picture cache
+        (PictureUnavailable names the URL when it cannot be had)."""
         if not ref:
             return None
         from PIL import Image
 
-        return Image.open(io.BytesIO(self.store.get_bytes(ref))).convert("RGB")
+        from pixsearch_core.benchmarks.pictures import PictureUnavailable, is_url
+
+        if is_url(ref):
+            if self.picture_cache is None:
+                raise PictureUnavailable(f"image_url {ref}: no picture cache configured to fetch it into")
+            ref = self.picture_cache.fetch(ref)
+        data = self.store.get_bytes(ref)
+        try:
+            return Image.open(io.BytesIO(data)).convert("RGB")
+        except OSError as e:
+            raise PictureUnavailable(f"picture {ref}: cannot be read as an image ({e})") from None
 
     def _request(self, ex: Example):
+        from pixsearch_core.benchmarks.pictures import PictureUnavailable
         from pixsearch_core.decoding import DecodeRequest
 
-        prompt = self.prompt_template.format(question=ex.question)  # the adapter places the image slot
-        return DecodeRequest(ex.id, prompt, image=self._image(ex.image), question=ex.question)
+        if ex.metadata.get("image_error"):
+            raise PictureUnavailable(ex.metadata["image_error"])
+
+        from pixsearch_core.modeling.templates import generation_prompt
+
+        image = self._image(ex.image)
+        prompt = generation_prompt(self.template, ex.question, with_image=image is not None)  # as in training
+        return DecodeRequest(ex.id, prompt, image=image, question=ex.question)
 
     def run_batch(self, examples: list[Example]) -> list[dict[str, Any]]:
         assert self.decoder is not None, "run_batch before setup()"

@@ -167,14 +167,14 @@ def _build_pixsearch(cfg: ModelConfig, store: ObjectStore | None = None):
     tower = _vision(cfg, llava, store)
     sam, sam_state, sam_source = _sam(cfg, store)
     d = lm.config.hidden_size
-    projector = MultimodalProjector(tower.feature_dim, d)
-    if llava is not None:
+    projector = MultimodalProjector(tower.feature_dim, d, cfg.projector)
+    if llava is not None and cfg.projector == "mlp2x_gelu":
         projector.load_state_dict(llava.model.multi_modal_projector.state_dict(), strict=False)
     add_special_tokens(tok)
     resize_token_embeddings(lm, tok)
     model = PixSearchModel(
         vision_tower=tower, projector=projector, language_model=lm,
-        span_tagger=SpanTagger(d, cfg.span_tagger_ff_dim, cfg.span_tagger_heads),
+        span_tagger=SpanTagger(d, cfg.span_tagger_ff_dim, cfg.span_tagger_heads, style=cfg.span_tagger_style),
         mask_head=MaskQueryHead(d, sam.prompt_dim), sam_image_encoder=sam.image_encoder,
         prompt_encoder=sam.prompt_encoder, mask_decoder=sam.mask_decoder, tokenizer=tok,
         sam_image_size=sam.image_size, mask_feedback=cfg.mask_feedback, image_cache_size=cfg.image_cache_size,
@@ -184,7 +184,7 @@ def _build_pixsearch(cfg: ModelConfig, store: ObjectStore | None = None):
         ck.load_sam_weights(model, sam_state, sam_source)
     if cfg.init_checkpoint:
         state = ck.read_state_file(_local(cfg.init_checkpoint, cfg, store))
-        ck.load_lisa_style(model, state, cfg.init_checkpoint, [tuple(r) for r in cfg.init_key_rules])
+        ck.load_plum_style(model, state, cfg.init_checkpoint, [tuple(r) for r in cfg.init_key_rules])
     if cfg.lora.enabled:
         model.language_model = apply_lora(lm, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_regex)
     model.to(device=cfg.device, dtype=getattr(torch, cfg.dtype))

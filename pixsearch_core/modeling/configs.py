@@ -70,6 +70,10 @@ class ModelConfig(Config):
     trainable: TrainableSettings = TrainableSettings()
     span_tagger_ff_dim: int = Field(2048, ge=4, description="Table 9: bidirectional encoder 2048")
     span_tagger_heads: int = Field(8, ge=1)
+    span_tagger_style: Literal["pixsearch", "plum"] = Field(
+        "pixsearch", description="plum: PLUM's tagger layout (post-norm ReLU layer, MLP classifier), for PLUM init")
+    projector: Literal["mlp2x_gelu", "linear"] = Field(
+        "mlp2x_gelu", description="LLaVA-1.5's MLP, or LLaVA-1's linear (LLaVA-Llama-2 lightning: LISA, PLUM)")
     mask_feedback: bool = Field(False, description="PLUM's mask feedback loop across the spans of a row")
     image_cache_size: int = Field(32, ge=0)
     copy_head: bool = Field(False, description="a pointer-generator copy head over the context (modeling/copy_head"

@@ -17,26 +17,38 @@ TAG_O, TAG_B, TAG_I = 0, 1, 2
 TAGS = ("O", "B", "I")
 
 
+STYLES = ("pixsearch", "plum")
+
+
 class SpanTagger(nn.Module):
-    """One bidirectional transformer encoder layer and a linear B/I/O classifier.
+    """One bidirectional transformer encoder layer and a B/I/O classifier.
 
     Arguments:
       d_model: the LM's hidden size.
       ff_dim: the encoder's feed-forward width (Table 9: 2048).
       num_heads: attention heads; must divide `d_model`.
+      style: "pixsearch" (pre-norm GELU layer, one Linear classifier) or "plum" (PLUM's layout, so its weights
+        load: `bio_encoder` = a post-norm ReLU `nn.TransformerEncoderLayer`, `token_to_mask_fcs` = Linear(D, D) ->
+        ReLU -> Linear(D, 3); `classifier.0` / `classifier.2` here).
     """
 
-    def __init__(self, d_model: int, ff_dim: int = 2048, num_heads: int = 8, dropout: float = 0.0) -> None:
+    def __init__(self, d_model: int, ff_dim: int = 2048, num_heads: int = 8, dropout: float = 0.0,
+                 style: str = "pixsearch") -> None:
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"span tagger: num_heads={num_heads} must divide d_model={d_model}")
+        if style not in STYLES:
+            raise ValueError(f"span tagger style {style!r}; allowed: {', '.join(STYLES)}")
+        plum = style == "plum"
         self.encoder = nn.TransformerEncoderLayer(d_model, num_heads, ff_dim, dropout=dropout, batch_first=True,
-                                                  norm_first=True, activation="gelu")
-        self.classifier = nn.Linear(d_model, len(TAGS))
+                                                  norm_first=not plum, activation="relu" if plum else "gelu")
+        self.classifier = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, len(TAGS))) \
+            if plum else nn.Linear(d_model, len(TAGS))
+        self.style = style
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """hidden_states (B, T, D), attention_mask (B, T) 1 = real token -> tag logits (B, T, 3)."""
-        x = hidden_states.to(self.classifier.weight.dtype)
+        x = hidden_states.to(self.encoder.linear1.weight.dtype)
         pad = None if attention_mask is None else ~attention_mask.bool()
         if pad is not None and pad.all(dim=1).any():  # a row of only padding would give NaNs: unmask it
             pad = pad & ~pad.all(dim=1, keepdim=True)

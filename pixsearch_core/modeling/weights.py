@@ -15,23 +15,34 @@ Other formats:
 - SAM (`sam_vit_h_4b8939.pth`): keys `image_encoder.*`, `prompt_encoder.*`, `mask_decoder.*` map 1:1 to
   PixSearchModel's `sam_image_encoder.*`, `prompt_encoder.*`, `mask_decoder.*` (`load_sam_weights`).
 - LLaVA in Hugging Face format (`LlavaForConditionalGeneration` directory): loaded by transformers in build.py.
-- LISA / PLUM-style full checkpoints (a merged HF directory or one file): `LISA_KEY_RULES` below, applied in order,
-  first match wins; keys no rule maps are reported (and are an error with strict=True):
+- PLUM (the paper's initialisation, §4.3) and LISA full checkpoints: a merged Hugging Face directory (what PLUM's
+  `merge_lora_weights_and_save_hf_model.py` writes: `PLUMForCausalLM.save_pretrained`, LoRA merged, every
+  `vision_tower` key dropped) or one weights file. `PLUM_KEY_RULES` below, applied in order, first match wins
+  (the names are those of PLUM's public code, github.com/AnselBlume/partonomy src/models/PLUM/model/PLUM.py):
 
-    LISA / PLUM key                                   PixSearchModel key
-    model.visual_model.image_encoder.*            ->  sam_image_encoder.*
+    PLUM key                                          PixSearchModel key
+    model.{embed_tokens,layers,norm}.*            ->  language_model.model.*  (Llama-2-13B, before LoRA)
+    lm_head.weight                                ->  language_model.lm_head.weight
+    model.mm_projector.{weight,bias}              ->  projector.linear_1.*   (LLaVA-1 linear: `projector: linear`)
+    model.mm_projector.{0,2}.*                    ->  projector.linear_{1,2}.*   (LLaVA-1.5 mlp2x_gelu)
+    model.visual_model.image_encoder.*            ->  sam_image_encoder.*    (SAM ViT-H)
     model.visual_model.prompt_encoder.*           ->  prompt_encoder.*
     model.visual_model.mask_decoder.*             ->  mask_decoder.*
-    model.text_hidden_fcs.0.{0,2}.*               ->  mask_head.mlp.{0,2}.*   (g: Linear-ReLU-Linear-Dropout)
-    model.mm_projector.{0,2}.*                    ->  projector.linear_{1,2}.*
-    model.vision_tower.vision_tower.vision_model.* -> vision_tower.clip.*   (transformers 5 CLIPVisionModel keys)
-    model.{embed_tokens,layers,norm}.*            ->  language_model.model.{...}.*   (base LM, before LoRA)
-    lm_head.*                                     ->  language_model.lm_head.*
-    model.span_extractor.* / model.bio_encoder.*  ->  span_tagger.*   (PLUM's span tagger; verify the inner
-                                                     names against a real PLUM checkpoint: unmapped keys are listed)
-Extra rules can be passed (config `init_key_rules`). The embedding and output matrices may differ in rows (LISA adds
-[SEG], LLaVA-HF pads its vocabulary): the rows both have are copied and the difference is logged; the base
-vocabulary ids agree, and the PixSearch tokens' rows keep their mean initialisation.
+    model.text_hidden_fcs.0.{0,2}.*               ->  mask_head.mlp.{0,2}.*  (g: Linear-ReLU-Linear-Dropout, D -> 256)
+    model.token_to_mask_fcs.0.{0,2}.*             ->  span_tagger.classifier.{0,2}.*  (B/I/O head; `span_tagger_style:
+                                                      plum`)
+    bio_encoder.encoder.layers.0.*                ->  span_tagger.encoder.*  (the bidirectional layer, ff 2048, 8 heads)
+    model.vision_tower.vision_tower.vision_model.* -> vision_tower.clip.*    (only if present; PLUM's merge drops it)
+
+  Skipped on purpose, counted in the log (`PLUM_SKIPPED`): `mask_pooler.*` (PLUM's FiLM mask pooler; PixSearch's
+  feedback loop feeds the previous low-res mask through SAM's own prompt encoder), `teacher_llm.*` (PLUM's frozen
+  KL teacher) and the `seg_h_ref` training buffer. Anything else no rule maps (e.g. PLUM's optional
+  `bio_cross_attn.*`) is an error. All problems come in ONE `CheckpointMismatchError`: keys no rule maps, mapped
+  names the model does not have, tensors of the wrong shape, and the model's keys left without a value in every part
+  the checkpoint touches (keys differing only in layer numbers are listed once, as `layers.*` with a count).
+Extra rules can be passed (config `init_key_rules`). The embedding and output matrices may differ in rows (PLUM adds
+<im_start>/<im_end>, LLaVA-HF pads its vocabulary): the rows both have are copied and the difference is logged; the
+base vocabulary ids agree, and the PixSearch tokens' rows keep their mean initialisation.
 """
 
 from __future__ import annotations
@@ -53,33 +64,53 @@ TRAINABLE_FILE = "trainable.safetensors"
 CONFIG_FILE = "config.json"
 ROWS_IN, ROWS_OUT, ROWS_IDS = "token_rows.input", "token_rows.output", "token_rows.ids"
 
-LISA_KEY_RULES: list[tuple[str, str]] = [
+PLUM_KEY_RULES: list[tuple[str, str]] = [
     (r"^model\.visual_model\.image_encoder\.(.*)$", r"sam_image_encoder.\1"),
     (r"^model\.visual_model\.prompt_encoder\.(.*)$", r"prompt_encoder.\1"),
     (r"^model\.visual_model\.mask_decoder\.(.*)$", r"mask_decoder.\1"),
     (r"^model\.text_hidden_fcs\.0\.([02])\.(.*)$", r"mask_head.mlp.\1.\2"),
+    (r"^model\.token_to_mask_fcs\.0\.([02])\.(.*)$", r"span_tagger.classifier.\1.\2"),
+    (r"^bio_encoder\.encoder\.layers\.0\.(.*)$", r"span_tagger.encoder.\1"),
+    (r"^model\.mm_projector\.(weight|bias)$", r"projector.linear_1.\1"),
     (r"^model\.mm_projector\.0\.(.*)$", r"projector.linear_1.\1"),
     (r"^model\.mm_projector\.2\.(.*)$", r"projector.linear_2.\1"),
     (r"^model\.vision_tower\.vision_tower\.(?:vision_model\.)?(.*)$", r"vision_tower.clip.\1"),
     (r"^model\.(embed_tokens|layers|norm)\.(.*)$", r"language_model.model.\1.\2"),
     (r"^lm_head\.(.*)$", r"language_model.lm_head.\1"),
-    (r"^model\.(?:span_extractor|bio_encoder)\.(.*)$", r"span_tagger.\1"),
+]
+LISA_KEY_RULES = PLUM_KEY_RULES  # LISA's checkpoints use the same names (and have no span tagger)
+
+#: (pattern, why) of checkpoint keys with no PixSearch counterpart, skipped on purpose
+PLUM_SKIPPED: list[tuple[str, str]] = [
+    (r"^mask_pooler\.", "PLUM's FiLM mask pooler (PixSearch feeds the previous mask through SAM's prompt encoder)"),
+    (r"^teacher_llm\.", "PLUM's frozen KL teacher"),
+    (r"^seg_h_ref$", "a training-time buffer"),
 ]
 
 
-class CheckpointMismatchError(ValueError):
-    """A checkpoint whose keys or shapes do not match the model built from the config."""
+def compact(keys: list[str]) -> list[str]:
+    """Keys with their numeric path parts collapsed: 'layers.*.mlp.w (x40)' once instead of 40 keys."""
+    groups: dict[str, int] = {}
+    for k in keys:
+        pattern = re.sub(r"(?<=\.)\d+(?=\.|$)", "*", k)
+        groups[pattern] = groups.get(pattern, 0) + 1
+    return [p if n == 1 else f"{p} (x{n})" for p, n in sorted(groups.items())]
 
-    def __init__(self, source: str, missing: list[str], unexpected: list[str], shapes: list[str] = ()):
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint whose keys or shapes do not match the model; the message lists every problem (compacted)."""
+
+    def __init__(self, source: str, missing: list[str], unexpected: list[str], shapes: list[str] = (),
+                 unmapped: list[str] = ()):
         self.missing, self.unexpected, self.shapes = missing, unexpected, list(shapes)
+        self.unmapped = list(unmapped)
         parts = [f"checkpoint {source} does not match the model config"]
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {missing[:20]}{' ...' if len(missing) > 20 else ''}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {unexpected[:20]}"
-                         f"{' ...' if len(unexpected) > 20 else ''}")
+        for label, keys in (("unmapped keys (no mapping rule)", self.unmapped), ("missing keys", missing),
+                            ("unexpected keys", unexpected)):
+            if keys:
+                parts.append(f"{label} ({len(keys)}): {compact(keys)}")
         if self.shapes:
-            parts.append(f"shape mismatches: {self.shapes[:20]}")
+            parts.append(f"shape mismatches ({len(self.shapes)}): {self.shapes}")
         super().__init__("; ".join(parts))
 
 
@@ -229,14 +260,21 @@ def map_keys(state: dict[str, torch.Tensor], rules: list[tuple[str, str]]) -> tu
     return mapped, unmapped
 
 
-def load_lisa_style(model: nn.Module, state: dict[str, torch.Tensor], source: str,
-                    rules: list[tuple[str, str]] | None = None, strict: bool = True) -> None:
-    """A LISA / PLUM-style full checkpoint into the model (before LoRA is applied). See the module docstring."""
-    mapped, unmapped = map_keys(state, (rules or []) + LISA_KEY_RULES)
-    if unmapped and strict:
-        raise CheckpointMismatchError(source, [], [f"(no mapping rule) {k}" for k in sorted(unmapped)])
-    prefixes = sorted({k.split(".", 1)[0] for k in mapped})
-    own = model.state_dict()
+def _skip(state: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    kept, counts = {}, {}
+    for k, v in state.items():
+        why = next((w for p, w in PLUM_SKIPPED if re.match(p, k)), None)
+        if why is None:
+            kept[k] = v
+        else:
+            counts[why] = counts.get(why, 0) + 1
+    for why, n in counts.items():
+        log.info("%s: skipped %d keys: %s", source, n, why)
+    return kept
+
+
+def _merge_rows(mapped: dict[str, torch.Tensor], own: dict[str, torch.Tensor], source: str) -> None:
+    """Embedding / output matrices with a different vocabulary size: copy the rows both have (in place)."""
     for key in [k for k in mapped if k.endswith(("embed_tokens.weight", "lm_head.weight")) and k in own]:
         theirs, ours = mapped[key], own[key]
         if theirs.shape[0] != ours.shape[0] and theirs.shape[1:] == ours.shape[1:]:
@@ -246,7 +284,29 @@ def load_lisa_style(model: nn.Module, state: dict[str, torch.Tensor], source: st
             merged = ours.clone()
             merged[:n] = theirs[:n]
             mapped[key] = merged
-    _load_into(model, mapped, prefixes, source, strict=strict)
+
+
+def load_plum_style(model: nn.Module, state: dict[str, torch.Tensor], source: str,
+                    rules: list[tuple[str, str]] | None = None, strict: bool = True) -> None:
+    """A PLUM / LISA full checkpoint into the model (before LoRA is applied). See the module docstring. Every
+    problem is reported in one CheckpointMismatchError; with strict=False only shape mismatches are errors."""
+    mapped, unmapped = map_keys(_skip(state, source), (rules or []) + PLUM_KEY_RULES)
+    own = model.state_dict()
+    _merge_rows(mapped, own, source)
+    prefixes = {k.split(".", 1)[0] for k in mapped}
+    expected = {k for k in own if k.split(".", 1)[0] in prefixes}
+    missing, unexpected = sorted(expected - set(mapped)), sorted(set(mapped) - set(own))
+    shapes = [f"{k}: checkpoint {tuple(mapped[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in sorted(expected & set(mapped)) if own[k].shape != mapped[k].shape]
+    if shapes or (strict and (unmapped or missing or unexpected)):
+        raise CheckpointMismatchError(source, missing, unexpected, shapes, sorted(unmapped))
+    model.load_state_dict({k: v for k, v in mapped.items() if k in own}, strict=False)
+    if hasattr(model, "clear_image_cache"):
+        model.clear_image_cache()
+    log.info("%s: loaded %d tensors into %s", source, len(mapped), ", ".join(sorted(prefixes)))
+
+
+load_lisa_style = load_plum_style  # the older name
 
 
 def _load_into(model: nn.Module, state: dict[str, torch.Tensor], prefixes, source: str, strict: bool = True) -> None:

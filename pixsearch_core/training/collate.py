@@ -1,5 +1,6 @@
-"""Samples -> a training batch for PixSearchModel: chat template, truncation, labels with the information tokens
-masked (Eq. 9-10 via the offset mapping), B/I/O labels per token, images and masks resized for the decoder.
+"""Samples -> a training batch for PixSearchModel: chat template (`modeling.templates`), truncation, labels with
+the information tokens masked (Eq. 9-10 via the offset mapping), B/I/O labels per token, images and masks resized
+for the decoder.
 
     collate = Collator(model.tokenizer, max_length=512, image_max_side=1024)
     batch = collate(samples)   # images, input_ids, attention_mask, labels, tags, gt_masks, n_tokens, ids
@@ -19,52 +20,24 @@ from __future__ import annotations
 
 import io
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from pixsearch_core.modeling.span_tagger import TAG_B, TAG_I, TAG_O
+from pixsearch_core.modeling.templates import ChatTemplate, get_template, render_conversation
 from pixsearch_core.modeling.tokens import IMAGE_PLACEHOLDER
 from pixsearch_core.training.losses import IGNORE, information_spans, information_token_mask, lm_labels
-from pixsearch_core.training.sample import IMAGE, Sample
+from pixsearch_core.training.sample import Sample
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ChatTemplate:
-    system: str
-    user: str        # "{content}" formats a user turn
-    assistant: str   # the text before an assistant turn's content; the content is followed by the EOS token
-
-
-TEMPLATES = {
-    "vicuna_v1": ChatTemplate("A chat between a curious human and an artificial intelligence assistant. The "
-                              "assistant gives helpful, detailed, and polite answers to the human's questions. ",
-                              "USER: {content} ", "ASSISTANT: "),
-    "plain": ChatTemplate("", "{content}\n", ""),
-}
-
-
 def render(sample: Sample, template: ChatTemplate, eos: str):
-    """-> (text, assistant char ranges, span char ranges) for one sample; the image goes where `<image>` is in
-    the first user turn (prepended when absent)."""
-    text, targets, starts = template.system, [], {}
-    placed = False
-    for i, turn in enumerate(sample.conversation):
-        content = turn["content"]
-        if turn["role"] == "user":
-            if not placed:
-                content = content.replace(IMAGE, IMAGE_PLACEHOLDER, 1) if IMAGE in content else \
-                    IMAGE_PLACEHOLDER + "\n" + content
-                placed = True
-            text += template.user.format(content=content)
-        else:
-            text += template.assistant
-            starts[i] = len(text)
-            text += content + eos
-            targets.append((starts[i], len(text)))
+    """-> (text, assistant char ranges, span char ranges) for one sample, in the chat template shared with
+    evaluation (`modeling.templates`); the image goes where `<image>` is in the first user turn (prepended when
+    absent). Every row has an image (text-only rows get a blank one)."""
+    text, targets, starts = render_conversation(sample.conversation, template, eos, with_image=True)
     spans = [(starts[t] + s, starts[t] + e) for t, s, e in sample.spans]
     return text, targets, spans
 
@@ -91,10 +64,8 @@ def _overlap(offsets: torch.Tensor, s: int, e: int) -> torch.Tensor:
 
 class Collator:
     def __init__(self, tokenizer, max_length: int = 512, image_max_side: int = 1024, template: str = "vicuna_v1"):
-        if template not in TEMPLATES:
-            raise ValueError(f"chat template {template!r}; allowed: {', '.join(TEMPLATES)}")
+        self.template = get_template(template)
         self.tok, self.max_length, self.image_max_side = tokenizer, max_length, image_max_side
-        self.template = TEMPLATES[template]
         self.placeholder = tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER)
 
     def _prepare(self, samples: list[Sample]) -> tuple[list, list[str]]:

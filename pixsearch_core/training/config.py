@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 import yaml
@@ -45,13 +46,33 @@ class Ratio(Config):
 class StageConfig(Config):
     lr: float = Field(gt=0)
     ratio: Ratio = Field(description="stage-1 : stage-2 sampling ratio, e.g. {stage1: 7, stage2: 9}")
-    epochs: float = Field(1.0, gt=0, description="passes over this stage's own datasets")
+    epochs: float = Field(1.0, gt=0, description="passes over this stage's own datasets, or with steps_per_epoch "
+                                                 "that many fixed-length epochs")
+    steps_per_epoch: int | None = Field(None, ge=1, description="an epoch as LISA-lineage trainers count it (LISA, "
+                                        "PLUM: 500 optimizer steps, whatever the data size); null = one pass")
     max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs")
     warmup_steps: int = Field(0, ge=0)
     decay: Literal["cosine", "linear", "constant"] = "cosine"
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
     init_from: str | None = Field(None, description="trainable weights to start from; 'stage1' = that stage's "
                                                      "final export under output")
+
+
+    @model_validator(mode="after")
+    def _one_step_count(self):
+        if self.max_steps is not None and self.steps_per_epoch is not None:
+            raise ValueError(f"max_steps={self.max_steps} and steps_per_epoch={self.steps_per_epoch} both set the "
+                             "step count; set one of them")
+        return self
+
+    def total_steps(self, epoch_samples: int, samples_per_step: int) -> int:
+        """Optimizer steps this stage runs: max_steps, else epochs x steps_per_epoch, else epochs passes over
+        `epoch_samples` at `samples_per_step` (micro-batch x grad accumulation x world size) per step."""
+        if self.max_steps:
+            return self.max_steps
+        if self.steps_per_epoch:
+            return max(1, math.ceil(self.epochs * self.steps_per_epoch))
+        return max(1, math.ceil(self.epochs * epoch_samples / samples_per_step))
 
 
 class OptimConfig(Config):

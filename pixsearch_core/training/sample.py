@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: where the image goes in a conversation (the collator swaps in the model's placeholder token)
-IMAGE = "<image>"
+from pixsearch_core.modeling.templates import IMAGE  # noqa: F401  (re-exported: the image slot in a conversation)
+
 ROLES = ("user", "assistant")
 
 

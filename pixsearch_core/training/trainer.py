@@ -13,7 +13,6 @@ and the export `<output>/stage<N>/final/` (trainable.safetensors + config.json: 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -96,7 +95,7 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
     dist.barrier()
     mixture, epoch = build_mixture(cfg, sc, rank, world, store)
     per_step = oc.micro_batch_size * oc.grad_accum * world
-    total = sc.max_steps or max(1, math.ceil(sc.epochs * epoch / per_step))
+    total = sc.total_steps(epoch, per_step)
     model = build_model(cfg, stage, store)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=sc.lr, betas=oc.betas, weight_decay=oc.weight_decay, eps=oc.eps)
