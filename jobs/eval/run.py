@@ -23,7 +23,8 @@ def add(sub) -> None:
     p.add_argument("--benchmark", required=True, help="registered benchmark name (e.g. crag_mm, synthcrag)")
     p.add_argument("--data", required=True, help="gold data: directory, file or s3:// URI")
     p.add_argument("--model", required=True, help="registered model (tiny | mini | 13b), a checkpoint URI, or oracle")
-    p.add_argument("--index", required=True, help="index URI (indices/<name>) or 'none'")
+    p.add_argument("--index", help="index URI (indices/<name>) or 'none'; required for text benchmarks, absent "
+                   "for segmentation ones (refcoco, refcoco+, refcocog, ade20k, coco_stuff)")
     p.add_argument("--mode", default="full", help="decode mode (see below); default full")
     p.add_argument("--run-id", help="default: <benchmark>-<model>-<mode>-<config hash>")
     p.add_argument("--out", help="output root (overrides the config's `output`)")

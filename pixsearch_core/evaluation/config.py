@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from pixsearch_core.config import Config
+from pixsearch_core.evaluation.segmentation import SegEvalConfig
 from pixsearch_core.retrieval.crop import RegionCrop
 from pixsearch_core.storage import StorageConfig
 
@@ -76,6 +77,8 @@ class EvalRunConfig(Config):
     output: str = Field("out", description="records go to <output>/runs/<run_id>/ (a path or s3:// URI)")
     flush_every: int = Field(16, ge=1, description="records per parquet part (a crash loses at most these)")
     storage: StorageConfig = StorageConfig()
+    segmentation: SegEvalConfig = Field(default_factory=SegEvalConfig, description="RefCOCO*/ADE20K/COCO-Stuff: "
+                                        "prompting and prediction PNGs (evaluation/segmentation.py)")
 
     def decode_options(self, mode: str) -> dict[str, Any]:
         return {**self.decode, "top_k": self.search_k, **mode_options(mode)}

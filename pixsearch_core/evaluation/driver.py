@@ -33,7 +33,7 @@ class RunRequest:
     benchmark: str
     data: str
     model: str
-    index: str
+    index: str | None  # None: 'none' for segmentation benchmarks, an error for text ones
     mode: str = "full"
     run_id: str | None = None
     sequential: bool = False
@@ -97,15 +97,30 @@ def _examples(req: RunRequest, cfg: EvalRunConfig, bench_spec: BenchmarkSpec) ->
 
 
 def run_eval(cfg: EvalRunConfig, req: RunRequest) -> dict[str, Any]:
-    """Run (or resume) an evaluation; returns {run_uri, total, skipped, written, errors, aggregate}."""
+    """Run (or resume) an evaluation; returns {run_uri, total, skipped, written, errors, aggregate}. Mask
+    benchmarks (RefCOCO*, ADE20K, COCO-Stuff) run the model's segmentation (`evaluation.segmentation`)."""
+    from pixsearch_core.evaluation import segmentation as seg
+
     mode_options(req.mode)  # validate before any work
     store = ObjectStore(cfg.storage)
     bench_spec = BenchmarkSpec(req.benchmark, dict(cfg.benchmark_options))
+    bench = bench_spec.build()
+    masks = seg.is_mask_benchmark(bench)
+    if masks:
+        seg.check_request(req, bench)
+    elif req.index is None:
+        raise ValueError(f"--index is required for {req.benchmark} (an index URI, or 'none' for no search)")
     examples = _examples(req, cfg, bench_spec)
-    spec = runner_spec(req, cfg)
-    spec.resolve()
     run_uri = run_dir(cfg.output, req.run_id or default_run_id(req, cfg))
-    with RecordWriter(store, run_uri, meta=run_meta(req, cfg, store, spec), flush_every=cfg.flush_every) as w:
+    if masks:
+        examples, spec = seg.setup_run(bench, examples, req, cfg, store, run_uri)
+    else:
+        spec = runner_spec(req, cfg)
+    spec.resolve()
+    meta = run_meta(req, cfg, store, spec)
+    if masks:  # the report aggregates with the same options (e.g. miou_mode)
+        meta["benchmark_options"] = dict(cfg.benchmark_options)
+    with RecordWriter(store, run_uri, meta=meta, flush_every=cfg.flush_every) as w:
         todo = [ex for ex in examples if not w.is_done(ex.id)]
         log.info("run %s: %d examples, %d already done, %d to run (%s)", run_uri, len(examples),
                  len(examples) - len(todo), len(todo), "sequential" if req.sequential else "ray")
@@ -115,6 +130,8 @@ def run_eval(cfg: EvalRunConfig, req: RunRequest) -> dict[str, Any]:
 
             stream = (execute.sequential(spec, bench_spec, todo, cfg.ray.batch_size) if req.sequential
                       else execute.on_ray(spec, bench_spec, todo, cfg.ray))
+            if masks:
+                stream = seg.score_batches(stream, todo, bench, store)
             with tqdm(total=len(todo), desc=f"eval {req.benchmark} {req.mode}", unit="sample") as bar:
                 for records in stream:
                     written += w.write_many(records)
@@ -122,6 +139,6 @@ def run_eval(cfg: EvalRunConfig, req: RunRequest) -> dict[str, Any]:
                     bar.update(len(records))
     records = read_records(store, run_uri)
     scores = [r["scores"] for r in records if r["status"] == "ok"]
-    aggregate = bench_spec.build().aggregate(scores) if scores else {}
+    aggregate = bench.aggregate(scores) if scores else {}
     return {"run_uri": run_uri, "total": len(examples), "skipped": len(examples) - len(todo), "written": written,
             "errors": errors, "records": len(records), "aggregate": aggregate}
