@@ -13,6 +13,8 @@ RUN_EPILOG = """examples:
       --data s3://b/crag-mm --model s3://b/ckpt/stage2 --index s3://b/indices/wiki --mode budget2 ray.num_replicas=16
 modes: full, no_search, text_question, whole_image, no_region, no_text, no_image, only_region, only_text,
 only_image, budget<N>. --model oracle answers with the gold answers (a smoke test of the pipeline).
+Segmentation benchmarks (refcoco, refcoco+, refcocog, ade20k, coco_stuff) run the model's masks (no --index, no
+--mode): pixsearch eval run --benchmark refcoco --data data/refer_seg --model tiny split=val
 A re-run with the same run id resumes: samples with a record are skipped."""
 
 

@@ -160,13 +160,14 @@ def score_batches(stream: Iterator[list[dict[str, Any]]], examples: list[Example
 
 
 def check_request(req, bench: Benchmark):
-    """A segmentation run searches nothing and has no decode modes: --index must be absent or 'none', the mode
-    'full' (the default); --model oracle is a text-benchmark smoke test."""
+    """A segmentation run searches nothing and has no decode modes: an --index is ignored (logged: a benchmark
+    matrix passes one index to every cell), the mode must be 'full' (the default); --model oracle is a
+    text-benchmark smoke test."""
     from pixsearch_core.evaluation.driver import ORACLE
 
     if req.index not in (None, "", "none"):
-        raise ValueError(f"{bench.name} is a segmentation benchmark: it searches nothing; drop --index "
-                         f"{req.index!r} (or pass 'none')")
+        log.warning("%s is a segmentation benchmark and searches nothing: --index %s is ignored", bench.name,
+                    req.index)
     if req.mode != "full":
         raise ValueError(f"{bench.name} is a segmentation benchmark: decode mode {req.mode!r} does not apply; "
                          "drop --mode")

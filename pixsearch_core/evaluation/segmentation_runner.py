@@ -3,7 +3,7 @@
 Each prompt is the stage-1 training conversation of its phrase, built by the training code itself
 (`training.readers.common.segmentation_sample` + `training.collate.Collator`, so the tokens are the training
 tokens): user "<image>\\nPlease segment {phrase} in this image.", assistant "Sure: {phrase}." in the model's chat
-template. The model reads it teacher-forced, as LISA's and PLUM's validation do (`PixSearchModel.forward`); the
+template. The model reads it teacher-forced, as LISA's and PLUM's validation do (the LM once over the prompt); the
 mask query comes from
 
 - span="tagger" (default): the span tagger's LAST span that lies in the assistant's answer (the inference path;
@@ -119,33 +119,43 @@ class SegmentationRunner:
         inside = [j for j, (s, e) in enumerate(spans) if bool(answer[s:e].any())]
         return inside[-1] if inside else None
 
-    def _segment(self, sid: str, image: np.ndarray, phrases: list[str]) -> list[np.ndarray | None]:
-        """One (H, W) float logit map per phrase (None where no span was found), decoded in chunks."""
+    def _chunk_logits(self, images, batch) -> list[np.ndarray | None]:
+        """The LM once over the prompts, the spans (tagger or phrase), then SAM for the chosen span of each row
+        only (with PLUM's mask feedback, the spans before it too, which feed it: as `predict_mask` does)."""
         import torch
 
-        from pixsearch_core.modeling.outputs import PreparedImages
+        from pixsearch_core.modeling.span_tagger import extract_spans
         from pixsearch_core.training.losses import IGNORE
+
+        m, dev = self.model, self.model.device
+        with torch.no_grad():
+            hidden, text = m._text_states(images, None, batch["attention_mask"].to(dev), batch["input_ids"].to(dev))
+            tags = batch["tags"] if self.span == "phrase" else m.span_tagger(hidden, text).argmax(-1)
+            spans = extract_spans(tags, text)
+            answer = (batch["labels"] != IGNORE).cpu()
+            chosen = [self._pick(row, answer[b]) for b, row in enumerate(spans)]
+            todo = [[] if j is None else row[: j + 1] if m.mask_feedback else [row[j]]
+                    for row, j in zip(spans, chosen)]
+            logits, _ = m.segment_spans(images, hidden, todo)
+        return [None if j is None else lg[-1].float().cpu().numpy() for lg, j in zip(logits, chosen)]
+
+    def _segment(self, sid: str, image: np.ndarray, phrases: list[str]) -> list[np.ndarray | None]:
+        """One (H, W) float logit map per phrase (None where no span was found), decoded in chunks."""
+        from pixsearch_core.modeling.outputs import PreparedImages
 
         key = self.model.prepare_images([image]).keys[0]
         out: list[np.ndarray | None] = []
         for i in range(0, len(phrases), self.prompts_per_batch):
             batch = self._prompts(sid, phrases[i:i + self.prompts_per_batch])
-            n, dev = len(batch["ids"]), self.model.device
-            tags = batch["tags"].to(dev) if self.span == "phrase" else None
-            with torch.no_grad():
-                res = self.model(PreparedImages([image] * n, [key] * n), batch["input_ids"].to(dev),
-                                 batch["attention_mask"].to(dev), span_tags=tags)
-            answer = (batch["labels"] != IGNORE).cpu()
-            for b in range(n):
-                j = self._pick(res.spans[b], answer[b])
-                out.append(None if j is None else res.mask_logits[b][j].float().cpu().numpy())
+            n = len(batch["ids"])
+            out += self._chunk_logits(PreparedImages([image] * n, [key] * n), batch)
         return out
 
     # ------------------------------------------------------------ examples
     def _image(self, uri: str) -> np.ndarray:
         from PIL import Image
 
-        return np.asarray(Image.open(io.BytesIO(self.store.get_bytes(uri))).convert("RGB"))
+        return np.array(Image.open(io.BytesIO(self.store.get_bytes(uri))).convert("RGB"))  # writable
 
     def _class_ids(self, ex: Example) -> list[int]:
         if self.classes == "all":
