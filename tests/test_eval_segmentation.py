@@ -242,3 +242,18 @@ def test_runner_masks_are_the_models_predict_mask(refer, span):
                                     span_mask=phrase_tokens if span == "phrase" else None, return_details=True)
     assert ours is not None and bool(ref.has_prompt[0])
     torch.testing.assert_close(torch.from_numpy(ours), ref.logits[0].float(), atol=1e-5, rtol=1e-5)
+
+
+def test_class_names_are_keyed_by_train_id(tmp_path):
+    from pixsearch_core.benchmarks.semseg_classes import train_id_names
+
+    store = ObjectStore()
+    write_ade20k(tmp_path)
+    ade = train_id_names("ade20k", store, str(tmp_path / "ADEChallengeData2016/objectInfo150.txt"))
+    assert len(ade) == 150 and (ade[0], ade[1], ade[4], ade[149]) == ("wall", "building", "tree", "class 150")
+    (tmp_path / "labels.txt").write_text("0: unlabeled\n1: person\n12: street sign\n13: stop sign\n182: wood\n")
+    stuff = train_id_names("coco_stuff", store, str(tmp_path / "labels.txt"))
+    # value = id - 1; 11 (street sign) is one of the 11 ids that never occur; 12 -> train id 11; 181 -> 170
+    assert stuff == {0: "person", 11: "stop sign", 170: "wood"}
+    with pytest.raises(ValueError, match="allowed: ade20k, coco_stuff"):
+        train_id_names("refcoco", store, str(tmp_path / "labels.txt"))
