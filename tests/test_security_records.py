@@ -17,7 +17,7 @@ from pixsearch_core.jsonl import JsonlError, parse_jsonl
 from pixsearch_core.safe_pickle import UnsafePickleError, safe_loads
 from pixsearch_core.storage import ObjectStore
 from pixsearch_core.training.readers import Rejected, read_source
-from pixsearch_core.training.sample import Sample
+from pixsearch_core.prompts.sample import Sample
 from pixsearch_core.training.shards import ShardedDataset, pack_shards
 
 SEPARATORS = "\u2028\u2029\u0085\x0b\x0c\x1c\x1d\x1e"  # str.splitlines() breaks at each; JSON strings may hold them
@@ -134,7 +134,7 @@ def test_collator_skips_a_sample_that_still_fails_and_the_step_goes_on():
     import torch
 
     from pixsearch_core.registry import get
-    from pixsearch_core.training.collate import Collator
+    from pixsearch_core.prompts.collate import Collator
     from pixsearch_core.training.losses import pixsearch_loss
 
     torch.manual_seed(0)
@@ -160,7 +160,7 @@ def test_a_training_run_goes_on_when_a_whole_micro_batch_fails(tmp_path, monkeyp
     finishes; the failing samples' ids are in the log."""
     import torch
 
-    from pixsearch_core.training import collate as collate_mod
+    from pixsearch_core.prompts import collate as collate_mod
     from pixsearch_core.training.loss_log import read_metrics
     from pixsearch_core.training.trainer import train
     from tests._train_fixtures import clear_dist_env, fast_config, write_world

@@ -34,7 +34,7 @@ def _trajectory_sample(tmp_path):
 
 def _training_prefix(tokenizer, sample, template: str) -> list[int]:
     """Training's input ids before the first LM target (the answer)."""
-    from pixsearch_core.training.collate import Collator
+    from pixsearch_core.prompts.collate import Collator
 
     batch = Collator(tokenizer, max_length=512, image_max_side=32, template=template)([sample])
     ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()

@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from pixsearch_core.registry import get
-from pixsearch_core.training.collate import Collator
+from pixsearch_core.prompts.collate import Collator
 from pixsearch_core.training.losses import IGNORE, pixsearch_loss
-from pixsearch_core.training.sample import Sample
+from pixsearch_core.prompts.sample import Sample
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from PIL import Image
 from pixsearch_core.storage import ObjectStore
 from pixsearch_core.training.mixture import Mixture, Source, mixture_probabilities
 from pixsearch_core.training.readers import Rejected, read_source
-from pixsearch_core.training.sample import Sample, decode, encode
+from pixsearch_core.prompts.sample import Sample, decode, encode
 from pixsearch_core.training.shards import ShardedDataset, pack_shards
 from tests._train_fixtures import write_world
 

@@ -23,6 +23,8 @@ modes: {modes} (pixsearch_core/decoding/options.py). Without --mode the config's
 section decides (default full); --mode and a decode section that disagree are refused, naming both.
 --index URI|none|http://... is the retriever shorthand; --retriever KIND takes its settings from retriever.*.
 --model oracle answers with the gold answers (a smoke test of the pipeline).
+Segmentation benchmarks (refcoco, refcoco+, refcocog, ade20k, coco_stuff) run the model's masks (no --index, no
+--mode): pixsearch eval run --benchmark refcoco --data data/refer_seg --model tiny split=val
 A re-run with the same run id resumes: answered samples are skipped, failed ones are retried (max_attempts).
 One driver per run id: while another live driver holds the run, this exits 75 (try again later)."""
 
@@ -48,7 +50,8 @@ def add(sub) -> None:
     p.add_argument("--data", required=True, help="gold data: directory, file or s3:// URI")
     p.add_argument("--model", required=True, help="registered model (tiny | mini | 13b), a checkpoint URI, or oracle")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--index", help="index URI (indices/<name>), a search service http(s):// URL, or 'none'")
+    which.add_argument("--index", help="index URI (indices/<name>), a search service http(s):// URL, or 'none'; "
+                       "absent for segmentation benchmarks (refcoco, refcoco+, refcocog, ade20k, coco_stuff)")
     which.add_argument("--retriever", choices=KINDS,
                        help="retriever kind; its settings are the config's retriever.* (uri, k, crop, cragmm.url)")
     p.add_argument("--mode", help="decode mode (see below); default: the config's decode section (full)")

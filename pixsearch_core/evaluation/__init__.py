@@ -5,4 +5,5 @@
 - decoding_runner.py: the real runner (model + searcher + SearchInterleavedDecoder); scripted.py: a test runner
 - execute.py: sequential and Ray Data (actor pool of replicas) executors
 - run.py: `run_eval` (records, resume, run.json); report.py + plots.py: tables and figures from run records
+- segmentation.py (driver) + segmentation_runner.py (replica) + seg_report.py: the mask benchmarks (Tables 2-3)
 """

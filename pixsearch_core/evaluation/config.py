@@ -18,6 +18,7 @@ from pydantic import Field, field_validator, model_validator
 
 from pixsearch_core.config import Config, ConfigError
 from pixsearch_core.decoding.options import MODE_FIELDS, DecodeOptions, mode_fields, mode_name
+from pixsearch_core.evaluation.segmentation import SegEvalConfig
 from pixsearch_core.modeling.spec import ModelSpec
 from pixsearch_core.retrieval.backends import RetrieverConfig
 from pixsearch_core.storage import StorageConfig
@@ -77,6 +78,8 @@ class EvalRunConfig(Config):
                                "its last heartbeat (every ttl/3), then another driver may take the run over")
     storage: StorageConfig = StorageConfig()
     images: PictureSettings = PictureSettings()
+    segmentation: SegEvalConfig = Field(default_factory=SegEvalConfig, description="RefCOCO*/ADE20K/COCO-Stuff: "
+                                        "prompting and prediction PNGs (evaluation/segmentation.py)")
 
     @field_validator("template")
     @classmethod

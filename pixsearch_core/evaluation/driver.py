@@ -30,7 +30,7 @@ from pixsearch_core import lineage
 from pixsearch_core.config import ConfigError, validate_config
 from pixsearch_core.evaluation.config import EvalRunConfig
 from pixsearch_core.evaluation.lease import RunLease
-from pixsearch_core.evaluation.sample_runner import BenchmarkSpec, RunnerSpec
+from pixsearch_core.evaluation.sample_runner import ORACLE, BenchmarkSpec, RunnerSpec
 from pixsearch_core.records import RecordWriter, read_run_meta, run_dir, scan_records
 from pixsearch_core.registry import names
 from pixsearch_core.retrieval.backends import RetrieverConfig, retriever_version, shorthand
@@ -38,7 +38,6 @@ from pixsearch_core.storage import ObjectStore, join
 
 log = logging.getLogger(__name__)
 
-ORACLE = "oracle"  # --model oracle: answers with the gold answer (a pipeline smoke test, no model needed)
 
 
 @dataclass
@@ -52,6 +51,15 @@ class RunRequest:
     sequential: bool = False
     runner: RunnerSpec | None = None  # overrides the runner chosen from `model` (tests, custom runners)
     retriever: str | None = None  # --retriever KIND (its settings: the config's retriever section)
+
+
+def _is_mask_benchmark(name: str) -> bool:
+    from pixsearch_core.registry import get
+
+    try:
+        return get("benchmark", name).prediction_kind == "mask"
+    except (KeyError, ValueError):
+        return False  # an unknown benchmark is reported where it is loaded
 
 
 def resolve(cfg: EvalRunConfig, req: RunRequest) -> EvalRunConfig:
@@ -68,6 +76,8 @@ def resolve(cfg: EvalRunConfig, req: RunRequest) -> EvalRunConfig:
         else:
             chosen = validate_config(RetrieverConfig, {**chosen.model_dump(exclude_unset=True), **flag},
                                      f"the config's retriever section with {flag_name}")
+    if chosen.kind is None and _is_mask_benchmark(req.benchmark):
+        chosen = RetrieverConfig(kind="none")  # segmentation benchmarks search nothing
     if chosen.kind is None:
         problems.append("no retriever: pass --index URI|none or --retriever KIND, or set retriever.kind")
     size = cfg.model.size
@@ -163,36 +173,53 @@ def _examples(req: RunRequest, cfg: EvalRunConfig, bench_spec: BenchmarkSpec) ->
 
 def run_eval(cfg: EvalRunConfig, req: RunRequest) -> dict[str, Any]:
     """Run (or resume) an evaluation; returns {run_uri, total, skipped, written, errors, retried, records,
-    damaged_parts, index_version, aggregate}. Raises LeaseHeld when another live driver has the run."""
-    cfg = resolve(cfg, req)
-    cfg.decode_options(req.mode)  # an unknown or conflicting mode fails before any work
+    damaged_parts, index_version, aggregate}. Raises LeaseHeld when another live driver has the run. Mask
+    benchmarks (RefCOCO*, ADE20K, COCO-Stuff) run the model's segmentation (`evaluation.segmentation`)."""
+    from pixsearch_core.evaluation import segmentation as seg
+
     store = ObjectStore(cfg.storage)
     bench_spec = benchmark_spec(req, cfg)
+    bench = bench_spec.build()
+    masks = seg.is_mask_benchmark(bench)
+    if masks:  # searches nothing: no retriever, no decode mode
+        seg.check_request(req, bench)
+        cfg = cfg.model_copy(update={"retriever": RetrieverConfig(kind="none")})
+        req.index = None
+    cfg = resolve(cfg, req)
+    cfg.decode_options(req.mode)  # an unknown or conflicting mode fails before any work
     examples = _examples(req, cfg, bench_spec)
-    runner_spec(req, cfg).resolve()  # a bad runner target fails before the run directory exists
     run_uri = run_dir(cfg.output, req.run_id or default_run_id(req, cfg))
+    seg_spec = None
+    if masks:
+        examples, seg_spec = seg.setup_run(bench, examples, req, cfg, store, run_uri)
+        seg_spec.resolve()
+    else:
+        runner_spec(req, cfg).resolve()  # a bad runner target fails before the run directory exists
     with RunLease(store, run_uri, cfg.lease_ttl_s) as lease:
         version, retriever = pinned_retriever(store, cfg.retriever, run_uri)
-        spec = runner_spec(req, cfg, retriever)
+        spec = seg_spec or runner_spec(req, cfg, retriever)
         meta = run_meta(req, cfg, version, spec)
+        if masks:  # the report aggregates with the same options (e.g. miou_mode)
+            meta["benchmark_options"] = dict(cfg.benchmark_options)
         with RecordWriter(store, run_uri, meta=meta, flush_every=cfg.flush_every,
                           max_attempts=cfg.max_attempts, guard=lease.check) as w:
             lineage.record_run(store, run_uri, lineage.run_lineage(
                 store, model=req.model, index=meta["index"], index_version=version, data=req.data,
                 decode=meta["decode"], judge=judge_identity(cfg)))
             todo = [ex for ex in examples if not w.is_done(ex.id)]
-            written, errors = _run_todo(req, cfg, bench_spec, spec, todo, w)
+            score = (lambda stream: seg.score_batches(stream, todo, bench, store)) if masks else None
+            written, errors = _run_todo(req, cfg, bench_spec, spec, todo, w, score)
         scan = scan_records(store, run_uri)
     retried = sum(ex.id in scan.errors for ex in todo)
     scores = [r["scores"] for r in scan.records if r.get("status") == "ok"]
-    aggregate = bench_spec.build().aggregate(scores) if scores else {}
+    aggregate = bench.aggregate(scores) if scores else {}
     return {"run_uri": run_uri, "total": len(examples), "skipped": len(examples) - len(todo), "written": written,
             "errors": errors, "retried": retried, "records": len(scan.records), "damaged_parts": scan.damaged,
             "index_version": version, "aggregate": aggregate}
 
 
 def _run_todo(req: RunRequest, cfg: EvalRunConfig, bench_spec: BenchmarkSpec, spec: RunnerSpec, todo: list,
-              w: RecordWriter) -> tuple[int, int]:
+              w: RecordWriter, score=None) -> tuple[int, int]:
     """Run the samples still to do, writing their records as batches arrive; (records written, errors)."""
     log.info("run %s: %d to run (%s)", w.run_uri, len(todo), "sequential" if req.sequential else "ray")
     written = errors = 0
@@ -202,6 +229,8 @@ def _run_todo(req: RunRequest, cfg: EvalRunConfig, bench_spec: BenchmarkSpec, sp
 
     stream = (execute.sequential(spec, bench_spec, todo, cfg.ray.batch_size) if req.sequential
               else execute.on_ray(spec, bench_spec, todo, cfg.ray))
+    if score is not None:  # segmentation: scored on the driver from the prediction PNGs
+        stream = score(stream)
     with tqdm(total=len(todo), desc=f"eval {req.benchmark} {cfg.mode(req.mode)}", unit="sample") as bar:
         for records in stream:
             written += w.write_many(records)

@@ -8,7 +8,8 @@ metrics and counted in an `errors` column. CRAG-style aggregates ({"all", "ego",
 accuracy, missing, hallucination) give the paper's layout in % (truthfulness in [-100, 100]); any other benchmark
 gets one column per scalar metric. Table 6 appears when a run used a modality restriction, Table 7 when one used a
 search budget. Runs with CRAG verdicts also get the abstention section (`evaluation.abstention`): missing and
-hallucination per mode, on unanswerable and answerable questions.
+hallucination per mode, on unanswerable and answerable questions. Segmentation runs (RefCOCO*, ADE20K,
+COCO-Stuff) give Tables 2-3 and mask overlays instead (`seg_report.py`).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def load_run(store: ObjectStore, uri: str) -> Run:
     meta = read_run_meta(store, uri)
     records = read_records(store, uri)
     scores = [r["scores"] for r in records if r.get("status") == "ok" and r.get("scores") is not None]
-    aggregate = get("benchmark", meta["benchmark"])().aggregate(scores) if scores else {}
+    bench = get("benchmark", meta["benchmark"])(**meta.get("benchmark_options", {}))
+    aggregate = bench.aggregate(scores) if scores else {}
     return Run(uri, meta, records, aggregate)
 
 
@@ -143,7 +145,16 @@ def ordering_table(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
 
 def tables(runs: list[Run], store: ObjectStore | None = None) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) for Table 1, the search behaviour table and, when such runs are given, the
-    full / whole image / no search ordering and Tables 6 and 7."""
+    full / whole image / no search ordering and Tables 6 and 7; then, for segmentation runs, Tables 2 and 3
+    (`evaluation.seg_report`)."""
+    from pixsearch_core.evaluation.seg_report import is_segmentation, segmentation_tables
+
+    text = [r for r in runs if not is_segmentation(r)]
+    seg = segmentation_tables([r for r in runs if is_segmentation(r)])
+    return (_text_tables(text, store) if text else []) + seg
+
+
+def _text_tables(runs: list[Run], store: ObjectStore | None) -> list[tuple[str, list[str], list[list[str]]]]:
     out = [("Table 1: main results", *_table(runs)),
            ("Search behaviour and mask quality", *behaviour_table(runs, store or ObjectStore()))]
     order = ordering_table(runs)
@@ -212,6 +223,8 @@ def write_report(run_uris: list[str], out: str, store: ObjectStore | None = None
     """Write report.md, report.html, lineage.json and the PNG figures under `out`; returns {"tables": [...],
     "figures": [...]}. Runs of one benchmark on different data or judges are refused unless `allow_mixed`."""
     from pixsearch_core.evaluation import plots
+    from pixsearch_core.evaluation.seg_report import is_segmentation
+    from pixsearch_core.evaluation.seg_report import overlays as seg_overlays
 
     store = store or ObjectStore()
     if not allow_mixed:
@@ -224,6 +237,9 @@ def write_report(run_uris: list[str], out: str, store: ObjectStore | None = None
     figures = []
     for i, run in enumerate(runs):
         name = f"{i:02d}-{run.uri.rstrip('/').rsplit('/', 1)[-1]}"
+        if is_segmentation(run):  # predicted vs gold masks; no searches to plot
+            figures += seg_overlays(run, join(out, f"overlays_{name}"), store, overlays_per_run)
+            continue
         figures.append(plots.search_behaviour(run, join(out, f"search_behaviour_{name}.png"), store))
         figures += plots.mask_overlays(run, join(out, f"overlays_{name}"), store, overlays_per_run)
     rel = [f[len(out.rstrip("/")) + 1:] for f in figures]

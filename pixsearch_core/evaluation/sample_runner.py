@@ -28,6 +28,8 @@ from pixsearch_core.benchmarks.base import Benchmark, Example
 
 log = logging.getLogger(__name__)
 
+ORACLE = "oracle"  # --model oracle: answers with the gold answer (a pipeline smoke test, no model needed)
+
 #: record fields that legitimately differ between two runs of the same samples (Ray vs sequential, reruns)
 VOLATILE_FIELDS = ("timings", "replica")
 
@@ -97,11 +99,17 @@ def _answered_record(ex: Example, out: dict[str, Any], bench: Benchmark) -> dict
     answer = out.get("answer")
     if not isinstance(answer, str):
         raise TypeError(f"runner output for {ex.id!r} has no string 'answer' (got {type(answer).__name__})")
-    scores = bench.score(ex, answer)
+    if bench.prediction_kind == "mask":  # scored on the driver from the PNG written (evaluation.segmentation)
+        if not isinstance(out.get("prediction"), str):
+            raise TypeError(f"runner output for {ex.id!r} has no 'prediction' (the URI of its mask PNG)")
+        scores = None
+    else:
+        scores = bench.score(ex, answer)
     searches = list(out.get("searches") or [])
+    extra = {k: out[k] for k in ("prediction", "seg") if k in out}
     return {**_base_record(ex), "status": "ok", "error": None, "answer": answer, "scores": scores,
             "n_searches": len(searches), "searches": searches, "mask_rle": out.get("mask_rle"),
-            "trajectory": out.get("trajectory")}
+            "trajectory": out.get("trajectory"), **extra}
 
 
 def search_failure(out: dict[str, Any]) -> str | None:

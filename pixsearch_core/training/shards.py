@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from pixsearch_core.storage import ObjectStore, join
 from pixsearch_core.training.readers import Rejected
-from pixsearch_core.training.sample import Sample, check, decode, encode
+from pixsearch_core.prompts.sample import Sample, check, decode, encode
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import torch
 from pixsearch_core import lineage
 from pixsearch_core.storage import ObjectStore, join
 from pixsearch_core.training import train_state as checkpoints
-from pixsearch_core.training.collate import Collator
+from pixsearch_core.prompts.collate import Collator
 from pixsearch_core.training.config import TrainConfig
 from pixsearch_core.training.data import build_mixture, prepare_shards
 from pixsearch_core.training.distributed import deepspeed_config, init_distributed, shutdown, use_cuda

@@ -1,4 +1,4 @@
-"""Readers of the training sources, each in its public layout, into `Sample`s (pixsearch_core.training.sample).
+"""Readers of the training sources, each in its public layout, into `Sample`s (pixsearch_core.prompts.sample).
 
     for item in read_source("ade20k", store, "/data/ADEChallengeData2016"):   # Sample or Rejected
         ...

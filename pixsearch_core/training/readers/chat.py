@@ -12,7 +12,7 @@ from pixsearch_core.modeling.tokens import INFO_START
 from pixsearch_core.masks import read_mask_png
 from pixsearch_core.synthcrag.paths import reference_base
 from pixsearch_core.training.readers.common import RECORD_ERRORS, Rejected, resolve, segmentation_sample, text_field
-from pixsearch_core.training.sample import IMAGE, Sample, find_span
+from pixsearch_core.prompts.sample import IMAGE, Sample, find_span
 
 _ROLE = {"human": "user", "gpt": "assistant", "user": "user", "assistant": "assistant"}
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pixsearch_core.storage import uri_under
-from pixsearch_core.training.sample import IMAGE, Sample
+from pixsearch_core.prompts.sample import IMAGE, Sample, phrase_list, segmentation_sample  # noqa: F401  (readers use them)
 
 #: what one bad record raises while it is read (a missing file, a wrong type, a bad value, a path leaving its
 #: root): the record is quarantined with the error, the source goes on
@@ -55,21 +55,3 @@ def pick(items: list, k: int, key: str) -> list:
     return [items[i] for i in sorted(rng.choice(len(items), size=k, replace=False))]
 
 
-def phrase_list(phrases: list[str]) -> str:
-    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
-
-
-def segmentation_sample(sid: str, source: str, image: bytes, phrases: list[str], masks: list[np.ndarray]) -> Sample:
-    """A referring/semantic/part segmentation sample: the user asks for the phrases, the assistant names them;
-    each phrase in the answer is one B/I/O span with its mask."""
-    question = f"{IMAGE}\nPlease segment {phrase_list(phrases)} in this image."
-    answer, spans = "Sure: ", []
-    for i, p in enumerate(phrases):
-        if i:
-            answer += " and " if i == len(phrases) - 1 else ", "
-        spans.append((1, len(answer), len(answer) + len(p)))
-        answer += p
-    answer += "."
-    return Sample(id=sid, source=source, stage=1, image=image,
-                  conversation=[{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
-                  spans=spans, masks=np.stack(masks).astype(np.uint8))

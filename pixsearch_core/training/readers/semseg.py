@@ -5,33 +5,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from pixsearch_core.benchmarks.semseg_classes import ade20k_names, coco_stuff_names
 from pixsearch_core.storage import join
 from pixsearch_core.training.readers.common import (RECORD_ERRORS, Rejected, pick, read_label_map,
                                                     segmentation_sample)
 
 
 def _ade_classes(store, root: str, classes: str | None) -> dict[int, str]:
-    """objectInfo150.txt: `Idx Ratio Train Val Name` (tab separated, names 'wall', 'building, edifice', ...);
-    label value k (1..150) is class k; the first synonym is used."""
-    text = store.get_bytes(classes or join(root, "objectInfo150.txt")).decode()
-    out = {}
-    for line in text.splitlines()[1:]:
-        cols = line.split("\t")
-        if len(cols) >= 5:
-            out[int(cols[0])] = cols[4].split(",")[0].strip()
-    return out
+    """label value k (1..150) -> class name, from objectInfo150.txt (see benchmarks.semseg_classes)."""
+    return ade20k_names(store, classes or join(root, "objectInfo150.txt"))
 
 
 def _stuff_classes(store, classes: str | None) -> dict[int, str]:
-    """cocostuff labels.txt: `id: name` with 0 unlabeled; label maps hold id - 1."""
+    """cocostuff labels.txt -> {label map value (id - 1): name} (see benchmarks.semseg_classes)."""
     if classes is None:
         raise ValueError("coco_stuff: options.classes (the cocostuff labels.txt) is required")
-    out = {}
-    for line in store.get_bytes(classes).decode().splitlines():
-        key, sep, name = line.partition(":")
-        if sep and key.strip().isdigit() and int(key) > 0:
-            out[int(key) - 1] = name.strip()
-    return out
+    return coco_stuff_names(store, classes)
 
 
 def _layout(reader: str, store, path: str, images: str | None, classes: str | None):

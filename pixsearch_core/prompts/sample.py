@@ -104,3 +104,23 @@ def decode(record: dict[str, bytes]) -> Sample:
                   image=record["img"] if meta["has_image"] else None, conversation=meta["conversation"],
                   spans=[tuple(s) for s in meta["spans"]], masks=masks if len(masks) else None,
                   query_types=meta["query_types"])
+
+
+def phrase_list(phrases: list[str]) -> str:
+    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+def segmentation_sample(sid: str, source: str, image: bytes, phrases: list[str], masks: list[np.ndarray]) -> Sample:
+    """A referring/semantic/part segmentation sample: the user asks for the phrases, the assistant names them;
+    each phrase in the answer is one B/I/O span with its mask."""
+    question = f"{IMAGE}\nPlease segment {phrase_list(phrases)} in this image."
+    answer, spans = "Sure: ", []
+    for i, p in enumerate(phrases):
+        if i:
+            answer += " and " if i == len(phrases) - 1 else ", "
+        spans.append((1, len(answer), len(answer) + len(p)))
+        answer += p
+    answer += "."
+    return Sample(id=sid, source=source, stage=1, image=image,
+                  conversation=[{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+                  spans=spans, masks=np.stack(masks).astype(np.uint8))

@@ -27,8 +27,8 @@ import torch
 from pixsearch_core.modeling.span_tagger import TAG_B, TAG_I, TAG_O
 from pixsearch_core.modeling.templates import ChatTemplate, get_template, render_conversation
 from pixsearch_core.modeling.tokens import IMAGE_PLACEHOLDER
-from pixsearch_core.training.losses import IGNORE, information_spans, information_token_mask, lm_labels
-from pixsearch_core.training.sample import Sample
+from pixsearch_core.prompts.labels import IGNORE, information_spans, information_token_mask, lm_labels
+from pixsearch_core.prompts.sample import IMAGE, Sample
 
 log = logging.getLogger(__name__)
 
