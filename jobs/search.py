@@ -32,7 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--groups", type=int, default=1)
     s.add_argument("--replicas", type=int, default=1)
     s.add_argument("--actor-cpus", type=float, default=0.25, help="CPUs per actor (fractional on small machines)")
-    s.add_argument("--ray-address", help="an existing Ray cluster (e.g. auto, ray://head:10001); default: local")
+    s.add_argument("--ray-address", help="a Ray cluster to join (auto, ray://head:10001); default: $RAY_ADDRESS, "
+                   "else a local Ray on 127.0.0.1")
     q = sub.add_parser("query", help="send one query and print its Evidence as JSON lines")
     where = q.add_mutually_exclusive_group(required=True)
     where.add_argument("--index", help="search a published index in-process")
@@ -91,19 +92,20 @@ def _query(args):
 def _serve(args) -> int:
     from indexing.serving.http_server import SearchHTTPServer
 
+    started = False
     if args.ray:
         from indexing.serving.ray_service import RaySearchRouter
-        from pixsearch_core.evaluation.config import RayConfig
-        from pixsearch_core.evaluation.executors import init_ray
+        from pixsearch_core.engines import RayConfig, init_ray
         from pixsearch_core.storage import StorageConfig
 
-        init_ray(RayConfig(address=args.ray_address))
+        started = init_ray(RayConfig(address=args.ray_address))
         searcher = RaySearchRouter(args.index, groups=args.groups, replicas=args.replicas, num_cpus=args.actor_cpus,
                                    storage=StorageConfig(endpoint_url=args.endpoint_url), cache_dir=args.cache_dir,
                                    region_padding=args.region_padding, region_background=args.region_background)
     else:
         searcher = _searcher(args)
     server = SearchHTTPServer((args.host, args.port), searcher)
+    _stop_on_sigterm()  # after Ray's init, which installs its own (stack-dumping) handler
     log.info("serving %s on %s", searcher.index_version, server.url)
     try:
         server.serve_forever()
@@ -111,7 +113,20 @@ def _serve(args) -> int:
         log.info("stopping")
     finally:
         server.server_close()
+        from pixsearch_core.engines import shutdown_ray
+
+        shutdown_ray(started)
     return 0
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (docker stop, systemd, Ctrl-C's sibling) ends `serve_forever` like Ctrl-C: a clean shutdown."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ def airflow(tmp_path_factory):
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(Path.home()), "AIRFLOW_HOME": str(tmp / "home"),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
            "PYTHONPATH": str(REPO), "PIXSEARCH_AIRFLOW_ROOT": str(tmp / "root"),
-           "PIXSEARCH_AIRFLOW_RETRY_DELAY_S": "1", "SPARK_LOCAL_IP": "127.0.0.1", "RAY_AUTH_MODE": "disabled"}
+           "PIXSEARCH_AIRFLOW_RETRY_DELAY_S": "1", "SPARK_LOCAL_IP": "127.0.0.1"}
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, cwd=tmp)
     return env, tmp / "root"
 

@@ -12,11 +12,12 @@ A mode names one paper setting (Tables 1, 6, 7) and maps to decode options:
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
 from pixsearch_core.config import Config
+from pixsearch_core.engines import RayConfig as RayEngineConfig
 from pixsearch_core.retrieval.crop import RegionCrop
 from pixsearch_core.storage import StorageConfig
 
@@ -38,17 +39,15 @@ def mode_options(mode: str) -> dict[str, Any]:
                      "or budget<N> (e.g. budget2)")
 
 
-class RayConfig(Config):
-    """Where and how wide the run is. `address: null` starts a local Ray; otherwise e.g. ray://head:10001 or auto."""
+class RayConfig(RayEngineConfig):
+    """The `ray:` section: where Ray runs (address, or RAY_ADDRESS, or a local Ray; see pixsearch_core.engines)
+    and how wide the run is."""
 
-    address: str | None = Field(None, description="Ray cluster address; null = start a local instance")
     num_replicas: int = Field(2, ge=1, description="model replicas (actors), each with its own searcher")
     cpus_per_replica: float = Field(0.5, gt=0, description="fractional on small machines (whole CPUs deadlock "
                                     "Ray Data's read tasks on a 2-CPU box)")
     gpus_per_replica: float = Field(0.0, ge=0)
     batch_size: int = Field(4, ge=1, description="samples per run_batch call (decoded together)")
-    local_num_cpus: int | None = Field(2, ge=1, description="num_cpus for a local ray.init; null = all")
-    object_store_mb: int = Field(600, ge=100, description="object store for a local ray.init")
 
 
 class ModelSettings(Config):
@@ -62,6 +61,8 @@ class ModelSettings(Config):
 class EvalRunConfig(Config):
     """Everything of a run except what the command line names (benchmark, data, model, index, mode)."""
 
+    engine: Literal["ray", "sequential"] = Field("ray", description="ray: a replica pool on Ray (the `ray:` "
+                                                 "section); sequential: in this process")
     ray: RayConfig = RayConfig()
     model: ModelSettings = ModelSettings()
     decode: dict[str, Any] = Field(default_factory=dict, description="DecodeOptions fields (max_new_tokens, "

@@ -36,7 +36,7 @@ class RunRequest:
     index: str
     mode: str = "full"
     run_id: str | None = None
-    sequential: bool = False
+    sequential: bool = False  # deprecated: the config's `engine: sequential`
     runner: RunnerSpec | None = None  # overrides the runner chosen from `model` (tests, custom runners)
 
 
@@ -57,7 +57,7 @@ def index_version(store: ObjectStore, index: str) -> str:
 def identity_hash(cfg: EvalRunConfig) -> str:
     """The config hash of what changes results: not the Ray layout, output root, limit or flush size (so a run
     may be resumed wider, elsewhere, or extended past an earlier --limit)."""
-    return cfg.model_copy(update={"ray": cfg.ray.__class__(), "output": "", "limit": None,
+    return cfg.model_copy(update={"ray": cfg.ray.__class__(), "engine": "ray", "output": "", "limit": None,
                                   "flush_every": 16}).config_hash()
 
 
@@ -100,20 +100,21 @@ def run_eval(cfg: EvalRunConfig, req: RunRequest) -> dict[str, Any]:
     """Run (or resume) an evaluation; returns {run_uri, total, skipped, written, errors, aggregate}."""
     mode_options(req.mode)  # validate before any work
     store = ObjectStore(cfg.storage)
-    bench_spec = BenchmarkSpec(req.benchmark, dict(cfg.benchmark_options))
+    bench_spec = BenchmarkSpec(req.benchmark, dict(cfg.benchmark_options), cfg.storage.model_dump(mode="json"))
     examples = _examples(req, cfg, bench_spec)
     spec = runner_spec(req, cfg)
     spec.resolve()
     run_uri = run_dir(cfg.output, req.run_id or default_run_id(req, cfg))
+    sequential = req.sequential or cfg.engine == "sequential"
     with RecordWriter(store, run_uri, meta=run_meta(req, cfg, store, spec), flush_every=cfg.flush_every) as w:
         todo = [ex for ex in examples if not w.is_done(ex.id)]
         log.info("run %s: %d examples, %d already done, %d to run (%s)", run_uri, len(examples),
-                 len(examples) - len(todo), len(todo), "sequential" if req.sequential else "ray")
+                 len(examples) - len(todo), len(todo), "sequential" if sequential else "ray")
         written = errors = 0
         if todo:
             from pixsearch_core.evaluation import executors as execute
 
-            stream = (execute.sequential(spec, bench_spec, todo, cfg.ray.batch_size) if req.sequential
+            stream = (execute.sequential(spec, bench_spec, todo, cfg.ray.batch_size) if sequential
                       else execute.on_ray(spec, bench_spec, todo, cfg.ray))
             with tqdm(total=len(todo), desc=f"eval {req.benchmark} {req.mode}", unit="sample") as bar:
                 for records in stream:
