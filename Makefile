@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 LOCK := requirements/lock-cpu.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow venv lock clean
+.PHONY: demo test test-slow test-cluster venv lock clean
 
 $(STAMP): $(LOCK) requirements/nodeps.txt requirements/constraints.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m "slow"
+
+# Real engines as README's "Cluster deployment" starts them (ports 18300-18399; ~7 min on 2 cores).
+test-cluster: $(STAMP)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q -m "cluster" tests/test_cluster.py
 
 # Re-resolve the lock from requirements/requirements.in (needs the package registries).
 lock:

@@ -11,12 +11,13 @@ DESCRIPTION = """Object-store utilities over plain paths, file:// and s3:// (cre
 
   pixsearch store ls s3://bucket/indices/demo --endpoint-url http://127.0.0.1:9000
   pixsearch store cp ./manifest.json s3://bucket/tmp/manifest.json
-  pixsearch store cat s3://bucket/indices/demo/CURRENT"""
+  pixsearch store cat s3://bucket/indices/demo/CURRENT
+  pixsearch store mb s3://bucket --endpoint-url http://127.0.0.1:9000   # create a bucket"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["ls", "cp", "cat", "rm", "sha256"], help="what to do")
-    p.add_argument("uris", nargs="+", help="URI(s): ls/cat/rm/sha256 take one, cp takes SRC DST")
+    p.add_argument("action", choices=["ls", "cp", "cat", "rm", "sha256", "mb"], help="what to do")
+    p.add_argument("uris", nargs="+", help="URI(s): ls/cat/rm/sha256/mb take one, cp takes SRC DST")
     p.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS, or $AWS_ENDPOINT_URL)")
     p.add_argument("--region", help="S3 region")
 
@@ -38,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(store.get_bytes(uri))
     elif args.action == "rm":
         store.delete(uri)
+    elif args.action == "mb":
+        store.make_bucket(uri)
     elif args.action == "sha256":
         print(hashlib.sha256(store.get_bytes(uri)).hexdigest(), uri)
     else:

@@ -133,7 +133,7 @@ def test_training_pipeline_registers_only_a_checkpoint_that_beats_the_baseline(a
     conf = {"data_root": str(root / "world"), "eval_data": str(root / "world"), "output": str(root / "train"),
             "run_name": "t1", "registry": str(root / "registry"), "baseline": -1, "model_name": "good",
             "train_overrides": ["stage1.max_steps=2", "stage2.max_steps=2", "save_every=100"],
-            "eval_overrides": ["limit=4", "decode.max_new_tokens=16"], "eval_sequential": True}  # Ray: the matrix
+            "eval_overrides": ["limit=4", "decode.max_new_tokens=16"], "eval_engine": "sequential"}  # Ray: the matrix
     result = dag_test(airflow, "training_pipeline.py", "pixsearch_training_pipeline", conf)
     assert set(result["tasks"].values()) == {"success"}
     record = json.loads((root / "registry" / "good.json").read_text())

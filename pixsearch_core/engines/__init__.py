@@ -38,14 +38,15 @@ def deprecated(old: str, new: str) -> None:
 
 
 def rename_key(data: Any, old: str, new: str, where: str) -> Any:
-    """For a config model's `mode="before"` validator: accept `old` as a deprecated spelling of `new`."""
+    """For a config model's `mode="before"` validator: accept `old` as a deprecated spelling of `new`.
+
+    A config that still says `old` was written (or typed, as an override) for it, so its value is taken, also
+    over a `new` of the shipped config files, and the warning says so."""
     if isinstance(data, dict) and old in data:
         data = dict(data)
         value = data.pop(old)
-        if new in data and data[new] != value:
-            raise ValueError(f"{where}: `{old}: {value}` (deprecated) conflicts with `{new}: {data[new]}`; "
-                             f"keep only `{new}`")
-        deprecated(f"{where} key `{old}: {value}`", f"`{new}: {value}`")
+        replaced = f" (it replaces `{new}: {data[new]}`)" if new in data and data[new] != value else ""
+        deprecated(f"{where} key `{old}: {value}`{replaced}", f"`{new}: {value}`")
         data[new] = value
     return data
 

@@ -47,6 +47,11 @@ def _runtime_env() -> dict:
             "excludes": ["__pycache__", "*.pyc"]}
 
 
+def _loopback(address: str) -> bool:
+    host = address.split("://")[-1].rsplit(":", 1)[0]
+    return host in ("127.0.0.1", "localhost")
+
+
 def _describe() -> str:
     import ray
 
@@ -66,6 +71,10 @@ def init_ray(cfg: RayConfig) -> bool:
     if ray.is_initialized():
         return False
     if address:
+        if _loopback(address):  # a one-machine cluster on 127.0.0.1: this driver must use the loopback too
+            from ray._private import ray_constants
+
+            ray_constants.ENABLE_RAY_CLUSTER = False
         env = _runtime_env() if cfg.ship_code else None
         source = "config" if cfg.address else "RAY_ADDRESS"
         ray.init(address=address, log_to_driver=False, runtime_env=env)

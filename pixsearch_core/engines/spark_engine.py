@@ -21,6 +21,8 @@ from pixsearch_core.engines.code import code_zip, put_code_on_path
 
 log = logging.getLogger(__name__)
 
+_SHIPPED: set = set()  # (application id, zip) pairs already added: addPyFile refuses a path twice
+
 
 class SparkConfig(Config):
     master: str = Field("local[*]", description="local[N], spark://host:7077, yarn, k8s://...; ignored under "
@@ -62,7 +64,9 @@ def spark_session(cfg: SparkConfig):
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     sc = spark.sparkContext
-    if not sc.master.startswith("local"):
+    if not sc.master.startswith("local") and (sc.applicationId, code_zip()) not in _SHIPPED:
         sc.addPyFile(str(code_zip()))
-    log.info("Spark application %r (%s) on %s", sc.appName, sc.applicationId, sc.master)
+        _SHIPPED.add((sc.applicationId, code_zip()))
+        log.info("Spark application %r (%s) on %s; executors get %s", sc.appName, sc.applicationId, sc.master,
+                 code_zip().name)
     return spark
