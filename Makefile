@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 LOCK := requirements/lock-cpu.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-cluster venv lock clean
+.PHONY: demo test test-slow test-cluster docs-check venv lock clean
 
 $(STAMP): $(LOCK) requirements/nodeps.txt requirements/constraints.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m "slow"
+
+# README's shell blocks, run after `pixsearch demo --steps world,index` (DOCS_CHECK_DIR=out-dir reuses one).
+docs-check: $(STAMP)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q -m "docs" tests/test_readme.py
 
 # Real engines as README's "Cluster deployment" starts them (ports 18300-18399; ~7 min on 2 cores).
 test-cluster: $(STAMP)

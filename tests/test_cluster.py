@@ -144,7 +144,10 @@ def cluster(tmp_path_factory):
     finally:
         c.teardown()
         for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _shards(manifest: dict) -> dict:
@@ -194,7 +197,7 @@ def test_eval_run_joins_ray_by_RAY_ADDRESS_and_equals_a_local_run(cluster):
 
 
 def test_search_serve_on_ray_answers_and_stops_cleanly_on_sigterm(cluster):
-    env = {**cluster.env, **KEYS, "RAY_ADDRESS": f"127.0.0.1:{PORTS['RAY_PORT']}"}
+    env = {**cluster.env, **KEYS, "RAY_ADDRESS": f"127.0.0.1:{PORTS['RAY_PORT']}", "RAY_AUTH_MODE": "token"}
     s3 = f"http://127.0.0.1:{PORTS['S3_PORT']}"
     serve = subprocess.Popen([sys.executable, "-m", "jobs.cli", "search", "serve", "--index",
                               "s3://pixsearch/indices/synthcrag", "--endpoint-url", s3, "--ray", "--port",
