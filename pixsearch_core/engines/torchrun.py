@@ -32,7 +32,8 @@ def inside_launcher() -> bool:
     return "RANK" in os.environ
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for MASTER_PORT)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -53,6 +54,6 @@ def spawn_torchrun(cfg: TorchrunConfig, script_rel: str, job_args: list[str]) ->
         env["DS_ACCELERATOR"] = "cpu"
     for k in _LAUNCHER_VARS:
         env.pop(k, None)
-    cmd = torchrun_command(cfg.nproc_per_node, str(code_root() / script_rel), job_args, _free_port())
+    cmd = torchrun_command(cfg.nproc_per_node, str(code_root() / script_rel), job_args, free_port())
     log.info("launching: %s", " ".join(cmd))
     return subprocess.run(cmd, env=env, check=False).returncode
