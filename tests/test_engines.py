@@ -112,3 +112,12 @@ def test_a_missing_bucket_is_one_error_line(s3_server, tmp_path):
     assert "ERROR pixsearch:" in lines[0] and "no-such-bucket" in lines[0] and "NoSuchBucket" in lines[0]
     verbose = subprocess.run(base + ["--verbose"] + args, env=env, capture_output=True, text=True, cwd=tmp_path)
     assert verbose.returncode == 2 and "Traceback" in verbose.stderr
+
+
+@pytest.mark.ray
+def test_a_local_ray_listens_on_the_loopback_only(ray_session):
+    """No address: a private Ray bound to 127.0.0.1 (not the host's address), Ray's token auth not switched off."""
+    import os
+
+    assert ray_session.get_runtime_context().gcs_address.startswith("127.0.0.1:")
+    assert os.environ.get("RAY_AUTH_MODE") != "disabled"
