@@ -236,3 +236,23 @@ def test_airflow_dags_import_as_deployed_and_run_against_the_cluster(cluster):
     assert matrix["cells"][0]["aggregate"] == cluster.local_eval["aggregate"]  # the same oracle run, via the DAG
     registered = json.loads(store.get_bytes("s3://pixsearch/airflow/registry/pixsearch-tiny.json"))
     assert registered["checkpoint"].endswith("/stage2/final")
+
+
+APP = """
+import sys
+from pixsearch_core.engines import SparkConfig, spark_session
+spark = spark_session(SparkConfig(master="local[1]", app_name="from-config"))
+print("APP", spark.sparkContext.appName)
+spark.stop()
+"""
+
+
+@pytest.mark.parametrize("name, expected", [(None, "from-config"), ("from-submit", "from-submit")])
+def test_spark_submit_names_the_application_from_config_unless_given_name(tmp_path, name, expected):
+    script = tmp_path / "app.py"
+    script.write_text(APP)
+    cmd = [str(BIN / "spark-submit"), "--master", "local[1]", *(["--name", name] if name else []), str(script)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"APP {expected}" in proc.stdout

@@ -38,8 +38,9 @@ def _submitted() -> bool:
 
 def _app_name_unset() -> bool:
     """Under spark-submit without --name the application is named after the script (index.py)."""
-    from pyspark import SparkConf
+    from pyspark import SparkConf, SparkContext
 
+    SparkContext._ensure_initialized()  # join spark-submit's JVM, so that SparkConf() holds what it was given
     name = SparkConf().get("spark.app.name", "")
     return not name or name.endswith(".py")
 
