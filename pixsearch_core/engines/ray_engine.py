@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 
 from pydantic import Field
 
@@ -52,6 +51,14 @@ def _loopback(address: str) -> bool:
     return host in ("127.0.0.1", "localhost")
 
 
+def _use_loopback() -> None:
+    """Make this process's Ray node use (and listen on) 127.0.0.1, not the host's address."""
+    from ray._private import ray_constants
+
+    os.environ[_LOOPBACK_ENV] = "0"  # for processes started from here
+    ray_constants.ENABLE_RAY_CLUSTER = False  # this process: the constant was read when ray was imported
+
+
 def _describe() -> str:
     import ray
 
@@ -64,26 +71,20 @@ def _describe() -> str:
 def init_ray(cfg: RayConfig) -> bool:
     """Join the configured cluster or start a local Ray; returns True if this call connected (shut it down)."""
     address = ray_address(cfg)
-    if address is None and "ray" not in sys.modules:
-        os.environ.setdefault(_LOOPBACK_ENV, "0")  # read when ray is imported
     import ray
 
     if ray.is_initialized():
         return False
     if address:
         if _loopback(address):  # a one-machine cluster on 127.0.0.1: this driver must use the loopback too
-            from ray._private import ray_constants
-
-            ray_constants.ENABLE_RAY_CLUSTER = False
+            _use_loopback()
         env = _runtime_env() if cfg.ship_code else None
         source = "config" if cfg.address else "RAY_ADDRESS"
         ray.init(address=address, log_to_driver=False, runtime_env=env)
         log.info("joined the Ray cluster at %s (address %r from %s; code shipped: %s)", _describe(), address,
                  source, cfg.ship_code)
         return True
-    from ray._private import ray_constants
-
-    ray_constants.ENABLE_RAY_CLUSTER = False  # a single-machine Ray on the loopback, even if ray was imported
+    _use_loopback()
     put_code_on_path()  # local workers import this checkout, not another installed copy
     ray.init(address="local", num_cpus=cfg.local_num_cpus, object_store_memory=cfg.object_store_mb << 20,
              include_dashboard=False, log_to_driver=False)
