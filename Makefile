@@ -33,7 +33,7 @@ test-slow: $(STAMP)
 docs-check: $(STAMP)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q -m "docs" tests/test_readme.py
 
-# Real engines as README's "Cluster deployment" starts them (ports 18300-18399; ~7 min on 2 cores).
+# Real engines as README's "Cluster deployment" starts them (ports 18300-18399; 4-6 min on 2 cores).
 test-cluster: $(STAMP)
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q -m "cluster" tests/test_cluster.py
 

@@ -2,7 +2,7 @@
 (moto_server), a Spark standalone master + worker, a Ray head (`ray start`) and the `airflow` CLI with a fresh
 AIRFLOW_HOME. The commands are read from README's `<!-- cluster-test: NAME -->` blocks and run with bash, so the
 README is what is tested; every result is compared with a local run. Marked `cluster` (`make test-cluster`);
-about 7 minutes on 2 cores. Ports: PIXSEARCH_CLUSTER_PORT_BASE (default 18300) + 0..99."""
+3.7-5.5 minutes on a shared 2-core machine. Ports: PIXSEARCH_CLUSTER_PORT_BASE (default 18300) + 0..99."""
 
 from __future__ import annotations
 
