@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 LOCK := requirements/lock-cpu.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow venv lock clean browser
+.PHONY: demo test test-slow test-cluster docs-check venv lock clean browser
 
 $(STAMP): $(LOCK) requirements/nodeps.txt requirements/constraints.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ test: $(STAMP) browser
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m "slow"
+
+# README's shell blocks, run after `pixsearch demo --steps world,index` (DOCS_CHECK_DIR=out-dir reuses one).
+docs-check: $(STAMP)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q -m "docs" tests/test_readme.py
+
+# Real engines as README's "Cluster deployment" starts them (ports 18300-18399; 4-6 min on 2 cores).
+test-cluster: $(STAMP)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(PY) -m pytest -q -m "cluster" tests/test_cluster.py
 
 # Re-resolve the lock from requirements/requirements.in (needs the package registries).
 lock:

@@ -2,10 +2,14 @@
 operator that falls back to `local[*]` when its connection is not defined. Light imports only (no Spark, Ray,
 DeepSpeed or torch): the job helpers live in pipelines.steps and are imported inside tasks.
 
+One checkout runs every task: the one the installed `pixsearch_core` comes from (`CODE`). Job scripts handed to
+spark-submit, the child processes' PYTHONPATH and the default configs (CODE/conf) all come from it, whatever
+folder the DAG files were copied or linked into.
+
 Environment (read when the DAG files are parsed):
     PIXSEARCH_AIRFLOW_ROOT   where the embedded defaults write (default /tmp/pixsearch-airflow)
     PIXSEARCH_AIRFLOW_RETRY_DELAY_S   seconds between a failed task's tries (default 120)
-    PIXSEARCH_CONF           the directory holding pixsearch's conf/ (default: the checkout these DAGs sit in)
+    PIXSEARCH_CONF           the directory holding pixsearch's conf/ (default: CODE/conf)
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ from pathlib import Path
 
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
+from pixsearch_core.engines import code_env, code_root
+
 ROOT = os.environ.get("PIXSEARCH_AIRFLOW_ROOT", "/tmp/pixsearch-airflow")
-CONF = os.environ.get("PIXSEARCH_CONF", str(Path(__file__).resolve().parents[1] / "conf"))
+CODE = code_root()
+CONF = os.environ.get("PIXSEARCH_CONF", str(CODE / "conf"))
 
 #: the Spark connection the index build uses; without one, spark-submit runs with LOCAL_MASTER
 SPARK_CONN_ID = "spark_pixsearch"
@@ -43,23 +50,18 @@ def conf(rel: str) -> str:
 
 
 def job_script(module: str) -> str:
-    """The file of a job module (jobs.index) for spark-submit, found without importing it."""
-    import importlib.util
-
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.origin:
-        raise ModuleNotFoundError(f"{module} is not importable; install pixsearch where the DAGs are parsed")
-    return spec.origin
+    """The file of a job module (jobs.index -> CODE/jobs/index.py) for spark-submit."""
+    path = CODE.joinpath(*module.split(".")).with_suffix(".py")
+    if not path.is_file():
+        raise ModuleNotFoundError(f"{module}: no {path}; install pixsearch where the DAGs are parsed")
+    return str(path)
 
 
 def job_env() -> dict[str, str]:
-    """Environment for job child processes: local Spark on the loopback, no Ray token auth, repo importable."""
-    repo = str(Path(CONF).parent)
-    path = os.environ.get("PYTHONPATH", "")
+    """Environment for job child processes: CODE first on PYTHONPATH, local Spark on the loopback."""
+    env = code_env({"PYTHONPATH": os.environ.get("PYTHONPATH", "")})
     return {"SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
-            "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
-            "RAY_AUTH_MODE": os.environ.get("RAY_AUTH_MODE", "disabled"),
-            "PYTHONPATH": f"{repo}:{path}" if path else repo}
+            "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable), "PYTHONPATH": env["PYTHONPATH"]}
 
 
 def _connection_exists(conn_id: str) -> bool:

@@ -12,6 +12,7 @@ Connections: none (Ray: `ray_address` param, empty = a local Ray per cell). Para
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
@@ -32,7 +33,8 @@ PARAMS = {
     "out": Param(f"{ROOT}/eval", type="string", description="eval output root: runs/ and reports/ under it"),
     "run_id": Param("", type="string", description="matrix run id (idempotency key); empty = the Airflow run id"),
     "ray_address": Param("", type="string", description="Ray cluster (auto, ray://head:10001); empty = local"),
-    "sequential": Param(False, type="boolean", description="run each cell in-process without Ray"),
+    "engine": Param("", type="string", description="eval engine per cell: ray | sequential (in-process); "
+                    "empty = the config's `engine`"),
     "overrides": Param([], type="array", description="eval config overrides, e.g. ray.num_replicas=8 limit=100"),
     "make_world": Param(True, type="boolean", description="write the small SynthCRAG world for synthcrag data if "
                                                            "missing (embedded demo)"),
@@ -46,11 +48,12 @@ def benchmark_matrix():
     def prepare(params=None, run_id=None) -> dict:
         from pipelines import steps as p
 
+        storage = p.job_storage("eval", params["config"], params["overrides"])  # the eval config's store
         if params["make_world"] and "synthcrag" in params["benchmarks"]:
-            p.ensure_synthcrag_world(params["benchmarks"]["synthcrag"], **WORLD)
+            p.ensure_synthcrag_world(params["benchmarks"]["synthcrag"], **WORLD, storage=storage)
         index = params["index"]
-        pinned = index if index in ("", "none") else p.pin_index(index, params["index_version"])
-        return {"index": pinned, "run_id": p.safe_id(params["run_id"] or run_id)}
+        pinned = index if index in ("", "none") else p.pin_index(index, params["index_version"], storage)
+        return {"index": pinned, "run_id": p.safe_id(params["run_id"] or run_id), "storage": storage}
 
     @task(execution_timeout=timedelta(minutes=5))
     def cells(params=None) -> list[dict]:
@@ -65,7 +68,7 @@ def benchmark_matrix():
         overrides = list(params["overrides"])
         args = p.eval_args(cell, config=params["config"], model=params["checkpoint"], index=index,
                            out=params["out"], run_id=f"{matrix_id}-{cell['benchmark']}-{cell['mode']}",
-                           sequential=params["sequential"], overrides=overrides)
+                           engine=params["engine"], overrides=overrides)
         if params["ray_address"]:
             args[2:2] = ["--ray-address", params["ray_address"]]
         summary = p.last_json(p.run_pixsearch(args, env=job_env()))
@@ -73,19 +76,19 @@ def benchmark_matrix():
                 "errors": summary["errors"]}
 
     @task(execution_timeout=timedelta(hours=1))
-    def report(results: list[dict], matrix_id: str, params=None) -> dict:
+    def report(results: list[dict], matrix_id: str, storage: dict, params=None) -> dict:
         from pipelines import steps as p
 
         out = f"{params['out']}/reports/{matrix_id}"
-        paths = p.last_json(p.run_pixsearch(["eval", "report", *[r["run_uri"] for r in results], "--out", out],
-                                            env=job_env()))
+        paths = p.last_json(p.run_pixsearch(["eval", "report", *[r["run_uri"] for r in results], "--out", out,
+                                             "--storage", json.dumps(storage)], env=job_env()))
         p.write_json(f"{out}/matrix.json", {"run_id": matrix_id, "checkpoint": params["checkpoint"],
-                                            "cells": list(results)})
+                                            "cells": list(results)}, storage)
         return {"report": out, "files": paths}
 
     prep = prepare()
     results = eval_cell.partial(index=prep["index"], matrix_id=prep["run_id"]).expand(cell=cells())
-    report(results, prep["run_id"])
+    report(results, prep["run_id"], prep["storage"])
 
 
 benchmark_matrix()

@@ -8,7 +8,8 @@ never flips CURRENT itself: `verify` re-checks every object of the new version a
 and config give the same version (the build is resumed or reused), so a re-run is cheap.
 
 Connection: `spark_pixsearch` (type spark; host = the master, e.g. spark://head:7077, yarn, k8s://https://...;
-undefined = local[*]). Params: see PARAMS below (defaults = the embedded single-machine setup).
+undefined = local[*]). Params: see PARAMS below (defaults = the embedded single-machine setup). Storage: the
+`storage:` section of the build config (with `overrides`) is used by every task, not only the build.
 """
 
 from __future__ import annotations
@@ -41,11 +42,12 @@ def index_rebuild():
     def prepare(params=None, run_id=None) -> dict:
         from pipelines import steps as p
 
+        storage = p.job_storage("index", params["config"], params["overrides"])  # the build config's store
         if params["make_world"]:
-            p.ensure_synthcrag_world(params["world"], **WORLD)
+            p.ensure_synthcrag_world(params["world"], **WORLD, storage=storage)
         result = f"{params['output']}/airflow/index_rebuild/{p.safe_id(run_id)}/build.json"
         return {"args": p.index_build_args(params["config"], params["output"], params["corpus"], result,
-                                           params["overrides"]), "result": result}
+                                           params["overrides"]), "result": result, "storage": storage}
 
     prep = prepare()
     build = PixsearchSparkSubmitOperator(
@@ -53,24 +55,24 @@ def index_rebuild():
         conn_id=SPARK_CONN_ID, name="pixsearch-index-build", env_vars=job_env(), execution_timeout=timedelta(hours=12), retries=2)
 
     @task(execution_timeout=timedelta(hours=2))
-    def verify(result_uri: str) -> dict:
+    def verify(result_uri: str, storage: dict) -> dict:
         from pipelines import steps as p
 
-        return p.verify_build(result_uri)
+        return {**p.verify_build(result_uri, storage), "storage": storage}
 
     @task(execution_timeout=timedelta(minutes=10), retries=3)
     def publish(built: dict) -> str:
         from pipelines import steps as p
 
-        return p.publish_build(built)
+        return p.publish_build(built, built["storage"])
 
     @task(execution_timeout=timedelta(hours=1))
     def prune(built: dict, params=None) -> list[str]:
         from pipelines import steps as p
 
-        return p.prune_index(built["index_uri"], params["keep"])
+        return p.prune_index(built["index_uri"], params["keep"], built["storage"])
 
-    built = verify(prep["result"])
+    built = verify(prep["result"], prep["storage"])
     build >> built
     publish(built) >> prune(built)
 

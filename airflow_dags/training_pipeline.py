@@ -29,21 +29,29 @@ PARAMS = {
     "output": Param(f"{ROOT}/train", type="string",
                     description="root: checkpoints and exports under <output>/<run>/store/stage<N>"),
     "run_name": Param("", type="string", description="training run name; empty = the Airflow run id"),
-    "nproc": Param(1, type="integer", minimum=1, description="processes per node (pixsearch train --nproc)"),
     "train_overrides": Param(["stage1.max_steps=20", "stage2.max_steps=20"], type="array",
-                             description="train config overrides"),
+                             description="train config overrides (several processes: engine=torchrun "
+                                         "torchrun.nproc_per_node=N)"),
     "eval_config": Param(conf("eval/demo.yaml"), type="string", description="the gating eval's run config"),
     "benchmark": Param("synthcrag", type="string", description="the gating benchmark"),
     "eval_data": Param(f"{ROOT}/world", type="string", description="its gold data"),
     "eval_mode": Param("no_search", type="string", description="decode mode of the gating eval"),
     "eval_index": Param("none", type="string", description="index for the gating eval (none for no_search)"),
     "eval_overrides": Param(["limit=16"], type="array", description="gating eval config overrides"),
-    "eval_sequential": Param(False, type="boolean", description="run the gating eval in-process without Ray"),
+    "eval_engine": Param("", type="string", description="the gating eval's engine: ray | sequential; empty = "
+                         "its config's"),
     "metric": Param("all.accuracy", type="string", description="dotted metric of the eval aggregate"),
     "baseline": Param(0.0, type="number", description="register only if metric > baseline"),
     "registry": Param(f"{ROOT}/registry", type="string", description="where registry records go"),
     "model_name": Param("pixsearch-tiny", type="string", description="registry record name (<registry>/<name>.json)"),
 }
+
+
+def _storage(params) -> dict:
+    """The train config's `storage:` section (with train_overrides): every task's store."""
+    from pipelines import steps as p
+
+    return p.job_storage("train", params["config"], params["train_overrides"])
 
 
 @dag(dag_id="pixsearch_training_pipeline", schedule=None, start_date=datetime(2026, 1, 1), catchup=False,
@@ -55,24 +63,23 @@ def training_pipeline():
         from pipelines import steps as p
 
         if params["make_world"]:
-            p.ensure_synthcrag_world(params["data_root"], **WORLD)
+            p.ensure_synthcrag_world(params["data_root"], **WORLD, storage=_storage(params))
         return f"{params['output']}/{p.safe_id(params['run_name'] or run_id)}"
 
     @task.sensor(poke_interval=60, timeout=timedelta(hours=24).total_seconds(), mode="reschedule")
     def stage2_data(params=None) -> bool:
         from pipelines import steps as p
 
-        return p.exists(f"{params['data_root']}/{params['stage2_data']}")
+        return p.exists(f"{params['data_root']}/{params['stage2_data']}", _storage(params))
 
     def _train(stage: int, run: str, params) -> str:
         from pipelines import steps as p
 
         export = f"{run}/store/stage{stage}/final"
-        if p.exists(f"{export}/config.json"):  # written last by the export: this run's stage is done
+        if p.exists(f"{export}/config.json", _storage(params)):  # written last by the export: the stage is done
             return export
-        args = ["train", "--stage", str(stage), "--nproc", str(params["nproc"]), "--config", params["config"],
-                f"data.root={params['data_root']}", f"output={run}/store", f"run_dir={run}/run",
-                *params["train_overrides"]]
+        args = ["train", "--stage", str(stage), "--config", params["config"], f"data.root={params['data_root']}",
+                f"output={run}/store", f"run_dir={run}/run", *params["train_overrides"]]
         p.run_pixsearch(args, env=job_env())
         return export
 
@@ -91,7 +98,7 @@ def training_pipeline():
         cell = {"benchmark": params["benchmark"], "data": params["eval_data"], "mode": params["eval_mode"]}
         run_id = p.safe_id(f"gate-{run.rstrip('/').rsplit('/', 1)[-1]}")
         args = p.eval_args(cell, config=params["eval_config"], model=export, index=params["eval_index"],
-                           out=f"{run}/eval", run_id=run_id, sequential=params["eval_sequential"],
+                           out=f"{run}/eval", run_id=run_id, engine=params["eval_engine"],
                            overrides=params["eval_overrides"])
         summary = p.last_json(p.run_pixsearch(args, env=job_env()))
         value = p.metric(summary["aggregate"], params["metric"])
@@ -108,7 +115,7 @@ def training_pipeline():
     def register(result: dict, params=None) -> str:
         from pipelines import steps as p
 
-        return p.register_checkpoint(params["registry"], params["model_name"], result)
+        return p.register_checkpoint(params["registry"], params["model_name"], result, _storage(params))
 
     run = world()
     s1, s2 = stage1(run), stage2(run)

@@ -1,6 +1,6 @@
 """Build and publish an index: plan -> embed shards -> train -> index shards -> verify -> manifest -> CURRENT.
 
-    result = build_index(cfg)      # cfg: IndexBuildConfig; runner "spark" or "sequential" (same outputs)
+    result = build_index(cfg)      # cfg: IndexBuildConfig; engine "spark" or "sequential" (same outputs)
 
 The version defaults to a hash of the build config and the inputs' fingerprint, so re-running a build that died
 resumes it: finished shards whose markers and checksums verify are reused, the rest are recomputed. CURRENT moves
@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from pixsearch_core import lineage
+from pixsearch_core.engines import code_version
 from pixsearch_core.storage import ObjectStore, is_s3, join, local_path
 
 from indexing import faiss_build
@@ -28,7 +29,7 @@ from indexing.manifest import (VerifyError, clean_interrupted, index_root, objec
                                verify_manifest, verify_object, version_root, write_manifest)
 from indexing.prepare import prepare, rejects_jsonl
 from indexing.readers import expand_paths
-from indexing.distributors import runner
+from indexing.distributors import distributor
 from indexing.shard_plan import ShardPlan
 from indexing.tasks import embed_shard, finished, index_shard
 
@@ -84,7 +85,7 @@ def _run_step(cfg, store, root, plan, step, fn, expect, extra=None) -> dict[str,
             todo.append({"cfg": cfg.model_dump(mode="json"), "root": root, "shard": spec.to_dict(),
                          **(extra(spec) if extra else {})})
     log.info("%s: %d shards to run, %d reused from a previous attempt", step, len(todo), len(results))
-    for res in runner(cfg.runner, cfg.spark)(fn, todo, step):
+    for res in distributor(cfg.engine, cfg.spark)(fn, todo, step):
         results[res["shard"]] = res
     return results
 
@@ -154,7 +155,7 @@ def build_index(cfg: IndexBuildConfig, store: ObjectStore | None = None) -> dict
         log.info("%s is already built and verified; CURRENT -> %s", root, read_current(store, idx_uri))
         return {"version_uri": root, "manifest": json.loads(store.get_bytes(join(root, "manifest.json"))),
                 "reused": True}
-    log.info("building %s (runner=%s)", root, cfg.runner)
+    log.info("building %s (engine=%s)", root, cfg.engine)
     plan, rejects = prepare(cfg, store, root)
     store.put_bytes(join(root, "plan.json"), json.dumps(plan.to_dict(), indent=1).encode())
     store.put_bytes(join(root, "rejects/prepare.jsonl"), rejects_jsonl(rejects))
@@ -202,11 +203,12 @@ def _manifest(cfg, plan: ShardPlan, version, fp, embedded, indexed, trained, rej
         "corpus": {"sources": [s.model_dump(mode="json") for s in cfg.sources], "fingerprint": fp,
                    "counts": c},
         "indices": {k: _index_manifest(cfg, plan, k, embedded, indexed, *trained[k]) for k in trained},
-        "lineage": {"code": lineage.code_version(), "config_hash": cfg.config_hash(), "corpus_fingerprint": fp,
+        "lineage": {"config_hash": cfg.config_hash(), "corpus_fingerprint": fp,
                     "encoders": lineage.encoder_versions({k: embedded[plan.of_kind(k)[0].name]["encoder"]
                                                           for k in trained})},
         "rejects": {"total": len(rejects), "by_reason": dict(sorted(Counter(r["reason"] for r in rejects).items())),
                     "share": round(len(rejects) / max(c["inputs"], 1), 6), "max_share": cfg.rejects.max_share,
                     "file": rej_entry},
-        "stats": {**{k: round(v, 3) for k, v in times.items()}, **rate, "runner": cfg.runner},
+        "stats": {**{k: round(v, 3) for k, v in times.items()}, **rate, "engine": cfg.engine},
+        "code": code_version(),
     }

@@ -1,6 +1,6 @@
 """The `pixsearch index build` config (conf/index/*.yaml): sources, passages, encoders, shards, FAISS, publish.
 
-    cfg = load_config(IndexBuildConfig, "conf/index/demo.yaml", ["output=s3://bucket", "runner=sequential"])
+    cfg = load_config(IndexBuildConfig, "conf/index/demo.yaml", ["output=s3://bucket", "engine=sequential"])
 
 The build version is derived from the build-relevant parts of this config and a fingerprint of the inputs
 (`version: auto`), so re-running the same build resumes it instead of starting a new one.
@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from pixsearch_core import __version__
 from pixsearch_core.config import Config
+from pixsearch_core.engines import SparkConfig, rename_key
 from pixsearch_core.storage import StorageConfig
 
 
@@ -98,27 +99,13 @@ class RejectsConfig(Config):
     max_share: float = Field(0.05, ge=0, le=1, description="fail the build if rejects / inputs exceed this")
 
 
-class SparkConfig(Config):
-    master: str = "local[*]"
-    app_name: str = "pixsearch-index"
-    gpus_per_task: float = Field(0, ge=0, description="spark.task.resource.gpu.amount on clusters (0 = CPU)")
-    conf: dict[str, str] = Field(default_factory=dict, description="extra Spark conf, e.g. spark.executor.memory")
-
-    @model_validator(mode="after")
-    def _one_source_for_task_gpus(self):
-        given = self.conf.get("spark.task.resource.gpu.amount")
-        if given is not None and self.gpus_per_task > 0 and float(given) != self.gpus_per_task:
-            raise ValueError(f"spark.gpus_per_task={self.gpus_per_task} conflicts with spark.conf "
-                             f"spark.task.resource.gpu.amount={given}; set one of them")
-        return self
-
-
 class IndexBuildConfig(Config):
     name: str = Field("demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     output: str = Field("out", description="root: the index goes to <output>/indices/<name>/<version>/")
     version: str = Field("auto", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                          description="auto = hash of the build config and the input fingerprint")
-    runner: Literal["spark", "sequential"] = "spark"
+    engine: Literal["spark", "sequential"] = Field("spark", description="spark: one task per shard (the `spark:` "
+                                                   "section); sequential: in this process")
     sources: list[SourceConfig] = Field(default_factory=lambda: [SourceConfig(kind="demo")])
     passages: PassageConfig = Field(default_factory=PassageConfig)
     text_encoder: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
@@ -132,6 +119,11 @@ class IndexBuildConfig(Config):
                                             "(publish later with `pixsearch index publish`)")
     storage: StorageConfig = Field(default_factory=StorageConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _runner_is_engine(cls, data):
+        return rename_key(data, "runner", "engine", "index build config")
 
     def build_hash(self) -> str:
         """Hash of what determines the index content (not where it goes or what runs it)."""

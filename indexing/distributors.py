@@ -8,13 +8,11 @@ its Python workers), asks for `spark.gpus_per_task` GPUs per task, and logs prog
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from indexing.config import SparkConfig
+from pixsearch_core.engines import SparkConfig, spark_session
 
 log = logging.getLogger(__name__)
 
@@ -23,30 +21,6 @@ def run_sequential(fn: Callable[[dict], dict], payloads: list[dict], label: str)
     from tqdm import tqdm
 
     return [fn(p) for p in tqdm(payloads, desc=label, unit="shard", disable=len(payloads) < 2)]
-
-
-def spark_session(cfg: SparkConfig):
-    """Get (or create) the SparkSession; local masters get this repo on the workers' PYTHONPATH.
-
-    Launched by spark-submit, the session takes the submitted master and conf; `cfg.conf` is still applied."""
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    if cfg.master.startswith("local"):
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        repo = str(Path(__file__).resolve().parents[1])
-        paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
-        if repo not in paths:
-            os.environ["PYTHONPATH"] = os.pathsep.join([repo] + [p for p in paths if p])
-    builder = SparkSession.builder
-    if not os.environ.get("PYSPARK_GATEWAY_PORT"):  # under spark-submit, its --master and --conf rule
-        builder = builder.master(cfg.master).appName(cfg.app_name)
-    conf = {"spark.python.worker.reuse": "true", "spark.ui.showConsoleProgress": "false", **cfg.conf}
-    if cfg.gpus_per_task > 0:
-        conf.setdefault("spark.task.resource.gpu.amount", str(cfg.gpus_per_task))
-    for key, value in conf.items():
-        builder = builder.config(key, value)
-    return builder.getOrCreate()
 
 
 def _progress(sc, label: str, total: int, stop: threading.Event) -> None:
@@ -73,15 +47,24 @@ def run_spark(fn: Callable[[dict], dict], payloads: list[dict], label: str, cfg:
     try:
         indexed = list(enumerate(payloads))
         rdd = sc.parallelize(indexed, numSlices=len(indexed))
-        results = rdd.mapPartitions(lambda part: [(i, fn(p)) for i, p in part]).collect()
+        results = rdd.mapPartitions(lambda part: [(i, fn(p), _code_origin()) for i, p in part]).collect()
     finally:
         stop.set()
-    return [r for _, r in sorted(results, key=lambda x: x[0])]
+    origins = sorted({o for _, _, o in results})
+    log.info("%s: executors ran the code at %s", label, ", ".join(origins))
+    return [r for _, r, _ in sorted(results, key=lambda x: x[0])]
 
 
-def runner(kind: str, spark: SparkConfig) -> Callable[[Callable[[dict], dict], list[dict], str], list[dict]]:
-    if kind == "sequential":
+def _code_origin() -> str:
+    """Where an executor imported pixsearch from (this checkout, a shipped zip, or an installed copy)."""
+    import indexing
+
+    return str(Path(indexing.__file__).parent.parent)
+
+
+def distributor(engine: str, spark: SparkConfig) -> Callable[[Callable[[dict], dict], list[dict], str], list[dict]]:
+    if engine == "sequential":
         return run_sequential
-    if kind == "spark":
+    if engine == "spark":
         return lambda fn, payloads, label: run_spark(fn, payloads, label, spark)
-    raise ValueError(f"unknown runner {kind!r}; allowed: 'spark', 'sequential'")
+    raise ValueError(f"unknown index engine {engine!r}; allowed: 'spark', 'sequential'")

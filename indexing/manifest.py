@@ -136,7 +136,12 @@ def describe(manifest: dict) -> str:
             lines.append(f"  {s['name']}: {s['count']} vectors, ids [{s['id_start']}, {s['id_end']}), "
                          f"{s['faiss']['size']} bytes, sha256 {s['faiss']['sha256'][:12]}")
     stats = manifest["stats"]
-    lines.append(f"build: {stats['total_seconds']}s ({stats['runner']}); documents/s {stats['documents_per_s']}, "
+    engine = stats.get("engine", stats.get("runner"))  # `runner` in manifests written before `engine`
+    lines.append(f"build: {stats['total_seconds']}s ({engine}); documents/s {stats['documents_per_s']}, "
                  f"passages/s {stats['passages_per_s']}, images/s {stats['images_per_s']}; per task-second: "
                  f"passages {stats.get('passages_per_task_s')}, images {stats.get('images_per_task_s')}")
+    code = manifest.get("code")
+    if code:
+        state = {True: " (uncommitted changes)", False: "", None: ""}[code.get("dirty")]
+        lines.append(f"code: pixsearch {code['package']}, commit {code.get('commit') or 'unknown'}{state}")
     return "\n".join(lines)

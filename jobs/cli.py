@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pixsearch {__version__}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="logging level (default: INFO)")
+    parser.add_argument("-v", "--verbose", action="store_const", const="DEBUG", dest="log_level",
+                        help="the same as --log-level DEBUG (errors come with their traceback)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for modname in COMMANDS:
         mod = importlib.import_module(modname)
@@ -70,13 +72,25 @@ def main(argv: list[str] | None = None) -> int:
         log.error("interrupted")
         return 130
     except Exception as e:  # one clear line for expected user errors; the traceback at DEBUG
-        from pixsearch_core.config import ConfigError
-
-        if isinstance(e, (ConfigError, FileNotFoundError, ValueError, KeyError)):
+        if _user_error(e):
             log.debug("details", exc_info=True)
             log.error("%s", e)
             return 2
         raise
+
+
+def _user_error(e: Exception) -> bool:
+    """Errors a user fixes (config, paths, storage: missing bucket, denied, unreachable endpoint) rather than bugs."""
+    from pixsearch_core.config import ConfigError
+    from pixsearch_core.storage import StorageError
+
+    if isinstance(e, (ConfigError, FileNotFoundError, ValueError, KeyError, StorageError)):
+        return True
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # pragma: no cover - boto3 is a dependency
+        return False
+    return isinstance(e, (BotoCoreError, ClientError))
 
 
 def console() -> None:

@@ -15,7 +15,7 @@ HELP = "build (Spark), inspect and verify sharded FAISS indices in local or S3 s
 DESCRIPTION = """Build a text + image index from a corpus, publish it atomically, and inspect or verify it.
 
   pixsearch index build --config conf/index/demo.yaml output=s3://bucket storage=@conf/storage/local-s3.yaml
-  pixsearch index build --config conf/index/demo.yaml runner=sequential spark.master=local[2]
+  pixsearch index build --config conf/index/demo.yaml engine=sequential      # or engine=spark spark.master=spark://head:7077
   pixsearch index info out/indices/demo              # follows CURRENT; or a version directory
   pixsearch index verify out/indices/demo            # every shard checked against its sha256
   pixsearch index build --config conf/index/demo.yaml publish=false --result out/build.json   # build only
@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     b = sub.add_parser("build", help="build and publish an index from a conf/index/*.yaml config")
     b.add_argument("--config", required=True, help="a conf/index/*.yaml file")
-    b.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. output=s3://bucket runner=sequential")
+    b.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. output=s3://bucket engine=sequential")
     b.add_argument("--result", help="also write {version, version_uri, index_uri, reused} as JSON to this URI")
     pub = sub.add_parser("publish", help="verify a built version, then flip the index's CURRENT to it")
     pub.add_argument("uri", help="the index (.../indices/<name>)")

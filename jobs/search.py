@@ -41,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--groups", type=int, default=1)
     s.add_argument("--replicas", type=int, default=1)
     s.add_argument("--actor-cpus", type=float, default=0.25, help="CPUs per actor (fractional on small machines)")
-    s.add_argument("--ray-address", help="an existing Ray cluster (e.g. auto, ray://head:10001); default: local")
+    s.add_argument("--ray-address", help="a Ray cluster to join (auto, ray://head:10001); default: $RAY_ADDRESS, "
+                   "else a local Ray on 127.0.0.1")
     s.add_argument("--workers", type=int, default=32,
                    help="connections served at once; more are answered 503 with Retry-After (default 32)")
     s.add_argument("--read-timeout", type=float, default=10.0,
@@ -130,16 +131,16 @@ def _query(args):
 def _serve(args) -> int:
     from indexing.serving.http_server import SearchHTTPServer
 
+    started = False
     if args.ray:
         from indexing.serving.ray_service import RaySearchRouter
-        from pixsearch_core.evaluation.config import RayConfig
-        from pixsearch_core.evaluation.executors import init_ray
+        from pixsearch_core.engines import RayConfig, init_ray
         from pixsearch_core.storage import StorageConfig
 
         cfg = _config(args)
         if cfg.kind != "index":
             raise ValueError(f"--ray serves a published index (kind 'index'); the retriever is kind {cfg.kind!r}")
-        init_ray(RayConfig(address=args.ray_address))
+        started = init_ray(RayConfig(address=args.ray_address))
         searcher = RaySearchRouter(cfg.uri, groups=args.groups, replicas=args.replicas, num_cpus=args.actor_cpus,
                                    storage=StorageConfig(endpoint_url=args.endpoint_url), cache_dir=cfg.cache_dir,
                                    crop=cfg.crop)
@@ -147,6 +148,7 @@ def _serve(args) -> int:
         searcher = _searcher(args)
     server = SearchHTTPServer((args.host, args.port), searcher, workers=args.workers, read_timeout=args.read_timeout,
                               request_timeout=args.request_timeout)
+    _stop_on_sigterm()  # after Ray's init, which installs its own (stack-dumping) handler
     log.info("serving %s on %s", searcher.index_version, server.url)
     try:
         server.serve_forever()
@@ -154,7 +156,20 @@ def _serve(args) -> int:
         log.info("stopping")
     finally:
         server.server_close()
+        from pixsearch_core.engines import shutdown_ray
+
+        shutdown_ray(started)
     return 0
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (docker stop, systemd, Ctrl-C's sibling) ends `serve_forever` like Ctrl-C: a clean shutdown."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,12 +13,13 @@ DESCRIPTION = """Object-store utilities over plain paths, file:// and s3:// (cre
   pixsearch store cp ./manifest.json s3://bucket/tmp/manifest.json
   pixsearch store cat s3://bucket/indices/demo/CURRENT
   pixsearch store clean s3://bucket/indices --older-than-s 3600   # what killed writes left: .tmp-* files,
-                                                                   # incomplete multipart uploads"""
+                                                                   # incomplete multipart uploads
+  pixsearch store mb s3://bucket --endpoint-url http://127.0.0.1:9000   # create a bucket"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=["ls", "cp", "cat", "rm", "sha256", "clean"], help="what to do")
-    p.add_argument("uris", nargs="+", help="URI(s): ls/cat/rm/sha256 take one, cp takes SRC DST")
+    p.add_argument("action", choices=["ls", "cp", "cat", "rm", "sha256", "clean", "mb"], help="what to do")
+    p.add_argument("uris", nargs="+", help="URI(s): ls/cat/rm/sha256/clean/mb take one, cp takes SRC DST")
     p.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS, or $AWS_ENDPOINT_URL)")
     p.add_argument("--region", help="S3 region")
     p.add_argument("--older-than-s", type=float, default=None,
@@ -49,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
         age = STALE_AFTER_S if args.older_than_s is None else args.older_than_s
         print(json.dumps(store.clean_incomplete(uri, age)))
+    elif args.action == "mb":
+        store.make_bucket(uri)
     elif args.action == "sha256":
         print(hashlib.sha256(store.get_bytes(uri)).hexdigest(), uri)
     else:

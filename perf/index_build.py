@@ -2,7 +2,7 @@
 
     python perf/index_build.py [--words 40] [--master local[2]] [--out /tmp/pixsearch-bench]
 
-1. Spark job (`runner=spark`, local[2]) over the demo's 106 Wikipedia articles cut into ~40-word passages (>10k)
+1. Spark job (`engine=spark`, local[2]) over the demo's 106 Wikipedia articles cut into ~40-word passages (>10k)
    against a plain single-process loop with the same encoder and batch size: passages/s and the ratio.
 2. recall@10 of the FAISS family the builder picks at a small memory budget (OPQ+IVF+PQ) against exact search on
    the same vectors, with bytes per vector.
@@ -36,7 +36,7 @@ from pixsearch_core.config import validate_config  # noqa: E402
 
 def spark_vs_loop(args) -> dict:
     cfg = validate_config(IndexBuildConfig, {
-        "name": "bench", "output": args.out, "runner": "spark", "version": f"bench-{int(time.time())}",
+        "name": "bench", "output": args.out, "engine": "spark", "version": f"bench-{int(time.time())}",
         "sources": [{"kind": "mediawiki", "path": str(wiki_dump_path())}],
         "passages": {"words": args.words}, "image_encoder": {"kind": "none"},
         "shards": {"passages_per_shard": args.per_shard}, "spark": {"master": args.master},

@@ -4,6 +4,10 @@ DAG files stay orchestration only and this module stays testable without a sched
 
     out = run_pixsearch(["eval", "run", "--config", ...])      # a child process; raises JobFailed on exit != 0
     summary = last_json(out)                                    # the job's one-line JSON summary
+
+Storage: every helper that touches the object store takes `storage`, the `storage:` section of the job config
+the task runs (`job_storage("index", config, overrides)`, a plain dict so that it travels through XCom), so an
+S3 endpoint or addressing style set in that config reaches every step, not only the job.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import sys
 import time
 from typing import Any
 
-from pixsearch_core.storage import ObjectStore, join
+from pixsearch_core.storage import ObjectStore, StorageConfig, join
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +62,31 @@ def safe_id(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "run"
 
 
+# ---------------------------------------------------------------- storage
+def job_storage(kind: str, config: str, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The `storage:` section of a job config (conf/<kind>/*.yaml + dotted overrides), validated, as a dict."""
+    from jobs.config import schema_for
+    from pixsearch_core.config import load_config
+
+    return load_config(schema_for(kind), config, list(overrides)).storage.model_dump(mode="json")
+
+
+def store_for(storage: dict[str, Any] | StorageConfig | None) -> ObjectStore:
+    """An ObjectStore with a job's storage settings (None = the defaults: local paths, AWS)."""
+    if storage is None or isinstance(storage, StorageConfig):
+        return ObjectStore(storage)
+    return ObjectStore(StorageConfig.model_validate(storage))
+
+
 # ---------------------------------------------------------------- data
 def ensure_synthcrag_world(root: str, seed: int = 0, n_entities: int = 24, n_makers: int = 4, n_places: int = 4,
-                           scenes_per_entity: int = 1, questions_per_scene: int = 1) -> str:
+                           scenes_per_entity: int = 1, questions_per_scene: int = 1, storage=None) -> str:
     """Write a small SynthCRAG world at `root` unless one of the current format is there (world.json); returns
     root. A world of an older format (`synthcrag.write.FORMAT`) is stale and rewritten."""
     from pixsearch_core.synthcrag import WorldConfig, generate_world
     from pixsearch_core.synthcrag.write import FORMAT, write_synthcrag
 
-    store = ObjectStore()
+    store = store_for(storage)
     if store.exists(join(root, "world.json")):
         found = json.loads(store.get_bytes(join(root, "world.json"))).get("format")
         if found == FORMAT:
@@ -80,8 +100,8 @@ def ensure_synthcrag_world(root: str, seed: int = 0, n_entities: int = 24, n_mak
     return root
 
 
-def exists(uri: str) -> bool:
-    return ObjectStore().exists(uri)
+def exists(uri: str, storage=None) -> bool:
+    return store_for(storage).exists(uri)
 
 
 # ---------------------------------------------------------------- index
@@ -93,42 +113,42 @@ def index_build_args(config: str, output: str, corpus: str, result_uri: str, ove
     return args + list(overrides)
 
 
-def read_json(uri: str) -> dict[str, Any]:
-    return json.loads(ObjectStore().get_bytes(uri))
+def read_json(uri: str, storage=None) -> dict[str, Any]:
+    return json.loads(store_for(storage).get_bytes(uri))
 
 
-def write_json(uri: str, data: dict[str, Any]) -> str:
-    ObjectStore().put_bytes(uri, json.dumps(data, indent=2, sort_keys=True).encode())
+def write_json(uri: str, data: dict[str, Any], storage=None) -> str:
+    store_for(storage).put_bytes(uri, json.dumps(data, indent=2, sort_keys=True).encode())
     return uri
 
 
-def verify_build(result_uri: str) -> dict[str, Any]:
+def verify_build(result_uri: str, storage=None) -> dict[str, Any]:
     """Check every object of the version a build wrote (its --result JSON) against the manifest; returns it."""
     from indexing.manifest import read_current, verify_manifest
 
-    built = read_json(result_uri)
-    store = ObjectStore()
+    built = read_json(result_uri, storage)
+    store = store_for(storage)
     n = verify_manifest(store, built["version_uri"])
     live = read_current(store, built["index_uri"])
     log.info("verified %d objects of %s (live: %s)", n, built["version_uri"], live)
     return {**built, "objects": n, "previous": live}
 
 
-def publish_build(built: dict[str, Any]) -> str:
+def publish_build(built: dict[str, Any], storage=None) -> str:
     """Flip CURRENT to a verified build's version; returns the version URI."""
     from indexing.manifest import publish
 
-    publish(ObjectStore(), built["index_uri"], built["version"])
+    publish(store_for(storage), built["index_uri"], built["version"])
     return built["version_uri"]
 
 
-def prune_index(index_uri: str, keep: int) -> list[str]:
+def prune_index(index_uri: str, keep: int, storage=None) -> list[str]:
     from indexing.versions import prune_versions
 
-    return prune_versions(ObjectStore(), index_uri, keep)
+    return prune_versions(store_for(storage), index_uri, keep)
 
 
-def pin_index(index: str, version: str = "") -> str:
+def pin_index(index: str, version: str = "", storage=None) -> str:
     """A version URI for `index`: `<index>/<version>` if a version is given, else the live one (CURRENT). `none`
     and a search service URL (the `--index` shorthand of pixsearch_core/retrieval/backends.py) have no versions
     to pin and come back as they are."""
@@ -139,7 +159,7 @@ def pin_index(index: str, version: str = "") -> str:
         if version:
             raise ValueError(f"index_version {version!r} given, but {index!r} is not an index URI to pin")
         return index
-    store = ObjectStore()
+    store = store_for(storage)
     uri = join(index, version) if version else resolve(store, index)
     read_manifest(store, uri)  # fails loudly on a missing or foreign version
     return uri
@@ -154,15 +174,16 @@ def matrix_cells(benchmarks: dict[str, str], modes: list[str]) -> list[dict[str,
 
 
 def eval_args(cell: dict[str, str], *, config: str, model: str, index: str | None, out: str, run_id: str,
-              sequential: bool = False, overrides: list[str] | None = None, retriever: str | None = None) -> list[str]:
+              engine: str = "", overrides: list[str] | None = None, retriever: str | None = None) -> list[str]:
     """`eval run` arguments of one matrix cell. The backend: `index` (the shorthand: an index URI, a search service
-    URL or none) or `retriever` (a kind whose settings are retriever.* overrides), exactly one of them."""
+    URL or none) or `retriever` (a kind whose settings are retriever.* overrides), exactly one of them; `engine`
+    (ray | sequential; empty = the config's) becomes an override."""
     if (index is None) == (retriever is None):
         raise ValueError(f"give exactly one of index ({index!r}) and retriever ({retriever!r})")
     which = ["--index", index] if index is not None else ["--retriever", retriever]
     args = ["eval", "run", "--config", config, "--benchmark", cell["benchmark"], "--data", cell["data"],
             "--model", model, *which, "--mode", cell["mode"], "--out", out, "--run-id", run_id]
-    return args + (["--sequential"] if sequential else []) + list(overrides or [])
+    return args + ([f"engine={engine}"] if engine else []) + list(overrides or [])
 
 
 def metric(aggregate: dict[str, Any], path: str) -> float:
@@ -182,11 +203,11 @@ def beats(value: float, baseline: float) -> bool:
     return value > baseline
 
 
-def register_checkpoint(registry: str, name: str, record: dict[str, Any]) -> str:
+def register_checkpoint(registry: str, name: str, record: dict[str, Any], storage=None) -> str:
     """Write `<registry>/<name>.json` (the checkpoint's URI, its gating metric and where it came from)."""
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise ValueError(f"registry name {name!r} must match [A-Za-z0-9][A-Za-z0-9_.-]*")
     uri = join(registry, f"{name}.json")
-    write_json(uri, {**record, "registered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    write_json(uri, {**record, "registered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, storage)
     log.info("registered %s -> %s", uri, record.get("checkpoint"))
     return uri

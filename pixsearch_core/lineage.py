@@ -6,7 +6,7 @@ Every artifact writes a `lineage.json` (an index version keeps it inside its man
                                                data digest, decode options, judge; resumes append to `resumed`
     training      <stage>/final/lineage.json   code, config, data digests per source, base weights, init
                                                checkpoint (+ its digest), step
-    index         manifest.json "lineage"      code, config hash, corpus fingerprint, encoders
+    index         manifest.json "code" and "lineage"   code, config hash, corpus fingerprint, encoders
     report        <report>/lineage.json        the runs it tabulates
 
 `chain(store, uri)` follows the links (report -> runs -> checkpoint -> training data / init checkpoint; run ->
@@ -19,7 +19,6 @@ import functools
 import hashlib
 import json
 import logging
-import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -34,23 +33,11 @@ _REPO = Path(__file__).resolve().parent.parent
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> dict[str, Any]:
-    """{"package": version, "git_commit": sha | None, "dirty": bool | None} of the code that is running.
+    """{"package", "commit", "dirty"} of the code that is running (`engines.code.code_version`: the commit and
+    dirty flag come from the checkout the code was imported from; an installed wheel has only the package)."""
+    from pixsearch_core.engines.code import code_version as version
 
-    The commit and dirty flag come from the checkout the code was imported from (an installed wheel has none)."""
-    try:
-        package = metadata.version("pixsearch")
-    except metadata.PackageNotFoundError:
-        package = None
-    out: dict[str, Any] = {"package": package, "git_commit": None, "dirty": None}
-    try:
-        commit = subprocess.run(["git", "-C", str(_REPO), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "-C", str(_REPO), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return out  # not a git checkout (an installed package): the package version is what there is
-    out.update(git_commit=commit, dirty=bool(status.strip()))
-    return out
+    return version()
 
 
 def encoder_versions(specs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -151,7 +138,7 @@ def _index_node(store: ObjectStore, index: str, version: str | None) -> dict[str
         return {**from_manifest, "missing": uri if index and index != "none" else None}
     m = json.loads(store.get_bytes(uri))
     return {**from_manifest, "manifest": uri, "config_hash": m.get("config_hash"),
-            "code": (m.get("lineage") or {}).get("code"),
+            "code": m.get("code"),
             "encoders": {k: v.get("encoder") for k, v in (m.get("indices") or {}).items()},
             "corpus": {"fingerprint": m["corpus"]["fingerprint"], "sources": m["corpus"]["sources"]}}
 
@@ -189,7 +176,7 @@ def render(node: dict[str, Any], indent: int = 0) -> list[str]:
         return lines
     if kind == "eval_run":
         code = node.get("code") or {}
-        lines = [f"{pad}eval run {node['uri']}: code {code.get('git_commit') or code.get('package')}"
+        lines = [f"{pad}eval run {node['uri']}: code {code.get('commit') or code.get('package')}"
                  f"{' (dirty)' if code.get('dirty') else ''}; data {node.get('data')} sha256 "
                  f"{(node.get('data_digest') or '?')[:12]}; judge {(node.get('judge') or {}).get('kind')}"]
         lines += render(node["checkpoint"], indent + 1) + render(node["index_node"], indent + 1)
@@ -197,7 +184,7 @@ def render(node: dict[str, Any], indent: int = 0) -> list[str]:
     if kind == "training":
         code = node.get("code") or {}
         lines = [f"{pad}checkpoint {node['uri']}: stage {node.get('stage')} step {node.get('step')}, code "
-                 f"{code.get('git_commit') or code.get('package')}; data " + ", ".join(
+                 f"{code.get('commit') or code.get('package')}; data " + ", ".join(
                      f"{d['uri']} " + (f"sha256 {d['digest'][:12]}" if d.get("digest") else "(not packed: unused)")
                      for d in node.get("data", []))]
         lines += [f"{pad}  base weights: {k} sha256 {(v or '?')[:12]}" for k, v in (node.get("base_weights") or {}).items()]

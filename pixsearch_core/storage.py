@@ -404,6 +404,19 @@ class ObjectStore:
             raise self._s3_error("clean incomplete uploads under", prefix, e) from e
         return {"tmp_files": 0, "uploads": n}
 
+    def make_bucket(self, uri: str) -> None:
+        """Create the bucket of an s3:// URI (an existing bucket of yours is fine)."""
+        bucket, _ = _split_s3(uri)
+        kwargs = {}
+        if self.config.region and self.config.region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.config.region}
+        try:
+            self.s3.create_bucket(Bucket=bucket, **kwargs)
+        except self.s3.exceptions.BucketAlreadyOwnedByYou:
+            pass
+        except Exception as e:
+            raise self._s3_error("create bucket", uri, e) from e
+
     def delete_prefix(self, prefix: str) -> int:
         """Delete every object under `prefix`; returns how many."""
         n = 0

@@ -8,7 +8,6 @@ import uuid
 import pytest
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 
 @pytest.fixture(scope="session")
@@ -65,23 +64,21 @@ def store(request, tmp_path):
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One small local Ray for the whole test session (fractional-CPU actors, so a 2-CPU machine is not starved), shut down at the end."""
-    from pixsearch_core.evaluation.config import RayConfig
-    from pixsearch_core.evaluation.executors import init_ray
-
-    import ray
+    """One small local Ray for the whole test session (fractional-CPU actors, so a 2-CPU machine is not starved), shut
+    down at the end."""
+    from pixsearch_core.engines import RayConfig, init_ray, shutdown_ray
 
     started = init_ray(RayConfig(local_num_cpus=2, object_store_mb=600))
+    import ray
+
     yield ray
-    if started:
-        ray.shutdown()
+    shutdown_ray(started)
 
 
 @pytest.fixture(scope="session")
 def spark():
     """One local[2] SparkSession for the whole test session (a start costs about 5 s); tests using it are `spark`."""
-    from indexing.config import SparkConfig
-    from indexing.distributors import spark_session
+    from pixsearch_core.engines import SparkConfig, spark_session
 
     session = spark_session(SparkConfig(master="local[2]", conf={"spark.driver.memory": "1g"}))
     yield session

@@ -28,7 +28,7 @@ def airflow(tmp_path_factory):
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(Path.home()), "AIRFLOW_HOME": str(tmp / "home"),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
            "PYTHONPATH": str(REPO), "PIXSEARCH_AIRFLOW_ROOT": str(tmp / "root"),
-           "PIXSEARCH_AIRFLOW_RETRY_DELAY_S": "1", "SPARK_LOCAL_IP": "127.0.0.1", "RAY_AUTH_MODE": "disabled"}
+           "PIXSEARCH_AIRFLOW_RETRY_DELAY_S": "1", "SPARK_LOCAL_IP": "127.0.0.1"}
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, cwd=tmp)
     return env, tmp / "root"
 
@@ -134,7 +134,7 @@ def test_training_pipeline_registers_only_a_checkpoint_that_beats_the_baseline(a
     conf = {"data_root": str(root / "world"), "eval_data": str(root / "world"), "output": str(root / "train"),
             "run_name": "t1", "registry": str(root / "registry"), "baseline": -1, "model_name": "good",
             "train_overrides": ["stage1.max_steps=2", "stage2.max_steps=2", "save_every=100"],
-            "eval_overrides": ["limit=4", "decode.max_new_tokens=16"], "eval_sequential": True}  # Ray: the matrix
+            "eval_overrides": ["limit=4", "decode.max_new_tokens=16"], "eval_engine": "sequential"}  # Ray: the matrix
     result = dag_test(airflow, "training_pipeline.py", "pixsearch_training_pipeline", conf)
     assert set(result["tasks"].values()) == {"success"}
     record = json.loads((root / "registry" / "good.json").read_text())

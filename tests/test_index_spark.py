@@ -34,9 +34,9 @@ def _shard_arrays(store: ObjectStore, root: str, manifest: dict, kind: str):
 @pytest.mark.spark
 def test_spark_build_equals_sequential_build(spark, tmp_path):
     results = {}
-    for runner in ("spark", "sequential"):
+    for runner in ("spark", "sequential"):  # the engines
         cfg = load_config(IndexBuildConfig, "conf/index/demo.yaml",
-                          SMALL + [f"runner={runner}", f"output={tmp_path / runner}", "spark.master=local[2]",
+                          SMALL + [f"engine={runner}", f"output={tmp_path / runner}", "spark.master=local[2]",
                                    f"cache_dir={tmp_path / 'cache'}"])
         results[runner] = build_index(cfg)
     store = ObjectStore()
@@ -66,7 +66,7 @@ def test_spark_build_equals_sequential_build(spark, tmp_path):
 def test_cli_builds_demo_to_s3_then_info_and_verify(s3_store, tmp_path, capsys):
     storage = tmp_path / "s3.yaml"
     storage.write_text(json.dumps(s3_store.config.model_dump()))
-    args = ["index", "build", "--config", "conf/index/demo.yaml", *SMALL, "runner=sequential",
+    args = ["index", "build", "--config", "conf/index/demo.yaml", *SMALL, "engine=sequential",
             f"output={s3_store.root}", f"storage=@{storage}", f"cache_dir={tmp_path / 'cache'}"]
     assert cli.main(args) == 0
     index = join(s3_store.root, "indices/demo")

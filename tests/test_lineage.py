@@ -34,7 +34,7 @@ def _cli(*args: str) -> str:
 def test_code_version_names_this_checkout():
     v = lineage.code_version()
     head = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    assert v["git_commit"] == head and isinstance(v["dirty"], bool) and v["package"]
+    assert v["commit"] == head and isinstance(v["dirty"], bool) and v["package"]
 
 
 def test_digest_of_a_folder_follows_its_bytes(tmp_path):
@@ -90,7 +90,7 @@ def test_full_chain_report_to_corpus(tmp_path, _cpu_env):
     world = write_world(str(tmp_path / "world"))
     store = ObjectStore()
     index_cfg = load_config(IndexBuildConfig, os.path.join(ROOT, "conf", "index", "synthcrag.yaml"), [
-        f"output={tmp_path}/store", "runner=sequential", f"cache_dir={tmp_path}/cache",
+        f"output={tmp_path}/store", "engine=sequential", f"cache_dir={tmp_path}/cache",
         f"sources=[{{kind: jsonl, path: {world}/corpus/docs.jsonl}}]"])
     built = build_index(index_cfg)
     index_uri = join(str(tmp_path / "store"), "indices", "synthcrag")

@@ -15,20 +15,20 @@ from pipelines import steps as p
 
 def test_index_build_args_parse_as_a_non_publishing_build():
     args = build_parser().parse_args(["index", *p.index_build_args("c.yaml", "out", "/d/docs.jsonl", "r.json",
-                                                                    ["runner=sequential"])])
+                                                                    ["engine=sequential"])])
     assert args.action == "build" and args.config == "c.yaml" and args.result == "r.json"
     assert args.overrides == ["output=out", "publish=false", "sources=[{kind: jsonl, path: '/d/docs.jsonl'}]",
-                              "runner=sequential"]
+                              "engine=sequential"]
 
 
 def test_eval_args_parse_with_the_cell_and_run_id():
     cell = {"benchmark": "synthcrag", "data": "/w", "mode": "no_search"}
     args = build_parser().parse_args(p.eval_args(cell, config="e.yaml", model="oracle", index="none", out="o",
-                                                 run_id="m-synthcrag-no_search", sequential=True,
+                                                 run_id="m-synthcrag-no_search", engine="sequential",
                                                  overrides=["limit=3"]))
     assert (args.benchmark, args.data, args.mode, args.run_id, args.out) == ("synthcrag", "/w", "no_search",
                                                                              "m-synthcrag-no_search", "o")
-    assert args.sequential and args.overrides == ["limit=3"]
+    assert not args.sequential and args.overrides == ["engine=sequential", "limit=3"]
     args = build_parser().parse_args(p.eval_args(cell, config="e.yaml", model="oracle", index=None, out="o",
                                                  run_id="r", retriever="cragmm",
                                                  overrides=["retriever.cragmm.url=http://h:1/search"]))

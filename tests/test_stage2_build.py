@@ -161,7 +161,7 @@ def test_synthcrag_offline_matches_the_worlds_gold_trajectories(tmp_path):
 
     world = write_world(str(tmp_path / "world"))
     build_index(load_config(IndexBuildConfig, os.path.join(ROOT, "conf", "index", "synthcrag.yaml"), [
-        f"output={tmp_path}/store", "runner=sequential", f"cache_dir={tmp_path}/cache",
+        f"output={tmp_path}/store", "engine=sequential", f"cache_dir={tmp_path}/cache",
         f"sources=[{{kind: jsonl, path: {world}/corpus/docs.jsonl}}]"]))
     cfg = load_config(Stage2Config, os.path.join(ROOT, "conf", "data", "stage2-synthcrag.yaml"), [
         f"output={tmp_path}/stage2", f"sources=[{{reader: synthcrag, path: {world}}}]",

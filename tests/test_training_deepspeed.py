@@ -98,8 +98,8 @@ def test_resumed_run_matches_uninterrupted(world, tmp_path):
 
 @pytest.mark.slow
 def test_two_process_cpu_run_via_cli(world, tmp_path):
-    """`pixsearch train --nproc 2`: torchrun, 2 CPU processes, gloo; both stages; the loss falls."""
-    common = ["--config", DEMO_CONF, "--nproc", "2",  # the demo recipe: its whole small LM trains
+    """`pixsearch train engine=torchrun`: torchrun, 2 CPU processes, gloo; both stages; the loss falls."""
+    common = ["--config", DEMO_CONF, "engine=torchrun", "torchrun.nproc_per_node=2",  # the demo recipe
               f"data.root={world}", f"output={tmp_path}/store", f"run_dir={tmp_path}/run", "data.template=plain",
               "data.image_max_side=48", "data.max_length=400", "optim.micro_batch_size=4", "stage1.max_steps=10",
               "stage2.max_steps=12"]

@@ -14,12 +14,35 @@ def add(sub) -> None:
     p.add_argument("--overlays", type=int, default=4, help="mask overlays per run (default 4)")
     p.add_argument("--allow-mixed", action="store_true",
                    help="put runs of one benchmark in a table even if their data or judge differ (refused otherwise)")
+    p.add_argument("--storage", metavar="YAML", help="storage settings: a conf/storage/*.yaml file or an inline "
+                   "mapping, e.g. '{endpoint_url: http://127.0.0.1:9000, addressing_style: path}'")
     p.set_defaults(_action=_report)
+
+
+def storage_arg(text: str | None):
+    """--storage: a YAML file or an inline YAML mapping, validated as StorageConfig (None = the defaults)."""
+    import os
+
+    import yaml
+
+    from pixsearch_core.config import load_config, validate_config
+    from pixsearch_core.storage import StorageConfig
+
+    if not text:
+        return StorageConfig()
+    if os.path.isfile(text):
+        return load_config(StorageConfig, text)
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"--storage {text!r} is neither a file nor a YAML mapping of StorageConfig fields")
+    return validate_config(StorageConfig, data, source="--storage")
 
 
 def _report(args: argparse.Namespace) -> int:
     from pixsearch_core.evaluation.report import write_report
+    from pixsearch_core.storage import ObjectStore
 
-    paths = write_report(args.runs, args.out, overlays_per_run=args.overlays, allow_mixed=args.allow_mixed)
+    paths = write_report(args.runs, args.out, ObjectStore(storage_arg(args.storage)), overlays_per_run=args.overlays,
+                         allow_mixed=args.allow_mixed)
     sys.stdout.write(json.dumps(paths, sort_keys=True) + "\n")
     return 0

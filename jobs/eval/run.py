@@ -14,10 +14,11 @@ EX_TEMPFAIL = 75  # another driver holds the run (or took it over): try again la
 RUN_EPILOG = """examples:
   pixsearch eval run --config conf/eval/demo.yaml --benchmark synthcrag --data out/synthcrag --model tiny \\
       --index out/index/demo --mode full
-  pixsearch eval run --config conf/eval/cluster-13b.yaml --ray-address auto --benchmark crag_mm \\
+  pixsearch eval run --benchmark synthcrag --data out/synthcrag --model tiny --index none engine=sequential
+  RAY_ADDRESS=auto pixsearch eval run --config conf/eval/cluster-13b.yaml --benchmark crag_mm \\
       --data s3://b/crag-mm --model s3://b/ckpt/stage2 --index s3://b/indices/wiki --mode budget2 ray.num_replicas=16
   pixsearch eval run --benchmark crag_mm --data gold/ --model tiny --retriever cragmm \\
-      retriever.cragmm.url=http://gpu-box:8090/search --sequential
+      retriever.cragmm.url=http://gpu-box:8090/search engine=sequential
   pixsearch eval run --benchmark crag_mm --data gold/ --model tiny --index none decode=@conf/decode/no_search.yaml
 modes: {modes} (pixsearch_core/decoding/options.py). Without --mode the config's decode
 section decides (default full); --mode and a decode section that disagree are refused, naming both.
@@ -43,7 +44,7 @@ class _Help(argparse.RawDescriptionHelpFormatter):
 def add(sub) -> None:
     from pixsearch_core.retrieval.backends import KINDS
 
-    p = sub.add_parser("run", help="run a model over a benchmark on Ray (or --sequential); resumable records",
+    p = sub.add_parser("run", help="run a model over a benchmark on Ray (or engine=sequential); resumable records",
                        epilog=RUN_EPILOG, formatter_class=_Help)
     p.add_argument("--config", default="conf/eval/demo.yaml", help="run config (conf/eval/*.yaml)")
     p.add_argument("--benchmark", required=True, help="registered benchmark name (e.g. crag_mm, synthcrag)")
@@ -58,7 +59,7 @@ def add(sub) -> None:
     p.add_argument("--run-id", help="default: <benchmark>-<model>-<mode>-<config hash>")
     p.add_argument("--out", help="output root (overrides the config's `output`)")
     p.add_argument("--ray-address", help="Ray cluster address (overrides ray.address), e.g. auto or ray://h:10001")
-    p.add_argument("--sequential", action="store_true", help="run in this process, no Ray")
+    p.add_argument("--sequential", action="store_true", help="deprecated: use the override engine=sequential")
     p.add_argument("overrides", nargs="*", help="dotted key=value config overrides (ray.num_replicas=4)")
     p.set_defaults(_action=_run)
 
@@ -73,8 +74,13 @@ def load(args: argparse.Namespace):
     overrides = list(args.overrides)
     overrides += [f"output={args.out}"] if args.out else []
     overrides += [f"ray.address={args.ray_address}"] if args.ray_address else []
+    if args.sequential:
+        from pixsearch_core.engines import deprecated
+
+        deprecated("eval run --sequential", "the override engine=sequential (or `engine: sequential` in the config)")
+        overrides.append("engine=sequential")
     cfg = load_config(EvalRunConfig, args.config, overrides)
-    req = RunRequest(args.benchmark, args.data, args.model, args.index, args.mode, args.run_id, args.sequential,
+    req = RunRequest(args.benchmark, args.data, args.model, args.index, args.mode, args.run_id,
                      retriever=args.retriever)
     cfg = resolve(cfg, req)
     cfg.decode_options(req.mode)

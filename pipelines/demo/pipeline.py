@@ -118,9 +118,10 @@ class Demo:
     def step_train(self) -> None:
         common = ["--config", self.cfg.train.config, f"data.root={self.world}", f"output={self.train_store}",
                   f"run_dir={self.out / 'train'}", *self.cfg.train.overrides]
-        nproc = ["--nproc", str(self.cfg.train_nproc)] if self.cfg.train_nproc > 1 else []
+        n = self.cfg.train_nproc
+        engine = ["engine=torchrun", f"torchrun.nproc_per_node={n}"] if n > 1 else ["engine=sequential"]
         for stage in (1, 2):
-            _pixsearch(f"train stage {stage}", "train", "--stage", str(stage), *nproc, *common)
+            _pixsearch(f"train stage {stage}", "train", "--stage", str(stage), *common, *engine)
 
     def step_eval(self) -> list[str]:
         from pipelines.steps import last_json

@@ -12,12 +12,13 @@ One source per setting; a setting given twice, differently, is a `ConfigError` n
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from pixsearch_core.config import Config, ConfigError
 from pixsearch_core.decoding.options import MODE_FIELDS, DecodeOptions, mode_fields, mode_name
+from pixsearch_core.engines import RayConfig as RayEngineConfig
 from pixsearch_core.evaluation.segmentation import SegEvalConfig
 from pixsearch_core.modeling.spec import ModelSpec
 from pixsearch_core.retrieval.backends import RetrieverConfig
@@ -27,17 +28,15 @@ from pixsearch_core.storage import StorageConfig
 _MOVED = {"search_k": "retriever.k", "region": "retriever.crop"}
 
 
-class RayConfig(Config):
-    """Where and how wide the run is. `address: null` starts a local Ray; otherwise e.g. ray://head:10001 or auto."""
+class RayConfig(RayEngineConfig):
+    """The `ray:` section: where Ray runs (address, or RAY_ADDRESS, or a local Ray; see pixsearch_core.engines)
+    and how wide the run is."""
 
-    address: str | None = Field(None, description="Ray cluster address; null = start a local instance")
     num_replicas: int = Field(2, ge=1, description="model replicas (actors), each with its own searcher")
     cpus_per_replica: float = Field(0.5, gt=0, description="fractional on small machines (whole CPUs deadlock "
                                     "Ray Data's read tasks on a 2-CPU box)")
     gpus_per_replica: float = Field(0.0, ge=0)
     batch_size: int = Field(4, ge=1, description="samples per run_batch call (decoded together)")
-    local_num_cpus: int | None = Field(2, ge=1, description="num_cpus for a local ray.init; null = all")
-    object_store_mb: int = Field(600, ge=100, description="object store for a local ray.init")
 
 
 class ModelSettings(ModelSpec):
@@ -59,6 +58,8 @@ class PictureSettings(Config):
 class EvalRunConfig(Config):
     """Everything of a run except what the command line names (benchmark, data, model, mode)."""
 
+    engine: Literal["ray", "sequential"] = Field("ray", description="ray: a replica pool on Ray (the `ray:` "
+                                                 "section); sequential: in this process")
     ray: RayConfig = RayConfig()
     model: ModelSettings = ModelSettings()
     decode: DecodeOptions = Field(default_factory=DecodeOptions, description="decode options (decode=@conf/decode/"

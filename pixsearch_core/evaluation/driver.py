@@ -48,7 +48,7 @@ class RunRequest:
     index: str | None = None  # --index shorthand: an index URI, an http(s):// service URL or none
     mode: str | None = None  # --mode; None = the config's decode section decides
     run_id: str | None = None
-    sequential: bool = False
+    sequential: bool = False  # deprecated: the config's `engine: sequential`
     runner: RunnerSpec | None = None  # overrides the runner chosen from `model` (tests, custom runners)
     retriever: str | None = None  # --retriever KIND (its settings: the config's retriever section)
 
@@ -89,11 +89,12 @@ def resolve(cfg: EvalRunConfig, req: RunRequest) -> EvalRunConfig:
 
 
 def identity_hash(cfg: EvalRunConfig) -> str:
-    """The config hash of what changes results: not the Ray layout, output root, limit, flush size, retry count,
+    """The config hash of what changes results: not the engine or Ray layout, output root, limit, flush size, retry count,
     lease ttl or picture cache (so a run may be resumed wider, elsewhere, extended past an earlier --limit, or
     retried more), nor the retriever's local cache directory, timeout or retries."""
     where = cfg.retriever.model_copy(update={"cache_dir": "", "timeout": 30.0, "retries": 2})  # not what it finds
-    base = cfg.model_copy(update={"ray": cfg.ray.__class__(), "output": "", "limit": None, "flush_every": 16,
+    base = cfg.model_copy(update={"ray": cfg.ray.__class__(), "engine": "ray", "output": "", "limit": None,
+                                  "flush_every": 16,
                                   "retriever": where, "images": cfg.images.__class__()})
     blob = json.dumps(base.model_dump(mode="json", exclude={"max_attempts", "lease_ttl_s"}), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -137,7 +138,7 @@ def benchmark_spec(req: RunRequest, cfg: EvalRunConfig) -> BenchmarkSpec:
     options = dict(cfg.benchmark_options)
     if getattr(get("benchmark", req.benchmark), "takes_image_cache", False):
         options.setdefault("image_cache", cfg.picture_cache())
-    return BenchmarkSpec(req.benchmark, options)
+    return BenchmarkSpec(req.benchmark, options, cfg.storage.model_dump(mode="json"))
 
 
 def run_meta(req: RunRequest, cfg: EvalRunConfig, version: str, spec: RunnerSpec) -> dict[str, Any]:
@@ -221,13 +222,14 @@ def run_eval(cfg: EvalRunConfig, req: RunRequest) -> dict[str, Any]:
 def _run_todo(req: RunRequest, cfg: EvalRunConfig, bench_spec: BenchmarkSpec, spec: RunnerSpec, todo: list,
               w: RecordWriter, score=None) -> tuple[int, int]:
     """Run the samples still to do, writing their records as batches arrive; (records written, errors)."""
-    log.info("run %s: %d to run (%s)", w.run_uri, len(todo), "sequential" if req.sequential else "ray")
+    sequential = req.sequential or cfg.engine == "sequential"
+    log.info("run %s: %d to run (%s)", w.run_uri, len(todo), "sequential" if sequential else "ray")
     written = errors = 0
     if not todo:
         return written, errors
     from pixsearch_core.evaluation import executors as execute
 
-    stream = (execute.sequential(spec, bench_spec, todo, cfg.ray.batch_size) if req.sequential
+    stream = (execute.sequential(spec, bench_spec, todo, cfg.ray.batch_size) if sequential
               else execute.on_ray(spec, bench_spec, todo, cfg.ray))
     if score is not None:  # segmentation: scored on the driver from the prediction PNGs
         stream = score(stream)

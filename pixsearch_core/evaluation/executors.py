@@ -12,10 +12,10 @@ import logging
 import os
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from pixsearch_core.benchmarks.base import Example
+from pixsearch_core.engines import init_ray, shutdown_ray
 from pixsearch_core.evaluation.config import RayConfig
 from pixsearch_core.evaluation.sample_runner import (BenchmarkSpec, RunnerSpec, example_from_json, example_to_json,
                                            process_batch)
@@ -51,29 +51,6 @@ class _Replica:
         return {"record": [json.dumps(r, sort_keys=True) for r in records]}
 
 
-def _code_root() -> str:
-    import pixsearch_core
-
-    return str(Path(pixsearch_core.__file__).resolve().parents[1])
-
-
-def init_ray(cfg: RayConfig) -> bool:
-    """Connect to `cfg.address` or start a small local Ray; returns True if this call started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if cfg.address:
-        ray.init(address=cfg.address, log_to_driver=False)
-        return True
-    # local workers must import this checkout's code (not another installed copy)
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_code_root(), os.environ.get("PYTHONPATH")) if p)
-    ray.init(num_cpus=cfg.local_num_cpus, include_dashboard=False, log_to_driver=False,
-             object_store_memory=cfg.object_store_mb << 20)
-    return True
-
-
 def on_ray(runner_spec: RunnerSpec, bench_spec: BenchmarkSpec, examples: list[Example],
            cfg: RayConfig) -> Iterator[list[dict[str, Any]]]:
     import ray
@@ -92,5 +69,4 @@ def on_ray(runner_spec: RunnerSpec, bench_spec: BenchmarkSpec, examples: list[Ex
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             yield [json.loads(str(r)) for r in batch["record"]]
     finally:
-        if started:
-            ray.shutdown()
+        shutdown_ray(started)

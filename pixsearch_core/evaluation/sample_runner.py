@@ -65,11 +65,14 @@ class RunnerSpec:
 class BenchmarkSpec:
     name: str
     options: dict[str, Any] = field(default_factory=dict)
+    storage: dict[str, Any] | None = None  # the run's StorageConfig fields: where gold data and masks are read
 
     def build(self) -> Benchmark:
         from pixsearch_core.registry import get
+        from pixsearch_core.storage import ObjectStore, StorageConfig
 
-        return get("benchmark", self.name)(**self.options)
+        store = ObjectStore(StorageConfig.model_validate(self.storage or {}))
+        return get("benchmark", self.name)(store=store, **self.options)
 
 
 def example_to_json(ex: Example) -> str:

@@ -115,8 +115,7 @@ def _run_ray(cfg: Stage2Config, todo: dict[int, list[Item]]) -> Iterator[tuple[i
     import ray
     from ray.data import ActorPoolStrategy
 
-    from pixsearch_core.evaluation.config import RayConfig
-    from pixsearch_core.evaluation.executors import init_ray
+    from pixsearch_core.engines import RayConfig, init_ray, shutdown_ray
 
     started = init_ray(RayConfig(address=cfg.ray_address))
     try:
@@ -130,8 +129,7 @@ def _run_ray(cfg: Stage2Config, todo: dict[int, list[Item]]) -> Iterator[tuple[i
             for b, part in zip(out["b"], out["part"]):
                 yield int(b), str(part).encode()
     finally:
-        if started:
-            ray.shutdown()
+        shutdown_ray(started)
 
 
 def _read_part(store: ObjectStore, uri: str) -> list[dict]:

@@ -10,6 +10,7 @@ import yaml
 from pydantic import Field, model_validator
 
 from pixsearch_core.config import Config
+from pixsearch_core.engines import TorchrunConfig
 from pixsearch_core.modeling.spec import ModelSpec
 from pixsearch_core.storage import StorageConfig
 
@@ -112,6 +113,9 @@ class ModelRef(ModelSpec):
 
 class TrainConfig(Config):
     seed: int = 0
+    engine: Literal["sequential", "torchrun"] = Field("sequential", description="sequential: this process; "
+                                                      "torchrun: torchrun.nproc_per_node processes on this machine")
+    torchrun: TorchrunConfig = TorchrunConfig()
     output: str = Field(description="object-store prefix: checkpoints and the final export per stage")
     run_dir: str = Field(description="local directory: metrics.jsonl, loss plot, checkpoint staging")
     storage: StorageConfig = StorageConfig()

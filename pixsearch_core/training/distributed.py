@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
+
+from pixsearch_core.engines.torchrun import free_port
 
 log = logging.getLogger(__name__)
 
@@ -15,12 +16,6 @@ def use_cuda() -> bool:
     import torch
 
     return os.environ.get("DS_ACCELERATOR", "cuda") != "cpu" and torch.cuda.is_available()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def init_distributed() -> tuple[int, int]:
