@@ -24,7 +24,8 @@ def test_unknown_kind_lists_kinds():
         registry.get("modle", "x")
 
 
-def test_double_registration_is_an_error():
+def test_double_registration_is_an_error(monkeypatch):
+    monkeypatch.setitem(registry._REGISTRY, "retriever", dict(registry._REGISTRY["retriever"]))  # undone after
     registry.register("retriever", "zz_dup")(object)
     with pytest.raises(ValueError, match="already registered"):
         registry.register("retriever", "zz_dup")(int)

@@ -94,10 +94,10 @@ def test_codec_round_trip_and_bad_requests():
            ({"type": "image", "image": "aGVsbG8gd29ybGQ="}, "not a decodable image"),
            ({"type": "image", "image": "%%%"}, "not valid base64"),
            ({"type": "region", "image": good_image, "mask": {"rle": {"size": [3, 3], "counts": [0, 9]}}},
-            "does not match image"),
+            "does not match the image"),
            ({"type": "region", "image": good_image, "mask": {"rle": {"size": [2, 2], "counts": "04"}}},
             "uncompressed"),  # compressed COCO strings are not part of the wire format
-           ({"type": "region", "image": good_image, "mask": {"rle": {"size": [2, 2], "counts": [1, 2]}}},
+           ({"type": "region", "image": good_image, "mask": {"rle": {"size": [32, 32], "counts": [1, 2]}}},
             "bad RLE mask.*H\\*W"),
            ({"type": "sound"}, "type must be one of")]
     for body, msg in bad:
