@@ -16,7 +16,6 @@ import json
 import logging
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import numpy as np

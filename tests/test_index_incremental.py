@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import indexing.embedders as embedders
-from indexing.build import build_index, embed_corpus
+from indexing.build import build_index
 from indexing.config import IndexBuildConfig, PassageConfig
 from indexing.passages import embed_text, split_passages
 from indexing.quantizers import quantization_error, train_or_reuse
@@ -135,9 +135,9 @@ def test_embed_artifact_then_build_without_reembedding(tmp_path, counted, monkey
     corpus = tmp_path / "corpus" / "docs.jsonl"
     _write(corpus, _docs(30, seed=1))
     cfg = _cfg(tmp_path, corpus, "out", **{"faiss.factory": "IDMap,Flat"})
-    from jobs.cli import main
-
     import yaml
+
+    from jobs.cli import main
 
     out, conf = tmp_path / "emb", tmp_path / "index.yaml"
     conf.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
