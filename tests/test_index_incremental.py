@@ -189,5 +189,7 @@ def test_build_from_user_npy_parts_quarantines_bad_rows(tmp_path):
     assert m["indices"]["text"]["encoder"]["kind"] == "external"
     s = ShardedSearcher(str(tmp_path / "out/indices/user"), cache_dir=str(tmp_path / "c"), encoders={"text": enc})
     assert s.search(TextQuery("the blue whale"), k=1)[0].doc_id == "t2"
+    with pytest.raises(ValueError, match="unnamed encoder .*pass encoders="):
+        ShardedSearcher(str(tmp_path / "out/indices/user"), cache_dir=str(tmp_path / "c")).search(TextQuery("x"))
     with pytest.raises(ValueError, match="mix kind 'embeddings'"):
         build_index(cfg.model_copy(update={"sources": cfg.sources + [IndexBuildConfig().sources[0]]}))
