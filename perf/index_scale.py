@@ -148,14 +148,15 @@ def code_bytes(factory: str) -> int:
 
 def evaluate(src: Source, args, factory: str, nlist: int, budget: float, tuning, evaluation) -> dict:
     """Build `factory`, choose nprobe on the tuning queries, measure recall@10 and QPS on the evaluation ones."""
-    work = Path(args.work or tempfile.mkdtemp(prefix="pixsearch-scale-")) / factory.replace(",", "_")
+    base = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="pixsearch-scale-"))
+    work = base / factory.replace(",", "_")
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     index, times = build(src, args.n, factory, args.chunk, args.shard, work, min(args.n, max(100_000, 39 * nlist)),
                          args.opq_niter)
     build_s = time.perf_counter() - t0
     index_mib = round(sum(p.stat().st_size for p in work.glob("shard-*.faiss")) / 2**20, 1)
-    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(work if args.work else base, ignore_errors=True)
     nprobe, curve = tune(index, *tuning, args.target)
     faiss_build.set_nprobe(index, nprobe or curve[-1][0])
     queries, truth = evaluation
