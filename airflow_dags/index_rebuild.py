@@ -5,7 +5,11 @@
 Runs weekly, or on demand with a corpus URI (trigger with conf {"corpus": "s3://bucket/wiki/*.jsonl"}). The build
 never flips CURRENT itself: `verify` re-checks every object of the new version against its manifest and only then
 `publish` moves CURRENT, so a failed build or verification leaves the live index untouched. An unchanged corpus
-and config give the same version (the build is resumed or reused), so a re-run is cheap.
+and config give the same version (the build is resumed or reused), so a re-run is cheap. A changed corpus is built
+incrementally: embeddings are kept by content hash under `<output>/embeddings/`, so only new or changed passages and
+images are embedded, and the trained FAISS quantizer is reused while the drift test passes (the build's manifest
+and `verify`'s result record the embedded / reused counts and the quantizer decision); `full_rebuild` re-embeds
+and retrains everything.
 
 Connection: `spark_pixsearch` (type spark; host = the master, e.g. spark://head:7077, yarn, k8s://https://...;
 undefined = local[*]). Params: see PARAMS below (defaults = the embedded single-machine setup). Storage: the
@@ -30,6 +34,8 @@ PARAMS = {
     "config": Param(conf("index/synthcrag.yaml"), type="string", description="the conf/index/*.yaml build config"),
     "output": Param(f"{ROOT}/store", type="string", description="storage root: <output>/indices/<name>/<version>"),
     "overrides": Param([], type="array", description="extra dotted key=value overrides of the build config"),
+    "full_rebuild": Param(False, type="boolean", description="re-embed everything and retrain the quantizer "
+                                                             "(default: reuse stored embeddings and quantizer)"),
     "keep": Param(3, type="integer", minimum=1, description="versions to keep (the live one is never deleted)"),
 }
 
@@ -47,7 +53,8 @@ def index_rebuild():
             p.ensure_synthcrag_world(params["world"], **WORLD, storage=storage)
         result = f"{params['output']}/airflow/index_rebuild/{p.safe_id(run_id)}/build.json"
         return {"args": p.index_build_args(params["config"], params["output"], params["corpus"], result,
-                                           params["overrides"]), "result": result, "storage": storage}
+                                           params["overrides"], incremental=not params["full_rebuild"]),
+                "result": result, "storage": storage}
 
     prep = prepare()
     build = PixsearchSparkSubmitOperator(

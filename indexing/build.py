@@ -23,7 +23,9 @@ from pixsearch_core import lineage
 from pixsearch_core.engines import code_version
 from pixsearch_core.storage import ObjectStore, is_s3, join, local_path
 
-from indexing import faiss_build
+from indexing import faiss_build, quantizers
+from indexing.embeddings_io import export_embeddings, from_embeddings, load_embeddings
+from indexing.incremental import plan_reuse, register_parts
 from indexing.config import IndexBuildConfig
 from indexing.manifest import (VerifyError, clean_interrupted, index_root, object_entry, publish, read_current,
                                verify_manifest, verify_object, version_root, write_manifest)
@@ -103,8 +105,9 @@ def _training_sample(cfg, store, root, shards, embedded, n: int) -> np.ndarray:
     return np.concatenate(picks)
 
 
-def _train(cfg, store, root, plan, kind, embedded) -> tuple[str, dict]:
-    """Pick the factory and train it on the driver (reusing a verified training of the same factory)."""
+def _train(cfg, store, root, plan, kind, embedded, quantizer_store: str | None) -> tuple[str, dict, dict]:
+    """Pick the factory and train it on the driver: reuse a verified training of this version (resume), else the
+    stored quantizer when the drift test passes (indexing/quantizers.py), else train; -> (factory, entry, info)."""
     shards = plan.of_kind(kind)
     n = sum(embedded[s.name]["count"] for s in shards)
     dim = embedded[shards[0].name]["encoder"]["dim"]
@@ -115,19 +118,23 @@ def _train(cfg, store, root, plan, kind, embedded) -> tuple[str, dict]:
         try:
             if meta["factory"] == factory:
                 verify_object(store, root, meta["trained"])
-                return factory, meta["trained"]
+                return factory, meta["trained"], meta.get("info", {})
         except VerifyError:
             pass
     index = faiss_build.new_index(factory, dim)
+    info: dict = {"quantizer": "none (exact index, no training)"}
     if not index.is_trained and n:
-        index = faiss_build.train(factory, _training_sample(cfg, store, root, shards, embedded, n), cfg.faiss.seed)
-    blob = faiss_build.serialize(index)
+        sample = _training_sample(cfg, store, root, shards, embedded, n)
+        blob, info = quantizers.train_or_reuse(store, quantizer_store if cfg.faiss.reuse_quantizer else None,
+                                               factory, sample, cfg.faiss.drift_tolerance, cfg.faiss.seed)
+    else:
+        blob = faiss_build.serialize(index)
     entry = object_entry(path, store.put_bytes(join(root, path), blob), len(blob))
-    store.put_bytes(meta_uri, json.dumps({"factory": factory, "trained": entry}).encode())
-    return factory, entry
+    store.put_bytes(meta_uri, json.dumps({"factory": factory, "trained": entry, "info": info}).encode())
+    return factory, entry, info
 
 
-def _index_manifest(cfg, plan, kind, embedded, indexed, factory, trained) -> dict:
+def _index_manifest(cfg, plan, kind, embedded, indexed, factory, trained, quantizer, reuse) -> dict:
     shards = []
     for s in plan.of_kind(kind):
         e = embedded[s.name]
@@ -137,7 +144,44 @@ def _index_manifest(cfg, plan, kind, embedded, indexed, factory, trained) -> dic
     return {"encoder": encoder, "dim": encoder["dim"], "factory": factory, "metric": "inner_product",
             "nprobe": faiss_build.default_nprobe(factory, cfg.faiss), "count": sum(s["count"] for s in shards),
             "bytes_per_vector": faiss_build.bytes_per_vector(factory, encoder["dim"]), "trained": trained,
-            "shards": shards}
+            "quantizer": quantizer, "embeddings": reuse.get(kind, {}), "shards": shards}
+
+
+def prepare_and_embed(cfg: IndexBuildConfig, store: ObjectStore, root: str, version: str):
+    """Stage the corpus and embed it (reusing stored vectors): -> (plan, rejects, embedded, reuse counts, seconds)."""
+    plan, rejects = prepare(cfg, store, root)
+    store.put_bytes(join(root, "plan.json"), json.dumps(plan.to_dict(), indent=1).encode())
+    store.put_bytes(join(root, "rejects/prepare.jsonl"), rejects_jsonl(rejects))
+    _check_rejects(len(rejects), plan.counts["inputs"], cfg, join(root, "rejects/prepare.jsonl"))
+    t_embed = time.perf_counter()
+    payloads, stores = plan_reuse(cfg, store, root, plan, version)
+    embedded = _run_step(cfg, store, root, plan, "embed", embed_shard,
+                         lambda s: {"staging_sha256": s.staging_sha256},
+                         lambda s: {"reuse": payloads[s.name]} if s.name in payloads else {})
+    t_embed = time.perf_counter() - t_embed
+    reuse = register_parts(stores, plan, embedded)
+    rejects += [r for s in plan.shards for r in embedded[s.name]["rejects"]]
+    log.info("embedding: %s", {k: {"embedded": v["embedded"], "reused": v["reused"]} for k, v in reuse.items()})
+    return plan, rejects, embedded, reuse, t_embed
+
+
+def _version(cfg: IndexBuildConfig, store: ObjectStore) -> tuple[str, str]:
+    fp = fingerprint(cfg, store)
+    return fp, (cfg.version if cfg.version != "auto" else f"v-{cfg.build_hash()[:8]}-{fp[:8]}")
+
+
+def embed_corpus(cfg: IndexBuildConfig, out: str, store: ObjectStore | None = None) -> dict:
+    """`pixsearch index embed`: stage and embed like a build (same version directory, so a later build of the same
+    config resumes from it), then write the embeddings artifact to `out` (indexing/embeddings_io.py)."""
+    store = store or ObjectStore(cfg.storage)
+    fp, version = _version(cfg, store)
+    root = version_root(cfg.output, cfg.name, version)
+    plan, rejects, embedded, reuse, seconds = prepare_and_embed(cfg, store, root, version)
+    source = {"name": cfg.name, "version": version, "corpus_fingerprint": fp, "config_hash": cfg.config_hash(),
+              "counts": plan.counts}
+    kinds = export_embeddings(store, root, plan, embedded, out, source)
+    store.put_bytes(join(out, "rejects.jsonl"), rejects_jsonl(rejects))
+    return {"out": out, "kinds": kinds, "embedding": reuse, "rejects": len(rejects), "embed_seconds": round(seconds, 3)}
 
 
 def build_index(cfg: IndexBuildConfig, store: ObjectStore | None = None) -> dict:
@@ -145,8 +189,7 @@ def build_index(cfg: IndexBuildConfig, store: ObjectStore | None = None) -> dict
     store = store or ObjectStore(cfg.storage)
     t0 = time.perf_counter()
     clean_interrupted(store, index_root(cfg.output, cfg.name))
-    fp = fingerprint(cfg, store)
-    version = cfg.version if cfg.version != "auto" else f"v-{cfg.build_hash()[:8]}-{fp[:8]}"
+    fp, version = _version(cfg, store)
     idx_uri, root = index_root(cfg.output, cfg.name), version_root(cfg.output, cfg.name, version)
     if store.exists(join(root, "manifest.json")):
         verify_manifest(store, root)
@@ -156,24 +199,20 @@ def build_index(cfg: IndexBuildConfig, store: ObjectStore | None = None) -> dict
         return {"version_uri": root, "manifest": json.loads(store.get_bytes(join(root, "manifest.json"))),
                 "reused": True}
     log.info("building %s (engine=%s)", root, cfg.engine)
-    plan, rejects = prepare(cfg, store, root)
-    store.put_bytes(join(root, "plan.json"), json.dumps(plan.to_dict(), indent=1).encode())
-    store.put_bytes(join(root, "rejects/prepare.jsonl"), rejects_jsonl(rejects))
-    _check_rejects(len(rejects), plan.counts["inputs"], cfg, join(root, "rejects/prepare.jsonl"))
-    t_embed = time.perf_counter()
-    embedded = _run_step(cfg, store, root, plan, "embed", embed_shard,
-                         lambda s: {"staging_sha256": s.staging_sha256})
-    t_embed = time.perf_counter() - t_embed
-    rejects += [r for s in plan.shards for r in embedded[s.name]["rejects"]]
+    if from_embeddings(cfg):
+        plan, rejects, embedded, reuse, t_embed = load_embeddings(cfg, store, root)
+    else:
+        plan, rejects, embedded, reuse, t_embed = prepare_and_embed(cfg, store, root, version)
     rejects_file = "rejects.jsonl"
     blob = rejects_jsonl(rejects)
     rej_entry = object_entry(rejects_file, store.put_bytes(join(root, rejects_file), blob), len(blob))
     _check_rejects(len(rejects), plan.counts["inputs"], cfg, join(root, rejects_file))
-    trained = {k: _train(cfg, store, root, plan, k, embedded) for k in ("text", "image") if plan.of_kind(k)}
+    trained = {k: _train(cfg, store, root, plan, k, embedded, reuse.get(k, {}).get("store"))
+               for k in ("text", "image") if plan.of_kind(k)}
     indexed = _run_step(cfg, store, root, plan, "index", index_shard,
                         lambda s: {"trained_sha256": trained[s.kind][1]["sha256"]},
                         lambda s: {"trained": trained[s.kind][1]})
-    manifest = _manifest(cfg, plan, version, fp, embedded, indexed, trained, rejects, rej_entry,
+    manifest = _manifest(cfg, plan, version, fp, embedded, indexed, trained, rejects, rej_entry, reuse,
                          {"embed_seconds": t_embed, "total_seconds": time.perf_counter() - t0})
     verify_manifest(store, root, {"schema_version": 1, **manifest})
     write_manifest(store, root, manifest)
@@ -186,7 +225,8 @@ def build_index(cfg: IndexBuildConfig, store: ObjectStore | None = None) -> dict
     return {"version_uri": root, "manifest": manifest, "reused": False}
 
 
-def _manifest(cfg, plan: ShardPlan, version, fp, embedded, indexed, trained, rejects, rej_entry, times) -> dict:
+def _manifest(cfg, plan: ShardPlan, version, fp, embedded, indexed, trained, rejects, rej_entry, reuse,
+              times) -> dict:
     from collections import Counter
 
     c = plan.counts
@@ -202,7 +242,7 @@ def _manifest(cfg, plan: ShardPlan, version, fp, embedded, indexed, trained, rej
         "config_hash": cfg.config_hash(), "build_hash": cfg.build_hash(),
         "corpus": {"sources": [s.model_dump(mode="json") for s in cfg.sources], "fingerprint": fp,
                    "counts": c},
-        "indices": {k: _index_manifest(cfg, plan, k, embedded, indexed, *trained[k]) for k in trained},
+        "indices": {k: _index_manifest(cfg, plan, k, embedded, indexed, *trained[k], reuse) for k in trained},
         "lineage": {"config_hash": cfg.config_hash(), "corpus_fingerprint": fp,
                     "encoders": lineage.encoder_versions({k: embedded[plan.of_kind(k)[0].name]["encoder"]
                                                           for k in trained})},

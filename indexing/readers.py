@@ -26,7 +26,6 @@ import gzip
 import io
 import json
 import logging
-import re
 import tarfile
 import xml.etree.ElementTree as ET
 import zlib
@@ -172,27 +171,11 @@ def _local(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
-_LEFTOVER = re.compile(r"\[\[(?:File|Image|Category):[^\]]*\]\]|<[^>]+>|\{\||\|\}", re.IGNORECASE)
-
-
 def strip_markup(wikitext: str) -> str:
-    """Wikitext -> plain text with mwparserfromhell; templates, refs, tables and files dropped."""
-    import mwparserfromhell
+    """Wikitext -> plain text (indexing/wikitext.py: mwparserfromhell; tables kept as cell text)."""
+    from indexing.wikitext import plain_text
 
-    code = mwparserfromhell.parse(wikitext)
-    drop = [t for t in code.filter_tags(recursive=False) if str(t.tag).lower() in ("ref", "table", "gallery", "math")]
-    drop += [w for w in code.filter_wikilinks(recursive=False)
-             if str(w.title).strip().lower().startswith(("file:", "image:", "category:"))]
-    for node in drop:
-        try:
-            code.remove(node)
-        except ValueError:  # already gone with a parent
-            pass
-    text = code.strip_code(normalize=True, collapse=True, keep_template_params=False)
-    text = _LEFTOVER.sub(" ", text)
-    text = re.sub(r"[ \t]+", " ", text)
-    text = "\n".join(line.strip() for line in text.split("\n"))
-    return re.sub(r"\n\s*\n+", "\n\n", text).strip()
+    return plain_text(wikitext)
 
 
 def read_mediawiki(uri: str, store: ObjectStore, url_base: str) -> Iterator[dict]:

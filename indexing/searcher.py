@@ -121,6 +121,9 @@ class ShardedSearcher:
             from indexing.embedders import image_encoder, text_encoder
 
             spec = self.manifest["indices"][kind]["encoder"]
+            if spec["kind"] == "external":  # built from embeddings without an embeddings.json naming the encoder
+                raise ValueError(f"the {kind} index of {self.index_version} was built from embeddings of an unnamed "
+                                 f"encoder ({spec['model']}); pass encoders={{{kind!r}: <encoder>}} to search it")
             if spec["kind"] == "hash":  # indexing/synthetic.py: tests and benchmarks
                 from indexing.synthetic import HashEncoder
 

@@ -1,6 +1,8 @@
 """Executor side of a build: one task per shard (Reader -> Mapper -> Writer), the same code in Spark and in-process.
 
-`embed_shard` reads the shard's staged rows, embeds them with the per-process cached encoder, and writes the
+`embed_shard` reads the shard's staged rows, takes the vectors the embedding store already holds (the driver's
+`staging/<shard>.reuse.npy`, indexing/incremental.py), embeds the rest with the per-process cached encoder, writes
+those to the embedding store as a new part, and writes the
 shard's embeddings (`emb/<shard>.npy`, rows in id order), document store (`docs/<shard>.parquet`) and rejects.
 `index_shard` adds those embeddings, under their global ids, to a copy of the trained index (`faiss/<shard>.faiss`).
 Each task writes a `done/<shard>.<step>.json` marker last, listing its objects with their sha256; a rebuild reuses
@@ -22,6 +24,8 @@ import pyarrow.parquet as pq
 from pixsearch_core.storage import ObjectStore, StorageConfig, join
 
 from indexing.config import IndexBuildConfig
+from indexing.devices import GPU_SHARE_ENV
+from indexing.incremental import embed_reusing
 from indexing.manifest import VerifyError, object_entry, verify_object
 from indexing.passages import embed_text
 from indexing.shard_plan import ShardSpec
@@ -79,36 +83,48 @@ def embed_shard(payload: dict) -> dict:
         raise RuntimeError(f"injected failure in {spec.name} ({FAIL_ENV})")
     store = ObjectStore(StorageConfig.model_validate(payload["cfg"]["storage"]))
     _limit_threads()
+    os.environ[GPU_SHARE_ENV] = str(cfg.spark.gpus_per_task or 1)
     from indexing.embedders import cached_image_encoder, cached_text_encoder
 
     t0 = time.perf_counter()
     table = store.read_parquet(join(root, spec.staging))
+    hashes = table["hash"].to_pylist()
     rejects: list[dict] = []
     if spec.kind == "text":
         enc = cached_text_encoder(cfg.text_encoder, cfg.cache_dir, cfg.storage)
-        rows = table.to_pylist()
-        vectors = enc.encode([embed_text(r["title"], r["text"], cfg.passages) for r in rows])
-        docstore = table
+        rows = table.drop_columns(["hash"]).to_pylist()
+
+        def compute(pos):
+            return pos, enc.encode([embed_text(rows[i]["title"], rows[i]["text"], cfg.passages) for i in pos])
     else:
         enc = cached_image_encoder(cfg.image_encoder, cfg.cache_dir, cfg.storage)
-        keep, images = [], []
-        for i, (key, data) in enumerate(zip(table["key"].to_pylist(), table["bytes"].to_pylist())):
-            try:
-                images.append(_decode(data, cfg.image_encoder.max_pixels))
-                keep.append(i)
-            except Exception as e:  # PIL raises many types for bad files; each is a reject, not a crash
-                rejects.append({"reason": "undecodable_image", "id": key, "detail": f"{type(e).__name__}: {e}"[:500]})
-        vectors = enc.encode(images)
-        docstore = table.take(pa.array(keep, pa.int64())).drop_columns(["bytes"])
+        keys, blobs = table["key"].to_pylist(), table["bytes"]
+
+        def compute(pos):
+            ok, images = [], []
+            for i in pos:
+                try:
+                    images.append(_decode(blobs[int(i)].as_py(), cfg.image_encoder.max_pixels))
+                    ok.append(i)
+                except Exception as e:  # PIL raises many types for bad files; each is a reject, not a crash
+                    rejects.append({"reason": "undecodable_image", "id": keys[i],
+                                    "detail": f"{type(e).__name__}: {e}"[:500]})
+            return np.array(ok, np.int64), enc.encode(images)
+    keep, vectors, reuse = embed_reusing(payload.get("reuse"), store, root, hashes, enc.dim, compute)
+    docstore = table.drop_columns([c for c in ("bytes", "hash") if c in table.column_names])
+    if len(keep) != len(table):
+        docstore = docstore.take(pa.array(keep, pa.int64()))
     seconds = time.perf_counter() - t0
     out = {"shard": spec.name, "count": len(vectors), "encoder": enc.spec, "seconds": seconds,
-           "staging_sha256": spec.staging_sha256, "rejects": rejects,
+           "staging_sha256": spec.staging_sha256, "rejects": rejects, "embedded": reuse["embedded"],
+           "reused": reuse["reused"], "stored_part": reuse["part"],
            "embeddings": _put(store, root, spec.embeddings, _npy_bytes(vectors))}
     buf = io.BytesIO()
     pq.write_table(docstore, buf, compression="zstd", row_group_size=4096)
     out["docstore"] = _put(store, root, spec.docstore, buf.getvalue())
     store.put_bytes(join(root, marker_path(spec, "embed")), json.dumps(out, sort_keys=True).encode())
-    log.info("%s: %d vectors in %.1fs (%.1f/s)", spec.name, len(vectors), seconds, len(vectors) / max(seconds, 1e-9))
+    log.info("%s: %d vectors (%d embedded, %d reused) in %.1fs", spec.name, len(vectors), reuse["embedded"],
+             reuse["reused"], seconds)
     return out
 
 

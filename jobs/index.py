@@ -16,6 +16,8 @@ DESCRIPTION = """Build a text + image index from a corpus, publish it atomically
 
   pixsearch index build --config conf/index/demo.yaml output=s3://bucket storage=@conf/storage/local-s3.yaml
   pixsearch index build --config conf/index/demo.yaml engine=sequential      # or engine=spark spark.master=spark://head:7077
+  pixsearch index embed --config conf/index/demo.yaml --out out/emb/demo   # embeddings only (parquet parts)
+  pixsearch index build --config conf/index/demo.yaml sources='[{kind: embeddings, path: out/emb/demo/text}]'
   pixsearch index info out/indices/demo              # follows CURRENT; or a version directory
   pixsearch index verify out/indices/demo            # every shard checked against its sha256
   pixsearch index build --config conf/index/demo.yaml publish=false --result out/build.json   # build only
@@ -31,6 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     b.add_argument("--config", required=True, help="a conf/index/*.yaml file")
     b.add_argument("overrides", nargs="*", help="dotted key=value overrides, e.g. output=s3://bucket engine=sequential")
     b.add_argument("--result", help="also write {version, version_uri, index_uri, reused} as JSON to this URI")
+    e = sub.add_parser("embed", help="stage and embed a corpus, write the embeddings as parquet parts")
+    e.add_argument("--config", required=True, help="a conf/index/*.yaml file")
+    e.add_argument("--out", required=True, help="where <text|image>/part-*.parquet and embeddings.json go")
+    e.add_argument("overrides", nargs="*", help="dotted key=value overrides")
     pub = sub.add_parser("publish", help="verify a built version, then flip the index's CURRENT to it")
     pub.add_argument("uri", help="the index (.../indices/<name>)")
     pub.add_argument("version", help="the version directory's name")
@@ -57,12 +63,15 @@ def _store(args):
 def run(args: argparse.Namespace) -> int:
     from indexing.manifest import describe, read_manifest, resolve, verify_manifest
 
-    if args.action == "build":
-        from indexing.build import build_index
+    if args.action in ("build", "embed"):
+        from indexing.build import build_index, embed_corpus
         from indexing.config import IndexBuildConfig
         from pixsearch_core.config import load_config
 
         cfg = load_config(IndexBuildConfig, args.config, args.overrides)
+        if args.action == "embed":
+            print(json.dumps(embed_corpus(cfg, args.out)))
+            return 0
         result = build_index(cfg)
         log.info("built %s (published: %s)", result["version_uri"], cfg.publish)
         if args.result:

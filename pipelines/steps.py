@@ -105,9 +105,14 @@ def exists(uri: str, storage=None) -> bool:
 
 
 # ---------------------------------------------------------------- index
-def index_build_args(config: str, output: str, corpus: str, result_uri: str, overrides: list[str]) -> list[str]:
-    """Arguments of `jobs/index.py` for a build that verifies but does not publish (the DAG publishes)."""
+def index_build_args(config: str, output: str, corpus: str, result_uri: str, overrides: list[str],
+                     incremental: bool = True) -> list[str]:
+    """Arguments of `jobs/index.py` for a build that verifies but does not publish (the DAG publishes).
+    `incremental` (the default) reuses the embeddings and the trained quantizer kept under `<output>/embeddings`
+    from earlier builds; False re-embeds and retrains everything."""
     args = ["build", "--config", config, "--result", result_uri, f"output={output}", "publish=false"]
+    if not incremental:
+        args += ["embeddings.reuse=false", "faiss.reuse_quantizer=false"]
     if corpus:
         args.append(f"sources=[{{kind: jsonl, path: '{corpus}'}}]")
     return args + list(overrides)
@@ -126,12 +131,17 @@ def verify_build(result_uri: str, storage=None) -> dict[str, Any]:
     """Check every object of the version a build wrote (its --result JSON) against the manifest; returns it."""
     from indexing.manifest import read_current, verify_manifest
 
+    from indexing.manifest import read_manifest
+
     built = read_json(result_uri, storage)
     store = store_for(storage)
     n = verify_manifest(store, built["version_uri"])
     live = read_current(store, built["index_uri"])
-    log.info("verified %d objects of %s (live: %s)", n, built["version_uri"], live)
-    return {**built, "objects": n, "previous": live}
+    reuse = {kind: {**idx.get("embeddings", {}), "quantizer": idx.get("quantizer", {}).get("quantizer")}
+             for kind, idx in read_manifest(store, built["version_uri"])["indices"].items()}
+    log.info("verified %d objects of %s (live: %s); embeddings and quantizer: %s", n, built["version_uri"], live,
+             reuse)
+    return {**built, "objects": n, "previous": live, "reuse": reuse}
 
 
 def publish_build(built: dict[str, Any], storage=None) -> str:

@@ -125,6 +125,9 @@ def test_resume_after_failure_keeps_current_and_reuses_finished_shards(corpus, m
                         or real(p))
     second = build_index(_cfg(corpus))
     assert "text0" not in ran and "text1" in ran  # text-00000 finished before the crash: reused, not re-embedded
+    image = second["manifest"]["indices"]["image"]  # unchanged photos: vectors from the first build's store
+    assert image["embeddings"] == {"embedded": 0, "reused": 2, "store": image["embeddings"]["store"]}
+    assert second["manifest"]["rejects"]["by_reason"]["undecodable_image"] == 1  # a bad image is never stored
     assert read_current(store, index_uri) == second["manifest"]["version"] != first["manifest"]["version"]
     verify_manifest(store, second["version_uri"])
     again = build_index(_cfg(corpus))  # same input, same config: nothing to do

@@ -19,6 +19,9 @@ def test_index_build_args_parse_as_a_non_publishing_build():
     assert args.action == "build" and args.config == "c.yaml" and args.result == "r.json"
     assert args.overrides == ["output=out", "publish=false", "sources=[{kind: jsonl, path: '/d/docs.jsonl'}]",
                               "engine=sequential"]
+    full = build_parser().parse_args(["index", *p.index_build_args("c.yaml", "out", "", "r.json", [],
+                                                                    incremental=False)])
+    assert full.overrides == ["output=out", "publish=false", "embeddings.reuse=false", "faiss.reuse_quantizer=false"]
 
 
 def test_eval_args_parse_with_the_cell_and_run_id():
@@ -50,7 +53,8 @@ def _built(tmp_path, blob=b"vectors"):
     entry = {"uri": "a.faiss", "sha256": hashlib.sha256(b"vectors").hexdigest(), "size": 7}
     (index / "v1" / "manifest.json").write_text(json.dumps({
         "schema_version": 1, "created_at": "2026", "rejects": {},
-        "indices": {"text": {"shards": [{"faiss": entry, "embeddings": entry, "docstore": entry}]}}}))
+        "indices": {"text": {"shards": [{"faiss": entry, "embeddings": entry, "docstore": entry}],
+                             "embeddings": {"embedded": 2, "reused": 98}, "quantizer": {"quantizer": "reused"}}}}))
     (index / "CURRENT").write_text("v0\n")
     result = tmp_path / "build.json"
     result.write_text(json.dumps({"version": "v1", "version_uri": str(index / "v1"), "index_uri": str(index)}))
@@ -61,6 +65,7 @@ def test_verified_build_is_published(tmp_path):
     index, result = _built(tmp_path)
     built = p.verify_build(result)
     assert built["objects"] == 3 and built["previous"] == "v0"
+    assert built["reuse"] == {"text": {"embedded": 2, "reused": 98, "quantizer": "reused"}}
     p.publish_build(built)
     assert read_current(p.ObjectStore(), str(index)) == "v1"
 
