@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 LOCK := requirements/lock-cpu.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-cluster docs-check venv lock clean browser
+.PHONY: lint fmt demo test test-slow test-cluster docs-check venv lock clean browser
 
 $(STAMP): $(LOCK) requirements/nodeps.txt requirements/constraints.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,8 +30,17 @@ browser:
 	  { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } || \
 	  echo "make: no chromium (needs root + apt-get): the trace-viewer browser test will be skipped"
 
-test: $(STAMP) browser
+test: $(STAMP) browser lint
 	$(PY) -m pytest -q
+
+# Lint and format check (ruff, configured in pyproject.toml): part of `make test`; `make fmt` rewrites.
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+fmt: $(STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m "slow"

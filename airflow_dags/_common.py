@@ -60,13 +60,16 @@ def job_script(module: str) -> str:
 def job_env() -> dict[str, str]:
     """Environment for job child processes: CODE first on PYTHONPATH, local Spark on the loopback."""
     env = code_env({"PYTHONPATH": os.environ.get("PYTHONPATH", "")})
-    return {"SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
-            "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable), "PYTHONPATH": env["PYTHONPATH"]}
+    return {
+        "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+        "PYSPARK_PYTHON": os.environ.get("PYSPARK_PYTHON", sys.executable),
+        "PYTHONPATH": env["PYTHONPATH"],
+    }
 
 
 def _connection_exists(conn_id: str) -> bool:
-    from airflow.sdk import BaseHook
     from airflow.exceptions import AirflowNotFoundException
+    from airflow.sdk import BaseHook
 
     try:
         BaseHook.get_connection(conn_id)
@@ -84,8 +87,7 @@ class PixsearchSparkSubmitOperator(SparkSubmitOperator):
             os.environ["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"
         if not _connection_exists(self._conn_id):
             fallback = "pixsearch_local_spark"
-            os.environ[f"AIRFLOW_CONN_{fallback.upper()}"] = json.dumps({"conn_type": "spark",
-                                                                          "host": LOCAL_MASTER})
+            os.environ[f"AIRFLOW_CONN_{fallback.upper()}"] = json.dumps({"conn_type": "spark", "host": LOCAL_MASTER})
             self.log.info("connection %r is not defined: submitting to %s", self._conn_id, LOCAL_MASTER)
             self._conn_id = fallback
         return super().execute(context)

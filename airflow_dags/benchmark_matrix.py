@@ -20,29 +20,48 @@ from airflow.sdk import Param, dag, task
 from airflow_dags._common import DEFAULT_ARGS, ROOT, WORLD, conf, job_env
 
 PARAMS = {
-    "checkpoint": Param("oracle", type="string",
-                        description="checkpoint URI (<output>/stage2/final), registered model (tiny|mini|13b), "
-                                    "or oracle (gold answers: a smoke test)"),
-    "benchmarks": Param({"synthcrag": f"{ROOT}/world"}, type="object",
-                        description="benchmark name -> its gold data URI"),
+    "checkpoint": Param(
+        "oracle",
+        type="string",
+        description="checkpoint URI (<output>/stage2/final), registered model (tiny|mini|13b), "
+        "or oracle (gold answers: a smoke test)",
+    ),
+    "benchmarks": Param(
+        {"synthcrag": f"{ROOT}/world"}, type="object", description="benchmark name -> its gold data URI"
+    ),
     "modes": Param(["full", "no_search"], type="array", description="decode modes (pixsearch eval run --mode)"),
-    "index": Param(f"{ROOT}/store/indices/synthcrag", type="string",
-                   description="index URI (.../indices/<name>) or none"),
+    "index": Param(
+        f"{ROOT}/store/indices/synthcrag", type="string", description="index URI (.../indices/<name>) or none"
+    ),
     "index_version": Param("", type="string", description="pin this version; empty = the live one at run start"),
     "config": Param(conf("eval/demo.yaml"), type="string", description="the conf/eval/*.yaml run config"),
     "out": Param(f"{ROOT}/eval", type="string", description="eval output root: runs/ and reports/ under it"),
     "run_id": Param("", type="string", description="matrix run id (idempotency key); empty = the Airflow run id"),
     "ray_address": Param("", type="string", description="Ray cluster (auto, ray://head:10001); empty = local"),
-    "engine": Param("", type="string", description="eval engine per cell: ray | sequential (in-process); "
-                    "empty = the config's `engine`"),
+    "engine": Param(
+        "",
+        type="string",
+        description="eval engine per cell: ray | sequential (in-process); empty = the config's `engine`",
+    ),
     "overrides": Param([], type="array", description="eval config overrides, e.g. ray.num_replicas=8 limit=100"),
-    "make_world": Param(True, type="boolean", description="write the small SynthCRAG world for synthcrag data if "
-                                                           "missing (embedded demo)"),
+    "make_world": Param(
+        True,
+        type="boolean",
+        description="write the small SynthCRAG world for synthcrag data if missing (embedded demo)",
+    ),
 }
 
 
-@dag(dag_id="pixsearch_benchmark_matrix", schedule=None, start_date=datetime(2026, 1, 1), catchup=False,
-     default_args=DEFAULT_ARGS, params=PARAMS, tags=["pixsearch", "ray", "eval"], doc_md=__doc__)
+@dag(
+    dag_id="pixsearch_benchmark_matrix",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    params=PARAMS,
+    tags=["pixsearch", "ray", "eval"],
+    doc_md=__doc__,
+)
 def benchmark_matrix():
     @task(multiple_outputs=True, execution_timeout=timedelta(minutes=30))
     def prepare(params=None, run_id=None) -> dict:
@@ -66,24 +85,37 @@ def benchmark_matrix():
         from pipelines import steps as p
 
         overrides = list(params["overrides"])
-        args = p.eval_args(cell, config=params["config"], model=params["checkpoint"], index=index,
-                           out=params["out"], run_id=f"{matrix_id}-{cell['benchmark']}-{cell['mode']}",
-                           engine=params["engine"], overrides=overrides)
+        args = p.eval_args(
+            cell,
+            config=params["config"],
+            model=params["checkpoint"],
+            index=index,
+            out=params["out"],
+            run_id=f"{matrix_id}-{cell['benchmark']}-{cell['mode']}",
+            engine=params["engine"],
+            overrides=overrides,
+        )
         if params["ray_address"]:
             args[2:2] = ["--ray-address", params["ray_address"]]
         summary = p.last_json(p.run_pixsearch(args, env=job_env()))
-        return {**cell, "run_uri": summary["run_uri"], "aggregate": summary["aggregate"],
-                "errors": summary["errors"]}
+        return {**cell, "run_uri": summary["run_uri"], "aggregate": summary["aggregate"], "errors": summary["errors"]}
 
     @task(execution_timeout=timedelta(hours=1))
     def report(results: list[dict], matrix_id: str, storage: dict, params=None) -> dict:
         from pipelines import steps as p
 
         out = f"{params['out']}/reports/{matrix_id}"
-        paths = p.last_json(p.run_pixsearch(["eval", "report", *[r["run_uri"] for r in results], "--out", out,
-                                             "--storage", json.dumps(storage)], env=job_env()))
-        p.write_json(f"{out}/matrix.json", {"run_id": matrix_id, "checkpoint": params["checkpoint"],
-                                            "cells": list(results)}, storage)
+        paths = p.last_json(
+            p.run_pixsearch(
+                ["eval", "report", *[r["run_uri"] for r in results], "--out", out, "--storage", json.dumps(storage)],
+                env=job_env(),
+            )
+        )
+        p.write_json(
+            f"{out}/matrix.json",
+            {"run_id": matrix_id, "checkpoint": params["checkpoint"], "cells": list(results)},
+            storage,
+        )
         return {"report": out, "files": paths}
 
     prep = prepare()

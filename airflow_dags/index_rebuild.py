@@ -22,27 +22,53 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
 
-from airflow_dags._common import DEFAULT_ARGS, ROOT, SPARK_CONN_ID, WORLD, PixsearchSparkSubmitOperator, conf, \
-    job_env, job_script
+from airflow_dags._common import (
+    DEFAULT_ARGS,
+    ROOT,
+    SPARK_CONN_ID,
+    WORLD,
+    PixsearchSparkSubmitOperator,
+    conf,
+    job_env,
+    job_script,
+)
 
 PARAMS = {
-    "corpus": Param(f"{ROOT}/world/corpus/docs.jsonl", type="string",
-                    description="JSONL corpus file, directory or glob (local or s3://); empty = the config's sources"),
-    "make_world": Param(True, type="boolean", description="write a small SynthCRAG world at `world` if missing "
-                                                           "(the embedded demo corpus; false in production)"),
+    "corpus": Param(
+        f"{ROOT}/world/corpus/docs.jsonl",
+        type="string",
+        description="JSONL corpus file, directory or glob (local or s3://); empty = the config's sources",
+    ),
+    "make_world": Param(
+        True,
+        type="boolean",
+        description="write a small SynthCRAG world at `world` if missing "
+        "(the embedded demo corpus; false in production)",
+    ),
     "world": Param(f"{ROOT}/world", type="string", description="where make_world writes the SynthCRAG world"),
     "config": Param(conf("index/synthcrag.yaml"), type="string", description="the conf/index/*.yaml build config"),
     "output": Param(f"{ROOT}/store", type="string", description="storage root: <output>/indices/<name>/<version>"),
     "overrides": Param([], type="array", description="extra dotted key=value overrides of the build config"),
-    "full_rebuild": Param(False, type="boolean", description="re-embed everything and retrain the quantizer "
-                                                             "(default: reuse stored embeddings and quantizer)"),
+    "full_rebuild": Param(
+        False,
+        type="boolean",
+        description="re-embed everything and retrain the quantizer (default: reuse stored embeddings and quantizer)",
+    ),
     "keep": Param(3, type="integer", minimum=1, description="versions to keep (the live one is never deleted)"),
 }
 
 
-@dag(dag_id="pixsearch_index_rebuild", schedule="@weekly", start_date=datetime(2026, 1, 1), catchup=False,
-     max_active_runs=1, default_args=DEFAULT_ARGS, params=PARAMS, tags=["pixsearch", "spark"],
-     doc_md=__doc__)
+@dag(
+    dag_id="pixsearch_index_rebuild",
+    schedule="@weekly",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    params=PARAMS,
+    tags=["pixsearch", "spark"],
+    doc_md=__doc__,
+)
 def index_rebuild():
     @task(multiple_outputs=True, execution_timeout=timedelta(minutes=30))
     def prepare(params=None, run_id=None) -> dict:
@@ -52,14 +78,30 @@ def index_rebuild():
         if params["make_world"]:
             p.ensure_synthcrag_world(params["world"], **WORLD, storage=storage)
         result = f"{params['output']}/airflow/index_rebuild/{p.safe_id(run_id)}/build.json"
-        return {"args": p.index_build_args(params["config"], params["output"], params["corpus"], result,
-                                           params["overrides"], incremental=not params["full_rebuild"]),
-                "result": result, "storage": storage}
+        return {
+            "args": p.index_build_args(
+                params["config"],
+                params["output"],
+                params["corpus"],
+                result,
+                params["overrides"],
+                incremental=not params["full_rebuild"],
+            ),
+            "result": result,
+            "storage": storage,
+        }
 
     prep = prepare()
     build = PixsearchSparkSubmitOperator(
-        task_id="build", application=job_script("jobs.index"), application_args=prep["args"],
-        conn_id=SPARK_CONN_ID, name="pixsearch-index-build", env_vars=job_env(), execution_timeout=timedelta(hours=12), retries=2)
+        task_id="build",
+        application=job_script("jobs.index"),
+        application_args=prep["args"],
+        conn_id=SPARK_CONN_ID,
+        name="pixsearch-index-build",
+        env_vars=job_env(),
+        execution_timeout=timedelta(hours=12),
+        retries=2,
+    )
 
     @task(execution_timeout=timedelta(hours=2))
     def verify(result_uri: str, storage: dict) -> dict:

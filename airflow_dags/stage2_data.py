@@ -26,19 +26,38 @@ PARAMS = {
 }
 
 
-@dag(dag_id="pixsearch_stage2_data", schedule=None, start_date=datetime(2026, 1, 1), catchup=False,
-     max_active_runs=1, default_args=DEFAULT_ARGS, params=PARAMS, tags=["pixsearch", "ray", "llm"],
-     doc_md=__doc__)
+@dag(
+    dag_id="pixsearch_stage2_data",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    params=PARAMS,
+    tags=["pixsearch", "ray", "llm"],
+    doc_md=__doc__,
+)
 def stage2_data():
     @task(execution_timeout=timedelta(hours=48), retries=3)
     def build(params=None) -> dict:
         from pipelines import steps as p
 
-        out = params["output"] if "://" in params["output"] or params["output"].startswith("/") \
+        out = (
+            params["output"]
+            if "://" in params["output"] or params["output"].startswith("/")
             else f"{params['data_root']}/{params['output']}"
+        )
         world = [f"sources=[{{reader: synthcrag, path: {params['data_root']}}}]"] if params["synthcrag_world"] else []
-        args = ["data", "build-stage2", "--config", params["config"], f"output={out}",
-                f"retrieval.retriever.uri={params['index']}", *world, *params["overrides"]]
+        args = [
+            "data",
+            "build-stage2",
+            "--config",
+            params["config"],
+            f"output={out}",
+            f"retrieval.retriever.uri={params['index']}",
+            *world,
+            *params["overrides"],
+        ]
         manifest = p.last_json(p.run_pixsearch(args, env=job_env()))
         return {"output": out, "records": manifest["records"], "funnel": manifest["funnel"]["total"]}
 
@@ -47,8 +66,10 @@ def stage2_data():
         from pipelines import steps as p
 
         if result["records"] < 1 or not p.exists(f"{result['output']}/manifest.json"):
-            raise ValueError(f"stage-2 build at {result['output']} produced no trajectories: funnel "
-                             f"{result['funnel']}; see its quarantine.jsonl")
+            raise ValueError(
+                f"stage-2 build at {result['output']} produced no trajectories: funnel "
+                f"{result['funnel']}; see its quarantine.jsonl"
+            )
         return f"{result['output']}/train.jsonl"
 
     check(build())

@@ -26,20 +26,24 @@ PARAMS = {
     "stage2_data": Param("stage2/train.jsonl", type="string", description="file under data_root to wait for"),
     "make_world": Param(True, type="boolean", description="write a small SynthCRAG world at data_root if missing"),
     "config": Param(conf("train/tiny-synthcrag.yaml"), type="string", description="the conf/train/*.yaml config"),
-    "output": Param(f"{ROOT}/train", type="string",
-                    description="root: checkpoints and exports under <output>/<run>/store/stage<N>"),
+    "output": Param(
+        f"{ROOT}/train", type="string", description="root: checkpoints and exports under <output>/<run>/store/stage<N>"
+    ),
     "run_name": Param("", type="string", description="training run name; empty = the Airflow run id"),
-    "train_overrides": Param(["stage1.max_steps=20", "stage2.max_steps=20"], type="array",
-                             description="train config overrides (several processes: engine=torchrun "
-                                         "torchrun.nproc_per_node=N)"),
+    "train_overrides": Param(
+        ["stage1.max_steps=20", "stage2.max_steps=20"],
+        type="array",
+        description="train config overrides (several processes: engine=torchrun torchrun.nproc_per_node=N)",
+    ),
     "eval_config": Param(conf("eval/demo.yaml"), type="string", description="the gating eval's run config"),
     "benchmark": Param("synthcrag", type="string", description="the gating benchmark"),
     "eval_data": Param(f"{ROOT}/world", type="string", description="its gold data"),
     "eval_mode": Param("no_search", type="string", description="decode mode of the gating eval"),
     "eval_index": Param("none", type="string", description="index for the gating eval (none for no_search)"),
     "eval_overrides": Param(["limit=16"], type="array", description="gating eval config overrides"),
-    "eval_engine": Param("", type="string", description="the gating eval's engine: ray | sequential; empty = "
-                         "its config's"),
+    "eval_engine": Param(
+        "", type="string", description="the gating eval's engine: ray | sequential; empty = its config's"
+    ),
     "metric": Param("all.accuracy", type="string", description="dotted metric of the eval aggregate"),
     "baseline": Param(0.0, type="number", description="register only if metric > baseline"),
     "registry": Param(f"{ROOT}/registry", type="string", description="where registry records go"),
@@ -54,9 +58,17 @@ def _storage(params) -> dict:
     return p.job_storage("train", params["config"], params["train_overrides"])
 
 
-@dag(dag_id="pixsearch_training_pipeline", schedule=None, start_date=datetime(2026, 1, 1), catchup=False,
-     max_active_runs=1, default_args=DEFAULT_ARGS, params=PARAMS, tags=["pixsearch", "deepspeed", "ray"],
-     doc_md=__doc__)
+@dag(
+    dag_id="pixsearch_training_pipeline",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    params=PARAMS,
+    tags=["pixsearch", "deepspeed", "ray"],
+    doc_md=__doc__,
+)
 def training_pipeline():
     @task(execution_timeout=timedelta(minutes=30))
     def world(params=None, run_id=None) -> str:
@@ -78,8 +90,17 @@ def training_pipeline():
         export = f"{run}/store/stage{stage}/final"
         if p.exists(f"{export}/config.json", _storage(params)):  # written last by the export: the stage is done
             return export
-        args = ["train", "--stage", str(stage), "--config", params["config"], f"data.root={params['data_root']}",
-                f"output={run}/store", f"run_dir={run}/run", *params["train_overrides"]]
+        args = [
+            "train",
+            "--stage",
+            str(stage),
+            "--config",
+            params["config"],
+            f"data.root={params['data_root']}",
+            f"output={run}/store",
+            f"run_dir={run}/run",
+            *params["train_overrides"],
+        ]
         p.run_pixsearch(args, env=job_env())
         return export
 
@@ -97,13 +118,27 @@ def training_pipeline():
 
         cell = {"benchmark": params["benchmark"], "data": params["eval_data"], "mode": params["eval_mode"]}
         run_id = p.safe_id(f"gate-{run.rstrip('/').rsplit('/', 1)[-1]}")
-        args = p.eval_args(cell, config=params["eval_config"], model=export, index=params["eval_index"],
-                           out=f"{run}/eval", run_id=run_id, engine=params["eval_engine"],
-                           overrides=params["eval_overrides"])
+        args = p.eval_args(
+            cell,
+            config=params["eval_config"],
+            model=export,
+            index=params["eval_index"],
+            out=f"{run}/eval",
+            run_id=run_id,
+            engine=params["eval_engine"],
+            overrides=params["eval_overrides"],
+        )
         summary = p.last_json(p.run_pixsearch(args, env=job_env()))
         value = p.metric(summary["aggregate"], params["metric"])
-        return {"checkpoint": export, "metric": params["metric"], "value": value, "baseline": params["baseline"],
-                "eval_run": summary["run_uri"], "benchmark": params["benchmark"], "mode": params["eval_mode"]}
+        return {
+            "checkpoint": export,
+            "metric": params["metric"],
+            "value": value,
+            "baseline": params["baseline"],
+            "eval_run": summary["run_uri"],
+            "benchmark": params["benchmark"],
+            "mode": params["eval_mode"],
+        }
 
     @task.short_circuit(execution_timeout=timedelta(minutes=5))
     def gate(result: dict) -> bool:

@@ -19,21 +19,30 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from indexing import faiss_build, quantizers
+from indexing.config import IndexBuildConfig
+from indexing.distributors import distributor
+from indexing.embeddings_io import export_embeddings, from_embeddings, load_embeddings
+from indexing.incremental import plan_reuse, register_parts
+from indexing.manifest import (
+    VerifyError,
+    clean_interrupted,
+    index_root,
+    object_entry,
+    publish,
+    read_current,
+    verify_manifest,
+    verify_object,
+    version_root,
+    write_manifest,
+)
+from indexing.prepare import prepare, rejects_jsonl
+from indexing.readers import expand_paths
+from indexing.shard_plan import ShardPlan
+from indexing.tasks import embed_shard, finished, index_shard
 from pixsearch_core import lineage
 from pixsearch_core.engines import code_version
 from pixsearch_core.storage import ObjectStore, is_s3, join, local_path
-
-from indexing import faiss_build, quantizers
-from indexing.embeddings_io import export_embeddings, from_embeddings, load_embeddings
-from indexing.incremental import plan_reuse, register_parts
-from indexing.config import IndexBuildConfig
-from indexing.manifest import (VerifyError, clean_interrupted, index_root, object_entry, publish, read_current,
-                               verify_manifest, verify_object, version_root, write_manifest)
-from indexing.prepare import prepare, rejects_jsonl
-from indexing.readers import expand_paths
-from indexing.distributors import distributor
-from indexing.shard_plan import ShardPlan
-from indexing.tasks import embed_shard, finished, index_shard
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +81,10 @@ def fingerprint(cfg: IndexBuildConfig, store: ObjectStore) -> str:
 def _check_rejects(n_rejects: int, n_inputs: int, cfg: IndexBuildConfig, where: str) -> None:
     share = n_rejects / max(n_inputs, 1)
     if share > cfg.rejects.max_share:
-        raise RejectsExceeded(f"{n_rejects} of {n_inputs} input records rejected ({share:.1%}) > "
-                              f"rejects.max_share={cfg.rejects.max_share:.1%}; see {where}")
+        raise RejectsExceeded(
+            f"{n_rejects} of {n_inputs} input records rejected ({share:.1%}) > "
+            f"rejects.max_share={cfg.rejects.max_share:.1%}; see {where}"
+        )
 
 
 def _run_step(cfg, store, root, plan, step, fn, expect, extra=None) -> dict[str, dict]:
@@ -84,8 +95,14 @@ def _run_step(cfg, store, root, plan, step, fn, expect, extra=None) -> dict[str,
         if marker is not None:
             results[spec.name] = marker
         else:
-            todo.append({"cfg": cfg.model_dump(mode="json"), "root": root, "shard": spec.to_dict(),
-                         **(extra(spec) if extra else {})})
+            todo.append(
+                {
+                    "cfg": cfg.model_dump(mode="json"),
+                    "root": root,
+                    "shard": spec.to_dict(),
+                    **(extra(spec) if extra else {}),
+                }
+            )
     log.info("%s: %d shards to run, %d reused from a previous attempt", step, len(todo), len(results))
     for res in distributor(cfg.engine, cfg.spark)(fn, todo, step):
         results[res["shard"]] = res
@@ -125,8 +142,14 @@ def _train(cfg, store, root, plan, kind, embedded, quantizer_store: str | None) 
     info: dict = {"quantizer": "none (exact index, no training)"}
     if not index.is_trained and n:
         sample = _training_sample(cfg, store, root, shards, embedded, n)
-        blob, info = quantizers.train_or_reuse(store, quantizer_store if cfg.faiss.reuse_quantizer else None,
-                                               factory, sample, cfg.faiss.drift_tolerance, cfg.faiss.seed)
+        blob, info = quantizers.train_or_reuse(
+            store,
+            quantizer_store if cfg.faiss.reuse_quantizer else None,
+            factory,
+            sample,
+            cfg.faiss.drift_tolerance,
+            cfg.faiss.seed,
+        )
     else:
         blob = faiss_build.serialize(index)
     entry = object_entry(path, store.put_bytes(join(root, path), blob), len(blob))
@@ -138,13 +161,31 @@ def _index_manifest(cfg, plan, kind, embedded, indexed, factory, trained, quanti
     shards = []
     for s in plan.of_kind(kind):
         e = embedded[s.name]
-        shards.append({"name": s.name, "count": e["count"], "id_start": s.id_start, "id_end": s.id_end,
-                       "faiss": indexed[s.name]["faiss"], "embeddings": e["embeddings"], "docstore": e["docstore"]})
+        shards.append(
+            {
+                "name": s.name,
+                "count": e["count"],
+                "id_start": s.id_start,
+                "id_end": s.id_end,
+                "faiss": indexed[s.name]["faiss"],
+                "embeddings": e["embeddings"],
+                "docstore": e["docstore"],
+            }
+        )
     encoder = embedded[plan.of_kind(kind)[0].name]["encoder"]
-    return {"encoder": encoder, "dim": encoder["dim"], "factory": factory, "metric": "inner_product",
-            "nprobe": faiss_build.default_nprobe(factory, cfg.faiss), "count": sum(s["count"] for s in shards),
-            "bytes_per_vector": faiss_build.bytes_per_vector(factory, encoder["dim"]), "trained": trained,
-            "quantizer": quantizer, "embeddings": reuse.get(kind, {}), "shards": shards}
+    return {
+        "encoder": encoder,
+        "dim": encoder["dim"],
+        "factory": factory,
+        "metric": "inner_product",
+        "nprobe": faiss_build.default_nprobe(factory, cfg.faiss),
+        "count": sum(s["count"] for s in shards),
+        "bytes_per_vector": faiss_build.bytes_per_vector(factory, encoder["dim"]),
+        "trained": trained,
+        "quantizer": quantizer,
+        "embeddings": reuse.get(kind, {}),
+        "shards": shards,
+    }
 
 
 def prepare_and_embed(cfg: IndexBuildConfig, store: ObjectStore, root: str, version: str):
@@ -155,9 +196,16 @@ def prepare_and_embed(cfg: IndexBuildConfig, store: ObjectStore, root: str, vers
     _check_rejects(len(rejects), plan.counts["inputs"], cfg, join(root, "rejects/prepare.jsonl"))
     t_embed = time.perf_counter()
     payloads, stores = plan_reuse(cfg, store, root, plan, version)
-    embedded = _run_step(cfg, store, root, plan, "embed", embed_shard,
-                         lambda s: {"staging_sha256": s.staging_sha256},
-                         lambda s: {"reuse": payloads[s.name]} if s.name in payloads else {})
+    embedded = _run_step(
+        cfg,
+        store,
+        root,
+        plan,
+        "embed",
+        embed_shard,
+        lambda s: {"staging_sha256": s.staging_sha256},
+        lambda s: {"reuse": payloads[s.name]} if s.name in payloads else {},
+    )
     t_embed = time.perf_counter() - t_embed
     reuse = register_parts(stores, plan, embedded)
     rejects += [r for s in plan.shards for r in embedded[s.name]["rejects"]]
@@ -177,8 +225,13 @@ def embed_corpus(cfg: IndexBuildConfig, out: str, store: ObjectStore | None = No
     fp, version = _version(cfg, store)
     root = version_root(cfg.output, cfg.name, version)
     plan, rejects, embedded, reuse, seconds = prepare_and_embed(cfg, store, root, version)
-    source = {"name": cfg.name, "version": version, "corpus_fingerprint": fp, "config_hash": cfg.config_hash(),
-              "counts": plan.counts}
+    source = {
+        "name": cfg.name,
+        "version": version,
+        "corpus_fingerprint": fp,
+        "config_hash": cfg.config_hash(),
+        "counts": plan.counts,
+    }
     kinds = export_embeddings(store, root, plan, embedded, out, source)
     store.put_bytes(join(out, "rejects.jsonl"), rejects_jsonl(rejects))
     return {"out": out, "kinds": kinds, "embedding": reuse, "rejects": len(rejects), "embed_seconds": round(seconds, 3)}
@@ -196,8 +249,11 @@ def build_index(cfg: IndexBuildConfig, store: ObjectStore | None = None) -> dict
         if cfg.publish and read_current(store, idx_uri) != version:
             publish(store, idx_uri, version)
         log.info("%s is already built and verified; CURRENT -> %s", root, read_current(store, idx_uri))
-        return {"version_uri": root, "manifest": json.loads(store.get_bytes(join(root, "manifest.json"))),
-                "reused": True}
+        return {
+            "version_uri": root,
+            "manifest": json.loads(store.get_bytes(join(root, "manifest.json"))),
+            "reused": True,
+        }
     log.info("building %s (engine=%s)", root, cfg.engine)
     if from_embeddings(cfg):
         plan, rejects, embedded, reuse, t_embed = load_embeddings(cfg, store, root)
@@ -207,13 +263,34 @@ def build_index(cfg: IndexBuildConfig, store: ObjectStore | None = None) -> dict
     blob = rejects_jsonl(rejects)
     rej_entry = object_entry(rejects_file, store.put_bytes(join(root, rejects_file), blob), len(blob))
     _check_rejects(len(rejects), plan.counts["inputs"], cfg, join(root, rejects_file))
-    trained = {k: _train(cfg, store, root, plan, k, embedded, reuse.get(k, {}).get("store"))
-               for k in ("text", "image") if plan.of_kind(k)}
-    indexed = _run_step(cfg, store, root, plan, "index", index_shard,
-                        lambda s: {"trained_sha256": trained[s.kind][1]["sha256"]},
-                        lambda s: {"trained": trained[s.kind][1]})
-    manifest = _manifest(cfg, plan, version, fp, embedded, indexed, trained, rejects, rej_entry, reuse,
-                         {"embed_seconds": t_embed, "total_seconds": time.perf_counter() - t0})
+    trained = {
+        k: _train(cfg, store, root, plan, k, embedded, reuse.get(k, {}).get("store"))
+        for k in ("text", "image")
+        if plan.of_kind(k)
+    }
+    indexed = _run_step(
+        cfg,
+        store,
+        root,
+        plan,
+        "index",
+        index_shard,
+        lambda s: {"trained_sha256": trained[s.kind][1]["sha256"]},
+        lambda s: {"trained": trained[s.kind][1]},
+    )
+    manifest = _manifest(
+        cfg,
+        plan,
+        version,
+        fp,
+        embedded,
+        indexed,
+        trained,
+        rejects,
+        rej_entry,
+        reuse,
+        {"embed_seconds": t_embed, "total_seconds": time.perf_counter() - t0},
+    )
     verify_manifest(store, root, {"schema_version": 1, **manifest})
     write_manifest(store, root, manifest)
     if cfg.publish:
@@ -225,8 +302,7 @@ def build_index(cfg: IndexBuildConfig, store: ObjectStore | None = None) -> dict
     return {"version_uri": root, "manifest": manifest, "reused": False}
 
 
-def _manifest(cfg, plan: ShardPlan, version, fp, embedded, indexed, trained, rejects, rej_entry, reuse,
-              times) -> dict:
+def _manifest(cfg, plan: ShardPlan, version, fp, embedded, indexed, trained, rejects, rej_entry, reuse, times) -> dict:
     from collections import Counter
 
     c = plan.counts
@@ -235,20 +311,34 @@ def _manifest(cfg, plan: ShardPlan, version, fp, embedded, indexed, trained, rej
     for kind, unit in (("text", "passages"), ("image", "images")):  # per task-second: about per core/GPU
         task_s = sum(embedded[s.name]["seconds"] for s in plan.of_kind(kind))
         rate[f"{unit}_per_task_s"] = round(c[unit] / task_s, 2) if task_s else None
-    log.info("embedded %d documents (%d passages) and %d images in %.1fs: %s", c["documents"], c["passages"],
-             c["images"], times["embed_seconds"], rate)
+    log.info(
+        "embedded %d documents (%d passages) and %d images in %.1fs: %s",
+        c["documents"],
+        c["passages"],
+        c["images"],
+        times["embed_seconds"],
+        rate,
+    )
     return {
-        "name": cfg.name, "version": version, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "config_hash": cfg.config_hash(), "build_hash": cfg.build_hash(),
-        "corpus": {"sources": [s.model_dump(mode="json") for s in cfg.sources], "fingerprint": fp,
-                   "counts": c},
+        "name": cfg.name,
+        "version": version,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config_hash": cfg.config_hash(),
+        "build_hash": cfg.build_hash(),
+        "corpus": {"sources": [s.model_dump(mode="json") for s in cfg.sources], "fingerprint": fp, "counts": c},
         "indices": {k: _index_manifest(cfg, plan, k, embedded, indexed, *trained[k], reuse) for k in trained},
-        "lineage": {"config_hash": cfg.config_hash(), "corpus_fingerprint": fp,
-                    "encoders": lineage.encoder_versions({k: embedded[plan.of_kind(k)[0].name]["encoder"]
-                                                          for k in trained})},
-        "rejects": {"total": len(rejects), "by_reason": dict(sorted(Counter(r["reason"] for r in rejects).items())),
-                    "share": round(len(rejects) / max(c["inputs"], 1), 6), "max_share": cfg.rejects.max_share,
-                    "file": rej_entry},
+        "lineage": {
+            "config_hash": cfg.config_hash(),
+            "corpus_fingerprint": fp,
+            "encoders": lineage.encoder_versions({k: embedded[plan.of_kind(k)[0].name]["encoder"] for k in trained}),
+        },
+        "rejects": {
+            "total": len(rejects),
+            "by_reason": dict(sorted(Counter(r["reason"] for r in rejects).items())),
+            "share": round(len(rejects) / max(c["inputs"], 1), 6),
+            "max_share": cfg.rejects.max_share,
+            "file": rej_entry,
+        },
         "stats": {**{k: round(v, 3) for k, v in times.items()}, **rate, "engine": cfg.engine},
         "code": code_version(),
     }

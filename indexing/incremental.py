@@ -19,10 +19,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pixsearch_core.storage import ObjectStore, join
-
 from indexing.embedding_store import EmbeddingStore, encoder_key, store_uri
 from indexing.shard_plan import KINDS, ShardPlan
+from pixsearch_core.storage import ObjectStore, join
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +32,9 @@ def _npy(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def plan_reuse(cfg, store: ObjectStore, root: str, plan: ShardPlan, version: str
-               ) -> tuple[dict[str, dict], dict[str, tuple[EmbeddingStore, dict]]]:
+def plan_reuse(
+    cfg, store: ObjectStore, root: str, plan: ShardPlan, version: str
+) -> tuple[dict[str, dict], dict[str, tuple[EmbeddingStore, dict]]]:
     """(shard name -> the task's "reuse" payload, kind -> (its embedding store, encoder identity)); both empty
     when `embeddings.reuse` is off."""
     if not cfg.embeddings.reuse:
@@ -56,14 +56,24 @@ def plan_reuse(cfg, store: ObjectStore, root: str, plan: ShardPlan, version: str
             local[hit, 0] = np.searchsorted(used, refs[hit, 0])  # part numbers within the task's snapshot
             path = f"staging/{s.name}.reuse.npy"
             store.put_bytes(join(root, path), _npy(local))
-            payloads[s.name] = {"store": es.uri, "refs": path, "parts": [es.parts[int(p)] for p in used],
-                                "part": f"{version}-{s.name}"}
+            payloads[s.name] = {
+                "store": es.uri,
+                "refs": path,
+                "parts": [es.parts[int(p)] for p in used],
+                "part": f"{version}-{s.name}",
+            }
         log.info("%s: %d stored parts under %s", kind, len(es.parts), es.uri)
     return payloads, stores
 
 
-def embed_reusing(reuse: dict | None, store: ObjectStore, root: str, hashes: list[bytes], dim: int,
-                  compute: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, dict]:
+def embed_reusing(
+    reuse: dict | None,
+    store: ObjectStore,
+    root: str,
+    hashes: list[bytes],
+    dim: int,
+    compute: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """(kept row positions, their vectors, {embedded, reused, part}); `compute(positions)` embeds rows and returns
     (the positions it could embed, their vectors) - an undecodable image is left out, not fatal."""
     n = len(hashes)
@@ -91,8 +101,10 @@ def register_parts(stores: dict[str, tuple[EmbeddingStore, dict]], plan: ShardPl
         results = [embedded[s.name] for s in plan.of_kind(kind)]
         if not results:
             continue
-        out[kind] = {"embedded": sum(r.get("embedded", r["count"]) for r in results),
-                     "reused": sum(r.get("reused", 0) for r in results)}
+        out[kind] = {
+            "embedded": sum(r.get("embedded", r["count"]) for r in results),
+            "reused": sum(r.get("reused", 0) for r in results),
+        }
         if kind in stores:
             es, ident = stores[kind]
             es.register([r.get("stored_part") for r in results], ident)

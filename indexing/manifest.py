@@ -79,8 +79,9 @@ def write_manifest(store: ObjectStore, version_uri: str, manifest: dict) -> str:
 def read_manifest(store: ObjectStore, version_uri: str) -> dict:
     data = json.loads(store.get_bytes(join(version_uri, "manifest.json")))
     if data.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"{version_uri}: manifest schema_version {data.get('schema_version')!r}; "
-                         f"this code reads {SCHEMA_VERSION}")
+        raise ValueError(
+            f"{version_uri}: manifest schema_version {data.get('schema_version')!r}; this code reads {SCHEMA_VERSION}"
+        )
     return data
 
 
@@ -114,37 +115,46 @@ def resolve(store: ObjectStore, uri: str) -> str:
         return uri
     current = read_current(store, uri)
     if current is None:
-        raise FileNotFoundError(f"{uri} is neither a published version (no manifest.json) nor an index "
-                                f"(no CURRENT)")
+        raise FileNotFoundError(f"{uri} is neither a published version (no manifest.json) nor an index (no CURRENT)")
     return join(uri, current)
 
 
 def describe(manifest: dict) -> str:
     """A human-readable summary: counts, rejects, per index its encoder, factory and shards, build speed."""
     c = manifest["corpus"]["counts"]
-    lines = [f"index {manifest['name']} version {manifest['version']} (created {manifest['created_at']})",
-             f"corpus: {c['documents']} documents, {c['passages']} passages, {c['images']} images "
-             f"from {c['inputs']} input records",
-             f"rejects: {manifest['rejects']['total']} ({manifest['rejects']['share']:.2%}) "
-             f"{manifest['rejects']['by_reason']}"]
+    lines = [
+        f"index {manifest['name']} version {manifest['version']} (created {manifest['created_at']})",
+        f"corpus: {c['documents']} documents, {c['passages']} passages, {c['images']} images "
+        f"from {c['inputs']} input records",
+        f"rejects: {manifest['rejects']['total']} ({manifest['rejects']['share']:.2%}) "
+        f"{manifest['rejects']['by_reason']}",
+    ]
     for kind, idx in manifest["indices"].items():
         enc = idx["encoder"]
-        lines.append(f"{kind} index: {idx['count']} vectors, factory {idx['factory']!r}, metric {idx['metric']}, "
-                     f"nprobe {idx['nprobe']}, {idx['bytes_per_vector']} bytes/vector; "
-                     f"encoder {enc['kind']} {enc['model']} dim {enc['dim']}")
+        lines.append(
+            f"{kind} index: {idx['count']} vectors, factory {idx['factory']!r}, metric {idx['metric']}, "
+            f"nprobe {idx['nprobe']}, {idx['bytes_per_vector']} bytes/vector; "
+            f"encoder {enc['kind']} {enc['model']} dim {enc['dim']}"
+        )
         if idx.get("embeddings") or idx.get("quantizer"):
             emb, q = idx.get("embeddings", {}), idx.get("quantizer", {})
             drift = f", drift {q['drift']:+.1%} (tolerance {q['tolerance']:.0%})" if "drift" in q else ""
-            lines.append(f"  embeddings: {emb.get('embedded')} embedded, {emb.get('reused')} reused; "
-                         f"quantizer: {q.get('quantizer')}{drift}")
+            lines.append(
+                f"  embeddings: {emb.get('embedded')} embedded, {emb.get('reused')} reused; "
+                f"quantizer: {q.get('quantizer')}{drift}"
+            )
         for s in idx["shards"]:
-            lines.append(f"  {s['name']}: {s['count']} vectors, ids [{s['id_start']}, {s['id_end']}), "
-                         f"{s['faiss']['size']} bytes, sha256 {s['faiss']['sha256'][:12]}")
+            lines.append(
+                f"  {s['name']}: {s['count']} vectors, ids [{s['id_start']}, {s['id_end']}), "
+                f"{s['faiss']['size']} bytes, sha256 {s['faiss']['sha256'][:12]}"
+            )
     stats = manifest["stats"]
     engine = stats.get("engine", stats.get("runner"))  # `runner` in manifests written before `engine`
-    lines.append(f"build: {stats['total_seconds']}s ({engine}); documents/s {stats['documents_per_s']}, "
-                 f"passages/s {stats['passages_per_s']}, images/s {stats['images_per_s']}; per task-second: "
-                 f"passages {stats.get('passages_per_task_s')}, images {stats.get('images_per_task_s')}")
+    lines.append(
+        f"build: {stats['total_seconds']}s ({engine}); documents/s {stats['documents_per_s']}, "
+        f"passages/s {stats['passages_per_s']}, images/s {stats['images_per_s']}; per task-second: "
+        f"passages {stats.get('passages_per_task_s')}, images {stats.get('images_per_task_s')}"
+    )
     code = manifest.get("code")
     if code:
         state = {True: " (uncommitted changes)", False: "", None: ""}[code.get("dirty")]

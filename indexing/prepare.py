@@ -19,13 +19,12 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pixsearch_core.storage import ObjectStore, join
-
 from indexing.config import IndexBuildConfig
 from indexing.embedding_store import HASH_BYTES, content_hash
 from indexing.passages import embed_text, split_passages
 from indexing.readers import read_source
 from indexing.shard_plan import ShardPlan, ShardSpec
+from pixsearch_core.storage import ObjectStore, join
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +37,29 @@ def write_parquet(store: ObjectStore, uri: str, rows: list[dict], schema: pa.Sch
     return store.put_bytes(uri, buf.getvalue())
 
 
-TEXT_SCHEMA = pa.schema([("id", pa.int64()), ("doc_id", pa.string()), ("title", pa.string()),
-                         ("text", pa.string()), ("url", pa.string()), ("passage", pa.int32()),
-                         ("hash", pa.binary(HASH_BYTES))])
-IMAGE_SCHEMA = pa.schema([("id", pa.int64()), ("doc_id", pa.string()), ("key", pa.string()),
-                          ("title", pa.string()), ("text", pa.string()), ("url", pa.string()),
-                          ("bytes", pa.binary()), ("hash", pa.binary(HASH_BYTES))])
+TEXT_SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("doc_id", pa.string()),
+        ("title", pa.string()),
+        ("text", pa.string()),
+        ("url", pa.string()),
+        ("passage", pa.int32()),
+        ("hash", pa.binary(HASH_BYTES)),
+    ]
+)
+IMAGE_SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("doc_id", pa.string()),
+        ("key", pa.string()),
+        ("title", pa.string()),
+        ("text", pa.string()),
+        ("url", pa.string()),
+        ("bytes", pa.binary()),
+        ("hash", pa.binary(HASH_BYTES)),
+    ]
+)
 
 
 class _Stager:
@@ -130,8 +146,16 @@ def prepare(cfg: IndexBuildConfig, store: ObjectStore, root: str) -> tuple[Shard
             body = rec["text"]
             docs[doc_id] = (title, url, body[:LEAD_CHARS])
             for i, passage in enumerate(split_passages(body, cfg.passages)):
-                text.add({"doc_id": doc_id, "title": title, "text": passage, "url": url, "passage": i,
-                          "hash": content_hash(embed_text(title, passage, cfg.passages))})
+                text.add(
+                    {
+                        "doc_id": doc_id,
+                        "title": title,
+                        "text": passage,
+                        "url": url,
+                        "passage": i,
+                        "hash": content_hash(embed_text(title, passage, cfg.passages)),
+                    }
+                )
             image = rec.get("image")
             if isinstance(image, dict) and "_reject" in image:  # a bad image field: the text stays indexed
                 if cfg.image_encoder.kind != "none":
@@ -142,8 +166,13 @@ def prepare(cfg: IndexBuildConfig, store: ObjectStore, root: str) -> tuple[Shard
     if cfg.image_encoder.kind != "none":
         n_inputs += _stage_images(_all_images(inline_images, sources), docs, images, rejects, store)
         images.flush()
-    counts = {"inputs": n_inputs, "documents": len(docs), "passages": text.next_id, "images": images.next_id,
-              "rejects_prepare": len(rejects.rows)}
+    counts = {
+        "inputs": n_inputs,
+        "documents": len(docs),
+        "passages": text.next_id,
+        "images": images.next_id,
+        "rejects_prepare": len(rejects.rows),
+    }
     return ShardPlan(text.shards + images.shards, counts), rejects.rows
 
 
@@ -176,8 +205,17 @@ def _stage_images(recs: Iterator[dict], docs: dict, stager: _Stager, rejects: _R
             continue
         seen.add(key)
         title, url, lead = docs[doc_id]
-        stager.add({"doc_id": doc_id, "key": key, "title": title, "text": lead, "url": url, "bytes": data,
-                    "hash": content_hash(data)})
+        stager.add(
+            {
+                "doc_id": doc_id,
+                "key": key,
+                "title": title,
+                "text": lead,
+                "url": url,
+                "bytes": data,
+                "hash": content_hash(data),
+            }
+        )
     return n
 
 

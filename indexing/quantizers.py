@@ -19,9 +19,8 @@ import logging
 
 import numpy as np
 
-from pixsearch_core.storage import ObjectStore, join
-
 from indexing import faiss_build
+from pixsearch_core.storage import ObjectStore, join
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +49,9 @@ def _paths(store_uri: str, factory: str) -> tuple[str, str]:
     return join(store_uri, f"quantizers/{key}.faiss"), join(store_uri, f"quantizers/{key}.json")
 
 
-def train_or_reuse(store: ObjectStore, store_uri: str | None, factory: str, sample: np.ndarray,
-                   tolerance: float, seed: int) -> tuple[bytes, dict]:
+def train_or_reuse(
+    store: ObjectStore, store_uri: str | None, factory: str, sample: np.ndarray, tolerance: float, seed: int
+) -> tuple[bytes, dict]:
     """(serialized trained index, what happened) for `factory`; `store_uri` None = never reuse or store."""
     blob_uri, meta_uri = _paths(store_uri, factory) if store_uri else (None, None)
     if meta_uri and store.exists(meta_uri):
@@ -60,12 +60,24 @@ def train_or_reuse(store: ObjectStore, store_uri: str | None, factory: str, samp
         if hashlib.sha256(blob).hexdigest() == meta["sha256"] and meta["factory"] == factory:
             error = quantization_error(faiss_build.deserialize(blob), sample)
             drift = error / max(meta["train_error"], 1e-12) - 1.0
-            info = {"factory": factory, "sample": len(sample), "error": round(error, 6),
-                    "train_error": meta["train_error"], "drift": round(drift, 6), "tolerance": tolerance,
-                    "trained_at": meta["trained_at"]}
+            info = {
+                "factory": factory,
+                "sample": len(sample),
+                "error": round(error, 6),
+                "train_error": meta["train_error"],
+                "drift": round(drift, 6),
+                "tolerance": tolerance,
+                "trained_at": meta["trained_at"],
+            }
             if drift <= tolerance:
-                log.info("reusing the trained %s: quantization error %.4g vs %.4g at training (drift %+.1f%% <= "
-                         "%.0f%%)", factory, error, meta["train_error"], 100 * drift, 100 * tolerance)
+                log.info(
+                    "reusing the trained %s: quantization error %.4g vs %.4g at training (drift %+.1f%% <= %.0f%%)",
+                    factory,
+                    error,
+                    meta["train_error"],
+                    100 * drift,
+                    100 * tolerance,
+                )
                 return blob, {"quantizer": "reused", **info}
             log.info("retraining %s: drift %+.1f%% > %.0f%%", factory, 100 * drift, 100 * tolerance)
             return _train(store, blob_uri, meta_uri, factory, sample, seed, {"previous": info})
@@ -79,11 +91,21 @@ def _train(store, blob_uri, meta_uri, factory, sample, seed, extra) -> tuple[byt
     index = faiss_build.train(factory, sample, seed)
     blob = faiss_build.serialize(index)
     error = quantization_error(index, sample)
-    meta = {"factory": factory, "train_error": round(error, 6), "sample": len(sample), "seed": seed,
-            "sha256": hashlib.sha256(blob).hexdigest(),
-            "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    meta = {
+        "factory": factory,
+        "train_error": round(error, 6),
+        "sample": len(sample),
+        "seed": seed,
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     if blob_uri:
         store.put_bytes(blob_uri, blob)
         store.put_bytes(meta_uri, json.dumps(meta, indent=1).encode())
-    return blob, {"quantizer": "trained", "factory": factory, "sample": len(sample), "train_error": meta["train_error"],
-                  **extra}
+    return blob, {
+        "quantizer": "trained",
+        "factory": factory,
+        "sample": len(sample),
+        "train_error": meta["train_error"],
+        **extra,
+    }

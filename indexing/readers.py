@@ -32,11 +32,9 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-from pixsearch_core.storage import (ObjectStore, StorageError, UnsafePathError, is_s3, is_under, local_path,
-                                    uri_under)
-from pixsearch_core.synthcrag.paths import reference_base
-
 from indexing.config import SourceConfig
+from pixsearch_core.storage import ObjectStore, StorageError, UnsafePathError, is_s3, is_under, local_path, uri_under
+from pixsearch_core.synthcrag.paths import reference_base
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +79,9 @@ def open_uri(uri: str, store: ObjectStore) -> io.BufferedIOBase:
         from urllib.parse import urlparse
 
         parsed = urlparse(uri)
-        raw = io.BufferedReader(_RawBody(store.s3.get_object(Bucket=parsed.netloc,
-                                                             Key=parsed.path.lstrip("/"))["Body"]), 1 << 20)
+        raw = io.BufferedReader(
+            _RawBody(store.s3.get_object(Bucket=parsed.netloc, Key=parsed.path.lstrip("/"))["Body"]), 1 << 20
+        )
     else:
         raw = open(local_path(uri), "rb")
     if uri.endswith(".bz2"):
@@ -112,8 +111,9 @@ def _resolve_image(value: Any, base: str, roots: list[str] = ()) -> Any:
         except binascii.Error as e:
             raise BadImageRef(f"image.bytes is not valid base64 ({e}): {raw[:40]!r}") from None
     if not isinstance(value, str):
-        raise BadImageRef(f"image {value!r:.80} is {type(value).__name__}; expected bytes, {{'bytes': base64}} "
-                          "or a path / URI")
+        raise BadImageRef(
+            f"image {value!r:.80} is {type(value).__name__}; expected bytes, {{'bytes': base64}} or a path / URI"
+        )
     if "://" not in value and not value.startswith("/"):
         return uri_under(base, value)
     allowed = list(roots) or [base]
@@ -122,8 +122,7 @@ def _resolve_image(value: Any, base: str, roots: list[str] = ()) -> Any:
     except ValueError as e:  # a scheme that is neither a path, file:// nor s3://
         raise BadImageRef(f"image {value!r:.200}: {e}") from None
     if not inside:
-        raise UnsafePathError(f"image {value!r:.200} is outside the allowed roots {allowed} (source "
-                              "image_roots)")
+        raise UnsafePathError(f"image {value!r:.200} is outside the allowed roots {allowed} (source image_roots)")
     return value
 
 
@@ -197,8 +196,7 @@ def read_mediawiki(uri: str, store: ObjectStore, url_base: str) -> Iterator[dict
                 raw = (text_el.text or "") if text_el is not None else ""
             page_id = (fields["id"].text or "").strip() if "id" in fields else ""
             elem.clear()
-            yield {"id": page_id, "title": title, "text": strip_markup(raw),
-                   "url": url_base + title.replace(" ", "_")}
+            yield {"id": page_id, "title": title, "text": strip_markup(raw), "url": url_base + title.replace(" ", "_")}
 
 
 def _wds_sample(uri: str, key: str, sample: dict[str, bytes]) -> dict:
@@ -258,9 +256,11 @@ def read_source(cfg: SourceConfig, store: ObjectStore, cache_dir: str) -> tuple[
                     return
 
     roots = cfg.image_roots
-    readers = {"jsonl": lambda u: read_jsonl(u, store, roots),
-               "parquet": lambda u: read_parquet(u, store, roots),
-               "mediawiki": lambda u: read_mediawiki(u, store, cfg.url_base)}
+    readers = {
+        "jsonl": lambda u: read_jsonl(u, store, roots),
+        "parquet": lambda u: read_parquet(u, store, roots),
+        "mediawiki": lambda u: read_mediawiki(u, store, cfg.url_base),
+    }
     if cfg.kind == "webdataset":
         return iter(()), gen(lambda u: read_webdataset(u, store))
     return gen(readers[cfg.kind]), iter(())

@@ -23,13 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pixsearch_core.retrieval.crop import RegionCrop
-from pixsearch_core.retrieval.types import Evidence, ImageQuery, Query, RegionQuery, TextQuery
-from pixsearch_core.storage import ObjectStore, StorageConfig, join, sha256_file
-
 from indexing import faiss_build
 from indexing.config import ImageEncoderConfig, TextEncoderConfig
 from indexing.manifest import VerifyError, read_manifest, resolve
+from pixsearch_core.retrieval.crop import RegionCrop
+from pixsearch_core.retrieval.types import Evidence, ImageQuery, Query, RegionQuery, TextQuery
+from pixsearch_core.storage import ObjectStore, StorageConfig, join, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +63,16 @@ class _Shard:
 
 
 class ShardedSearcher:
-    def __init__(self, uri: str, storage: StorageConfig | None = None, cache_dir: str = "~/.cache/pixsearch",
-                 crop: RegionCrop | None = None, mmap: bool = True, encoders: dict[str, object] | None = None,
-                 shard_names: list[str] | None = None):
+    def __init__(
+        self,
+        uri: str,
+        storage: StorageConfig | None = None,
+        cache_dir: str = "~/.cache/pixsearch",
+        crop: RegionCrop | None = None,
+        mmap: bool = True,
+        encoders: dict[str, object] | None = None,
+        shard_names: list[str] | None = None,
+    ):
         """`crop`: how a RegionQuery becomes the searched image (default `RegionCrop()`: the box of the mask's
         largest piece grown by 10% per side); `shard_names`: load only these shards (a Ray shard group; None = all)."""
         if crop is not None and not isinstance(crop, RegionCrop):
@@ -82,9 +88,10 @@ class ShardedSearcher:
         unknown = sorted(set(shard_names or ()) - known)
         if unknown:
             raise ValueError(f"unknown shards {unknown}; {self.index_version} has {sorted(known)}")
-        self.shards = {kind: [self._load_shard(kind, s) for s in spec["shards"]
-                              if shard_names is None or s["name"] in shard_names]
-                       for kind, spec in self.manifest["indices"].items()}
+        self.shards = {
+            kind: [self._load_shard(kind, s) for s in spec["shards"] if shard_names is None or s["name"] in shard_names]
+            for kind, spec in self.manifest["indices"].items()
+        }
         self._encoders: dict[str, object] = dict(encoders or {})
 
     @property
@@ -122,8 +129,10 @@ class ShardedSearcher:
 
             spec = self.manifest["indices"][kind]["encoder"]
             if spec["kind"] == "external":  # built from embeddings without an embeddings.json naming the encoder
-                raise ValueError(f"the {kind} index of {self.index_version} was built from embeddings of an unnamed "
-                                 f"encoder ({spec['model']}); pass encoders={{{kind!r}: <encoder>}} to search it")
+                raise ValueError(
+                    f"the {kind} index of {self.index_version} was built from embeddings of an unnamed "
+                    f"encoder ({spec['model']}); pass encoders={{{kind!r}: <encoder>}} to search it"
+                )
             if spec["kind"] == "hash":  # indexing/synthetic.py: tests and benchmarks
                 from indexing.synthetic import HashEncoder
 
@@ -191,8 +200,12 @@ class ShardedSearcher:
             per_shard.append((shard, scores, ids))
         results = []
         for q in range(len(vectors)):
-            cands = [(float(sc), int(i), shard) for shard, scores, ids in per_shard
-                     for sc, i in zip(scores[q], ids[q]) if i >= 0]
+            cands = [
+                (float(sc), int(i), shard)
+                for shard, scores, ids in per_shard
+                for sc, i in zip(scores[q], ids[q])
+                if i >= 0
+            ]
             cands.sort(key=lambda c: (-c[0], c[1]))
             results.append([self._evidence(kind, shard, gid, score) for score, gid, shard in cands[:k]])
         return results
@@ -203,9 +216,7 @@ class ShardedSearcher:
         meta = {"id": gid, "shard": shard.name, "url": rec.get("url", "")}
         if kind == "image":
             meta["image_key"] = rec["key"]
-        return Evidence(doc_id=rec["doc_id"], title=rec["title"], text=rec["text"], score=score, index=kind,
-                        meta=meta)
-
+        return Evidence(doc_id=rec["doc_id"], title=rec["title"], text=rec["text"], score=score, index=kind, meta=meta)
 
 
 def merge_topk(per_group: list[list[Evidence]], k: int) -> list[Evidence]:

@@ -65,7 +65,7 @@ class ShardPlan:
         return {"shards": [s.to_dict() for s in self.shards], "counts": dict(self.counts)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ShardPlan":
+    def from_dict(cls, data: dict) -> ShardPlan:
         return cls([ShardSpec(**s) for s in data["shards"]], dict(data["counts"]))
 
 

@@ -16,10 +16,9 @@ import re
 
 import numpy as np
 
-from pixsearch_core.storage import ObjectStore, join
-
 from indexing import faiss_build
 from indexing.manifest import index_root, object_entry, publish, version_root, write_manifest
+from pixsearch_core.storage import ObjectStore, join
 
 _WORD = re.compile(r"\w+")
 
@@ -52,8 +51,11 @@ class HashEncoder:
         return v
 
     def encode(self, items: list) -> np.ndarray:
-        out = np.stack([self._text(x) if isinstance(x, str) else self._image(x) for x in items]) if items else \
-            np.zeros((0, self.dim), np.float32)
+        out = (
+            np.stack([self._text(x) if isinstance(x, str) else self._image(x) for x in items])
+            if items
+            else np.zeros((0, self.dim), np.float32)
+        )
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return (out / np.maximum(norms, 1e-12)).astype(np.float32)
 
@@ -74,9 +76,17 @@ def _npy(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def write_index(store: ObjectStore, output: str, name: str, kinds: dict[str, tuple[np.ndarray, list[dict]]],
-                shards: int = 2, factory: str = "IDMap,Flat", version: str = "v1", nprobe: int | None = None,
-                encoder: dict | None = None) -> str:
+def write_index(
+    store: ObjectStore,
+    output: str,
+    name: str,
+    kinds: dict[str, tuple[np.ndarray, list[dict]]],
+    shards: int = 2,
+    factory: str = "IDMap,Flat",
+    version: str = "v1",
+    nprobe: int | None = None,
+    encoder: dict | None = None,
+) -> str:
     """Publish `kinds` ({"text"|"image": (vectors (n, d), docs [{doc_id, title, text, url[, key]}])}) split into
     `shards` contiguous shards per kind under global ids 0..n-1; returns the index URI (follows CURRENT)."""
     root = version_root(output, name, version)
@@ -86,24 +96,52 @@ def write_index(store: ObjectStore, output: str, name: str, kinds: dict[str, tup
         if len(vectors) != len(docs):
             raise ValueError(f"{kind}: {len(vectors)} vectors but {len(docs)} documents")
         trained = faiss_build.serialize(faiss_build.train(factory, vectors))
-        t_entry = object_entry(f"trained/{kind}.faiss", store.put_bytes(join(root, f"trained/{kind}.faiss"), trained),
-                               len(trained))
+        t_entry = object_entry(
+            f"trained/{kind}.faiss", store.put_bytes(join(root, f"trained/{kind}.faiss"), trained), len(trained)
+        )
         specs = []
         for s, ids in enumerate(np.array_split(np.arange(len(vectors)), shards)):
             base = f"shards/{kind}-{s:05d}"
-            blobs = {"faiss": faiss_build.add_shard(trained, vectors[ids], ids), "embeddings": _npy(vectors[ids]),
-                     "docstore": _parquet([docs[i] for i in ids], ids)}
+            blobs = {
+                "faiss": faiss_build.add_shard(trained, vectors[ids], ids),
+                "embeddings": _npy(vectors[ids]),
+                "docstore": _parquet([docs[i] for i in ids], ids),
+            }
             ext = {"faiss": "faiss", "embeddings": "npy", "docstore": "parquet"}
-            entries = {k: object_entry(f"{base}.{ext[k]}", store.put_bytes(join(root, f"{base}.{ext[k]}"), b), len(b))
-                       for k, b in blobs.items()}
-            specs.append({"name": f"{kind}-{s:05d}", "count": len(ids), "id_start": int(ids[0]) if len(ids) else 0,
-                          "id_end": int(ids[-1]) + 1 if len(ids) else 0, **entries})
+            entries = {
+                k: object_entry(f"{base}.{ext[k]}", store.put_bytes(join(root, f"{base}.{ext[k]}"), b), len(b))
+                for k, b in blobs.items()
+            }
+            specs.append(
+                {
+                    "name": f"{kind}-{s:05d}",
+                    "count": len(ids),
+                    "id_start": int(ids[0]) if len(ids) else 0,
+                    "id_end": int(ids[-1]) + 1 if len(ids) else 0,
+                    **entries,
+                }
+            )
         dim = vectors.shape[1]
-        indices[kind] = {"encoder": encoder or {"kind": "hash", "model": "hash", "dim": dim}, "dim": dim,
-                         "factory": factory, "metric": "inner_product", "nprobe": nprobe, "count": len(vectors),
-                         "bytes_per_vector": faiss_build.bytes_per_vector(factory, dim), "trained": t_entry,
-                         "shards": specs}
-    write_manifest(store, root, {"name": name, "version": version, "indices": indices,
-                                 "rejects": {"total": 0, "by_reason": {}, "share": 0.0, "file": None}})
+        indices[kind] = {
+            "encoder": encoder or {"kind": "hash", "model": "hash", "dim": dim},
+            "dim": dim,
+            "factory": factory,
+            "metric": "inner_product",
+            "nprobe": nprobe,
+            "count": len(vectors),
+            "bytes_per_vector": faiss_build.bytes_per_vector(factory, dim),
+            "trained": t_entry,
+            "shards": specs,
+        }
+    write_manifest(
+        store,
+        root,
+        {
+            "name": name,
+            "version": version,
+            "indices": indices,
+            "rejects": {"total": 0, "by_reason": {}, "share": 0.0, "file": None},
+        },
+    )
     publish(store, index_root(output, name), version)
     return index_root(output, name)

@@ -21,14 +21,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pixsearch_core.storage import ObjectStore, StorageConfig, join
-
 from indexing.config import IndexBuildConfig
 from indexing.devices import GPU_SHARE_ENV
 from indexing.incremental import embed_reusing
 from indexing.manifest import VerifyError, object_entry, verify_object
 from indexing.passages import embed_text
 from indexing.shard_plan import ShardSpec
+from pixsearch_core.storage import ObjectStore, StorageConfig, join
 
 log = logging.getLogger(__name__)
 
@@ -107,24 +106,40 @@ def embed_shard(payload: dict) -> dict:
                     images.append(_decode(blobs[int(i)].as_py(), cfg.image_encoder.max_pixels))
                     ok.append(i)
                 except Exception as e:  # PIL raises many types for bad files; each is a reject, not a crash
-                    rejects.append({"reason": "undecodable_image", "id": keys[i],
-                                    "detail": f"{type(e).__name__}: {e}"[:500]})
+                    rejects.append(
+                        {"reason": "undecodable_image", "id": keys[i], "detail": f"{type(e).__name__}: {e}"[:500]}
+                    )
             return np.array(ok, np.int64), enc.encode(images)
+
     keep, vectors, reuse = embed_reusing(payload.get("reuse"), store, root, hashes, enc.dim, compute)
     docstore = table.drop_columns([c for c in ("bytes", "hash") if c in table.column_names])
     if len(keep) != len(table):
         docstore = docstore.take(pa.array(keep, pa.int64()))
     seconds = time.perf_counter() - t0
-    out = {"shard": spec.name, "count": len(vectors), "encoder": enc.spec, "seconds": seconds,
-           "staging_sha256": spec.staging_sha256, "rejects": rejects, "embedded": reuse["embedded"],
-           "reused": reuse["reused"], "stored_part": reuse["part"],
-           "embeddings": _put(store, root, spec.embeddings, _npy_bytes(vectors))}
+    out = {
+        "shard": spec.name,
+        "count": len(vectors),
+        "encoder": enc.spec,
+        "seconds": seconds,
+        "staging_sha256": spec.staging_sha256,
+        "rejects": rejects,
+        "embedded": reuse["embedded"],
+        "reused": reuse["reused"],
+        "stored_part": reuse["part"],
+        "embeddings": _put(store, root, spec.embeddings, _npy_bytes(vectors)),
+    }
     buf = io.BytesIO()
     pq.write_table(docstore, buf, compression="zstd", row_group_size=4096)
     out["docstore"] = _put(store, root, spec.docstore, buf.getvalue())
     store.put_bytes(join(root, marker_path(spec, "embed")), json.dumps(out, sort_keys=True).encode())
-    log.info("%s: %d vectors (%d embedded, %d reused) in %.1fs", spec.name, len(vectors), reuse["embedded"],
-             reuse["reused"], seconds)
+    log.info(
+        "%s: %d vectors (%d embedded, %d reused) in %.1fs",
+        spec.name,
+        len(vectors),
+        reuse["embedded"],
+        reuse["reused"],
+        seconds,
+    )
     return out
 
 
@@ -136,8 +151,11 @@ def index_shard(payload: dict) -> dict:
     vectors = np.load(io.BytesIO(store.get_bytes(join(root, spec.embeddings))), allow_pickle=False)
     ids = store.read_parquet(join(root, spec.docstore), columns=["id"])["id"].to_numpy()
     blob = add_shard(store.get_bytes(join(root, payload["trained"]["uri"])), vectors, ids)
-    out = {"shard": spec.name, "trained_sha256": payload["trained"]["sha256"],
-           "faiss": _put(store, root, spec.faiss, blob)}
+    out = {
+        "shard": spec.name,
+        "trained_sha256": payload["trained"]["sha256"],
+        "faiss": _put(store, root, spec.faiss, blob),
+    }
     store.put_bytes(join(root, marker_path(spec, "index")), json.dumps(out, sort_keys=True).encode())
     return out
 

@@ -13,9 +13,8 @@ import json
 import logging
 import shutil
 
-from pixsearch_core.storage import ObjectStore, is_s3, join, local_path
-
 from indexing.manifest import publish, read_current, read_manifest, verify_manifest
+from pixsearch_core.storage import ObjectStore, is_s3, join, local_path
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +24,13 @@ def list_versions(store: ObjectStore, index_uri: str) -> list[dict]:
     index_uri = index_uri.rstrip("/")
     out = []
     for uri in store.list(index_uri):
-        rel = uri[len(index_uri) + 1:]
+        rel = uri[len(index_uri) + 1 :]
         parts = rel.split("/")
         if len(parts) == 2 and parts[1] == "manifest.json":
             meta = json.loads(store.get_bytes(uri))
-            out.append({"version": parts[0], "uri": join(index_uri, parts[0]),
-                        "created_at": meta.get("created_at", "")})
+            out.append(
+                {"version": parts[0], "uri": join(index_uri, parts[0]), "created_at": meta.get("created_at", "")}
+            )
     return sorted(out, key=lambda v: (v["created_at"], v["version"]))
 
 

@@ -17,8 +17,22 @@ from __future__ import annotations
 
 import re
 
-DROP_TAGS = ("ref", "gallery", "math", "timeline", "score", "graph", "mapframe", "templatedata", "syntaxhighlight",
-             "references", "imagemap", "chem", "ce", "hiero")
+DROP_TAGS = (
+    "ref",
+    "gallery",
+    "math",
+    "timeline",
+    "score",
+    "graph",
+    "mapframe",
+    "templatedata",
+    "syntaxhighlight",
+    "references",
+    "imagemap",
+    "chem",
+    "ce",
+    "hiero",
+)
 DROP_LINKS = ("file:", "image:", "category:", "media:")
 CELL_TAGS = ("td", "th")
 _TABLE_PARTS = ("tr", "caption", "td", "th")
@@ -41,8 +55,10 @@ def _table_text(table) -> str:
     lines = []
     for node in table.contents.filter_tags(recursive=False, matches=lambda n: str(n.tag).lower() in _TABLE_PARTS):
         if str(node.tag).lower() == "tr":
-            cells = [_cell_text(c) for c in node.contents.filter_tags(
-                recursive=False, matches=lambda n: str(n.tag).lower() in CELL_TAGS)]
+            cells = [
+                _cell_text(c)
+                for c in node.contents.filter_tags(recursive=False, matches=lambda n: str(n.tag).lower() in CELL_TAGS)
+            ]
             line = " | ".join(c for c in cells if c)
         else:
             line = _cell_text(node)

@@ -33,8 +33,11 @@ log = logging.getLogger("pixsearch")
 
 
 def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "py4j", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -43,20 +46,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pixsearch",
         description="PixSearch at cluster scale: build sharded indices (Spark), serve search and run benchmark "
-                    "evaluations (Ray), train (DeepSpeed). Every job reads a YAML config from conf/ and accepts "
-                    "dotted key=value overrides.",
+        "evaluations (Ray), train (DeepSpeed). Every job reads a YAML config from conf/ and accepts "
+        "dotted key=value overrides.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"pixsearch {__version__}")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="logging level (default: INFO)")
-    parser.add_argument("-v", "--verbose", action="store_const", const="DEBUG", dest="log_level",
-                        help="the same as --log-level DEBUG (errors come with their traceback)")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level (default: INFO)",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_const",
+        const="DEBUG",
+        dest="log_level",
+        help="the same as --log-level DEBUG (errors come with their traceback)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for modname in COMMANDS:
         mod = importlib.import_module(modname)
-        p = sub.add_parser(mod.NAME, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            mod.NAME,
+            help=mod.HELP,
+            description=getattr(mod, "DESCRIPTION", mod.HELP),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.set_defaults(_run=mod.run)  # before add_arguments, which may set its own (jobs/eval)
         mod.add_arguments(p)
     return parser

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import importlib
+import json
 from pathlib import Path
 
 from pixsearch_core.config import Config, load_config

@@ -20,9 +20,12 @@ manifest (funnel, usage, cost) as one JSON line."""
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="data_action", metavar="ACTION", required=True)
-    b = sub.add_parser("build-stage2", help="stage-2 trajectories: select, decompose, generate, refine, assign, "
-                                            "search for real, verify", description=DESCRIPTION,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    b = sub.add_parser(
+        "build-stage2",
+        help="stage-2 trajectories: select, decompose, generate, refine, assign, search for real, verify",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     b.add_argument("--config", required=True, help="conf/data/*.yaml")
     b.add_argument("overrides", nargs="*", help="dotted key=value overrides (llm.base_url=..., engine=ray)")
 

@@ -24,9 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pixsearch_core.config import load_config
     from pipelines.demo.config import DemoConfig
     from pipelines.demo.pipeline import STEPS, Demo
+    from pixsearch_core.config import load_config
 
     cfg = load_config(DemoConfig, args.config, args.overrides)
     steps = tuple(s.strip() for s in args.steps.split(",")) if args.steps else STEPS

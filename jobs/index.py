@@ -45,8 +45,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pr.add_argument("--keep", type=int, required=True, help="how many of the newest versions to keep (>= 1)")
     for a in (pub, pr):
         a.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS)")
-    for action, text in (("info", "show shards, counts, encoders, factory and rejects"),
-                         ("verify", "check every object of a published version against its sha256")):
+    for action, text in (
+        ("info", "show shards, counts, encoders, factory and rejects"),
+        ("verify", "check every object of a published version against its sha256"),
+    ):
         a = sub.add_parser(action, help=text)
         a.add_argument("uri", help="an index (.../indices/<name>, follows CURRENT), a version directory or manifest")
         a.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS)")
@@ -95,8 +97,13 @@ def _write_result(cfg, result: dict, uri: str) -> None:
     from indexing.manifest import index_root
     from pixsearch_core.storage import ObjectStore
 
-    out = {"version": result["manifest"]["version"], "version_uri": result["version_uri"],
-           "index_uri": index_root(cfg.output, cfg.name), "reused": result["reused"], "published": cfg.publish}
+    out = {
+        "version": result["manifest"]["version"],
+        "version_uri": result["version_uri"],
+        "index_uri": index_root(cfg.output, cfg.name),
+        "reused": result["reused"],
+        "published": cfg.publish,
+    }
     ObjectStore(cfg.storage).put_bytes(uri, json.dumps(out, indent=2).encode())
 
 

@@ -41,14 +41,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--groups", type=int, default=1)
     s.add_argument("--replicas", type=int, default=1)
     s.add_argument("--actor-cpus", type=float, default=0.25, help="CPUs per actor (fractional on small machines)")
-    s.add_argument("--ray-address", help="a Ray cluster to join (auto, ray://head:10001); default: $RAY_ADDRESS, "
-                   "else a local Ray on 127.0.0.1")
-    s.add_argument("--workers", type=int, default=32,
-                   help="connections served at once; more are answered 503 with Retry-After (default 32)")
-    s.add_argument("--read-timeout", type=float, default=10.0,
-                   help="seconds a connection may send nothing before it is closed (default 10)")
-    s.add_argument("--request-timeout", type=float, default=30.0,
-                   help="seconds a whole request (line, headers, body) may take to arrive; else 408 (default 30)")
+    s.add_argument(
+        "--ray-address",
+        help="a Ray cluster to join (auto, ray://head:10001); default: $RAY_ADDRESS, else a local Ray on 127.0.0.1",
+    )
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=32,
+        help="connections served at once; more are answered 503 with Retry-After (default 32)",
+    )
+    s.add_argument(
+        "--read-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a connection may send nothing before it is closed (default 10)",
+    )
+    s.add_argument(
+        "--request-timeout",
+        type=float,
+        default=30.0,
+        help="seconds a whole request (line, headers, body) may take to arrive; else 408 (default 30)",
+    )
     q = sub.add_parser("query", help="send one query and print its Evidence as JSON lines")
     where = q.add_mutually_exclusive_group(required=True)
     where.add_argument("--index", help="search a published index in-process")
@@ -65,12 +79,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     for a in (s, q):
         a.add_argument("--cache-dir", default="~/.cache/pixsearch")
         a.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS)")
-        a.add_argument("--region-padding", type=float,
-                       help="region queries: grow the mask's box by this share per side (default 0.1)")
-        a.add_argument("--region-background", type=_rgb, metavar="R,G,B",
-                       help="region queries: paint pixels outside the mask this colour (default: keep them)")
-        a.add_argument("--region-component", choices=COMPONENTS,
-                       help="region queries: crop to the mask's largest piece (default) or all its pixels")
+        a.add_argument(
+            "--region-padding",
+            type=float,
+            help="region queries: grow the mask's box by this share per side (default 0.1)",
+        )
+        a.add_argument(
+            "--region-background",
+            type=_rgb,
+            metavar="R,G,B",
+            help="region queries: paint pixels outside the mask this colour (default: keep them)",
+        )
+        a.add_argument(
+            "--region-component",
+            choices=COMPONENTS,
+            help="region queries: crop to the mask's largest piece (default) or all its pixels",
+        )
         a.add_argument("overrides", nargs="*", help="retriever config key=value (crop.padding=0.2, cragmm.url=...)")
 
 
@@ -80,17 +104,27 @@ def _config(args):
     from pixsearch_core.config import ConfigError, validate_config
     from pixsearch_core.retrieval.backends import RetrieverConfig, shorthand
 
-    base = shorthand(args.index) if args.index else {"kind": "http", "uri": args.url} if getattr(args, "url", None) \
+    base = (
+        shorthand(args.index)
+        if args.index
+        else {"kind": "http", "uri": args.url}
+        if getattr(args, "url", None)
         else {"kind": args.retriever}
+    )
     flags = {f"crop.{name}": getattr(args, f"region_{name}") for name in ("padding", "background", "component")}
     flags = {key: value for key, value in flags.items() if value is not None}
     twice = sorted(key for key in flags if any(o.partition("=")[0].strip() == key for o in args.overrides))
     if twice:
-        raise ConfigError("pixsearch search", [f"{key} is set by both --region-{key[5:]} and {key}=...; give one"
-                                               for key in twice])
+        raise ConfigError(
+            "pixsearch search", [f"{key} is set by both --region-{key[5:]} and {key}=...; give one" for key in twice]
+        )
     base = {**base, "cache_dir": args.cache_dir, **({"timeout": args.timeout} if "timeout" in args else {})}
-    return validate_config(RetrieverConfig, base, "pixsearch search",
-                           [f"{k}={json.dumps(v)}" for k, v in flags.items()] + list(args.overrides))
+    return validate_config(
+        RetrieverConfig,
+        base,
+        "pixsearch search",
+        [f"{k}={json.dumps(v)}" for k, v in flags.items()] + list(args.overrides),
+    )
 
 
 def _searcher(args):
@@ -141,13 +175,24 @@ def _serve(args) -> int:
         if cfg.kind != "index":
             raise ValueError(f"--ray serves a published index (kind 'index'); the retriever is kind {cfg.kind!r}")
         started = init_ray(RayConfig(address=args.ray_address))
-        searcher = RaySearchRouter(cfg.uri, groups=args.groups, replicas=args.replicas, num_cpus=args.actor_cpus,
-                                   storage=StorageConfig(endpoint_url=args.endpoint_url), cache_dir=cfg.cache_dir,
-                                   crop=cfg.crop)
+        searcher = RaySearchRouter(
+            cfg.uri,
+            groups=args.groups,
+            replicas=args.replicas,
+            num_cpus=args.actor_cpus,
+            storage=StorageConfig(endpoint_url=args.endpoint_url),
+            cache_dir=cfg.cache_dir,
+            crop=cfg.crop,
+        )
     else:
         searcher = _searcher(args)
-    server = SearchHTTPServer((args.host, args.port), searcher, workers=args.workers, read_timeout=args.read_timeout,
-                              request_timeout=args.request_timeout)
+    server = SearchHTTPServer(
+        (args.host, args.port),
+        searcher,
+        workers=args.workers,
+        read_timeout=args.read_timeout,
+        request_timeout=args.request_timeout,
+    )
     _stop_on_sigterm()  # after Ray's init, which installs its own (stack-dumping) handler
     log.info("serving %s on %s", searcher.index_version, server.url)
     try:

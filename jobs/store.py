@@ -22,8 +22,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("uris", nargs="+", help="URI(s): ls/cat/rm/sha256/clean/mb take one, cp takes SRC DST")
     p.add_argument("--endpoint-url", help="S3-compatible endpoint (default: AWS, or $AWS_ENDPOINT_URL)")
     p.add_argument("--region", help="S3 region")
-    p.add_argument("--older-than-s", type=float, default=None,
-                   help="clean: only what is older than this (default 3600: a write in progress is younger)")
+    p.add_argument(
+        "--older-than-s",
+        type=float,
+        default=None,
+        help="clean: only what is older than this (default 3600: a write in progress is younger)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:

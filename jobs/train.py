@@ -23,8 +23,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stage", type=int, choices=[1, 2], required=True, help="which stage to train")
     p.add_argument("--config", required=True, help="conf/train/<name>.yaml")
     p.add_argument("overrides", nargs="*", help="dotted key=value overrides (e.g. stage1.lr=1e-4)")
-    p.add_argument("--nproc", type=int, default=None,
-                   help="deprecated: use the overrides engine=torchrun torchrun.nproc_per_node=N")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        help="deprecated: use the overrides engine=torchrun torchrun.nproc_per_node=N",
+    )
     p.add_argument("--stop-after", type=int, help="stop after this many optimizer steps (preemption tests)")
     p.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)  # deepspeed launcher
 
@@ -35,8 +39,12 @@ def _engine_overrides(args: argparse.Namespace) -> list[str]:
         return []
     from pixsearch_core.engines import deprecated
 
-    deprecated(f"train --nproc {args.nproc}", f"the overrides engine=torchrun torchrun.nproc_per_node={args.nproc}"
-               if args.nproc > 1 else "engine=sequential")
+    deprecated(
+        f"train --nproc {args.nproc}",
+        f"the overrides engine=torchrun torchrun.nproc_per_node={args.nproc}"
+        if args.nproc > 1
+        else "engine=sequential",
+    )
     return ["engine=torchrun", f"torchrun.nproc_per_node={args.nproc}"] if args.nproc > 1 else ["engine=sequential"]
 
 
@@ -65,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     from jobs.cli import setup_logging
 
-    parser = argparse.ArgumentParser(prog="jobs/train.py", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="jobs/train.py", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_arguments(parser)
     setup_logging()
     return run(parser.parse_args(argv))

@@ -28,10 +28,24 @@ from pixsearch_core.modeling.templates import TEMPLATES, generation_prompt  # no
 from pixsearch_core.retrieval.types import Evidence  # noqa: E402
 
 WORDS = [f"w{i}" for i in range(2000)]
-STANDINS = {"tiny": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, vocab_size=4096),
-            "mini": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9,
-                         num_key_value_heads=3, vocab_size=49152)}  # SmolLM2-135M's shape
+STANDINS = {
+    "tiny": dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=4096,
+    ),
+    "mini": dict(
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        vocab_size=49152,
+    ),
+}  # SmolLM2-135M's shape
 
 
 class SyntheticSearcher:
@@ -41,8 +55,19 @@ class SyntheticSearcher:
         self.words = words
 
     def search_many(self, queries, k):
-        return [[Evidence(f"d{i}", f"title {i}", " ".join(WORDS[(7 * i + j) % len(WORDS)] for j in range(self.words)),
-                          1.0, "text") for i in range(k)] for _ in queries]
+        return [
+            [
+                Evidence(
+                    f"d{i}",
+                    f"title {i}",
+                    " ".join(WORDS[(7 * i + j) % len(WORDS)] for j in range(self.words)),
+                    1.0,
+                    "text",
+                )
+                for i in range(k)
+            ]
+            for _ in queries
+        ]
 
     def search(self, query, k):
         return self.search_many([query], k)[0]
@@ -63,7 +88,7 @@ class Counting:
         return out
 
     def extend(self, cache, input_ids, attention_mask, position_ids):
-        self.positions += int(attention_mask[:, -input_ids.shape[1]:].sum())
+        self.positions += int(attention_mask[:, -input_ids.shape[1] :].sum())
         return self.inner.extend(cache, input_ids, attention_mask, position_ids)
 
 
@@ -76,8 +101,9 @@ def word_tokenizer():
     vocab = {t: i for i, t in enumerate(["<pad>", "<s>", "</s>", "<unk>", *WORDS])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
     add_special_tokens(fast)
     return fast
 
@@ -85,10 +111,10 @@ def word_tokenizer():
 def build_model(size: str, which: str):
     if which in ("auto", "pixsearch"):
         try:
+            import pixsearch_core.modeling.pixsearch  # noqa: F401
             from pixsearch_core.decoding.pixsearch_adapter import PixSearchAdapter
             from pixsearch_core.registry import get
 
-            import pixsearch_core.modeling.pixsearch  # noqa: F401
             return PixSearchAdapter(get("model", size)().float().eval()), f"PixSearchModel {size}"
         except ImportError as e:
             if which == "pixsearch":
@@ -106,8 +132,9 @@ def build_model(size: str, which: str):
 
 
 def run(adapter, reqs, args, kv_cache: bool, batch: int):
-    schedule = SearchSchedule(adapter.ids, every=args.every, payload=args.payload, searches=args.searches,
-                              answer=args.answer)
+    schedule = SearchSchedule(
+        adapter.ids, every=args.every, payload=args.payload, searches=args.searches, answer=args.answer
+    )
     vocab = len(adapter.tokenizer)
 
     def processor(request, row, logits):
@@ -116,11 +143,12 @@ def run(adapter, reqs, args, kv_cache: bool, batch: int):
         return logits
 
     counting = Counting(adapter)
-    opts = DecodeOptions(max_new_tokens=10_000, top_k=args.top_k, max_passage_tokens=args.passage_tokens,
-                         kv_cache=kv_cache)
+    opts = DecodeOptions(
+        max_new_tokens=10_000, top_k=args.top_k, max_passage_tokens=args.passage_tokens, kv_cache=kv_cache
+    )
     dec = SearchInterleavedDecoder(counting, SyntheticSearcher(args.passage_tokens), opts, logits_processor=processor)
     t0 = time.perf_counter()
-    trajs = [t for i in range(0, len(reqs), batch) for t in dec.decode(reqs[i:i + batch])]
+    trajs = [t for i in range(0, len(reqs), batch) for t in dec.decode(reqs[i : i + batch])]
     wall = time.perf_counter() - t0
     return trajs, wall, counting.positions
 
@@ -137,8 +165,12 @@ def main(argv=None) -> int:
     p.add_argument("--answer", type=int, default=12, help="generated tokens after the last search")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--passage-tokens", type=int, default=48)
-    p.add_argument("--template", choices=sorted(TEMPLATES), default="vicuna_v1",
-                   help="chat template of the prompts (as evaluation builds them)")
+    p.add_argument(
+        "--template",
+        choices=sorted(TEMPLATES),
+        default="vicuna_v1",
+        help="chat template of the prompts (as evaluation builds them)",
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--repeats", type=int, default=2, help="best wall time of this many runs per configuration")
     args = p.parse_args(argv)
@@ -149,12 +181,17 @@ def main(argv=None) -> int:
     image = None
     if getattr(adapter, "supports_images", False):
         import numpy as np
+
         image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     questions = [" ".join(WORDS[(i * 13 + j) % 500] for j in range(16 + i % 9)) for i in range(n)]
-    reqs = [DecodeRequest(f"s{i}", generation_prompt(args.template, q, with_image=image is not None), image,
-                          question=q) for i, q in enumerate(questions)]
-    print(f"# model: {desc}; best of {args.repeats} runs; {n} samples, {args.searches} searches each, top-{args.top_k} x {args.passage_tokens} "
-          f"tokens of evidence per search; torch threads {torch.get_num_threads()}")
+    reqs = [
+        DecodeRequest(f"s{i}", generation_prompt(args.template, q, with_image=image is not None), image, question=q)
+        for i, q in enumerate(questions)
+    ]
+    print(
+        f"# model: {desc}; best of {args.repeats} runs; {n} samples, {args.searches} searches each, top-{args.top_k} x {args.passage_tokens} "
+        f"tokens of evidence per search; torch threads {torch.get_num_threads()}"
+    )
     for kv in (True, False):  # warm-up: first calls pay for lazy initialisation
         run(adapter, reqs[:2], args, kv, 2)
     results = {}
@@ -162,8 +199,10 @@ def main(argv=None) -> int:
         for kv in (True, False):
             runs = [run(adapter, reqs, args, kv, batch) for _ in range(args.repeats)]
             results[(batch, kv)] = min(runs, key=lambda r: r[1])
-            print(f"# done: batch {batch}, {'kv cache' if kv else 're-encode'}: {results[(batch, kv)][1]:.2f} s",
-                  flush=True)
+            print(
+                f"# done: batch {batch}, {'kv cache' if kv else 're-encode'}: {results[(batch, kv)][1]:.2f} s",
+                flush=True,
+            )
     ref = [t.tokens for t in results[(args.batch, True)][0]]
     same = all([t.tokens for t in r[0]] == ref for r in results.values())
     gen = sum(t.generated_tokens for t in results[(args.batch, True)][0])
@@ -174,8 +213,10 @@ def main(argv=None) -> int:
     print(f"kv cache vs re-encode, batch {args.batch}: {w[(args.batch, False)] / w[(args.batch, True)]:.2f}x faster")
     print(f"kv cache vs re-encode, batch 1: {w[(1, False)] / w[(1, True)]:.2f}x faster")
     print(f"batch {args.batch} vs batch 1 (kv cache): {w[(1, True)] / w[(args.batch, True)]:.2f}x faster")
-    print(f"identical tokens in all four runs: {'yes' if same else 'NO'}; searches per sample: "
-          f"{sorted({len(t.searches) for t in results[(args.batch, True)][0]})}")
+    print(
+        f"identical tokens in all four runs: {'yes' if same else 'NO'}; searches per sample: "
+        f"{sorted({len(t.searches) for t in results[(args.batch, True)][0]})}"
+    )
     return 0 if same else 1
 
 

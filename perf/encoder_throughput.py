@@ -41,7 +41,7 @@ def text_rate(n: int, device: str) -> float:
     enc = text_encoder(TextEncoderConfig(device=device, batch_size=64), "~/.cache/pixsearch")
     enc.encode(texts[:64])  # warm-up
     t0 = time.perf_counter()
-    enc.encode(texts[64:64 + n])
+    enc.encode(texts[64 : 64 + n])
     return n / (time.perf_counter() - t0)
 
 
@@ -73,10 +73,12 @@ def main() -> int:
     os.environ["PIXSEARCH_ORT_THREADS"] = str(args.threads)
     unit = "GPU" if args.device.startswith("cuda") else f"{args.threads} core(s)"
     t, i = text_rate(args.passages, args.device), image_rate(args.images, args.device)
-    rows = {"minilm_passages_per_s": (t, "measured", PASSAGES_6M),
-            "mpnet_passages_per_s": (t / FLOP_RATIO["mpnet"], "estimated", PASSAGES_6M),
-            "dinov2_s_images_per_s": (i, "measured", IMAGES_6M),
-            "vit_b_images_per_s": (i / FLOP_RATIO["vit_b"], "estimated", IMAGES_6M)}
+    rows = {
+        "minilm_passages_per_s": (t, "measured", PASSAGES_6M),
+        "mpnet_passages_per_s": (t / FLOP_RATIO["mpnet"], "estimated", PASSAGES_6M),
+        "dinov2_s_images_per_s": (i, "measured", IMAGES_6M),
+        "vit_b_images_per_s": (i / FLOP_RATIO["vit_b"], "estimated", IMAGES_6M),
+    }
     out = {"unit": unit, "device": args.device}
     print(f"{'encoder':<24} {'items/s per ' + unit:>22}  {'':<9} {'6M docs: ' + unit + '-hours':>26}")
     for name, (rate, how, total) in rows.items():

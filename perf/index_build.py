@@ -35,18 +35,29 @@ from pixsearch_core.config import validate_config  # noqa: E402
 
 
 def spark_vs_loop(args) -> dict:
-    cfg = validate_config(IndexBuildConfig, {
-        "name": "bench", "output": args.out, "engine": "spark", "version": f"bench-{int(time.time())}",
-        "sources": [{"kind": "mediawiki", "path": str(wiki_dump_path())}],
-        "passages": {"words": args.words}, "image_encoder": {"kind": "none"},
-        "shards": {"passages_per_shard": args.per_shard}, "spark": {"master": args.master},
-        "text_encoder": {"batch_size": 64, "device": "cpu"}, "keep_staging": False})
+    cfg = validate_config(
+        IndexBuildConfig,
+        {
+            "name": "bench",
+            "output": args.out,
+            "engine": "spark",
+            "version": f"bench-{int(time.time())}",
+            "sources": [{"kind": "mediawiki", "path": str(wiki_dump_path())}],
+            "passages": {"words": args.words},
+            "image_encoder": {"kind": "none"},
+            "shards": {"passages_per_shard": args.per_shard},
+            "spark": {"master": args.master},
+            "text_encoder": {"batch_size": 64, "device": "cpu"},
+            "keep_staging": False,
+        },
+    )
     res = build_index(cfg)
     m = res["manifest"]
     n = m["indices"]["text"]["count"]
     spark_rate = n / m["stats"]["embed_seconds"]
     # the baseline: the same passages and encoder, one process, one loop (model load not timed)
     import pyarrow.parquet as pq
+
     from pixsearch_core.storage import ObjectStore, join
 
     store = ObjectStore()
@@ -57,10 +68,16 @@ def spark_vs_loop(args) -> dict:
     t0 = time.perf_counter()
     vectors = enc.encode([embed_text(r["title"], r["text"], cfg.passages) for r in rows])
     loop_rate = n / (time.perf_counter() - t0)
-    return {"passages": n, "documents": m["corpus"]["counts"]["documents"], "shards": len(m["indices"]["text"]["shards"]),
-            "spark_passages_per_s": round(spark_rate, 2), "loop_passages_per_s": round(loop_rate, 2),
-            "spark_over_loop": round(spark_rate / loop_rate, 3), "spark_build_seconds": m["stats"]["total_seconds"],
-            "master": args.master}, vectors
+    return {
+        "passages": n,
+        "documents": m["corpus"]["counts"]["documents"],
+        "shards": len(m["indices"]["text"]["shards"]),
+        "spark_passages_per_s": round(spark_rate, 2),
+        "loop_passages_per_s": round(loop_rate, 2),
+        "spark_over_loop": round(spark_rate / loop_rate, 3),
+        "spark_build_seconds": m["stats"]["total_seconds"],
+        "master": args.master,
+    }, vectors
 
 
 def _load_vectors(version_uri: str) -> np.ndarray:
@@ -68,16 +85,21 @@ def _load_vectors(version_uri: str) -> np.ndarray:
 
     store = ObjectStore()
     manifest = json.loads(store.get_bytes(join(version_uri, "manifest.json")))
-    return np.concatenate([np.load(io.BytesIO(store.get_bytes(join(version_uri, s["embeddings"]["uri"]))))
-                           for s in manifest["indices"]["text"]["shards"]])
+    return np.concatenate(
+        [
+            np.load(io.BytesIO(store.get_bytes(join(version_uri, s["embeddings"]["uri"]))))
+            for s in manifest["indices"]["text"]["shards"]
+        ]
+    )
 
 
 def recall_at_10(vectors: np.ndarray, budget_mb: float, queries: int = 500, factory: str | None = None) -> dict:
     cfg = FaissConfig(memory_budget_mb=budget_mb, exact_max_vectors=1000, train_sample=len(vectors), factory=factory)
     factory = faiss_build.choose_factory(len(vectors), vectors.shape[1], cfg)
     ids = np.arange(len(vectors))
-    index = faiss_build.deserialize(faiss_build.add_shard(faiss_build.serialize(faiss_build.train(factory, vectors)),
-                                                          vectors, ids))
+    index = faiss_build.deserialize(
+        faiss_build.add_shard(faiss_build.serialize(faiss_build.train(factory, vectors)), vectors, ids)
+    )
     nprobe = faiss_build.default_nprobe(factory, cfg)
     faiss_build.set_nprobe(index, nprobe)
     exact = faiss_build.new_index("IDMap,Flat", vectors.shape[1])
@@ -86,9 +108,13 @@ def recall_at_10(vectors: np.ndarray, budget_mb: float, queries: int = 500, fact
     _, want = exact.search(q, 10)
     _, got = index.search(q, 10)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(want, got)])
-    return {"factory": factory, "nprobe": nprobe, "recall_at_10": round(float(recall), 4),
-            "bytes_per_vector": faiss_build.bytes_per_vector(factory, vectors.shape[1]),
-            "exact_bytes_per_vector": faiss_build.bytes_per_vector("IDMap,Flat", vectors.shape[1])}
+    return {
+        "factory": factory,
+        "nprobe": nprobe,
+        "recall_at_10": round(float(recall), 4),
+        "bytes_per_vector": faiss_build.bytes_per_vector(factory, vectors.shape[1]),
+        "exact_bytes_per_vector": faiss_build.bytes_per_vector("IDMap,Flat", vectors.shape[1]),
+    }
 
 
 def image_quality() -> dict:
@@ -96,8 +122,12 @@ def image_quality() -> dict:
 
     photos = photo_files()
     originals = [Image.open(p).convert("RGB") for _, p, _, _ in photos]
-    queries = [im.crop((im.width // 10, im.height // 10, im.width * 9 // 10, im.height * 9 // 10))
-               .transpose(Image.FLIP_LEFT_RIGHT) for im in originals]
+    queries = [
+        im.crop((im.width // 10, im.height // 10, im.width * 9 // 10, im.height * 9 // 10)).transpose(
+            Image.FLIP_LEFT_RIGHT
+        )
+        for im in originals
+    ]
     out = {"photos": len(photos)}
     for pooling in ("cls", "cls+mean"):
         enc = image_encoder(ImageEncoderConfig(pooling=pooling, device="cpu"), "")
@@ -105,8 +135,10 @@ def image_quality() -> dict:
         db = enc.encode(originals)
         rate = len(originals) / (time.perf_counter() - t0)
         top1 = np.argmax(enc.encode(queries) @ db.T, axis=1)
-        out[pooling] = {"recall_at_1": round(float(np.mean(top1 == np.arange(len(photos)))), 3),
-                        "images_per_s": round(rate, 2)}
+        out[pooling] = {
+            "recall_at_1": round(float(np.mean(top1 == np.arange(len(photos)))), 3),
+            "images_per_s": round(rate, 2),
+        }
     return out
 
 
@@ -119,8 +151,11 @@ def main() -> int:
     p.add_argument("--out", default="/tmp/pixsearch-bench")
     p.add_argument("--factory", help="measure this FAISS factory instead of the one the budget picks")
     p.add_argument("--omp-threads", type=int, default=0, help="FAISS training threads (0 = all; 1 on busy hosts)")
-    p.add_argument("--quality-only", metavar="VERSION_URI",
-                   help="skip the throughput run; measure recall on the embeddings of this built index version")
+    p.add_argument(
+        "--quality-only",
+        metavar="VERSION_URI",
+        help="skip the throughput run; measure recall on the embeddings of this built index version",
+    )
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.omp_threads:
@@ -131,16 +166,26 @@ def main() -> int:
         throughput, vectors = None, _load_vectors(args.quality_only)
     else:
         throughput, vectors = spark_vs_loop(args)
-    result = {"throughput": throughput, "faiss": recall_at_10(vectors, args.budget_mb, factory=args.factory), "images": image_quality()}
+    result = {
+        "throughput": throughput,
+        "faiss": recall_at_10(vectors, args.budget_mb, factory=args.factory),
+        "images": image_quality(),
+    }
     t, f, im = result["throughput"], result["faiss"], result["images"]
     if t:
         print(f"passages: {t['passages']} from {t['documents']} documents in {t['shards']} shards")
-        print(f"Spark ({t['master']}): {t['spark_passages_per_s']} passages/s; single-process loop: "
-              f"{t['loop_passages_per_s']} passages/s; ratio spark/loop = {t['spark_over_loop']}")
-    print(f"FAISS {f['factory']} (nprobe {f['nprobe']}): recall@10 vs exact = {f['recall_at_10']}, "
-          f"{f['bytes_per_vector']} bytes/vector (exact: {f['exact_bytes_per_vector']})")
-    print(f"images ({im['photos']} photos): cls recall@1 {im['cls']['recall_at_1']} at {im['cls']['images_per_s']} "
-          f"images/s; cls+mean recall@1 {im['cls+mean']['recall_at_1']}")
+        print(
+            f"Spark ({t['master']}): {t['spark_passages_per_s']} passages/s; single-process loop: "
+            f"{t['loop_passages_per_s']} passages/s; ratio spark/loop = {t['spark_over_loop']}"
+        )
+    print(
+        f"FAISS {f['factory']} (nprobe {f['nprobe']}): recall@10 vs exact = {f['recall_at_10']}, "
+        f"{f['bytes_per_vector']} bytes/vector (exact: {f['exact_bytes_per_vector']})"
+    )
+    print(
+        f"images ({im['photos']} photos): cls recall@1 {im['cls']['recall_at_1']} at {im['cls']['images_per_s']} "
+        f"images/s; cls+mean recall@1 {im['cls+mean']['recall_at_1']}"
+    )
     print(json.dumps(result))
     return 0
 

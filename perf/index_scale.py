@@ -84,8 +84,7 @@ def train(factory: str, sample: np.ndarray, opq_niter: int):
     return index
 
 
-def build(src: Source, n: int, factory: str, chunk: int, shard: int, work: Path, train_n: int,
-          opq_niter: int) -> tuple:
+def build(src: Source, n: int, factory: str, chunk: int, shard: int, work: Path, train_n: int, opq_niter: int) -> tuple:
     t0 = time.perf_counter()
     sample = src.vectors(train_n, stream=10**9)  # a training sample from the same distribution
     trained = faiss_build.serialize(train(factory, sample, opq_niter))
@@ -94,7 +93,7 @@ def build(src: Source, n: int, factory: str, chunk: int, shard: int, work: Path,
     paths = []
     for s, s_start, s_len in chunks(n, shard):
         index = faiss_build.deserialize(trained)
-        for c, start, size in chunks(s_len, chunk):
+        for _, start, size in chunks(s_len, chunk):
             g = s_start + start
             index.add_with_ids(src.vectors(size, stream=g // chunk), np.arange(g, g + size, dtype=np.int64))
         paths.append(work / f"shard-{s:05d}.faiss")
@@ -108,8 +107,12 @@ def build(src: Source, n: int, factory: str, chunk: int, shard: int, work: Path,
     index = faiss.read_index(str(paths[0]))
     for p in paths[1:]:
         index.merge_from(faiss.read_index(str(p)), 0)
-    return index, {"train_s": round(t_train, 1), "add_s": round(t_add, 1),
-                   "merge_s": round(time.perf_counter() - t0 - t_train - t_add, 1), "shards": len(paths)}
+    return index, {
+        "train_s": round(t_train, 1),
+        "add_s": round(t_add, 1),
+        "merge_s": round(time.perf_counter() - t0 - t_train - t_add, 1),
+        "shards": len(paths),
+    }
 
 
 def exact_topk(src: Source, n: int, chunk: int, queries: np.ndarray, k: int) -> np.ndarray:
@@ -117,7 +120,7 @@ def exact_topk(src: Source, n: int, chunk: int, queries: np.ndarray, k: int) -> 
     import faiss
 
     heap = faiss.ResultHeap(len(queries), k, keep_max=True)
-    for c, start, size in chunks(n, chunk):
+    for _, start, size in chunks(n, chunk):
         d, i = faiss.knn(queries, src.vectors(size, stream=start // chunk), k, metric=faiss.METRIC_INNER_PRODUCT)
         heap.add_result(D=d, I=i + start)
     heap.finalize()
@@ -152,8 +155,9 @@ def evaluate(src: Source, args, factory: str, nlist: int, budget: float, tuning,
     work = base / factory.replace(",", "_")
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    index, times = build(src, args.n, factory, args.chunk, args.shard, work, min(args.n, max(100_000, 39 * nlist)),
-                         args.opq_niter)
+    index, times = build(
+        src, args.n, factory, args.chunk, args.shard, work, min(args.n, max(100_000, 39 * nlist)), args.opq_niter
+    )
     build_s = time.perf_counter() - t0
     index_mib = round(sum(p.stat().st_size for p in work.glob("shard-*.faiss")) / 2**20, 1)
     shutil.rmtree(work if args.work else base, ignore_errors=True)
@@ -168,11 +172,25 @@ def evaluate(src: Source, args, factory: str, nlist: int, budget: float, tuning,
     for q in one:
         index.search(q[None], 10)
     qps_single = len(one) / (time.perf_counter() - t3)
-    return {"n": args.n, "dim": DIM, "factory": factory, "budget_mb": round(budget, 1), "nprobe": nprobe,
-            "nprobe_curve": curve, "recall_at_10": round(recall(found, truth), 4), "target": args.target,
-            "reached": nprobe is not None, "build_s": round(build_s, 1), **times, "index_mib": index_mib,
-            "bytes_per_vector": code_bytes(factory), "peak_rss_mib_so_far": round(peak_rss_mib()),
-            "qps_batched": round(qps_batched), "qps_one_by_one": round(qps_single), "queries": len(queries)}
+    return {
+        "n": args.n,
+        "dim": DIM,
+        "factory": factory,
+        "budget_mb": round(budget, 1),
+        "nprobe": nprobe,
+        "nprobe_curve": curve,
+        "recall_at_10": round(recall(found, truth), 4),
+        "target": args.target,
+        "reached": nprobe is not None,
+        "build_s": round(build_s, 1),
+        **times,
+        "index_mib": index_mib,
+        "bytes_per_vector": code_bytes(factory),
+        "peak_rss_mib_so_far": round(peak_rss_mib()),
+        "qps_batched": round(qps_batched),
+        "qps_one_by_one": round(qps_single),
+        "queries": len(queries),
+    }
 
 
 def main() -> int:
@@ -186,8 +204,12 @@ def main() -> int:
     ap.add_argument("--target", type=float, default=0.95)
     ap.add_argument("--opq-niter", type=int, default=4, help="OPQ training iterations (FAISS default 50)")
     ap.add_argument("--work", default=None, help="directory for shard files (default: a temporary one)")
-    ap.add_argument("--no-escalate", dest="escalate", action="store_false",
-                    help="do not try IVF,SQ8 when the budget's PQ factory misses the target")
+    ap.add_argument(
+        "--no-escalate",
+        dest="escalate",
+        action="store_false",
+        help="do not try IVF,SQ8 when the budget's PQ factory misses the target",
+    )
     args = ap.parse_args()
     budget = args.budget_mb or args.n * 72 / 2**20
     factory = factory_for(args.n, budget)
@@ -203,22 +225,37 @@ def main() -> int:
     for f in ladder:
         tried.append(evaluate(src, args, f, nlist, budget, (tune_q, tune_truth), (eval_q, eval_truth)))
         r = tried[-1]
-        print(f"{r['n']:,} x {DIM}: {f} ({r['bytes_per_vector']} bytes/vector; shards on disk {r['index_mib']} MiB), "
-              f"built in {r['build_s']}s (train {r['train_s']}s, add {r['add_s']}s, merge {r['merge_s']}s); "
-              f"nprobe {r['nprobe']} chosen on {args.tune_queries} held-out queries (curve {r['nprobe_curve']}); "
-              f"recall@10 vs exact on {len(eval_q)} queries {r['recall_at_10']} "
-              f"({'reaches' if r['reached'] else 'misses'} {args.target}); QPS batched {r['qps_batched']}, "
-              f"one by one {r['qps_one_by_one']}", flush=True)
+        print(
+            f"{r['n']:,} x {DIM}: {f} ({r['bytes_per_vector']} bytes/vector; shards on disk {r['index_mib']} MiB), "
+            f"built in {r['build_s']}s (train {r['train_s']}s, add {r['add_s']}s, merge {r['merge_s']}s); "
+            f"nprobe {r['nprobe']} chosen on {args.tune_queries} held-out queries (curve {r['nprobe_curve']}); "
+            f"recall@10 vs exact on {len(eval_q)} queries {r['recall_at_10']} "
+            f"({'reaches' if r['reached'] else 'misses'} {args.target}); QPS batched {r['qps_batched']}, "
+            f"one by one {r['qps_one_by_one']}",
+            flush=True,
+        )
         if r["reached"]:
             break
     ok = next((r for r in tried if r["reached"]), None)
-    verdict = (f"target recall@10 {args.target} reached by {ok['factory']} at {ok['bytes_per_vector']} bytes/vector "
-               f"({ok['index_mib']} MiB for {args.n:,})" if ok else
-               f"target recall@10 {args.target} not reached by {[r['factory'] for r in tried]}: needs more than "
-               f"{tried[-1]['bytes_per_vector']} bytes/vector (IVF,Flat: {DIM * 4 + 8})")
+    verdict = (
+        f"target recall@10 {args.target} reached by {ok['factory']} at {ok['bytes_per_vector']} bytes/vector "
+        f"({ok['index_mib']} MiB for {args.n:,})"
+        if ok
+        else f"target recall@10 {args.target} not reached by {[r['factory'] for r in tried]}: needs more than "
+        f"{tried[-1]['bytes_per_vector']} bytes/vector (IVF,Flat: {DIM * 4 + 8})"
+    )
     print(f"{verdict}; exact ground truth {exact_s}s; peak RSS {round(peak_rss_mib())} MiB")
-    print(json.dumps({"n": args.n, "tried": tried, "verdict": verdict, "exact_gt_s": exact_s,
-                      "peak_rss_mib": round(peak_rss_mib())}))
+    print(
+        json.dumps(
+            {
+                "n": args.n,
+                "tried": tried,
+                "verdict": verdict,
+                "exact_gt_s": exact_s,
+                "peak_rss_mib": round(peak_rss_mib()),
+            }
+        )
+    )
     return 0
 
 

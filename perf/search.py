@@ -52,8 +52,11 @@ def latencies(fn, items) -> dict:
         fn(it)
         lat.append(time.perf_counter() - t0)
     lat = np.array(lat)
-    return {"qps": round(len(lat) / lat.sum(), 1), "p50_ms": round(1e3 * float(np.percentile(lat, 50)), 2),
-            "p99_ms": round(1e3 * float(np.percentile(lat, 99)), 2)}
+    return {
+        "qps": round(len(lat) / lat.sum(), 1),
+        "p50_ms": round(1e3 * float(np.percentile(lat, 50)), 2),
+        "p99_ms": round(1e3 * float(np.percentile(lat, 99)), 2),
+    }
 
 
 def main() -> int:
@@ -71,8 +74,17 @@ def main() -> int:
     out = Path(args.out or tempfile.mkdtemp(prefix="pixsearch-search-bench-"))
     data = clustered(args.n, args.dim, 200, 0)
     docs = [{"doc_id": f"d{i}", "title": f"Doc {i}", "text": f"passage {i}", "url": ""} for i in range(args.n)]
-    _, t_build = timed(lambda: write_index(ObjectStore(), str(out), "bench", {"text": (data, docs)},
-                                           shards=args.shards, factory=args.factory, nprobe=args.nprobe))
+    _, t_build = timed(
+        lambda: write_index(
+            ObjectStore(),
+            str(out),
+            "bench",
+            {"text": (data, docs)},
+            shards=args.shards,
+            factory=args.factory,
+            nprobe=args.nprobe,
+        )
+    )
     searcher = ShardedSearcher(str(out / "indices/bench"), cache_dir=str(out / "cache"))
     rng = np.random.default_rng(1)
     q = data[rng.integers(0, args.n, args.queries)] + 0.3 * rng.normal(size=(args.queries, args.dim))
@@ -81,9 +93,17 @@ def main() -> int:
     exact, t_exact = timed(lambda: np.argsort(-(q @ data.T), axis=1)[:, :10])
     hits, t_shard = timed(lambda: searcher.search_vectors("text", q, 10))
     recall = float(np.mean([len(set(h.meta["id"] for h in hs) & set(e.tolist())) / 10 for hs, e in zip(hits, exact)]))
-    res = {"n": args.n, "dim": args.dim, "shards": args.shards, "factory": args.factory, "nprobe": args.nprobe,
-           "build_s": round(t_build, 1), "recall_at_10": round(recall, 4),
-           "exact_qps": round(args.queries / t_exact, 1), "sharded_qps": round(args.queries / t_shard, 1)}
+    res = {
+        "n": args.n,
+        "dim": args.dim,
+        "shards": args.shards,
+        "factory": args.factory,
+        "nprobe": args.nprobe,
+        "build_s": round(t_build, 1),
+        "recall_at_10": round(recall, 4),
+        "exact_qps": round(args.queries / t_exact, 1),
+        "sharded_qps": round(args.queries / t_shard, 1),
+    }
     res["sharded_over_exact_qps"] = round(res["sharded_qps"] / res["exact_qps"], 2)
 
     texts = [TextQuery(f"query {i} about topic {i % 97} and item {i % 13}") for i in range(args.queries)]
@@ -103,13 +123,19 @@ def main() -> int:
     res["http_one_by_one"] = http
     res["http_over_in_process"] = round(http["qps"] / one["qps"], 2)
     res["http_batched_qps"] = round(200 / t_http_batch, 1)
-    print(f"sharded ({args.shards} x {args.factory}, nprobe {args.nprobe}) over {args.n} x {args.dim}: "
-          f"recall@10 {recall:.4f} vs exact; {res['sharded_qps']} q/s vs exact {res['exact_qps']} q/s "
-          f"(x{res['sharded_over_exact_qps']})")
-    print(f"end to end: batched {res['batched_qps']} q/s vs one-by-one {one['qps']} q/s "
-          f"(x{res['batched_over_one_by_one']}); one-by-one p50 {one['p50_ms']} ms p99 {one['p99_ms']} ms")
-    print(f"HTTP one-by-one {http['qps']} q/s (x{res['http_over_in_process']} of in-process), p50 {http['p50_ms']} "
-          f"ms p99 {http['p99_ms']} ms; HTTP batched {res['http_batched_qps']} q/s")
+    print(
+        f"sharded ({args.shards} x {args.factory}, nprobe {args.nprobe}) over {args.n} x {args.dim}: "
+        f"recall@10 {recall:.4f} vs exact; {res['sharded_qps']} q/s vs exact {res['exact_qps']} q/s "
+        f"(x{res['sharded_over_exact_qps']})"
+    )
+    print(
+        f"end to end: batched {res['batched_qps']} q/s vs one-by-one {one['qps']} q/s "
+        f"(x{res['batched_over_one_by_one']}); one-by-one p50 {one['p50_ms']} ms p99 {one['p99_ms']} ms"
+    )
+    print(
+        f"HTTP one-by-one {http['qps']} q/s (x{res['http_over_in_process']} of in-process), p50 {http['p50_ms']} "
+        f"ms p99 {http['p99_ms']} ms; HTTP batched {res['http_batched_qps']} q/s"
+    )
     print(json.dumps(res))
     return 0
 

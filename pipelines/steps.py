@@ -41,8 +41,7 @@ def run_pixsearch(args: list[str], timeout: float | None = None, env: dict[str, 
     cmd = pixsearch_cmd(args)
     log.info("running: pixsearch %s", " ".join(cmd[3:]))
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=timeout, env={**os.environ, **(env or {})})
     if proc.returncode != 0:
         raise JobFailed(f"pixsearch {' '.join(cmd[3:])} exited {proc.returncode}; see the log above")
     log.info("pixsearch %s finished in %.0fs", cmd[3], time.monotonic() - t0)
@@ -79,8 +78,16 @@ def store_for(storage: dict[str, Any] | StorageConfig | None) -> ObjectStore:
 
 
 # ---------------------------------------------------------------- data
-def ensure_synthcrag_world(root: str, seed: int = 0, n_entities: int = 24, n_makers: int = 4, n_places: int = 4,
-                           scenes_per_entity: int = 1, questions_per_scene: int = 1, storage=None) -> str:
+def ensure_synthcrag_world(
+    root: str,
+    seed: int = 0,
+    n_entities: int = 24,
+    n_makers: int = 4,
+    n_places: int = 4,
+    scenes_per_entity: int = 1,
+    questions_per_scene: int = 1,
+    storage=None,
+) -> str:
     """Write a small SynthCRAG world at `root` unless one of the current format is there (world.json); returns
     root. A world of an older format (`synthcrag.write.FORMAT`) is stale and rewritten."""
     from pixsearch_core.synthcrag import WorldConfig, generate_world
@@ -105,8 +112,9 @@ def exists(uri: str, storage=None) -> bool:
 
 
 # ---------------------------------------------------------------- index
-def index_build_args(config: str, output: str, corpus: str, result_uri: str, overrides: list[str],
-                     incremental: bool = True) -> list[str]:
+def index_build_args(
+    config: str, output: str, corpus: str, result_uri: str, overrides: list[str], incremental: bool = True
+) -> list[str]:
     """Arguments of `jobs/index.py` for a build that verifies but does not publish (the DAG publishes).
     `incremental` (the default) reuses the embeddings and the trained quantizer kept under `<output>/embeddings`
     from earlier builds; False re-embeds and retrains everything."""
@@ -129,18 +137,17 @@ def write_json(uri: str, data: dict[str, Any], storage=None) -> str:
 
 def verify_build(result_uri: str, storage=None) -> dict[str, Any]:
     """Check every object of the version a build wrote (its --result JSON) against the manifest; returns it."""
-    from indexing.manifest import read_current, verify_manifest
-
-    from indexing.manifest import read_manifest
+    from indexing.manifest import read_current, read_manifest, verify_manifest
 
     built = read_json(result_uri, storage)
     store = store_for(storage)
     n = verify_manifest(store, built["version_uri"])
     live = read_current(store, built["index_uri"])
-    reuse = {kind: {**idx.get("embeddings", {}), "quantizer": idx.get("quantizer", {}).get("quantizer")}
-             for kind, idx in read_manifest(store, built["version_uri"])["indices"].items()}
-    log.info("verified %d objects of %s (live: %s); embeddings and quantizer: %s", n, built["version_uri"], live,
-             reuse)
+    reuse = {
+        kind: {**idx.get("embeddings", {}), "quantizer": idx.get("quantizer", {}).get("quantizer")}
+        for kind, idx in read_manifest(store, built["version_uri"])["indices"].items()
+    }
+    log.info("verified %d objects of %s (live: %s); embeddings and quantizer: %s", n, built["version_uri"], live, reuse)
     return {**built, "objects": n, "previous": live, "reuse": reuse}
 
 
@@ -183,16 +190,43 @@ def matrix_cells(benchmarks: dict[str, str], modes: list[str]) -> list[dict[str,
     return [{"benchmark": b, "data": benchmarks[b], "mode": m} for b, m in itertools.product(benchmarks, modes)]
 
 
-def eval_args(cell: dict[str, str], *, config: str, model: str, index: str | None, out: str, run_id: str,
-              engine: str = "", overrides: list[str] | None = None, retriever: str | None = None) -> list[str]:
+def eval_args(
+    cell: dict[str, str],
+    *,
+    config: str,
+    model: str,
+    index: str | None,
+    out: str,
+    run_id: str,
+    engine: str = "",
+    overrides: list[str] | None = None,
+    retriever: str | None = None,
+) -> list[str]:
     """`eval run` arguments of one matrix cell. The backend: `index` (the shorthand: an index URI, a search service
     URL or none) or `retriever` (a kind whose settings are retriever.* overrides), exactly one of them; `engine`
     (ray | sequential; empty = the config's) becomes an override."""
     if (index is None) == (retriever is None):
         raise ValueError(f"give exactly one of index ({index!r}) and retriever ({retriever!r})")
     which = ["--index", index] if index is not None else ["--retriever", retriever]
-    args = ["eval", "run", "--config", config, "--benchmark", cell["benchmark"], "--data", cell["data"],
-            "--model", model, *which, "--mode", cell["mode"], "--out", out, "--run-id", run_id]
+    args = [
+        "eval",
+        "run",
+        "--config",
+        config,
+        "--benchmark",
+        cell["benchmark"],
+        "--data",
+        cell["data"],
+        "--model",
+        model,
+        *which,
+        "--mode",
+        cell["mode"],
+        "--out",
+        out,
+        "--run-id",
+        run_id,
+    ]
     return args + ([f"engine={engine}"] if engine else []) + list(overrides or [])
 
 

@@ -94,8 +94,9 @@ def _format_error(err: dict[str, Any]) -> str:
     return f"{key}: {err['msg']} (got {err.get('input')!r}){allowed}"
 
 
-def validate_config(model: type[C], data: dict[str, Any], source: str = "<dict>",
-                    overrides: list[str] | tuple[str, ...] = ()) -> C:
+def validate_config(
+    model: type[C], data: dict[str, Any], source: str = "<dict>", overrides: list[str] | tuple[str, ...] = ()
+) -> C:
     """Apply overrides to `data` and validate it as `model`; all problems are reported in one `ConfigError`."""
     data = json.loads(json.dumps(data))  # deep copy, plain types
     parsed, problems = parse_overrides(overrides)
@@ -131,9 +132,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_config(model: type[C], path: str | Path | None = None,
-                overrides: list[str] | tuple[str, ...] = ()) -> C:
+def load_config(model: type[C], path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> C:
     """Load `path` (YAML; None = the model's defaults), apply dotted overrides, validate."""
     data = read_yaml(path) if path is not None else {}
-    return validate_config(model, data, source=str(path) if path else f"<{model.__name__} defaults>",
-                           overrides=overrides)
+    return validate_config(
+        model, data, source=str(path) if path else f"<{model.__name__} defaults>", overrides=overrides
+    )

@@ -80,7 +80,7 @@ def digest(store: ObjectStore, uri: str) -> str | None:
     h = hashlib.sha256()
     base = uri.rstrip("/") + "/"
     for f in files:
-        h.update(f"{f[len(base):] if f.startswith(base) else f}\0{_file_digest(store, f)}\n".encode())
+        h.update(f"{f[len(base) :] if f.startswith(base) else f}\0{_file_digest(store, f)}\n".encode())
     return h.hexdigest()
 
 
@@ -95,26 +95,55 @@ def read(store: ObjectStore, artifact_uri: str) -> dict[str, Any] | None:
     return json.loads(store.get_bytes(uri)) if store.exists(uri) else None
 
 
-def run_lineage(store: ObjectStore, *, model: str, index: str, index_version: str, data: str,
-                decode: dict[str, Any], judge: dict[str, Any]) -> dict[str, Any]:
+def run_lineage(
+    store: ObjectStore,
+    *,
+    model: str,
+    index: str,
+    index_version: str,
+    data: str,
+    decode: dict[str, Any],
+    judge: dict[str, Any],
+) -> dict[str, Any]:
     """What an eval run records: code, model (+ the checkpoint's digest and lineage link), index, data, judge."""
     ckpt = None if model in ("tiny", "mini", "13b", "oracle") else model
-    return {"kind": "eval_run", "code": code_version(), "model": model,
-            "checkpoint_digest": digest(store, join(ckpt, "trainable.safetensors")) if ckpt else None,
-            "index": index, "index_version": index_version, "data": data, "data_digest": digest(store, data),
-            "decode": decode, "judge": judge}
+    return {
+        "kind": "eval_run",
+        "code": code_version(),
+        "model": model,
+        "checkpoint_digest": digest(store, join(ckpt, "trainable.safetensors")) if ckpt else None,
+        "index": index,
+        "index_version": index_version,
+        "data": data,
+        "data_digest": digest(store, data),
+        "decode": decode,
+        "judge": judge,
+    }
 
 
-def training_lineage(store: ObjectStore, *, stage: int, step: int, config: dict[str, Any],
-                     data: list[tuple[str, str]], base_weights: dict[str, str], init_checkpoint: str | None,
-                     ) -> dict[str, Any]:
+def training_lineage(
+    store: ObjectStore,
+    *,
+    stage: int,
+    step: int,
+    config: dict[str, Any],
+    data: list[tuple[str, str]],
+    base_weights: dict[str, str],
+    init_checkpoint: str | None,
+) -> dict[str, Any]:
     """What a training export records. `data`: (name, shard prefix) per dataset, digested by its shard manifest
     (which holds every shard's sha256); `base_weights`: name -> URI of pretrained weights the builder loaded."""
-    return {"kind": "training", "code": code_version(), "stage": stage, "step": step, "config": config,
-            "data": [{"name": n, "uri": u, "digest": digest(store, join(u, "manifest.json"))} for n, u in data],
-            "base_weights": {k: digest(store, u) for k, u in base_weights.items()},
-            "init_checkpoint": init_checkpoint,
-            "init_digest": digest(store, join(init_checkpoint, "trainable.safetensors")) if init_checkpoint else None}
+    return {
+        "kind": "training",
+        "code": code_version(),
+        "stage": stage,
+        "step": step,
+        "config": config,
+        "data": [{"name": n, "uri": u, "digest": digest(store, join(u, "manifest.json"))} for n, u in data],
+        "base_weights": {k: digest(store, u) for k, u in base_weights.items()},
+        "init_checkpoint": init_checkpoint,
+        "init_digest": digest(store, join(init_checkpoint, "trainable.safetensors")) if init_checkpoint else None,
+    }
 
 
 def record_run(store: ObjectStore, run_uri: str, record: dict[str, Any]) -> None:
@@ -124,8 +153,10 @@ def record_run(store: ObjectStore, run_uri: str, record: dict[str, Any]) -> None
         write(store, run_uri, record)
         return
     if old.get("data_digest") != record["data_digest"]:
-        raise ValueError(f"run {run_uri}: the benchmark data changed since it started (digest "
-                         f"{old.get('data_digest')} -> {record['data_digest']}); use a new run id")
+        raise ValueError(
+            f"run {run_uri}: the benchmark data changed since it started (digest "
+            f"{old.get('data_digest')} -> {record['data_digest']}); use a new run id"
+        )
     if old.get("code") != record["code"] and record["code"] not in old.get("resumed", []):
         old.setdefault("resumed", []).append(record["code"])
         write(store, run_uri, old)
@@ -137,10 +168,14 @@ def _index_node(store: ObjectStore, index: str, version: str | None) -> dict[str
     if not index or index == "none" or not store.exists(uri):
         return {**from_manifest, "missing": uri if index and index != "none" else None}
     m = json.loads(store.get_bytes(uri))
-    return {**from_manifest, "manifest": uri, "config_hash": m.get("config_hash"),
-            "code": m.get("code"),
-            "encoders": {k: v.get("encoder") for k, v in (m.get("indices") or {}).items()},
-            "corpus": {"fingerprint": m["corpus"]["fingerprint"], "sources": m["corpus"]["sources"]}}
+    return {
+        **from_manifest,
+        "manifest": uri,
+        "config_hash": m.get("config_hash"),
+        "code": m.get("code"),
+        "encoders": {k: v.get("encoder") for k, v in (m.get("indices") or {}).items()},
+        "corpus": {"fingerprint": m["corpus"]["fingerprint"], "sources": m["corpus"]["sources"]},
+    }
 
 
 def chain(store: ObjectStore, uri: str, _depth: int = 0) -> dict[str, Any]:
@@ -153,8 +188,12 @@ def chain(store: ObjectStore, uri: str, _depth: int = 0) -> dict[str, Any]:
     if node and node.get("kind") == "eval_run":
         model = node.get("model")
         ckpt = chain(store, model, _depth + 1) if node.get("checkpoint_digest") else {"kind": "builder", "name": model}
-        return {**node, "uri": uri, "checkpoint": ckpt,
-                "index_node": _index_node(store, node.get("index"), node.get("index_version"))}
+        return {
+            **node,
+            "uri": uri,
+            "checkpoint": ckpt,
+            "index_node": _index_node(store, node.get("index"), node.get("index_version")),
+        }
     if node and node.get("kind") == "training":
         init = node.get("init_checkpoint")
         return {**node, "uri": uri, "init": chain(store, init, _depth + 1) if init else None}
@@ -176,25 +215,37 @@ def render(node: dict[str, Any], indent: int = 0) -> list[str]:
         return lines
     if kind == "eval_run":
         code = node.get("code") or {}
-        lines = [f"{pad}eval run {node['uri']}: code {code.get('commit') or code.get('package')}"
-                 f"{' (dirty)' if code.get('dirty') else ''}; data {node.get('data')} sha256 "
-                 f"{(node.get('data_digest') or '?')[:12]}; judge {(node.get('judge') or {}).get('kind')}"]
+        lines = [
+            f"{pad}eval run {node['uri']}: code {code.get('commit') or code.get('package')}"
+            f"{' (dirty)' if code.get('dirty') else ''}; data {node.get('data')} sha256 "
+            f"{(node.get('data_digest') or '?')[:12]}; judge {(node.get('judge') or {}).get('kind')}"
+        ]
         lines += render(node["checkpoint"], indent + 1) + render(node["index_node"], indent + 1)
         return lines
     if kind == "training":
         code = node.get("code") or {}
-        lines = [f"{pad}checkpoint {node['uri']}: stage {node.get('stage')} step {node.get('step')}, code "
-                 f"{code.get('commit') or code.get('package')}; data " + ", ".join(
-                     f"{d['uri']} " + (f"sha256 {d['digest'][:12]}" if d.get("digest") else "(not packed: unused)")
-                     for d in node.get("data", []))]
-        lines += [f"{pad}  base weights: {k} sha256 {(v or '?')[:12]}" for k, v in (node.get("base_weights") or {}).items()]
+        lines = [
+            f"{pad}checkpoint {node['uri']}: stage {node.get('stage')} step {node.get('step')}, code "
+            f"{code.get('commit') or code.get('package')}; data "
+            + ", ".join(
+                f"{d['uri']} " + (f"sha256 {d['digest'][:12]}" if d.get("digest") else "(not packed: unused)")
+                for d in node.get("data", [])
+            )
+        ]
+        lines += [
+            f"{pad}  base weights: {k} sha256 {(v or '?')[:12]}" for k, v in (node.get("base_weights") or {}).items()
+        ]
         return lines + (render(node["init"], indent + 1) if node.get("init") else [])
     if kind == "index":
         if node.get("missing") or not node.get("corpus"):
-            return [f"{pad}index {node.get('uri')} version {node.get('version')}: no manifest"
-                    f"{' at ' + node['missing'] if node.get('missing') else ''}"]
+            return [
+                f"{pad}index {node.get('uri')} version {node.get('version')}: no manifest"
+                f"{' at ' + node['missing'] if node.get('missing') else ''}"
+            ]
         enc = ", ".join(f"{k}={(v or {}).get('model')}" for k, v in node["encoders"].items())
-        return [f"{pad}index {node['uri']} version {node.get('version')}: config "
-                f"{(node.get('config_hash') or '')[:12]}, encoders {enc}",
-                f"{pad}  corpus fingerprint {node['corpus']['fingerprint']}"]
+        return [
+            f"{pad}index {node['uri']} version {node.get('version')}: config "
+            f"{(node.get('config_hash') or '')[:12]}, encoders {enc}",
+            f"{pad}  corpus fingerprint {node['corpus']['fingerprint']}",
+        ]
     return [f"{pad}{kind} {node.get('name') or node.get('uri')}"]

@@ -136,8 +136,10 @@ def _rasterise_with_pil(polygons: list[list[float]], height: int, width: int) ->
     from PIL import Image, ImageDraw
 
     if not _warned:
-        log.warning("pycocotools is not installed: rasterising polygons with PIL, which may differ from COCO's "
-                    "rasteriser on boundary pixels")
+        log.warning(
+            "pycocotools is not installed: rasterising polygons with PIL, which may differ from COCO's "
+            "rasteriser on boundary pixels"
+        )
         _warned = True
     total = np.zeros((height, width), dtype=np.uint8)
     for poly in polygons:

@@ -62,8 +62,15 @@ def _to_table(rows: list[dict[str, Any]]):
 class RecordWriter:
     """Appends per-sample records to a run directory; never writes a sample id twice."""
 
-    def __init__(self, store: ObjectStore, run_uri: str, meta: dict[str, Any] | None = None,
-                 flush_every: int = 64, max_attempts: int = 1, guard: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        store: ObjectStore,
+        run_uri: str,
+        meta: dict[str, Any] | None = None,
+        flush_every: int = 64,
+        max_attempts: int = 1,
+        guard: Callable[[], None] | None = None,
+    ):
         """`max_attempts`: a sample whose records are all errors is run again until it has this many;
         `guard`: called before each part is written (e.g. `RunLease.check`), raising stops the writer."""
         if flush_every < 1 or max_attempts < 1:
@@ -84,8 +91,9 @@ class RecordWriter:
             old = json.loads(self.store.get_bytes(uri))
             diff = {k: (old.get(k), v) for k, v in meta.items() if old.get(k) != v}
             if diff:
-                raise ValueError(f"run {self.run_uri} was started with different settings: {diff} "
-                                 "(old, new); use a new run id")
+                raise ValueError(
+                    f"run {self.run_uri} was started with different settings: {diff} (old, new); use a new run id"
+                )
             return
         self.store.put_bytes(uri, json.dumps(meta, indent=2, sort_keys=True).encode())
 
@@ -199,8 +207,9 @@ def scan_records(store: ObjectStore, run_uri: str, columns: list[str] | None = N
                     continue
             best[sid] = row
     if out.duplicates:
-        log.warning("run %s: %d samples have more than one answered record; the latest of each is used",
-                    run_uri, out.duplicates)
+        log.warning(
+            "run %s: %d samples have more than one answered record; the latest of each is used", run_uri, out.duplicates
+        )
     out.records = list(best.values())
     return out
 

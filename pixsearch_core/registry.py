@@ -29,12 +29,28 @@ T = TypeVar("T")
 #: A module listed here must be importable without pyspark, ray, deepspeed or airflow.
 KINDS: dict[str, list[str]] = {
     "model": ["pixsearch_core.modeling.build"],
-    "benchmark": [f"pixsearch_core.benchmarks.{m}" for m in (
-        "crag_mm", "infoseek", "oven", "textvqa", "hotpotqa", "nq_open", "popqa", "musique", "refcoco", "ade20k",
-        "coco_stuff", "synthcrag")],
+    "benchmark": [
+        f"pixsearch_core.benchmarks.{m}"
+        for m in (
+            "crag_mm",
+            "infoseek",
+            "oven",
+            "textvqa",
+            "hotpotqa",
+            "nq_open",
+            "popqa",
+            "musique",
+            "refcoco",
+            "ade20k",
+            "coco_stuff",
+            "synthcrag",
+        )
+    ],
     "retriever": ["pixsearch_core.retrieval.backends"],
-    "metric": [f"pixsearch_core.metrics.{m}" for m in (
-        "squad", "relaxed", "textqa", "infoseek", "oven", "textvqa", "crag", "segmentation")],
+    "metric": [
+        f"pixsearch_core.metrics.{m}"
+        for m in ("squad", "relaxed", "textqa", "infoseek", "oven", "textvqa", "crag", "segmentation")
+    ],
     "image_encoder": ["indexing.embedders"],
     "text_encoder": ["indexing.embedders"],
 }

@@ -13,8 +13,23 @@ from __future__ import annotations
 import io
 import pickle
 
-_ALLOWED = {("builtins", n) for n in ("set", "frozenset", "complex", "bytearray", "bytes", "str", "int", "float",
-                                       "list", "dict", "tuple", "bool")}
+_ALLOWED = {
+    ("builtins", n)
+    for n in (
+        "set",
+        "frozenset",
+        "complex",
+        "bytearray",
+        "bytes",
+        "str",
+        "int",
+        "float",
+        "list",
+        "dict",
+        "tuple",
+        "bool",
+    )
+}
 _ALLOWED |= {("__builtin__", n) for _, n in list(_ALLOWED)}
 
 
@@ -25,8 +40,9 @@ class UnsafePickleError(pickle.UnpicklingError):
 class _Restricted(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in _ALLOWED:
-            raise UnsafePickleError(f"pickle refers to {module}.{name}; only builtin containers and scalars are "
-                                    "allowed in this file")
+            raise UnsafePickleError(
+                f"pickle refers to {module}.{name}; only builtin containers and scalars are allowed in this file"
+            )
         return super().find_class(module, name)
 
 

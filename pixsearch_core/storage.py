@@ -24,7 +24,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Literal
 from urllib.parse import urlparse
@@ -173,16 +173,20 @@ class ObjectStore:
                 retries={"max_attempts": self.config.max_attempts, "mode": "standard"},
             )
             self._s3 = boto3.session.Session().client(
-                "s3", endpoint_url=self.config.endpoint_url, region_name=self.config.region, config=cfg)
+                "s3", endpoint_url=self.config.endpoint_url, region_name=self.config.region, config=cfg
+            )
         return self._s3
 
     def _transfer_config(self):
         from boto3.s3.transfer import TransferConfig
 
         mb = 1 << 20
-        return TransferConfig(multipart_threshold=self.config.multipart_threshold_mb * mb,
-                              multipart_chunksize=self.config.multipart_chunk_mb * mb,
-                              max_concurrency=self.config.max_concurrency, use_threads=True)
+        return TransferConfig(
+            multipart_threshold=self.config.multipart_threshold_mb * mb,
+            multipart_chunksize=self.config.multipart_chunk_mb * mb,
+            max_concurrency=self.config.max_concurrency,
+            use_threads=True,
+        )
 
     def _s3_error(self, op: str, uri: str, err: Exception) -> StorageError:
         return StorageError(f"{op} {uri} failed: {err}")
@@ -363,8 +367,9 @@ class ObjectStore:
             return
         local_path(uri).unlink(missing_ok=True)
 
-    def clean_incomplete(self, prefix: str, older_than_s: float = STALE_AFTER_S,
-                         best_effort: bool = False) -> dict[str, int]:
+    def clean_incomplete(
+        self, prefix: str, older_than_s: float = STALE_AFTER_S, best_effort: bool = False
+    ) -> dict[str, int]:
         """Remove what killed writes left under `prefix` and are older than `older_than_s`: hidden `.tmp-*` files
         of local writes (a process killed between write and rename) and S3 multipart uploads never completed or
         aborted (a process killed mid-upload; they are invisible but billed). Returns how many of each.
@@ -375,8 +380,12 @@ class ObjectStore:
         except (StorageError, OSError) as e:
             if not best_effort:
                 raise
-            log.warning("could not clean interrupted writes under %s (%s); they stay until a later run, `pixsearch "
-                        "store clean` or a bucket lifecycle rule removes them", prefix, e)
+            log.warning(
+                "could not clean interrupted writes under %s (%s); they stay until a later run, `pixsearch "
+                "store clean` or a bucket lifecycle rule removes them",
+                prefix,
+                e,
+            )
             return {"tmp_files": 0, "uploads": 0}
 
     def _clean_incomplete(self, prefix: str, older_than_s: float) -> dict[str, int]:
@@ -395,10 +404,14 @@ class ObjectStore:
         try:
             for page in self.s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket, Prefix=key):
                 for up in page.get("Uploads", []):
-                    if up["Initiated"] < datetime.fromtimestamp(cutoff, timezone.utc):
+                    if up["Initiated"] < datetime.fromtimestamp(cutoff, UTC):
                         self.s3.abort_multipart_upload(Bucket=bucket, Key=up["Key"], UploadId=up["UploadId"])
-                        log.warning("aborted the incomplete multipart upload of s3://%s/%s (started %s)", bucket,
-                                    up["Key"], up["Initiated"])
+                        log.warning(
+                            "aborted the incomplete multipart upload of s3://%s/%s (started %s)",
+                            bucket,
+                            up["Key"],
+                            up["Initiated"],
+                        )
                         n += 1
         except Exception as e:
             raise self._s3_error("clean incomplete uploads under", prefix, e) from e

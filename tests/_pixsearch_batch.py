@@ -18,9 +18,11 @@ def images(seed: int = 0):
 def batch(model, seed: int = 0):
     """Two rows: an entity span each ("red cat" / "dog") and an information block in row 0."""
     tok = model.tokenizer
-    texts = [f"{IMAGE_PLACEHOLDER}Q: what? A: the red cat<search><region></search>"
-             f"<information>doc text</information> is Tom",
-             f"{IMAGE_PLACEHOLDER}Q: who? A: a dog"]
+    texts = [
+        f"{IMAGE_PLACEHOLDER}Q: what? A: the red cat<search><region></search>"
+        f"<information>doc text</information> is Tom",
+        f"{IMAGE_PLACEHOLDER}Q: who? A: a dog",
+    ]
     entities = ["red cat", "dog"]
     enc = tok(texts, return_tensors="pt", padding=True, return_offsets_mapping=True)
     tags = torch.full_like(enc.input_ids, IGNORE)
@@ -43,5 +45,6 @@ def batch(model, seed: int = 0):
         m = torch.zeros(im.shape[:2])
         m[5:20, 8:30] = 1
         gt.append(m[None])
-    return dict(images=ims, input_ids=enc.input_ids, attention_mask=enc.attention_mask, tags=tags, labels=labels,
-                gt_masks=gt)
+    return dict(
+        images=ims, input_ids=enc.input_ids, attention_mask=enc.attention_mask, tags=tags, labels=labels, gt_masks=gt
+    )

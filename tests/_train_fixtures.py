@@ -22,9 +22,19 @@ def write_world(out: str) -> str:
 
 def fast_config(world: str, tmp, *overrides: str, conf: str = CONF) -> TrainConfig:
     """The tiny config (or `conf`) on `world`, shortened for tests (plain template, small images, fp32)."""
-    return load_config(TrainConfig, conf, [f"data.root={world}", f"output={tmp}/store", f"run_dir={tmp}/run",
-                                           "data.template=plain", "data.image_max_side=48", "data.max_length=160",
-                                           *overrides])
+    return load_config(
+        TrainConfig,
+        conf,
+        [
+            f"data.root={world}",
+            f"output={tmp}/store",
+            f"run_dir={tmp}/run",
+            "data.template=plain",
+            "data.image_max_side=48",
+            "data.max_length=160",
+            *overrides,
+        ],
+    )
 
 
 def clear_dist_env() -> None:

@@ -34,8 +34,15 @@ def s3_server():
 def s3_store(s3_server):
     from pixsearch_core.storage import ObjectStore, StorageConfig
 
-    store = ObjectStore(StorageConfig(endpoint_url=s3_server, region="us-east-1", addressing_style="path",
-                                      multipart_threshold_mb=5, multipart_chunk_mb=5))
+    store = ObjectStore(
+        StorageConfig(
+            endpoint_url=s3_server,
+            region="us-east-1",
+            addressing_style="path",
+            multipart_threshold_mb=5,
+            multipart_chunk_mb=5,
+        )
+    )
     bucket = f"test-{uuid.uuid4().hex[:12]}"
     store.s3.create_bucket(Bucket=bucket)
     store.root = f"s3://{bucket}"

@@ -18,15 +18,27 @@ PORTS = range(18600, 18700)  # this test suite's port range
 
 #: the published schema: `image` is a Hugging Face Image feature (a {bytes, path} struct); turns / answers are
 #: dictionaries of columns; the categorical labels are integer codes
-SCHEMA = pa.schema([
-    ("session_id", pa.string()),
-    ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
-    ("image_url", pa.string()),
-    ("turns", pa.struct([("interaction_id", pa.list_(pa.string())), ("domain", pa.list_(pa.int64())),
-                         ("query_category", pa.list_(pa.int64())), ("dynamism", pa.list_(pa.int64())),
-                         ("query", pa.list_(pa.string())), ("image_quality", pa.list_(pa.int64()))])),
-    ("answers", pa.struct([("interaction_id", pa.list_(pa.string())), ("ans_full", pa.list_(pa.string()))])),
-])
+SCHEMA = pa.schema(
+    [
+        ("session_id", pa.string()),
+        ("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        ("image_url", pa.string()),
+        (
+            "turns",
+            pa.struct(
+                [
+                    ("interaction_id", pa.list_(pa.string())),
+                    ("domain", pa.list_(pa.int64())),
+                    ("query_category", pa.list_(pa.int64())),
+                    ("dynamism", pa.list_(pa.int64())),
+                    ("query", pa.list_(pa.string())),
+                    ("image_quality", pa.list_(pa.int64())),
+                ]
+            ),
+        ),
+        ("answers", pa.struct([("interaction_id", pa.list_(pa.string())), ("ans_full", pa.list_(pa.string()))])),
+    ]
+)
 
 
 def jpeg(i: int, size: int = 48) -> bytes:
@@ -39,11 +51,20 @@ def session(sid: str, queries: list[str], image: bytes | None = None, image_url:
     """One session row; egocentric sessions carry `image` bytes and no image_url (as published)."""
     n = len(queries)
     ids = [f"{sid}-t{k}" for k in range(n)]
-    return {"session_id": sid, "image": {"bytes": image, "path": "image.jpg"} if image is not None else None,
-            "image_url": image_url,
-            "turns": {"interaction_id": ids, "domain": [3] * n, "query_category": [0] * n, "dynamism": [0] * n,
-                      "query": queries, "image_quality": [0] * n},
-            "answers": {"interaction_id": ids, "ans_full": [f"answer to {q}" for q in queries]}}
+    return {
+        "session_id": sid,
+        "image": {"bytes": image, "path": "image.jpg"} if image is not None else None,
+        "image_url": image_url,
+        "turns": {
+            "interaction_id": ids,
+            "domain": [3] * n,
+            "query_category": [0] * n,
+            "dynamism": [0] * n,
+            "query": queries,
+            "image_quality": [0] * n,
+        },
+        "answers": {"interaction_id": ids, "ans_full": [f"answer to {q}" for q in queries]},
+    }
 
 
 def write_shards(root: Path, rows: list[dict], shards: int = 2, split: str = "validation") -> Path:

@@ -14,14 +14,24 @@ from PIL import Image
 
 # recorded results in the formats of cragmm-search-pipeline 0.5.1's UnifiedSearchPipeline.postprocess
 IMAGE_RESULTS = [
-    {"index": 812, "score": 0.91, "url": "https://upload.wikimedia.org/a.jpg",
-     "entities": [{"entity_name": "Golden Gate Bridge",
-                   "entity_attributes": {"opened": "1937", "length": "2,737 m"}}]},
+    {
+        "index": 812,
+        "score": 0.91,
+        "url": "https://upload.wikimedia.org/a.jpg",
+        "entities": [
+            {"entity_name": "Golden Gate Bridge", "entity_attributes": {"opened": "1937", "length": "2,737 m"}}
+        ],
+    },
     {"index": 77, "score": 0.62, "url": "https://upload.wikimedia.org/b.jpg", "entities": []},
 ]
 WEB_RESULTS = [
-    {"index": "https://en.wikipedia.org/wiki/Tea_chunk_3", "score": 0.88, "page_name": "Tea - Wikipedia",
-     "page_snippet": "Tea is an aromatic beverage.", "page_url": "https://en.wikipedia.org/wiki/Tea"},
+    {
+        "index": "https://en.wikipedia.org/wiki/Tea_chunk_3",
+        "score": 0.88,
+        "page_name": "Tea - Wikipedia",
+        "page_snippet": "Tea is an aromatic beverage.",
+        "page_url": "https://en.wikipedia.org/wiki/Tea",
+    }
 ]
 
 

@@ -9,9 +9,11 @@ from pixsearch_core.decoding.adapter import ModelOutput
 from pixsearch_core.modeling.tokens import add_special_tokens
 from pixsearch_core.retrieval.types import Evidence, ImageQuery, RegionQuery, TextQuery
 
-WORDS = ("the a is what dog cat breed of this husky tabby who painted it mona lisa leonardo da vinci answer "
-         "was born in year city doc title text paris louvre museum ( ) : . , ... 1 2 3 4 5 6 7 8 9 0 no results "
-         "image region photo wiki page about first second third hop query Doc yes ok x y z b c").split()
+WORDS = (
+    "the a is what dog cat breed of this husky tabby who painted it mona lisa leonardo da vinci answer "
+    "was born in year city doc title text paris louvre museum ( ) : . , ... 1 2 3 4 5 6 7 8 9 0 no results "
+    "image region photo wiki page about first second third hop query Doc yes ok x y z b c"
+).split()
 
 
 def make_tokenizer():
@@ -23,8 +25,9 @@ def make_tokenizer():
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     tok.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                   unk_token="<unk>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
     add_special_tokens(fast)
     return fast
 
@@ -83,15 +86,19 @@ class ScriptedModel:
         prompts = [self._prompt(r) for r in requests]
         input_ids, mask, pos = left_pad([p + list(c) for p, c in zip(prompts, continuations)], self.ids.pad)
         self.prefills.append(input_ids.shape)
-        cache = {"ids": [r.sample_id for r in requests], "rows": [p + list(c) for p, c in zip(prompts, continuations)],
-                 "prompt": [len(p) for p in prompts], "mask": mask}
+        cache = {
+            "ids": [r.sample_id for r in requests],
+            "rows": [p + list(c) for p, c in zip(prompts, continuations)],
+            "prompt": [len(p) for p in prompts],
+            "mask": mask,
+        }
         return ModelOutput(self._logits(cache), cache, self._hidden(input_ids, pos), mask)
 
     def extend(self, cache, input_ids, attention_mask, position_ids):
         past = cache["mask"]
         assert attention_mask.shape == (past.shape[0], past.shape[1] + input_ids.shape[1])
-        assert torch.equal(attention_mask[:, :past.shape[1]], past), "past mask changed"
-        new = attention_mask[:, past.shape[1]:].bool()
+        assert torch.equal(attention_mask[:, : past.shape[1]], past), "past mask changed"
+        new = attention_mask[:, past.shape[1] :].bool()
         for b in range(input_ids.shape[0]):
             real = input_ids[b][new[b]].tolist()
             expect = list(range(len(cache["rows"][b]), len(cache["rows"][b]) + len(real)))
@@ -103,8 +110,12 @@ class ScriptedModel:
 
     def select(self, cache, index):
         keep = index.tolist()
-        return {"ids": [cache["ids"][k] for k in keep], "rows": [cache["rows"][k] for k in keep],
-                "prompt": [cache["prompt"][k] for k in keep], "mask": cache["mask"][index]}
+        return {
+            "ids": [cache["ids"][k] for k in keep],
+            "rows": [cache["rows"][k] for k in keep],
+            "prompt": [cache["prompt"][k] for k in keep],
+            "mask": cache["mask"][index],
+        }
 
     def predict_mask(self, request, hidden, continuation):
         self.mask_calls.append((request.sample_id, hidden[:, 0].long().tolist(), list(continuation)))
@@ -136,5 +147,7 @@ class MemorySearcher:
         else:
             assert isinstance(q, ImageQuery)
             key = "image"
-        return [Evidence(f"{key}#{i}", "wiki", f"about the {key.split(':')[0]} doc {i}", 1.0 / (i + 1), "text")
-                for i in range(k)]
+        return [
+            Evidence(f"{key}#{i}", "wiki", f"about the {key.split(':')[0]} doc {i}", 1.0 / (i + 1), "text")
+            for i in range(k)
+        ]

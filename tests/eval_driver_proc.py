@@ -21,8 +21,10 @@ _real = driver.runner_spec
 def _slow_oracle(req, cfg, retriever=None):
     if req.model != driver.ORACLE:
         return _real(req, cfg, retriever)
-    return RunnerSpec("pixsearch_core.evaluation.scripted_runner:ScriptedRunner",
-                      {"delay_s": float(os.environ.get("PIXSEARCH_TEST_DELAY_S", "0"))})
+    return RunnerSpec(
+        "pixsearch_core.evaluation.scripted_runner:ScriptedRunner",
+        {"delay_s": float(os.environ.get("PIXSEARCH_TEST_DELAY_S", "0"))},
+    )
 
 
 if __name__ == "__main__":

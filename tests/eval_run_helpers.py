@@ -12,10 +12,20 @@ SCRIPTED = "pixsearch_core.evaluation.scripted_runner:ScriptedRunner"
 
 def write_crag_gold(path: Path, n: int = 12) -> Path:
     """Sessions s0..s{n-1}, turn ids q0..; odd ids are egocentric (no image_url); gold answer of qi is 'ans i'."""
-    rows = [{"session_id": f"s{i}", "image_url": None if i % 2 else f"http://img/{i}.jpg",
-             "turns": {"interaction_id": [f"q{i}"], "query": [f"what is {i}?"], "domain": ["d"],
-                       "query_category": ["simple"]},
-             "answers": {"interaction_id": [f"q{i}"], "ans_full": [f"ans {i}"]}} for i in range(n)]
+    rows = [
+        {
+            "session_id": f"s{i}",
+            "image_url": None if i % 2 else f"http://img/{i}.jpg",
+            "turns": {
+                "interaction_id": [f"q{i}"],
+                "query": [f"what is {i}?"],
+                "domain": ["d"],
+                "query_category": ["simple"],
+            },
+            "answers": {"interaction_id": [f"q{i}"], "ans_full": [f"ans {i}"]},
+        }
+        for i in range(n)
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 
@@ -27,5 +37,6 @@ def scripted(**kwargs) -> RunnerSpec:
 def strip_volatile(records: list[dict]) -> list[dict]:
     from pixsearch_core.evaluation.sample_runner import VOLATILE_FIELDS
 
-    return sorted(({k: v for k, v in r.items() if k not in VOLATILE_FIELDS} for r in records),
-                  key=lambda r: r["sample_id"])
+    return sorted(
+        ({k: v for k, v in r.items() if k not in VOLATILE_FIELDS} for r in records), key=lambda r: r["sample_id"]
+    )

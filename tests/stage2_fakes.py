@@ -49,9 +49,16 @@ class FakeLLM:
                     self.wfile.write(b"{}")
                     return
                 text = answer(body)
-                payload = (b'{"choices": [' if fault and fault[0] == "badjson" else json.dumps(
-                    {"choices": [{"message": {"role": "assistant", "content": text}}],
-                     "usage": {"prompt_tokens": 100, "completion_tokens": 20}}).encode())
+                payload = (
+                    b'{"choices": ['
+                    if fault and fault[0] == "badjson"
+                    else json.dumps(
+                        {
+                            "choices": [{"message": {"role": "assistant", "content": text}}],
+                            "usage": {"prompt_tokens": 100, "completion_tokens": 20},
+                        }
+                    ).encode()
+                )
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
@@ -77,8 +84,11 @@ def answer(body: dict) -> str:
     q = re.findall(r"^Question: (.*)$", prompt, re.M)[-1]
     topic, item = re.search(r"the (\w+) (item\d+)", q).groups() if "item" in q else ("thing", "item0")
     if prompt.startswith("You decide"):
-        return ("Type: Visual Reasoning - Counting\nRetrieval: no" if q.startswith("How many")
-                else "Type: Factoid / KB Questions\nRetrieval: yes")
+        return (
+            "Type: Visual Reasoning - Counting\nRetrieval: no"
+            if q.startswith("How many")
+            else "Type: Factoid / KB Questions\nRetrieval: yes"
+        )
     if prompt.startswith("Break the"):
         return f"1) What is the {topic} {item} known for? [retrieval: yes]"
     if prompt.startswith("Write the answer"):

@@ -25,19 +25,31 @@ BIN = Path(sys.executable).parent
 def airflow(tmp_path_factory):
     """An initialised Airflow home; returns (env, root) for child processes."""
     tmp = tmp_path_factory.mktemp("airflow")
-    env = {"PATH": f"{BIN}:/usr/bin:/bin", "HOME": str(Path.home()), "AIRFLOW_HOME": str(tmp / "home"),
-           "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-           "PYTHONPATH": str(REPO), "PIXSEARCH_AIRFLOW_ROOT": str(tmp / "root"),
-           "PIXSEARCH_AIRFLOW_RETRY_DELAY_S": "1", "SPARK_LOCAL_IP": "127.0.0.1"}
+    env = {
+        "PATH": f"{BIN}:/usr/bin:/bin",
+        "HOME": str(Path.home()),
+        "AIRFLOW_HOME": str(tmp / "home"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+        "PYTHONPATH": str(REPO),
+        "PIXSEARCH_AIRFLOW_ROOT": str(tmp / "root"),
+        "PIXSEARCH_AIRFLOW_RETRY_DELAY_S": "1",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+    }
     subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, capture_output=True, cwd=tmp)
     return env, tmp / "root"
 
 
 def dag_test(airflow, dag: str, dag_id: str, conf: dict) -> dict:
     env, root = airflow
-    proc = subprocess.run([sys.executable, str(REPO / "tests" / "_airflow_dag_test.py"), str(DAGS / dag), dag_id,
-                           json.dumps(conf)], env=env, cwd=root.parent, capture_output=True, text=True,
-                          timeout=400)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "tests" / "_airflow_dag_test.py"), str(DAGS / dag), dag_id, json.dumps(conf)],
+        env=env,
+        cwd=root.parent,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     (root.parent / f"{dag_id}.log").write_text(proc.stdout + proc.stderr)  # kept for debugging
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -64,8 +76,12 @@ def test_every_dag_parses_light_with_retries_and_timeouts(airflow):
     parsed = json.loads(out.stdout.strip().splitlines()[-1])
     assert parsed["errors"] == {} and parsed["heavy"] == []
     dags = parsed["dags"]
-    assert set(dags) == {"pixsearch_index_rebuild", "pixsearch_benchmark_matrix", "pixsearch_training_pipeline",
-                         "pixsearch_stage2_data"}
+    assert set(dags) == {
+        "pixsearch_index_rebuild",
+        "pixsearch_benchmark_matrix",
+        "pixsearch_training_pipeline",
+        "pixsearch_stage2_data",
+    }
     for tasks in dags.values():
         for name, t in tasks.items():
             assert t["retries"] >= 1 and t["timeout"], name
@@ -87,9 +103,17 @@ def rebuilt(airflow):
     old.mkdir(parents=True)
     (old / "manifest.json").write_text(json.dumps({"schema_version": 1, "created_at": "2000-01-01T00:00:00Z"}))
     (old.parent / "CURRENT").write_text("v-old\n")
-    result = dag_test(airflow, "index_rebuild.py", "pixsearch_index_rebuild",
-                      {"world": str(root / "world"), "corpus": str(root / "world/corpus/docs.jsonl"),
-                       "output": str(root / "store"), "keep": 1})
+    result = dag_test(
+        airflow,
+        "index_rebuild.py",
+        "pixsearch_index_rebuild",
+        {
+            "world": str(root / "world"),
+            "corpus": str(root / "world/corpus/docs.jsonl"),
+            "output": str(root / "store"),
+            "keep": 1,
+        },
+    )
     return result, old.parent
 
 
@@ -111,10 +135,19 @@ def test_index_rebuild_builds_verifies_publishes_and_prunes(airflow, rebuilt):
 
 def test_benchmark_matrix_runs_every_cell_on_the_pinned_version(airflow, rebuilt):
     env, root = airflow
-    result = dag_test(airflow, "benchmark_matrix.py", "pixsearch_benchmark_matrix",
-                      {"benchmarks": {"synthcrag": str(root / "world")}, "index": str(rebuilt[1]),
-                       "modes": ["full", "no_search"], "out": str(root / "eval"), "run_id": "m1",
-                       "overrides": ["limit=4"]})
+    result = dag_test(
+        airflow,
+        "benchmark_matrix.py",
+        "pixsearch_benchmark_matrix",
+        {
+            "benchmarks": {"synthcrag": str(root / "world")},
+            "index": str(rebuilt[1]),
+            "modes": ["full", "no_search"],
+            "out": str(root / "eval"),
+            "run_id": "m1",
+            "overrides": ["limit=4"],
+        },
+    )
     assert sorted(result["tasks"]) == ["cells", "eval_cell[0]", "eval_cell[1]", "prepare", "report"]
     pinned = str(rebuilt[1] / read_current(ObjectStore(), str(rebuilt[1])))
     for mode in ("full", "no_search"):
@@ -124,17 +157,27 @@ def test_benchmark_matrix_runs_every_cell_on_the_pinned_version(airflow, rebuilt
         records = read_records(ObjectStore(), str(run))
         assert len(records) == 4 and all(r["scores"]["correct"] for r in records)  # oracle: the gold answers
     matrix = json.loads((root / "eval" / "reports" / "m1" / "matrix.json").read_text())
-    assert [(c["mode"], c["aggregate"]["all"]["accuracy"]) for c in matrix["cells"]] == [("full", 1.0),
-                                                                                         ("no_search", 1.0)]
+    assert [(c["mode"], c["aggregate"]["all"]["accuracy"]) for c in matrix["cells"]] == [
+        ("full", 1.0),
+        ("no_search", 1.0),
+    ]
     assert (root / "eval" / "reports" / "m1" / "report.md").is_file()
 
 
 def test_training_pipeline_registers_only_a_checkpoint_that_beats_the_baseline(airflow):
     env, root = airflow
-    conf = {"data_root": str(root / "world"), "eval_data": str(root / "world"), "output": str(root / "train"),
-            "run_name": "t1", "registry": str(root / "registry"), "baseline": -1, "model_name": "good",
-            "train_overrides": ["stage1.max_steps=2", "stage2.max_steps=2", "save_every=100"],
-            "eval_overrides": ["limit=4", "decode.max_new_tokens=16"], "eval_engine": "sequential"}  # Ray: the matrix
+    conf = {
+        "data_root": str(root / "world"),
+        "eval_data": str(root / "world"),
+        "output": str(root / "train"),
+        "run_name": "t1",
+        "registry": str(root / "registry"),
+        "baseline": -1,
+        "model_name": "good",
+        "train_overrides": ["stage1.max_steps=2", "stage2.max_steps=2", "save_every=100"],
+        "eval_overrides": ["limit=4", "decode.max_new_tokens=16"],
+        "eval_engine": "sequential",
+    }  # Ray: the matrix
     result = dag_test(airflow, "training_pipeline.py", "pixsearch_training_pipeline", conf)
     assert set(result["tasks"].values()) == {"success"}
     record = json.loads((root / "registry" / "good.json").read_text())
@@ -144,8 +187,9 @@ def test_training_pipeline_registers_only_a_checkpoint_that_beats_the_baseline(a
     assert len(records) == 4
     assert record["value"] == pytest.approx(sum(bool(r["scores"]["correct"]) for r in records) / 4)
     # the same run against an unbeatable baseline: stages reused, gate closes, nothing registered
-    result = dag_test(airflow, "training_pipeline.py", "pixsearch_training_pipeline",
-                      {**conf, "baseline": 2, "model_name": "bad"})
+    result = dag_test(
+        airflow, "training_pipeline.py", "pixsearch_training_pipeline", {**conf, "baseline": 2, "model_name": "bad"}
+    )
     assert result["tasks"]["gate"] == "success" and result["tasks"]["register"] == "skipped"
     assert not (root / "registry" / "bad.json").exists()
 
@@ -159,13 +203,25 @@ def test_stage2_data_builds_what_the_training_sensor_waits_for(airflow, tmp_path
     try:
         okvqa = write_okvqa(tmp_path / "okvqa")
         cfg = tmp_path / "stage2.yaml"
-        cfg.write_text(json.dumps({
-            "output": "unused", "prompts": str(REPO / "conf" / "data" / "prompts" / "stage2"),
-            "sources": [{"reader": "okvqa", "path": str(okvqa), "images": str(okvqa / "images")}],
-            "llm": {"kind": "openai", "base_url": llm.url, "model": "fake"},
-            "retrieval": {"retriever": {"kind": "index", "uri": "unused", "k": 2}, "max_passage_tokens": 64}, "n_candidates": 3}))
-        conf = {"config": str(cfg), "data_root": str(tmp_path / "data"), "output": "stage2-built",
-                "index": tiny_index(tmp_path), "synthcrag_world": False}
+        cfg.write_text(
+            json.dumps(
+                {
+                    "output": "unused",
+                    "prompts": str(REPO / "conf" / "data" / "prompts" / "stage2"),
+                    "sources": [{"reader": "okvqa", "path": str(okvqa), "images": str(okvqa / "images")}],
+                    "llm": {"kind": "openai", "base_url": llm.url, "model": "fake"},
+                    "retrieval": {"retriever": {"kind": "index", "uri": "unused", "k": 2}, "max_passage_tokens": 64},
+                    "n_candidates": 3,
+                }
+            )
+        )
+        conf = {
+            "config": str(cfg),
+            "data_root": str(tmp_path / "data"),
+            "output": "stage2-built",
+            "index": tiny_index(tmp_path),
+            "synthcrag_world": False,
+        }
         result = dag_test(airflow, "stage2_data.py", "pixsearch_stage2_data", conf)
     finally:
         llm.close()

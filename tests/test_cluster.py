@@ -27,9 +27,19 @@ pytestmark = pytest.mark.cluster
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 BASE = int(os.environ.get("PIXSEARCH_CLUSTER_PORT_BASE", "18300"))
-PORTS = {"S3_PORT": 1, "SPARK_PORT": 2, "SPARK_UI_PORT": 3, "SPARK_WORKER_PORT": 4, "SPARK_WORKER_UI_PORT": 5,
-         "RAY_PORT": 10, "RAY_CLIENT_PORT": 11, "RAY_AGENT_PORT": 12, "SERVE_PORT": 20,
-         "RAY_MIN_WORKER_PORT": 40, "RAY_MAX_WORKER_PORT": 99}
+PORTS = {
+    "S3_PORT": 1,
+    "SPARK_PORT": 2,
+    "SPARK_UI_PORT": 3,
+    "SPARK_WORKER_PORT": 4,
+    "SPARK_WORKER_UI_PORT": 5,
+    "RAY_PORT": 10,
+    "RAY_CLIENT_PORT": 11,
+    "RAY_AGENT_PORT": 12,
+    "SERVE_PORT": 20,
+    "RAY_MIN_WORKER_PORT": 40,
+    "RAY_MAX_WORKER_PORT": 99,
+}
 PORTS = {k: str(BASE + v) for k, v in PORTS.items()}
 VOLATILE = {"timings", "replica"}
 
@@ -62,8 +72,12 @@ class Cluster:
     def __init__(self, root: Path):
         self.root, self.blocks, self.exports = root, readme_blocks(), []
         self.local_eval: dict = {}
-        self.env = {**os.environ, **PORTS, "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-                    "RAY_TMPDIR": f"/tmp/rayc-{uuid.uuid4().hex[:8]}"}
+        self.env = {
+            **os.environ,
+            **PORTS,
+            "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "RAY_TMPDIR": f"/tmp/rayc-{uuid.uuid4().hex[:8]}",
+        }
         for k in ("RAY_ADDRESS", "AWS_ENDPOINT_URL", "AIRFLOW_HOME", "PYTHONPATH"):
             self.env.pop(k, None)
         if _installed_root(self.env) != REPO:  # a second checkout beside the installed one (not as deployed)
@@ -73,21 +87,31 @@ class Cluster:
     def run(self, name: str, timeout: float = 600) -> subprocess.CompletedProcess:
         block = self.blocks[name]
         script = "set -euo pipefail\n" + "\n".join(self.exports) + "\n" + block
-        proc = subprocess.run(["bash", "-c", script], cwd=self.root, env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(
+            ["bash", "-c", script], cwd=self.root, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
         logs = "".join(f"\n--- {p.name}\n{p.read_text()[-3000:]}" for p in self.root.glob("*.log"))
         assert proc.returncode == 0, f"block {name} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}{logs}"
         self.exports += [line for line in block.splitlines() if line.startswith("export ")]
         return proc
 
     def storage(self) -> ObjectStore:
-        return ObjectStore(StorageConfig(endpoint_url=f"http://127.0.0.1:{PORTS['S3_PORT']}",
-                                         addressing_style="path", region="us-east-1"))
+        return ObjectStore(
+            StorageConfig(
+                endpoint_url=f"http://127.0.0.1:{PORTS['S3_PORT']}", addressing_style="path", region="us-east-1"
+            )
+        )
 
     def pixsearch(self, *args: str, extra_env: dict | None = None, timeout: float = 600) -> str:
         env = {**self.env, **KEYS, **(extra_env or {})}
-        proc = subprocess.run([sys.executable, "-m", "jobs.cli", *args], cwd=self.root, env=env,
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-m", "jobs.cli", *args],
+            cwd=self.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         assert proc.returncode == 0, proc.stderr[-4000:]
         return proc.stdout
 
@@ -151,8 +175,10 @@ def cluster(tmp_path_factory):
 
 
 def _shards(manifest: dict) -> dict:
-    return {k: [(s["name"], s["count"], s["id_start"], s["id_end"], s["docstore"]["sha256"]) for s in v["shards"]]
-            for k, v in manifest["indices"].items()}
+    return {
+        k: [(s["name"], s["count"], s["id_start"], s["id_end"], s["docstore"]["sha256"]) for s in v["shards"]]
+        for k, v in manifest["indices"].items()
+    }
 
 
 def _manifest(store: ObjectStore, index: str) -> dict:
@@ -168,8 +194,15 @@ def test_index_build_on_spark_standalone_to_s3_equals_a_local_build(cluster):
     assert origins and all("pixsearch-code-" in o for o in origins), origins  # the shipped zip, not an install
     remote = _manifest(cluster.storage(), "s3://pixsearch/indices/synthcrag")
     assert remote["stats"]["engine"] == "spark" and remote["code"]["package"]
-    cluster.pixsearch("index", "build", "--config", "conf/index/synthcrag.yaml", "engine=sequential",
-                      "sources=[{kind: jsonl, path: world/corpus/docs.jsonl}]", "output=local")
+    cluster.pixsearch(
+        "index",
+        "build",
+        "--config",
+        "conf/index/synthcrag.yaml",
+        "engine=sequential",
+        "sources=[{kind: jsonl, path: world/corpus/docs.jsonl}]",
+        "output=local",
+    )
     local = _manifest(ObjectStore(), str(cluster.root / "local/indices/synthcrag"))
     assert remote["version"] == local["version"]  # the engine and the store do not change what is built
     assert _shards(remote) == _shards(local) and remote["corpus"]["counts"] == local["corpus"]["counts"]
@@ -184,11 +217,27 @@ def test_eval_run_joins_ray_by_RAY_ADDRESS_and_equals_a_local_run(cluster):
     proc = cluster.run("eval")
     assert f"joined the Ray cluster at 127.0.0.1:{PORTS['RAY_PORT']}" in proc.stderr, proc.stderr[-2000:]
     on_ray = json.loads(proc.stdout.strip().splitlines()[-1])
-    out = cluster.pixsearch("eval", "run", "--config", "conf/eval/demo.yaml", "--benchmark", "synthcrag",
-                            "--data", "world", "--model", "oracle", "--index", "s3://pixsearch/indices/synthcrag",
-                            "--run-id", "local", "--out", str(cluster.root / "evals"), "engine=sequential",
-                            f"storage.endpoint_url=http://127.0.0.1:{PORTS['S3_PORT']}",
-                            "storage.addressing_style=path")
+    out = cluster.pixsearch(
+        "eval",
+        "run",
+        "--config",
+        "conf/eval/demo.yaml",
+        "--benchmark",
+        "synthcrag",
+        "--data",
+        "world",
+        "--model",
+        "oracle",
+        "--index",
+        "s3://pixsearch/indices/synthcrag",
+        "--run-id",
+        "local",
+        "--out",
+        str(cluster.root / "evals"),
+        "engine=sequential",
+        f"storage.endpoint_url=http://127.0.0.1:{PORTS['S3_PORT']}",
+        "storage.addressing_style=path",
+    )
     local = json.loads(out.strip().splitlines()[-1])
     assert on_ray["aggregate"] == local["aggregate"] and on_ray["total"] == local["total"] > 0
     cluster.local_eval = local
@@ -199,14 +248,34 @@ def test_eval_run_joins_ray_by_RAY_ADDRESS_and_equals_a_local_run(cluster):
 def test_search_serve_on_ray_answers_and_stops_cleanly_on_sigterm(cluster):
     env = {**cluster.env, **KEYS, "RAY_ADDRESS": f"127.0.0.1:{PORTS['RAY_PORT']}", "RAY_AUTH_MODE": "token"}
     s3 = f"http://127.0.0.1:{PORTS['S3_PORT']}"
-    serve = subprocess.Popen([sys.executable, "-m", "jobs.cli", "search", "serve", "--index",
-                              "s3://pixsearch/indices/synthcrag", "--endpoint-url", s3, "--ray", "--port",
-                              PORTS["SERVE_PORT"], "--cache-dir", str(cluster.root / "cache")], cwd=cluster.root,
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    serve = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jobs.cli",
+            "search",
+            "serve",
+            "--index",
+            "s3://pixsearch/indices/synthcrag",
+            "--endpoint-url",
+            s3,
+            "--ray",
+            "--port",
+            PORTS["SERVE_PORT"],
+            "--cache-dir",
+            str(cluster.root / "cache"),
+        ],
+        cwd=cluster.root,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _wait_port(PORTS["SERVE_PORT"], timeout=180)
-        hits = cluster.pixsearch("search", "query", "--url", f"http://127.0.0.1:{PORTS['SERVE_PORT']}", "--text",
-                                 "who made it", "-k", "2")
+        hits = cluster.pixsearch(
+            "search", "query", "--url", f"http://127.0.0.1:{PORTS['SERVE_PORT']}", "--text", "who made it", "-k", "2"
+        )
         assert len(hits.strip().splitlines()) == 2
     finally:
         serve.send_signal(signal.SIGTERM)
@@ -223,8 +292,13 @@ def test_airflow_dags_import_as_deployed_and_run_against_the_cluster(cluster):
     assert "success" in runs
     env = {**cluster.env, "AIRFLOW_HOME": str(cluster.root / "airflow-home")}
     for dag in ("pixsearch_index_rebuild", "pixsearch_benchmark_matrix", "pixsearch_training_pipeline"):
-        out = subprocess.run([str(BIN / "airflow"), "dags", "list-runs", dag, "-o", "json"], env=env,
-                             capture_output=True, text=True, cwd=cluster.root)
+        out = subprocess.run(
+            [str(BIN / "airflow"), "dags", "list-runs", dag, "-o", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=cluster.root,
+        )
         rows = next(line for line in reversed(out.stdout.splitlines()) if line.startswith("["))  # after warnings
         states = [r["state"] for r in json.loads(rows)]
         assert states == ["success"], (dag, states, (cluster.root / f"dag-{dag.split('_')[1]}.log"))

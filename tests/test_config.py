@@ -65,15 +65,19 @@ def test_config_hash_changes_with_values():
 
 
 #: the schema each command loads its --config with (eval run goes through its own loader: jobs/eval/run.py `load`)
-COMMAND_SCHEMAS = {"index": "indexing.config:IndexBuildConfig", "train": "pixsearch_core.training.config:TrainConfig",
-                   "demo": "pipelines.demo.config:DemoConfig", "data": "pixsearch_core.stage2.config:Stage2Config"}
+COMMAND_SCHEMAS = {
+    "index": "indexing.config:IndexBuildConfig",
+    "train": "pixsearch_core.training.config:TrainConfig",
+    "demo": "pipelines.demo.config:DemoConfig",
+    "data": "pixsearch_core.stage2.config:Stage2Config",
+}
 
 
 def _first_command(path: Path) -> list[str]:
     """The argv of the command line a conf file's first line names: `# pixsearch ARGS  (notes)`."""
     first = path.read_text().splitlines()[0]
     assert first.startswith("# pixsearch "), f"{path}: first line must be '# pixsearch <command that reads it>'"
-    return shlex.split(first[len("# pixsearch "):].split("  ")[0])
+    return shlex.split(first[len("# pixsearch ") :].split("  ")[0])
 
 
 def _load_through(argv: list[str]):

@@ -15,18 +15,36 @@ from jobs import cli
 from pixsearch_core.metrics.judge import JudgeConfig, LLMJudge, parse_verdict
 
 ROWS = [  # one single-turn session each; ego rows have no image_url
-    {"session_id": "s1", "image_url": None, "turns": {"interaction_id": ["t1"], "query": ["what is this?"],
-                                                      "domain": [0]}, "answers": {"interaction_id": ["t1"],
-                                                                                  "ans_full": ["a golden retriever"]}},
-    {"session_id": "s2", "image_url": None, "turns": {"interaction_id": ["t2"], "query": ["how old?"], "domain": [1]},
-     "answers": {"interaction_id": ["t2"], "ans_full": ["12 years"]}},
-    {"session_id": "s3", "image_url": "http://x/y.jpg", "turns": [{"interaction_id": "t3", "query": "where?"}],
-     "answers": [{"interaction_id": "t3", "ans_full": "Paris"}]},
-    {"session_id": "04d98259-27af-41b1-a7be-5798fd1b8e95", "image_url": None,  # in SESSIONS_TO_SKIP
-     "turns": {"interaction_id": ["skip"], "query": ["q"]}, "answers": {"interaction_id": ["skip"], "ans_full": ["a"]}},
+    {
+        "session_id": "s1",
+        "image_url": None,
+        "turns": {"interaction_id": ["t1"], "query": ["what is this?"], "domain": [0]},
+        "answers": {"interaction_id": ["t1"], "ans_full": ["a golden retriever"]},
+    },
+    {
+        "session_id": "s2",
+        "image_url": None,
+        "turns": {"interaction_id": ["t2"], "query": ["how old?"], "domain": [1]},
+        "answers": {"interaction_id": ["t2"], "ans_full": ["12 years"]},
+    },
+    {
+        "session_id": "s3",
+        "image_url": "http://x/y.jpg",
+        "turns": [{"interaction_id": "t3", "query": "where?"}],
+        "answers": [{"interaction_id": "t3", "ans_full": "Paris"}],
+    },
+    {
+        "session_id": "04d98259-27af-41b1-a7be-5798fd1b8e95",
+        "image_url": None,  # in SESSIONS_TO_SKIP
+        "turns": {"interaction_id": ["skip"], "query": ["q"]},
+        "answers": {"interaction_id": ["skip"], "ans_full": ["a"]},
+    },
 ]
-PREDS = [{"id": "t1", "prediction": "It's a golden retriever dog."}, {"id": "t2", "prediction": "I don’t know."},
-         {"id": "t3", "prediction": " paris "}]
+PREDS = [
+    {"id": "t1", "prediction": "It's a golden retriever dog."},
+    {"id": "t2", "prediction": "I don’t know."},
+    {"id": "t3", "prediction": " paris "},
+]
 VERDICTS = {"It's a golden retriever dog.": "The prediction names the breed.\nResult: CORRECT"}
 
 
@@ -80,10 +98,11 @@ def test_judge_protocol_cache_and_retries(judge_server, tmp_path, monkeypatch):
     assert body["messages"][1]["content"] == (
         "Your task is to judge if the prediction is correct or not based on the ground truth answer. Now your turn:"
         "\n\nQuestion: what is this?\nGround Truth: a golden retriever\nPrediction: It's a golden retriever dog.\n"
-        "Give your output below:\n")
+        "Give your output below:\n"
+    )
     assert judge("what is this?", "a golden retriever", "It's a golden retriever dog.") is True
-    assert judge.calls == 1                                           # second answer came from the cache
-    judge_server["fail"] = 2                                          # two 500s, then a verdict: 3 attempts
+    assert judge.calls == 1  # second answer came from the cache
+    judge_server["fail"] = 2  # two 500s, then a verdict: 3 attempts
     assert judge("q", "g", "nope") is False and judge.calls == 4
     judge_server["fail"] = 3
     from pixsearch_core.metrics.crag import JudgeUnavailable
@@ -100,7 +119,7 @@ def test_eval_score_crag_mm(fmt, judge_server, tmp_path, capsys):
     if fmt == "jsonl":
         (gold / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
     else:
-        rows = [r for r in ROWS if isinstance(r["turns"], dict)]       # parquet: the v0.1.2 dict-of-columns rows
+        rows = [r for r in ROWS if isinstance(r["turns"], dict)]  # parquet: the v0.1.2 dict-of-columns rows
         pq.write_table(pa.Table.from_pylist(rows), gold / "validation-00000-of-00001.parquet")
     preds = tmp_path / "p.jsonl"
     preds.write_text("".join(json.dumps(p) + "\n" for p in PREDS if fmt == "jsonl" or p["id"] != "t3"))
@@ -109,14 +128,26 @@ def test_eval_score_crag_mm(fmt, judge_server, tmp_path, capsys):
     no_judge = json.loads(capsys.readouterr().out)
     assert cli.main(argv + ["--judge", judge_server["url"], "--judge-cache", str(tmp_path / "cache")]) == 0
     judged = json.loads(capsys.readouterr().out)
-    assert len(judge_server["requests"]) == 1                         # only the non-exact, non-missing answer
+    assert len(judge_server["requests"]) == 1  # only the non-exact, non-missing answer
     assert set(judged) == {"all", "ego", "non_ego"}
     assert set(judged["all"]) == {"accuracy", "missing", "hallucination", "truthfulness", "exact_match", "n"}
-    assert judged["ego"] == {"accuracy": 0.5, "missing": 0.5, "hallucination": 0.0, "truthfulness": 0.5,
-                             "exact_match": 0.0, "n": 2}
+    assert judged["ego"] == {
+        "accuracy": 0.5,
+        "missing": 0.5,
+        "hallucination": 0.0,
+        "truthfulness": 0.5,
+        "exact_match": 0.0,
+        "n": 2,
+    }
     assert no_judge["ego"]["accuracy"] == 0.0 and no_judge["ego"]["hallucination"] == 0.5
     if fmt == "jsonl":
-        assert judged["non_ego"] == {"accuracy": 1.0, "missing": 0.0, "hallucination": 0.0, "truthfulness": 0.0,
-                                     "exact_match": 1.0, "n": 1}               # N == 1 -> truthfulness 0.0
+        assert judged["non_ego"] == {
+            "accuracy": 1.0,
+            "missing": 0.0,
+            "hallucination": 0.0,
+            "truthfulness": 0.0,
+            "exact_match": 1.0,
+            "n": 1,
+        }  # N == 1 -> truthfulness 0.0
         assert judged["all"]["accuracy"] == pytest.approx(2 / 3) and judged["all"]["n"] == 3
         assert judged["all"]["truthfulness"] == pytest.approx((2 * 2 + 1) / 3 - 1)

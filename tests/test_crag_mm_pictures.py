@@ -20,10 +20,12 @@ FAST = FetchPolicy(timeout_s=5, retries=2, backoff_s=0.01)
 
 
 def _rows(base_url: str | None = None):
-    rows = [session("ego1", ["what is this?"], image=jpeg(1)),
-            session("ego2", ["who made it?"], image=jpeg(2)),
-            session("multi", ["what brand?", "how old is it?", "where is it sold?"], image=jpeg(3)),
-            session("same-pic", ["what colour?"], image=jpeg(1))]   # the same bytes as ego1
+    rows = [
+        session("ego1", ["what is this?"], image=jpeg(1)),
+        session("ego2", ["who made it?"], image=jpeg(2)),
+        session("multi", ["what brand?", "how old is it?", "where is it sold?"], image=jpeg(3)),
+        session("same-pic", ["what colour?"], image=jpeg(1)),
+    ]  # the same bytes as ego1
     if base_url:
         rows.append(session("web", ["which city?"], image_url=f"{base_url}/pic.jpg"))
     return rows
@@ -33,10 +35,10 @@ def test_published_layout_pictures_go_to_the_cache(tmp_path):
     data = write_shards(tmp_path, _rows())
     cache = str(tmp_path / "cache")
     examples = {ex.id: ex for ex in CragMM(image_cache=cache).load(str(data))}
-    assert len(examples) == 6                                    # 3 single-turn + 3 turns of one multi-turn session
+    assert len(examples) == 6  # 3 single-turn + 3 turns of one multi-turn session
     ego1, same, multi = examples["ego1-t0"], examples["same-pic-t0"], examples["multi-t2"]
     assert ego1.metadata["egocentric"] and multi.metadata["turn"] == 2
-    assert ego1.image == same.image and ego1.image.startswith(cache)      # one object per picture content
+    assert ego1.image == same.image and ego1.image.startswith(cache)  # one object per picture content
     assert {examples[f"multi-t{k}"].image for k in range(3)} == {multi.image}
     assert ObjectStore().get_bytes(multi.image) == jpeg(3)
     assert Image.open(io.BytesIO(ObjectStore().get_bytes(ego1.image))).size == (48, 48)
@@ -60,15 +62,15 @@ def test_fetch_retries_caches_and_names_the_failing_url(tmp_path):
         cache = PictureCache(ObjectStore(), str(tmp_path / "cache"), FAST)
         uri = cache.fetch(f"{base}/flaky.jpg")
         assert ObjectStore().get_bytes(uri) == ok and hits["/flaky.jpg"] == 2
-        assert cache.fetch(f"{base}/flaky.jpg") == uri and hits["/flaky.jpg"] == 2    # cached: no third request
+        assert cache.fetch(f"{base}/flaky.jpg") == uri and hits["/flaky.jpg"] == 2  # cached: no third request
         with pytest.raises(PictureUnavailable, match=rf"{base}/missing.jpg .*1 tries: HTTP 404"):
-            cache.fetch(f"{base}/missing.jpg")                   # a 404 is not retried
+            cache.fetch(f"{base}/missing.jpg")  # a 404 is not retried
         assert hits["/missing.jpg"] == 1
         with pytest.raises(PictureUnavailable, match=rf"{base}/html.jpg .*3 tries: .*not a decodable image"):
             cache.fetch(f"{base}/html.jpg")
         assert hits["/html.jpg"] == 3
     with pytest.raises(PictureUnavailable, match=r"http://127.0.0.1:9/x.jpg .*3 tries: URLError"):
-        cache.fetch("http://127.0.0.1:9/x.jpg")                # nothing listens on port 9
+        cache.fetch("http://127.0.0.1:9/x.jpg")  # nothing listens on port 9
 
 
 @pytest.fixture
@@ -81,10 +83,35 @@ def tiny_index_uri(tmp_path):
 def _run(capsys, data, index, out, extra=()):
     from jobs import cli
 
-    assert cli.main(["eval", "run", "--sequential", "--benchmark", "crag_mm", "--data", str(data), "--model", "tiny",
-                     "--index", index, "--mode", "whole_image", "--run-id", "pics", "--out", str(out),
-                     "decode.max_new_tokens=4", "model.device=cpu", "images.retries=1", "images.backoff_s=0",
-                     *extra]) == 0
+    assert (
+        cli.main(
+            [
+                "eval",
+                "run",
+                "--sequential",
+                "--benchmark",
+                "crag_mm",
+                "--data",
+                str(data),
+                "--model",
+                "tiny",
+                "--index",
+                index,
+                "--mode",
+                "whole_image",
+                "--run-id",
+                "pics",
+                "--out",
+                str(out),
+                "decode.max_new_tokens=4",
+                "model.device=cpu",
+                "images.retries=1",
+                "images.backoff_s=0",
+                *extra,
+            ]
+        )
+        == 0
+    )
     return json.loads(capsys.readouterr().out)
 
 

@@ -9,6 +9,7 @@ import torch
 pytest.importorskip("pixsearch_core.modeling.pixsearch")
 
 from decoding_fakes import MemorySearcher  # noqa: E402
+
 from pixsearch_core.decoding import DecodeOptions, DecodeRequest, SearchInterleavedDecoder  # noqa: E402
 from pixsearch_core.decoding.forcing import SearchSchedule  # noqa: E402
 from pixsearch_core.decoding.pixsearch_adapter import PixSearchAdapter  # noqa: E402
@@ -24,16 +25,20 @@ def model():
 
 def requests():
     rng = np.random.default_rng(0)
-    return [DecodeRequest(f"s{i}", p, rng.integers(0, 255, (40 + 8 * i, 56, 3), dtype=np.uint8))
-            for i, p in enumerate(["Q: what breed is the dog? A:", "Q: who painted it? A: the", "Q: where? A:"])]
+    return [
+        DecodeRequest(f"s{i}", p, rng.integers(0, 255, (40 + 8 * i, 56, 3), dtype=np.uint8))
+        for i, p in enumerate(["Q: what breed is the dog? A:", "Q: who painted it? A: the", "Q: where? A:"])
+    ]
 
 
 def decode(model, **opts):
     adapter = PixSearchAdapter(model)
-    schedule = SearchSchedule(adapter.ids, every=3, payload=3, searches=3, answer=3,
-                              modalities=("region", "image", "text"))
-    dec = SearchInterleavedDecoder(adapter, MemorySearcher(), DecodeOptions(max_new_tokens=40, top_k=2, **opts),
-                                   logits_processor=schedule)
+    schedule = SearchSchedule(
+        adapter.ids, every=3, payload=3, searches=3, answer=3, modalities=("region", "image", "text")
+    )
+    dec = SearchInterleavedDecoder(
+        adapter, MemorySearcher(), DecodeOptions(max_new_tokens=40, top_k=2, **opts), logits_processor=schedule
+    )
     return dec.decode(requests())
 
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from decoding_fakes import N_IMAGE_SLOTS, MemorySearcher, ScriptedModel, make_tokenizer
+
 from pixsearch_core.decoding import DecodeOptions, DecodeRequest, SearchInterleavedDecoder
 from pixsearch_core.retrieval.types import ImageQuery, RegionQuery, TextQuery
 
@@ -36,32 +36,54 @@ def enc(tok, text):
 
 
 def test_region_then_text_search_exact_trajectory(tok):
-    [t], model, searcher = run(tok, {"a": "the dog <search> <region> </search> the husky "
-                                          "<search> who painted it </search> leonardo"}, masks={"a": MASK})
-    expected = (enc(tok, "the dog <search> <region> </search>") + info_block(tok, "region")
-                + enc(tok, "the husky <search> who painted it </search>") + info_block(tok, "text") + enc(tok, "leonardo"))
+    [t], model, searcher = run(
+        tok,
+        {"a": "the dog <search> <region> </search> the husky <search> who painted it </search> leonardo"},
+        masks={"a": MASK},
+    )
+    expected = (
+        enc(tok, "the dog <search> <region> </search>")
+        + info_block(tok, "region")
+        + enc(tok, "the husky <search> who painted it </search>")
+        + info_block(tok, "text")
+        + enc(tok, "leonardo")
+    )
     assert t.tokens == expected
-    forced = [False] * 5 + [True] * len(info_block(tok, "region")) + [False] * 7 + [True] * len(info_block(tok, "text")) + [False]
+    forced = (
+        [False] * 5
+        + [True] * len(info_block(tok, "region"))
+        + [False] * 7
+        + [True] * len(info_block(tok, "text"))
+        + [False]
+    )
     assert t.is_forced == forced
     assert [s.kind for s in t.segments] == ["text", "search", "information", "text", "search", "information", "text"]
     region, text = t.searches
-    assert (region.modality, region.crop_box, region.mask_rle) == ("region", (3, 2, 7, 4),
-                                                                   {"size": [8, 10], "counts": [26, 2, 6, 2, 6, 2, 6, 2, 28]})
+    assert (region.modality, region.crop_box, region.mask_rle) == (
+        "region",
+        (3, 2, 7, 4),
+        {"size": [8, 10], "counts": [26, 2, 6, 2, 6, 2, 6, 2, 28]},
+    )
     assert region.evidence_ids == ["region:8#0", "region:8#1", "region:8#2"] and region.scores[0] == 1.0
     assert (text.modality, text.text, text.span) == ("text", "who painted it", (39, 44))
     assert t.answer == "leonardo" and t.finish_reason == "eos" and t.issues == []
     assert t.prompt_tokens == N_IMAGE_SLOTS + 3 and t.generated_tokens == 13
     # predict_mask saw the hidden states of every fed position: image slots + prompt + "the dog <search> <region>"
     sid, hidden_ids, cont = model.mask_calls[0]
-    assert hidden_ids == [tok.convert_tokens_to_ids("<image_features>")] * N_IMAGE_SLOTS + enc(tok, "what is this the dog <search> <region>")
+    assert hidden_ids == [tok.convert_tokens_to_ids("<image_features>")] * N_IMAGE_SLOTS + enc(
+        tok, "what is this the dog <search> <region>"
+    )
     assert cont == enc(tok, "the dog <search> <region>")
     assert [type(q) for call in searcher.calls for q in call] == [RegionQuery, TextQuery]
     assert len(model.prefills) == 1  # the prefix was encoded once
 
 
 def test_rows_closing_search_in_the_same_step_share_one_call(tok):
-    scripts = {"a": "cat <search> tabby </search> yes", "b": "dog <search> husky </search> no",
-               "c": "the the the <search> paris </search> ok"}
+    scripts = {
+        "a": "cat <search> tabby </search> yes",
+        "b": "dog <search> husky </search> no",
+        "c": "the the the <search> paris </search> ok",
+    }
     ts, model, searcher = run(tok, scripts)
     assert [[q.text for q in call] for call in searcher.calls] == [["tabby", "husky"], ["paris"]]
     assert [t.searches[0].batch_size for t in ts] == [2, 2, 1]
@@ -71,11 +93,18 @@ def test_rows_closing_search_in_the_same_step_share_one_call(tok):
 
 
 def test_batched_equals_one_by_one(tok):
-    scripts = {"a": "the dog <search> <region> </search> husky", "b": "cat <search> <image> </search> tabby",
-               "c": "who <search> da vinci </search> <search> louvre </search> paris museum", "d": "no"}
+    scripts = {
+        "a": "the dog <search> <region> </search> husky",
+        "b": "cat <search> <image> </search> tabby",
+        "c": "who <search> da vinci </search> <search> louvre </search> paris museum",
+        "d": "no",
+    }
     batched, _, _ = run(tok, scripts, masks={"a": MASK})
     single = [run(tok, {k: v}, masks={"a": MASK})[0][0] for k, v in scripts.items()]
-    strip = lambda t: {**t.to_dict(), "searches": [{**s, "latency_s": 0, "batch_size": 0} for s in t.to_dict()["searches"]]}
+    strip = lambda t: {
+        **t.to_dict(),
+        "searches": [{**s, "latency_s": 0, "batch_size": 0} for s in t.to_dict()["searches"]],
+    }
     assert [strip(t) for t in batched] == [strip(t) for t in single]
 
 
@@ -93,13 +122,16 @@ def test_no_search_masks_search(tok):
 
 
 def test_budget_masks_search_once_spent(tok):
-    [t], _, searcher = run(tok, {"a": "a <search> dog </search> b <search> cat </search> c"},
-                           DecodeOptions(max_searches=1))
+    [t], _, searcher = run(
+        tok, {"a": "a <search> dog </search> b <search> cat </search> c"}, DecodeOptions(max_searches=1)
+    )
     assert [s.text for s in t.searches] == ["dog"] and len(searcher.calls) == 1
     assert t.tokens[-1] == enc(tok, "b")[0] and t.answer == "b"  # <search> masked -> EOS (the runner-up)
 
 
-@pytest.mark.parametrize("mode,query_type,kind", [("text_question", TextQuery, "text"), ("whole_image", ImageQuery, "image")])
+@pytest.mark.parametrize(
+    "mode,query_type,kind", [("text_question", TextQuery, "text"), ("whole_image", ImageQuery, "image")]
+)
 def test_fixed_baselines_prepend_evidence(tok, mode, query_type, kind):
     ts, _, searcher = run(tok, {"a": "leonardo <search> x </search>", "b": "da vinci"}, DecodeOptions(mode=mode))
     assert len(searcher.calls) == 1 and [type(q) for q in searcher.calls[0]] == [query_type, query_type]
@@ -107,7 +139,7 @@ def test_fixed_baselines_prepend_evidence(tok, mode, query_type, kind):
         assert searcher.calls[0][0].text == "who painted it"
     for t, answer in zip(ts, ["leonardo", "da vinci"]):
         block = info_block(tok, kind)
-        assert t.tokens[:len(block)] == block and t.is_forced[:len(block)] == [True] * len(block)
+        assert t.tokens[: len(block)] == block and t.is_forced[: len(block)] == [True] * len(block)
         assert t.answer == answer and len(t.searches) == 1  # the model's own <search> is masked (B = 0)
 
 
@@ -146,7 +178,11 @@ MALFORMED = [
 
 @pytest.mark.parametrize("script,issues,n_searches,answer", MALFORMED)
 def test_malformed_output_is_recorded_not_raised(tok, script, issues, n_searches, answer):
-    ts, _, _ = run(tok, {"bad": script, "good": "cat <search> tabby </search> yes"}, DecodeOptions(max_new_tokens=4 if "louvre" in script else 64))
+    ts, _, _ = run(
+        tok,
+        {"bad": script, "good": "cat <search> tabby </search> yes"},
+        DecodeOptions(max_new_tokens=4 if "louvre" in script else 64),
+    )
     bad, good = ts
     assert [i.kind for i in bad.issues] == issues and len(bad.searches) == n_searches
     assert bad.answer == answer
@@ -165,8 +201,14 @@ def test_nested_search_keeps_the_inner_query(tok):
     assert searcher.calls[0][0].text == "cat" and t.searches[0].span == (2, 5)
 
 
-@pytest.mark.parametrize("mask,issue", [(None, "region_no_entity"), (np.zeros((8, 10), bool), "region_empty_mask"),
-                                        (np.ones((3, 3), bool), "region_empty_mask")])
+@pytest.mark.parametrize(
+    "mask,issue",
+    [
+        (None, "region_no_entity"),
+        (np.zeros((8, 10), bool), "region_empty_mask"),
+        (np.ones((3, 3), bool), "region_empty_mask"),
+    ],
+)
 def test_region_fallback_to_whole_image(tok, mask, issue):
     [t], _, searcher = run(tok, {"a": "<search> <region> </search> x"}, masks={"a": mask})
     assert [i.kind for i in t.issues] == [issue]
@@ -177,11 +219,17 @@ def test_region_fallback_to_whole_image(tok, mask, issue):
 
 def test_token_limit_at_search_end_still_searches_then_stops(tok):
     [t], _, _ = run(tok, {"a": "<search> dog </search> x"}, DecodeOptions(max_new_tokens=3))
-    assert t.finish_reason == "length" and len(t.searches) == 1 and t.tokens[-1] == tok.convert_tokens_to_ids("</information>")
+    assert (
+        t.finish_reason == "length"
+        and len(t.searches) == 1
+        and t.tokens[-1] == tok.convert_tokens_to_ids("</information>")
+    )
 
 
 def test_failing_searcher_does_not_crash_the_batch(tok):
-    ts, _, _ = run(tok, {"a": "<search> dog </search> x", "b": "<search> cat </search> y"}, searcher=MemorySearcher(fail=True))
+    ts, _, _ = run(
+        tok, {"a": "<search> dog </search> x", "b": "<search> cat </search> y"}, searcher=MemorySearcher(fail=True)
+    )
     assert [[i.kind for i in t.issues] for t in ts] == [["search_failed"]] * 2
     assert [t.answer for t in ts] == ["x", "y"]
 

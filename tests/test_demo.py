@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
-import shutil
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from pixsearch_core.config import load_config
 from pipelines.demo.config import DemoConfig
 from pipelines.demo.pipeline import Demo
 from pipelines.demo.retrieval_check import retrieval_check, to_markdown
+from pixsearch_core.config import load_config
 from pixsearch_core.retrieval.types import Evidence, ImageQuery, RegionQuery, TextQuery
 from pixsearch_core.synthcrag import WorldConfig, generate_world
 from pixsearch_core.synthcrag.paths import resolve
@@ -115,9 +115,18 @@ def test_world_step_is_reused_when_unchanged(tmp_path):
 def test_demo_end_to_end(tmp_path):
     """The whole `pixsearch demo` on a small world (minutes): every step runs and the report exists."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [sys.executable, "-m", "jobs.cli", "demo", f"output={tmp_path}", "world.n_entities=24",
-           "world.n_makers=4", "world.n_places=4", "train.overrides=[stage1.max_steps=4, stage2.max_steps=4]",
-           "modes=[full, no_search]"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "jobs.cli",
+        "demo",
+        f"output={tmp_path}",
+        "world.n_entities=24",
+        "world.n_makers=4",
+        "world.n_places=4",
+        "train.overrides=[stage1.max_steps=4, stage2.max_steps=4]",
+        "modes=[full, no_search]",
+    ]
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stderr[-4000:]
     summary = json.loads((tmp_path / "demo-summary.json").read_text())
@@ -134,8 +143,11 @@ def test_retrieval_step_searches_through_the_factory_as_eval_does(tmp_path, monk
     monkeypatch.setattr(backends, "make_retriever", lambda cfg, store=None: built.append(cfg) or "searcher")
     monkeypatch.setattr(rc, "retrieval_check", lambda searcher, world, k, store: {"searcher": searcher, "k": k})
     monkeypatch.setattr(rc, "to_markdown", lambda result: "")
-    cfg = DemoConfig(output=str(tmp_path), world=SMALL,
-                     eval={"config": str(ROOT / "conf/eval/demo.yaml"), "overrides": ["retriever.crop.padding=0.3"]})
+    cfg = DemoConfig(
+        output=str(tmp_path),
+        world=SMALL,
+        eval={"config": str(ROOT / "conf/eval/demo.yaml"), "overrides": ["retriever.crop.padding=0.3"]},
+    )
     assert Demo(cfg).run(("retrieval",))["retrieval"] == {"searcher": "searcher", "k": 5}
     (r,) = built
     assert (r.kind, r.uri, r.crop.padding, r.k) == ("index", str(tmp_path / "store/indices/synthcrag"), 0.3, 1)

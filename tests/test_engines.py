@@ -27,8 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_job_config_names_its_engine_with_one_key():
     assert load_config(IndexBuildConfig, ROOT / "conf/index/demo.yaml").engine == "spark"
     assert load_config(EvalRunConfig, ROOT / "conf/eval/demo.yaml").engine == "ray"
-    train = load_config(TrainConfig, ROOT / "conf/train/tiny-synthcrag.yaml",
-                        ["engine=torchrun", "torchrun.nproc_per_node=3"])
+    train = load_config(
+        TrainConfig, ROOT / "conf/train/tiny-synthcrag.yaml", ["engine=torchrun", "torchrun.nproc_per_node=3"]
+    )
     assert (train.engine, train.torchrun.nproc_per_node) == ("torchrun", 3)
     with pytest.raises(ConfigError, match="engine"):
         load_config(EvalRunConfig, ROOT / "conf/eval/demo.yaml", ["engine=spark"])
@@ -52,8 +53,23 @@ def test_eval_sequential_flag_and_train_nproc_map_to_engine_overrides(caplog, tm
     gold = write_crag_gold(tmp_path / "validation.jsonl", n=2)  # --sequential still runs, in-process
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        code = cli.main(["eval", "run", "--sequential", "--benchmark", "crag_mm", "--data", str(gold), "--model",
-                         "oracle", "--index", "none", "--out", str(tmp_path / "out")])
+        code = cli.main(
+            [
+                "eval",
+                "run",
+                "--sequential",
+                "--benchmark",
+                "crag_mm",
+                "--data",
+                str(gold),
+                "--model",
+                "oracle",
+                "--index",
+                "none",
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
     assert code == 0 and "engine=sequential" in caplog.text
 
 
@@ -65,8 +81,9 @@ def test_code_zip_holds_the_packages_and_version_names_the_commit():
     version = code_version()
     assert version["package"]
     if (code_root() / ".git").exists():  # a checkout (CI, a clone): the commit it runs
-        head = subprocess.run(["git", "-C", str(code_root()), "rev-parse", "HEAD"], capture_output=True,
-                              text=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(code_root()), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
         assert version["commit"] == head and isinstance(version["dirty"], bool)
 
 
@@ -79,8 +96,12 @@ def test_ray_address_comes_from_config_then_RAY_ADDRESS(monkeypatch):
 
 
 def test_no_module_forces_ray_auth_off():
-    hits = subprocess.run(["grep", "-rln", "RAY_AUTH_MODE", "pixsearch_core", "indexing", "jobs", "pipelines",
-                           "airflow_dags"], cwd=ROOT, capture_output=True, text=True).stdout
+    hits = subprocess.run(
+        ["grep", "-rln", "RAY_AUTH_MODE", "pixsearch_core", "indexing", "jobs", "pipelines", "airflow_dags"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout
     assert hits == ""
 
 
@@ -102,8 +123,13 @@ def test_dag_steps_use_the_storage_of_the_job_config(s3_server, tmp_path):
 
 @pytest.mark.s3
 def test_a_missing_bucket_is_one_error_line(s3_server, tmp_path):
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": str(ROOT),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     base = [sys.executable, "-m", "jobs.cli"]
     args = ["store", "cp", str(ROOT / "README.md"), "s3://no-such-bucket/x", "--endpoint-url", s3_server]
     proc = subprocess.run(base + args, env=env, capture_output=True, text=True, cwd=tmp_path)

@@ -15,28 +15,52 @@ TITLE = "Abstention: missing and hallucination per mode (%)"
 
 def rec(sid, qtype, correct=False, missing=False, ego=False, status="ok"):
     scores = {"correct": correct, "missing": missing, "exact_match": correct, "judged": False, "ego": ego}
-    return {"sample_id": sid, "status": status, "error": None if status == "ok" else "boom", "answer": "a",
-            "question": f"q {sid}", "scores": scores if status == "ok" else None, "egocentric": ego,
-            "question_type": qtype, "searches": [], "n_searches": 0, "mask_rle": None, "image": None,
-            "gold_mask": None, "timings": {}, "replica": "local"}
+    return {
+        "sample_id": sid,
+        "status": status,
+        "error": None if status == "ok" else "boom",
+        "answer": "a",
+        "question": f"q {sid}",
+        "scores": scores if status == "ok" else None,
+        "egocentric": ego,
+        "question_type": qtype,
+        "searches": [],
+        "n_searches": 0,
+        "mask_rle": None,
+        "image": None,
+        "gold_mask": None,
+        "timings": {},
+        "replica": "local",
+    }
 
 
-FULL = [rec("u1", "unanswerable", missing=True, ego=True),   # abstained, as it should
-        rec("u2", "unanswerable"),                              # hallucinated
-        rec("u3", "unanswerable", missing=True),
-        rec("a1", "factoid", correct=True, ego=True),
-        rec("a2", "multi_hop", missing=True, ego=True),         # abstained on an answerable question
-        rec("a3", "identification"),                            # hallucinated
-        rec("a4", "no_search", correct=True),
-        rec("x1", "factoid", status="error")]                   # left out of every figure
+FULL = [
+    rec("u1", "unanswerable", missing=True, ego=True),  # abstained, as it should
+    rec("u2", "unanswerable"),  # hallucinated
+    rec("u3", "unanswerable", missing=True),
+    rec("a1", "factoid", correct=True, ego=True),
+    rec("a2", "multi_hop", missing=True, ego=True),  # abstained on an answerable question
+    rec("a3", "identification"),  # hallucinated
+    rec("a4", "no_search", correct=True),
+    rec("x1", "factoid", status="error"),
+]  # left out of every figure
 NO_SEARCH = [rec("a1", "factoid", ego=True), rec("u1", "unanswerable", ego=True)]
 NO_UNANSWERABLE = [rec("a1", "factoid", correct=True), rec("a2", "factoid", missing=True)]
 
 
 def _write(root, run_id, mode, records):
     uri = run_dir(root, run_id)
-    with RecordWriter(ObjectStore(), uri, meta={"benchmark": "synthcrag", "mode": mode, "model": "out/stage2/final",
-                                                "index_version": "v1", "config_hash": "abc"}) as w:
+    with RecordWriter(
+        ObjectStore(),
+        uri,
+        meta={
+            "benchmark": "synthcrag",
+            "mode": mode,
+            "model": "out/stage2/final",
+            "index_version": "v1",
+            "config_hash": "abc",
+        },
+    ) as w:
         w.write_many(records)
     return uri
 
@@ -63,8 +87,11 @@ def test_stats_by_hand():
 
 def test_report_section_per_mode(tmp_path):
     root = str(tmp_path / "out")
-    uris = [_write(root, "full", "full", FULL), _write(root, "nos", "no_search", NO_SEARCH),
-            _write(root, "plain", "whole_image", NO_UNANSWERABLE)]
+    uris = [
+        _write(root, "full", "full", FULL),
+        _write(root, "nos", "no_search", NO_SEARCH),
+        _write(root, "plain", "whole_image", NO_UNANSWERABLE),
+    ]
     write_report(uris, str(tmp_path / "report"))
     md = (tmp_path / "report" / "report.md").read_text()
     assert TITLE in md and TITLE in (tmp_path / "report" / "report.html").read_text()

@@ -20,8 +20,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _eval(*argv: str):
-    args = build_parser().parse_args(["eval", "run", "--config", str(ROOT / "conf/eval/demo.yaml"), "--benchmark",
-                                      "synthcrag", "--data", "d", "--model", "tiny", *argv])
+    args = build_parser().parse_args(
+        [
+            "eval",
+            "run",
+            "--config",
+            str(ROOT / "conf/eval/demo.yaml"),
+            "--benchmark",
+            "synthcrag",
+            "--data",
+            "d",
+            "--model",
+            "tiny",
+            *argv,
+        ]
+    )
     return load(args)
 
 
@@ -94,8 +107,10 @@ def test_the_retriever_is_chosen_once():
 def test_model_name_and_model_size_agree():
     with pytest.raises(ConfigError, match="--model tiny disagrees with the config's model.size='mini'"):
         _eval("--index", "none", f"model=@{ROOT / 'conf/model/mini.yaml'}")
-    cfg = resolve(load_config(EvalRunConfig, None, [f"model=@{ROOT / 'conf/model/mini.yaml'}"]),
-                  RunRequest("synthcrag", "d", "mini", index="none"))
+    cfg = resolve(
+        load_config(EvalRunConfig, None, [f"model=@{ROOT / 'conf/model/mini.yaml'}"]),
+        RunRequest("synthcrag", "d", "mini", index="none"),
+    )
     assert cfg.model.size == "mini"
 
 

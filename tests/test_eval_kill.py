@@ -23,18 +23,44 @@ N = 40
 
 
 def _driver(tmp_path: Path, gold: Path, run_id: str, delay: float, ttl: float) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-           "PIXSEARCH_TEST_DELAY_S": str(delay)}
-    cmd = [sys.executable, "-m", "tests.eval_driver_proc", "eval", "run", "--benchmark", "crag_mm", "--data",
-           str(gold), "--model", "oracle", "--index", "none", "--sequential", "--run-id", run_id, "--out",
-           str(tmp_path / "out"), "flush_every=1", "ray.batch_size=1", f"lease_ttl_s={ttl}"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "PIXSEARCH_TEST_DELAY_S": str(delay),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "tests.eval_driver_proc",
+        "eval",
+        "run",
+        "--benchmark",
+        "crag_mm",
+        "--data",
+        str(gold),
+        "--model",
+        "oracle",
+        "--index",
+        "none",
+        "--sequential",
+        "--run-id",
+        run_id,
+        "--out",
+        str(tmp_path / "out"),
+        "flush_every=1",
+        "ray.batch_size=1",
+        f"lease_ttl_s={ttl}",
+    ]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _raw_ids(run: Path) -> list[str]:
     """Every record in every part, duplicates included."""
-    return [i for p in sorted((run / "records").glob("*.parquet"))
-            for i in pq.read_table(p, columns=["sample_id"]).column("sample_id").to_pylist()]
+    return [
+        i
+        for p in sorted((run / "records").glob("*.parquet"))
+        for i in pq.read_table(p, columns=["sample_id"]).column("sample_id").to_pylist()
+    ]
 
 
 def test_two_concurrent_drivers_write_one_record_per_sample(tmp_path):

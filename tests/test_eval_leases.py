@@ -11,20 +11,9 @@ from collections import Counter
 import pytest
 
 from pixsearch_core.evaluation.config import EvalRunConfig, RayConfig
-from pixsearch_core.evaluation.driver import (
-    RunRequest,
-    pinned_retriever,
-    run_eval,
-    runner_spec,
-)
+from pixsearch_core.evaluation.driver import RunRequest, pinned_retriever, run_eval, runner_spec
 from pixsearch_core.evaluation.lease import LeaseHeld, LeaseLost, RunLease
-from pixsearch_core.records import (
-    RecordWriter,
-    done_ids,
-    read_records,
-    run_dir,
-    scan_records,
-)
+from pixsearch_core.records import RecordWriter, done_ids, read_records, run_dir, scan_records
 from pixsearch_core.retrieval.backends import RetrieverConfig
 from pixsearch_core.storage import ObjectStore, join
 from tests.eval_run_helpers import scripted, write_crag_gold

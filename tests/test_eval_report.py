@@ -34,17 +34,38 @@ def verdict(correct=False, missing=False, ego=False):
 
 
 def rec(sid, scores, searches=(), ego=False, mask=None, image=None, gold_mask=None, status="ok"):
-    return {"sample_id": sid, "status": status, "error": None if status == "ok" else "boom", "answer": "a",
-            "question": f"q {sid}", "scores": scores if status == "ok" else None, "egocentric": ego,
-            "searches": [{"modality": m} for m in searches], "n_searches": len(searches), "mask_rle": mask,
-            "image": image, "gold_mask": gold_mask, "timings": {}, "replica": "local"}
+    return {
+        "sample_id": sid,
+        "status": status,
+        "error": None if status == "ok" else "boom",
+        "answer": "a",
+        "question": f"q {sid}",
+        "scores": scores if status == "ok" else None,
+        "egocentric": ego,
+        "searches": [{"modality": m} for m in searches],
+        "n_searches": len(searches),
+        "mask_rle": mask,
+        "image": image,
+        "gold_mask": gold_mask,
+        "timings": {},
+        "replica": "local",
+    }
 
 
 def write_run(root, run_id, mode, records):
     store = ObjectStore()
     uri = run_dir(root, run_id)
-    with RecordWriter(store, uri, meta={"benchmark": "crag_mm", "mode": mode, "model": "s3://b/ckpt/stage2",
-                                        "index_version": "v1", "config_hash": "abc"}) as w:
+    with RecordWriter(
+        store,
+        uri,
+        meta={
+            "benchmark": "crag_mm",
+            "mode": mode,
+            "model": "s3://b/ckpt/stage2",
+            "index_version": "v1",
+            "config_hash": "abc",
+        },
+    ) as w:
         w.write_many(records)
     return uri
 
@@ -60,16 +81,28 @@ def runs(tmp_path):
     pred[6:16, 12:22] = True
     Image.fromarray(img).save(tmp_path / "img.png")
     Image.fromarray(gold.astype(np.uint8) * 255).save(tmp_path / "gold.png")
-    full = [rec("e1", verdict(correct=True, ego=True), ["region", "text", "text"], ego=True, mask=rle_fortran(pred),
-                image=str(tmp_path / "img.png"), gold_mask=str(tmp_path / "gold.png")),
-            rec("e2", verdict(missing=True, ego=True), ["region"], ego=True),
-            rec("n1", verdict(correct=True), ["image", "region"]),
-            rec("n2", verdict()),  # a hallucination with no search
-            rec("x1", None, status="error")]
+    full = [
+        rec(
+            "e1",
+            verdict(correct=True, ego=True),
+            ["region", "text", "text"],
+            ego=True,
+            mask=rle_fortran(pred),
+            image=str(tmp_path / "img.png"),
+            gold_mask=str(tmp_path / "gold.png"),
+        ),
+        rec("e2", verdict(missing=True, ego=True), ["region"], ego=True),
+        rec("n1", verdict(correct=True), ["image", "region"]),
+        rec("n2", verdict()),  # a hallucination with no search
+        rec("x1", None, status="error"),
+    ]
     no_region = [rec("e1", verdict(ego=True), ego=True), rec("n1", verdict(correct=True))]
     budget1 = [rec("e1", verdict(correct=True, ego=True), ego=True), rec("n1", verdict())]
-    uris = [write_run(root, "full", "full", full), write_run(root, "noreg", "no_region", no_region),
-            write_run(root, "b1", "budget1", budget1)]
+    uris = [
+        write_run(root, "full", "full", full),
+        write_run(root, "noreg", "no_region", no_region),
+        write_run(root, "b1", "budget1", budget1),
+    ]
     return tmp_path, pred, gold, uris
 
 
@@ -85,8 +118,22 @@ def test_report_tables_match_hand_computed_values(runs):
     md = (tmp_path / "report" / "report.md").read_text()
     # full: all 4 scored (x1 errored): 2 correct, 1 missing, 1 hallucination -> truth (4+1)/4-1 = 25%
     # ego (e1 correct, e2 missing): truth (2+1)/2-1 = 50%; non-ego (n1 correct, n2 wrong): truth 0
-    assert row(md, "Table 1", "stage2 [full]") == ["25.0", "50.0", "25.0", "25.0", "50.0", "50.0", "50.0", "0.0",
-                                                   "0.0", "50.0", "0.0", "50.0", "4", "1"]
+    assert row(md, "Table 1", "stage2 [full]") == [
+        "25.0",
+        "50.0",
+        "25.0",
+        "25.0",
+        "50.0",
+        "50.0",
+        "50.0",
+        "0.0",
+        "0.0",
+        "50.0",
+        "0.0",
+        "50.0",
+        "4",
+        "1",
+    ]
     assert row(md, "Table 1", "stage2 [no_region]")[:4] == ["0.0", "50.0", "0.0", "50.0"]
     assert "stage2 [no_region]" in md.split("### Table 6")[1].split("###")[0]
     t7 = md.split("### Table 7")[1].split("###")[0]
@@ -109,24 +156,66 @@ def test_search_stats_and_overlay_pixels(runs):
     assert (rle_to_mask(rle_fortran(pred)) == pred).all()
     img = np.zeros((20, 30, 3), np.uint8)
     out = overlay(img, pred, gold)
-    assert tuple(out[10, 15]) == (127, 0, 0)      # inside pred, inside gold: red blend
-    assert tuple(out[5, 10]) == (0, 255, 0)       # gold corner: green boundary
-    assert tuple(out[0, 0]) == (0, 0, 0)          # outside both: untouched
+    assert tuple(out[10, 15]) == (127, 0, 0)  # inside pred, inside gold: red blend
+    assert tuple(out[5, 10]) == (0, 255, 0)  # gold corner: green boundary
+    assert tuple(out[0, 0]) == (0, 0, 0)  # outside both: untouched
 
 
 def test_cli_run_oracle_then_report(tmp_path, capsys):
     gold = write_crag_gold(tmp_path / "validation.jsonl", n=6)
     out = tmp_path / "out"
-    assert cli.main(["eval", "run", "--sequential", "--benchmark", "crag_mm", "--data", str(gold), "--model",
-                     "oracle", "--index", "none", "--mode", "no_search", "--run-id", "oracle", "--out", str(out),
-                     "ray.batch_size=4"]) == 0
+    assert (
+        cli.main(
+            [
+                "eval",
+                "run",
+                "--sequential",
+                "--benchmark",
+                "crag_mm",
+                "--data",
+                str(gold),
+                "--model",
+                "oracle",
+                "--index",
+                "none",
+                "--mode",
+                "no_search",
+                "--run-id",
+                "oracle",
+                "--out",
+                str(out),
+                "ray.batch_size=4",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out)
     assert summary["aggregate"]["all"]["accuracy"] == 1.0 and summary["records"] == 6
     assert cli.main(["eval", "report", str(out / "runs" / "oracle"), "--out", str(tmp_path / "rep")]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
     assert row(md, "Table 1", "oracle [no_search]")[:2] == ["100.0", "100.0"]
-    assert cli.main(["eval", "run", "--sequential", "--benchmark", "crag_mm", "--data", str(gold), "--model",
-                     "oracle", "--index", "none", "--mode", "budget", "--out", str(out)]) == 2  # bad mode
+    assert (
+        cli.main(
+            [
+                "eval",
+                "run",
+                "--sequential",
+                "--benchmark",
+                "crag_mm",
+                "--data",
+                str(gold),
+                "--model",
+                "oracle",
+                "--index",
+                "none",
+                "--mode",
+                "budget",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )  # bad mode
 
 
 def test_behaviour_well_formed_and_giou_by_hand(runs, tmp_path):
@@ -136,17 +225,26 @@ def test_behaviour_well_formed_and_giou_by_hand(runs, tmp_path):
     g = str(tmp_path / "gold.png")
 
     def r(sid, ego, searches, issues, gold_types, gold_mask=g, answer="a"):
-        return {"sample_id": sid, "status": "ok", "egocentric": ego, "searches": searches, "answer": answer,
-                "trajectory": {"issues": [{"kind": k} for k in issues]}, "gold_mask": gold_mask,
-                "gold_query_types": gold_types}
+        return {
+            "sample_id": sid,
+            "status": "ok",
+            "egocentric": ego,
+            "searches": searches,
+            "answer": answer,
+            "trajectory": {"issues": [{"kind": k} for k in issues]},
+            "gold_mask": gold_mask,
+            "gold_query_types": gold_types,
+        }
 
     region = {"modality": "region", "mask_rle": rle_fortran(pred)}
     other = {"modality": "region", "mask_rle": rle_fortran(~pred)}  # a later region search is not scored
-    records = [r("e1", True, [region, {"modality": "text"}, other], [], ["REGION", "TEXT"]),
-               r("e2", True, [], ["unclosed_search"], ["REGION"], answer=""),
-               r("n1", False, [{"modality": "image"}], ["search_failed"], ["IMAGE"]),
-               r("n2", False, [], [], ["IMAGE"], gold_mask=str(tmp_path / "missing.png")),
-               {"sample_id": "x", "status": "error", "egocentric": True}]
+    records = [
+        r("e1", True, [region, {"modality": "text"}, other], [], ["REGION", "TEXT"]),
+        r("e2", True, [], ["unclosed_search"], ["REGION"], answer=""),
+        r("n1", False, [{"modality": "image"}], ["search_failed"], ["IMAGE"]),
+        r("n2", False, [], [], ["IMAGE"], gold_mask=str(tmp_path / "missing.png")),
+        {"sample_id": "x", "status": "error", "egocentric": True},
+    ]
     st = behaviour(records)
     iou = 72 / (128 + 1e-5)  # gold 10x10, prediction shifted by (1, 2): I = 9*8, U = 100 + 100 - 72
     ego = st["ego"]
@@ -165,15 +263,32 @@ def test_ordering_table_states_accuracy_margins_and_n(tmp_path):
     root = str(tmp_path / "out")
     ego = lambda k: [rec(f"e{i}", verdict(correct=i < k, ego=True), ego=True) for i in range(4)]  # noqa: E731
     non = lambda k: [rec(f"n{i}", verdict(correct=i < k)) for i in range(2)]  # noqa: E731
-    uris = [write_run(root, "f", "full", ego(3) + non(1)), write_run(root, "w", "whole_image", ego(2) + non(1)),
-            write_run(root, "z", "no_search", ego(1) + non(2))]
+    uris = [
+        write_run(root, "f", "full", ego(3) + non(1)),
+        write_run(root, "w", "whole_image", ego(2) + non(1)),
+        write_run(root, "z", "no_search", ego(1) + non(2)),
+    ]
     write_report(uris, str(tmp_path / "report"))
     md = (tmp_path / "report" / "report.md").read_text()
     table = "Full vs whole image vs no search"
-    assert row(md, table, "Egocentric") == ["4", "75.0", "50.0", "25.0", "+25.0 (+1 questions)",
-                                            "+25.0 (+1 questions)", "yes"]
-    assert row(md, table, "Non-Egocentric") == ["2", "50.0", "50.0", "100.0", "+0.0 (+0 questions)",
-                                                "-50.0 (-1 questions)", "no"]
+    assert row(md, table, "Egocentric") == [
+        "4",
+        "75.0",
+        "50.0",
+        "25.0",
+        "+25.0 (+1 questions)",
+        "+25.0 (+1 questions)",
+        "yes",
+    ]
+    assert row(md, table, "Non-Egocentric") == [
+        "2",
+        "50.0",
+        "50.0",
+        "100.0",
+        "+0.0 (+0 questions)",
+        "-50.0 (-1 questions)",
+        "no",
+    ]
     assert row(md, table, "Overall")[0] == "6"
     write_report(uris[:2], str(tmp_path / "two"))  # without a no-search run there is no such table
     assert table not in (tmp_path / "two" / "report.md").read_text()

@@ -21,8 +21,9 @@ IDS = [f"q{i}" for i in range(12)]
 
 
 def _cfg(tmp_path, **over) -> EvalRunConfig:
-    return EvalRunConfig(output=str(tmp_path / "out"), ray=RayConfig(num_replicas=2, batch_size=3),
-                         flush_every=2, **over)
+    return EvalRunConfig(
+        output=str(tmp_path / "out"), ray=RayConfig(num_replicas=2, batch_size=3), flush_every=2, **over
+    )
 
 
 def _req(gold, run_id, spec, sequential=True, mode="full"):
@@ -101,6 +102,13 @@ def test_ray_run_equals_sequential_and_resumes(tmp_path, ray_session):
 def test_bad_runner_target_fails_before_any_record(tmp_path):
     gold = write_crag_gold(tmp_path / "validation.jsonl")
     with pytest.raises(ValueError, match="has no 'Nope'"):
-        run_eval(_cfg(tmp_path), _req(gold, "bad", scripted().__class__(
-            "pixsearch_core.evaluation.scripted_runner:Nope", {}), sequential=False))
+        run_eval(
+            _cfg(tmp_path),
+            _req(
+                gold,
+                "bad",
+                scripted().__class__("pixsearch_core.evaluation.scripted_runner:Nope", {}),
+                sequential=False,
+            ),
+        )
     assert not (tmp_path / "out" / "runs" / "bad").exists()

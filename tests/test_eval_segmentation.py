@@ -20,8 +20,8 @@ from PIL import Image
 
 from jobs import cli
 from pixsearch_core.benchmarks._semseg import read_png
-from pixsearch_core.masks import rle_to_mask
 from pixsearch_core.evaluation.segmentation_runner import combine_label_map
+from pixsearch_core.masks import rle_to_mask
 from pixsearch_core.records import read_records
 from pixsearch_core.storage import ObjectStore
 from tests.eval_run_helpers import strip_volatile
@@ -67,7 +67,7 @@ def test_refcoco_run_writes_official_pngs_scored_as_eval_score(refer):
     run = summary["run_uri"]
     assert summary["errors"] == 0 and summary["total"] == summary["written"] == len(splits["val"])
     pngs = sorted(p.name for p in (root / "out" / "runs" / "refer-seq" / "predictions").iterdir())
-    assert pngs == sorted(f"{i}.png" for i in splits["val"])          # <sent_id>.png, the val sentences only
+    assert pngs == sorted(f"{i}.png" for i in splits["val"])  # <sent_id>.png, the val sentences only
     from pixsearch_core.benchmarks.refcoco import RefCOCO
 
     gold = {ex.id: ex.mask() for ex in RefCOCO().load(str(root / "refer"), "val")}
@@ -79,8 +79,18 @@ def test_refcoco_run_writes_official_pngs_scored_as_eval_score(refer):
         inter, union = int((g & (png > 0)).sum()), int((g | (png > 0)).sum())
         assert (r["scores"]["intersection"], r["scores"]["union"]) == (inter, union)
         assert r["answer"] == f"Sure: {r['question']}." and r["seg"]["prompts"] == 1
-    rc, scored = _cli("eval", "score", "--benchmark", "refcoco", "--gold", str(root / "refer"), "--split", "val",
-                      "--predictions", f"{run}/predictions")
+    rc, scored = _cli(
+        "eval",
+        "score",
+        "--benchmark",
+        "refcoco",
+        "--gold",
+        str(root / "refer"),
+        "--split",
+        "val",
+        "--predictions",
+        f"{run}/predictions",
+    )
     assert rc == 0 and scored == summary["aggregate"] and scored["n"] == len(splits["val"])
 
 
@@ -95,8 +105,15 @@ def test_refer_prompts_are_the_stage1_training_tokens(refer):
     runner = SegmentationRunner("tiny", "refcoco", str(root / "unused"), device="cpu")
     runner.setup()
     store = ObjectStore()
-    samples = list(refer_reader.read("refcoco", store, str(root / "refer"),
-                                     images=str(root / "refer/images/mscoco/images/train2014"), split="val"))
+    samples = list(
+        refer_reader.read(
+            "refcoco",
+            store,
+            str(root / "refer"),
+            images=str(root / "refer/images/mscoco/images/train2014"),
+            split="val",
+        )
+    )
     assert len(samples) == 4
     train = Collator(runner.model.tokenizer, 512, 1024, "vicuna_v1")(samples)
     phrases = [s.conversation[1]["content"].removeprefix("Sure: ").removesuffix(".") for s in samples]
@@ -119,8 +136,9 @@ def test_resume_skips_finished_ids_and_phrase_spans(refer):
     records = read_records(ObjectStore(), str(out / "runs/r"))
     assert sorted(r["sample_id"] for r in records) == sorted(splits["val"])
     assert all(r["seg"]["spans_found"] == 1 for r in records)  # phrase mode: the phrase is always the span
-    third = _run("refcoco", root / "refer", out, "split=val", "segmentation.span=phrase", run_id="r",
-                 index="s3://b/indices/wiki")  # an index is ignored (logged): a matrix passes one to every cell
+    third = _run(
+        "refcoco", root / "refer", out, "split=val", "segmentation.span=phrase", run_id="r", index="s3://b/indices/wiki"
+    )  # an index is ignored (logged): a matrix passes one to every cell
     assert (third["skipped"], third["written"]) == (len(splits["val"]), 0)
 
 
@@ -138,16 +156,25 @@ def test_ade20k_run_label_maps_scored_as_eval_score(ade):
         assert r["seg"]["classes"] == present and r["seg"]["prompts"] == len(present)
         pred = read_png(Path(r["prediction"]).read_bytes())
         assert pred.shape == gold.shape and set(np.unique(pred)) <= set(present) | {255}
-    rc, scored = _cli("eval", "score", "--benchmark", "ade20k", "--gold", str(root / "data"),
-                      "--predictions", f"{run}/predictions")
+    rc, scored = _cli(
+        "eval", "score", "--benchmark", "ade20k", "--gold", str(root / "data"), "--predictions", f"{run}/predictions"
+    )
     assert rc == 0 and scored == summary["aggregate"]
 
 
 def test_ade20k_all_classes_and_a_missing_image_is_an_error_record(tmp_path):
     write_ade20k(tmp_path / "data")
     (tmp_path / "data/ADEChallengeData2016/images/validation/ADE_val_00000002.jpg").unlink()
-    s = _run("ade20k", tmp_path / "data", tmp_path / "out", "segmentation.classes=all", "limit=2",
-             "segmentation.prompts_per_batch=75", "segmentation.template=plain", run_id="all")  # plain: short prompts
+    s = _run(
+        "ade20k",
+        tmp_path / "data",
+        tmp_path / "out",
+        "segmentation.classes=all",
+        "limit=2",
+        "segmentation.prompts_per_batch=75",
+        "segmentation.template=plain",
+        run_id="all",
+    )  # plain: short prompts
     assert (s["written"], s["errors"]) == (2, 1)
     records = {r["sample_id"]: r for r in read_records(ObjectStore(), s["run_uri"])}
     bad = records["ADE_val_00000002"]
@@ -170,18 +197,65 @@ def test_combine_label_map_takes_the_best_class_over_the_threshold():
 def test_bad_requests_fail_with_clear_errors(refer, tmp_path, caplog):
     root, _, _ = refer
     data = str(root / "refer")
-    assert _cli("eval", "run", "--benchmark", "refcoco", "--data", data, "--model", "tiny", "--mode", "no_search",
-                "--sequential", "--out", str(tmp_path))[0] == 2
+    assert (
+        _cli(
+            "eval",
+            "run",
+            "--benchmark",
+            "refcoco",
+            "--data",
+            data,
+            "--model",
+            "tiny",
+            "--mode",
+            "no_search",
+            "--sequential",
+            "--out",
+            str(tmp_path),
+        )[0]
+        == 2
+    )
     assert "decode mode 'no_search' does not apply" in caplog.text
-    assert _cli("eval", "run", "--benchmark", "refcoco", "--data", data, "--model", "oracle",
-                "--sequential", "--out", str(tmp_path))[0] == 2
+    assert (
+        _cli(
+            "eval",
+            "run",
+            "--benchmark",
+            "refcoco",
+            "--data",
+            data,
+            "--model",
+            "oracle",
+            "--sequential",
+            "--out",
+            str(tmp_path),
+        )[0]
+        == 2
+    )
     assert "answers text benchmarks only" in caplog.text
     shutil.copytree(root / "refer" / "refcoco", tmp_path / "noimages" / "refcoco")
-    assert _cli("eval", "run", "--benchmark", "refcoco", "--data", str(tmp_path / "noimages"), "--model", "tiny",
-                "--sequential", "--out", str(tmp_path), "split=val")[0] == 2
+    assert (
+        _cli(
+            "eval",
+            "run",
+            "--benchmark",
+            "refcoco",
+            "--data",
+            str(tmp_path / "noimages"),
+            "--model",
+            "tiny",
+            "--sequential",
+            "--out",
+            str(tmp_path),
+            "split=val",
+        )[0]
+        == 2
+    )
     assert "segmentation.images" in caplog.text and "COCO_train2014_000000000001.jpg" in caplog.text
-    assert _cli("eval", "run", "--benchmark", "hotpotqa", "--data", data, "--model", "tiny",
-                "--out", str(tmp_path))[0] == 2
+    assert (
+        _cli("eval", "run", "--benchmark", "hotpotqa", "--data", data, "--model", "tiny", "--out", str(tmp_path))[0]
+        == 2
+    )
     assert "no retriever: pass --index URI|none" in caplog.text
     assert not (tmp_path / "runs").exists()
 
@@ -190,8 +264,9 @@ def test_report_shows_tables_2_3_and_overlays(refer, ade, tmp_path):
     from pixsearch_core.evaluation.seg_report import _pct
 
     (_, _, ref), (_, sem) = refer, ade
-    rc, paths = _cli("eval", "report", ref["run_uri"], sem["run_uri"], "--out", str(tmp_path / "rep"),
-                     "--overlays", "2")
+    rc, paths = _cli(
+        "eval", "report", ref["run_uri"], sem["run_uri"], "--out", str(tmp_path / "rep"), "--overlays", "2"
+    )
     assert rc == 0
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "Table 2: semantic segmentation" in md and "Table 3: referring expression" in md
@@ -202,23 +277,35 @@ def test_report_shows_tables_2_3_and_overlays(refer, ade, tmp_path):
     figs = paths["figures"]
     assert len(figs) == 4 and all((tmp_path / "rep" / f.split("/rep/")[1]).stat().st_size > 0 for f in figs)
     assert "ADE_val_00000001.png" in " ".join(figs) and "100.png" in " ".join(figs)
-    assert "<h3>Table 3: referring expression segmentation (gIoU / cIoU, %)</h3>" in \
-        (tmp_path / "rep" / "report.html").read_text()
+    assert (
+        "<h3>Table 3: referring expression segmentation (gIoU / cIoU, %)</h3>"
+        in (tmp_path / "rep" / "report.html").read_text()
+    )
 
 
 @pytest.mark.ray
 def test_ray_run_gives_the_sequential_records_and_pngs(refer, ray_session):
     root, _, seq = refer
-    ray_run = _run("refcoco", root / "refer", root / "out", "split=val", "ray.batch_size=1", "ray.num_replicas=2",
-                   run_id="refer-ray", sequential=False)
+    ray_run = _run(
+        "refcoco",
+        root / "refer",
+        root / "out",
+        "split=val",
+        "ray.batch_size=1",
+        "ray.num_replicas=2",
+        run_id="refer-ray",
+        sequential=False,
+    )
     assert ray_run["aggregate"] == seq["aggregate"] and ray_run["errors"] == 0
     a, b = (read_records(ObjectStore(), u) for u in (ray_run["run_uri"], seq["run_uri"]))
     assert {r["replica"] for r in a} != {"local"}
     drop = lambda rs: [{k: v for k, v in r.items() if k != "prediction"} for r in strip_volatile(rs)]
     assert drop(a) == drop(b)
     for r in b:
-        assert Path(r["prediction"]).read_bytes() == \
-            Path(f"{ray_run['run_uri']}/predictions/{r['sample_id']}.png").read_bytes()
+        assert (
+            Path(r["prediction"]).read_bytes()
+            == Path(f"{ray_run['run_uri']}/predictions/{r['sample_id']}.png").read_bytes()
+        )
 
 
 @pytest.mark.parametrize("span", ["phrase", "tagger"])
@@ -238,8 +325,13 @@ def test_runner_masks_are_the_models_predict_mask(refer, span):
     (ours,) = runner._segment("x", image, [phrase])
     batch = runner._prompts("x", [phrase])
     phrase_tokens = (batch["tags"] == TAG_B) | (batch["tags"] == TAG_I)
-    ref = runner.model.predict_mask([image], input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                    span_mask=phrase_tokens if span == "phrase" else None, return_details=True)
+    ref = runner.model.predict_mask(
+        [image],
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        span_mask=phrase_tokens if span == "phrase" else None,
+        return_details=True,
+    )
     assert ours is not None and bool(ref.has_prompt[0])
     torch.testing.assert_close(torch.from_numpy(ours), ref.logits[0].float(), atol=1e-5, rtol=1e-5)
 

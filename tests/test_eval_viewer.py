@@ -39,7 +39,7 @@ def _png(arr: np.ndarray) -> bytes:
 
 def _mask() -> np.ndarray:
     m = np.zeros((H, W), bool)
-    m[BOX[1]:BOX[3], BOX[0]:BOX[2]] = True
+    m[BOX[1] : BOX[3], BOX[0] : BOX[2]] = True
     return m
 
 
@@ -49,23 +49,50 @@ def _record(i: int, mode: str, world: Path) -> dict:
     answer = f"ans {i}" if correct else ("I don't know" if i % 5 == 1 else f"wrong {i}")
     searches = []
     if mode != "no_search":
-        searches.append({"hop": 0, "modality": "region" if region else "image", "requested": "region" if region else "image",
-                         "text": None, "box": list(BOX) if region else None,
-                         "mask_rle": mask_to_rle(_mask()) if region else None,
-                         "evidence_ids": [f"doc-{i}", f"doc-{i + 1}"], "latency_s": 0.012, "error": None})
+        searches.append(
+            {
+                "hop": 0,
+                "modality": "region" if region else "image",
+                "requested": "region" if region else "image",
+                "text": None,
+                "box": list(BOX) if region else None,
+                "mask_rle": mask_to_rle(_mask()) if region else None,
+                "evidence_ids": [f"doc-{i}", f"doc-{i + 1}"],
+                "latency_s": 0.012,
+                "error": None,
+            }
+        )
     info = f"<information>[1] Title {i}: text about entity {i}</information>"
-    segments = [{"kind": "text", "start": 0, "end": 1, "text": "Let me look. "},
-                {"kind": "search", "start": 1, "end": 2, "text": "<search><region></search>"},
-                {"kind": "information", "start": 2, "end": 3, "text": info},
-                {"kind": "text", "start": 3, "end": 4, "text": f"Answer: {answer}"}] if searches else []
-    return {"sample_id": f"q{i:03d}", "question": f"what is thing {i}?", "gold": [f"ans {i}"],
-            "image": str(world / "img.png"), "gold_mask": str(world / "gold.png") if region else None,
-            "egocentric": i % 2 == 1, "question_type": "simple", "gold_query_types": ["region"],
-            "status": "error" if i == 7 else "ok", "error": "TimeoutError: search backend" if i == 7 else None,
-            "answer": None if i == 7 else answer, "scores": None if i == 7 else {"relaxed_em": float(correct)},
-            "n_searches": len(searches), "searches": searches, "mask_rle": searches[0]["mask_rle"] if searches else None,
-            "trajectory": {"segments": segments, "text": "", "issues": [], "finish_reason": "eos"},
-            "timings": {"decode_s": 0.1}, "replica": "local"}
+    segments = (
+        [
+            {"kind": "text", "start": 0, "end": 1, "text": "Let me look. "},
+            {"kind": "search", "start": 1, "end": 2, "text": "<search><region></search>"},
+            {"kind": "information", "start": 2, "end": 3, "text": info},
+            {"kind": "text", "start": 3, "end": 4, "text": f"Answer: {answer}"},
+        ]
+        if searches
+        else []
+    )
+    return {
+        "sample_id": f"q{i:03d}",
+        "question": f"what is thing {i}?",
+        "gold": [f"ans {i}"],
+        "image": str(world / "img.png"),
+        "gold_mask": str(world / "gold.png") if region else None,
+        "egocentric": i % 2 == 1,
+        "question_type": "simple",
+        "gold_query_types": ["region"],
+        "status": "error" if i == 7 else "ok",
+        "error": "TimeoutError: search backend" if i == 7 else None,
+        "answer": None if i == 7 else answer,
+        "scores": None if i == 7 else {"relaxed_em": float(correct)},
+        "n_searches": len(searches),
+        "searches": searches,
+        "mask_rle": searches[0]["mask_rle"] if searches else None,
+        "trajectory": {"segments": segments, "text": "", "issues": [], "finish_reason": "eos"},
+        "timings": {"decode_s": 0.1},
+        "replica": "local",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +122,10 @@ def test_verdict_and_modalities():
     assert verdict({"status": "ok", "answer": "x", "scores": {"correct": False, "missing": True}}) == "abstained"
     assert verdict({"status": "ok", "answer": "x", "scores": {"relaxed_em": 0.0, "em": 1.0}}) == "wrong"
     assert verdict({"status": "ok", "answer": "x", "scores": {"em": 1.0}}) == "correct"
-    assert modalities({"searches": [{"modality": "region"}, {"modality": "text"}, {"modality": "region"}]}) == \
-        ["region", "text"]
+    assert modalities({"searches": [{"modality": "region"}, {"modality": "text"}, {"modality": "region"}]}) == [
+        "region",
+        "text",
+    ]
 
 
 def test_site_files(runs, tmp_path):
@@ -132,8 +161,12 @@ def test_page_in_headless_chromium(runs, tmp_path):
     shots = Path(os.environ.get("PIXSEARCH_SCREENSHOTS", "out/test-screenshots/viewer"))
     shots.mkdir(parents=True, exist_ok=True)
     site = tmp_path / "site"
-    server = subprocess.Popen([sys.executable, "-m", "jobs.cli", "eval", "view", *uris, "--out", str(site),
-                               "--serve", "--port", "0"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jobs.cli", "eval", "view", *uris, "--out", str(site), "--serve", "--port", "0"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         line = ""
         while "serving" not in line:
@@ -175,11 +208,17 @@ def _check_sample_overlay(page, shots):
     page.click("#samples tbody tr >> nth=0")
     page.wait_for_selector("canvas[data-drawn='1']")
     assert "sample?run=0&k=0" in page.url  # linkable
-    assert page.inner_text(".sample dl") .count("q000") == 1
+    assert page.inner_text(".sample dl").count("q000") == 1
     # inside the region (not on its border) the red hop-0 mask tints the blue picture; outside it stays blue
-    inside = page.evaluate("(() => Array.from(document.querySelector('canvas').getContext('2d').getImageData(20, 16, 1, 1).data))()")
-    outside = page.evaluate("(() => Array.from(document.querySelector('canvas').getContext('2d').getImageData(50, 40, 1, 1).data))()")
-    edge = page.evaluate("(() => Array.from(document.querySelector('canvas').getContext('2d').getImageData(10, 16, 1, 1).data))()")
+    inside = page.evaluate(
+        "(() => Array.from(document.querySelector('canvas').getContext('2d').getImageData(20, 16, 1, 1).data))()"
+    )
+    outside = page.evaluate(
+        "(() => Array.from(document.querySelector('canvas').getContext('2d').getImageData(50, 40, 1, 1).data))()"
+    )
+    edge = page.evaluate(
+        "(() => Array.from(document.querySelector('canvas').getContext('2d').getImageData(10, 16, 1, 1).data))()"
+    )
     assert outside[:3] == [0, 0, 200]
     assert inside[0] > 60 and inside[2] < 200, inside
     assert edge[0] == 255 and edge[1] == 230, edge  # the gold mask's outline

@@ -20,14 +20,26 @@ from pixsearch_core.retrieval.types import ImageQuery, TextQuery
 from pixsearch_core.storage import ObjectStore, join
 
 DOCS = [
-    ("volcano", "Volcano", "A volcano is a rupture in the crust of a planet that lets hot lava, volcanic ash and gases "
-     "escape from a magma chamber below the surface. Volcanoes are often found where tectonic plates diverge."),
-    ("violin", "Violin", "The violin is a wooden string instrument in the violin family. It is played with a bow "
-     "and has four strings tuned in perfect fifths. Antonio Stradivari built famous violins in Cremona."),
+    (
+        "volcano",
+        "Volcano",
+        "A volcano is a rupture in the crust of a planet that lets hot lava, volcanic ash and gases "
+        "escape from a magma chamber below the surface. Volcanoes are often found where tectonic plates diverge.",
+    ),
+    (
+        "violin",
+        "Violin",
+        "The violin is a wooden string instrument in the violin family. It is played with a bow "
+        "and has four strings tuned in perfect fifths. Antonio Stradivari built famous violins in Cremona.",
+    ),
     ("photo-chelsea", "Chelsea the cat", "An orange tabby cat with green eyes looking to the side."),
     ("photo-coffee", "A cup of coffee", "A cup of coffee with a saucer and a spoon on a red table."),
-    ("tea", "Tea", "Tea is an aromatic beverage prepared by pouring hot water over cured leaves of Camellia "
-     "sinensis, an evergreen shrub native to East Asia. After water it is the most widely consumed drink."),
+    (
+        "tea",
+        "Tea",
+        "Tea is an aromatic beverage prepared by pouring hot water over cured leaves of Camellia "
+        "sinensis, an evergreen shrub native to East Asia. After water it is the most widely consumed drink.",
+    ),
 ]
 
 
@@ -46,31 +58,54 @@ def corpus(tmp_path):
     """5 good documents, 3 bad ones; 2 good photos, 1 truncated, 1 of a missing document."""
     photos = {d: p for d, p, _, _ in photo_files()}
     rows = [{"id": i, "title": t, "text": x, "url": f"https://x/{i}"} for i, t, x in DOCS]
-    rows += [{"id": "violin", "title": "dup", "text": "duplicate id"}, {"id": "empty", "title": "E", "text": "  "},
-             {"id": "huge", "title": "H", "text": "word " * 3000}]
+    rows += [
+        {"id": "violin", "title": "dup", "text": "duplicate id"},
+        {"id": "empty", "title": "E", "text": "  "},
+        {"id": "huge", "title": "H", "text": "word " * 3000},
+    ]
     (tmp_path / "corpus").mkdir()
     (tmp_path / "corpus" / "docs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     good = photos["photo-chelsea"].read_bytes()
-    (tmp_path / "corpus" / "img-000.tar").write_bytes(_tar([
-        ("photo-chelsea.png", good), ("photo-coffee.png", photos["photo-coffee"].read_bytes()),
-        ("tea.png", good[: len(good) // 3]), ("nobody.png", good)]))
+    (tmp_path / "corpus" / "img-000.tar").write_bytes(
+        _tar(
+            [
+                ("photo-chelsea.png", good),
+                ("photo-coffee.png", photos["photo-coffee"].read_bytes()),
+                ("tea.png", good[: len(good) // 3]),
+                ("nobody.png", good),
+            ]
+        )
+    )
     return tmp_path
 
 
 def _cfg(root, **over) -> IndexBuildConfig:
-    data = {"name": "t", "output": str(root / "out"), "runner": "sequential", "cache_dir": str(root / "cache"),
-            "sources": [{"kind": "jsonl", "path": str(root / "corpus" / "docs.jsonl")},
-                        {"kind": "webdataset", "path": str(root / "corpus" / "img-*.tar")}],
-            "passages": {"words": 20, "max_doc_chars": 5000},
-            "shards": {"passages_per_shard": 4, "images_per_shard": 2}, "rejects": {"max_share": 0.6}}
+    data = {
+        "name": "t",
+        "output": str(root / "out"),
+        "runner": "sequential",
+        "cache_dir": str(root / "cache"),
+        "sources": [
+            {"kind": "jsonl", "path": str(root / "corpus" / "docs.jsonl")},
+            {"kind": "webdataset", "path": str(root / "corpus" / "img-*.tar")},
+        ],
+        "passages": {"words": 20, "max_doc_chars": 5000},
+        "shards": {"passages_per_shard": 4, "images_per_shard": 2},
+        "rejects": {"max_share": 0.6},
+    }
     return validate_config(IndexBuildConfig, data, overrides=[f"{k}={v}" for k, v in over.items()])
 
 
 def test_build_search_verify_and_rejects(corpus):
     res = build_index(_cfg(corpus))
     m = res["manifest"]
-    assert m["rejects"]["by_reason"] == {"duplicate_id": 1, "empty_text": 1, "huge_text": 1,
-                                         "missing_document": 1, "undecodable_image": 1}
+    assert m["rejects"]["by_reason"] == {
+        "duplicate_id": 1,
+        "empty_text": 1,
+        "huge_text": 1,
+        "missing_document": 1,
+        "undecodable_image": 1,
+    }
     assert m["corpus"]["counts"]["documents"] == 5 and m["corpus"]["counts"]["inputs"] == 12
     text, image = m["indices"]["text"], m["indices"]["image"]
     # 20-word passages: volcano 2 (35 words), violin 2 (32), chelsea 1, coffee 1, tea 2 (32) -> 8 passages
@@ -121,8 +156,9 @@ def test_resume_after_failure_keeps_current_and_reuses_finished_shards(corpus, m
     monkeypatch.delenv("PIXSEARCH_INJECT_FAILURE")
     ran = []
     real = build_mod.embed_shard
-    monkeypatch.setattr(build_mod, "embed_shard", lambda p: ran.append(p["shard"]["kind"] + str(p["shard"]["index"]))
-                        or real(p))
+    monkeypatch.setattr(
+        build_mod, "embed_shard", lambda p: ran.append(p["shard"]["kind"] + str(p["shard"]["index"])) or real(p)
+    )
     second = build_index(_cfg(corpus))
     assert "text0" not in ran and "text1" in ran  # text-00000 finished before the crash: reused, not re-embedded
     image = second["manifest"]["indices"]["image"]  # unchanged photos: vectors from the first build's store
@@ -141,18 +177,26 @@ def test_publish_to_s3_and_search_from_it(corpus, s3_store):
     storage = s3_store.config.model_dump()
     for f in ("docs.jsonl", "img-000.tar"):  # read the corpus from S3 too
         s3_store.put_file(join(s3_store.root, "corpus", f), corpus / "corpus" / f)
-    sources = [{"kind": "jsonl", "path": join(s3_store.root, "corpus/docs.jsonl")},
-               {"kind": "webdataset", "path": join(s3_store.root, "corpus/*.tar")}]
-    cfg = _cfg(corpus, output=s3_store.root, storage=json.dumps(storage), sources=json.dumps(sources),
-               **{"faiss.exact_max_vectors": 1})  # -> an IVF index, trained on the driver
+    sources = [
+        {"kind": "jsonl", "path": join(s3_store.root, "corpus/docs.jsonl")},
+        {"kind": "webdataset", "path": join(s3_store.root, "corpus/*.tar")},
+    ]
+    cfg = _cfg(
+        corpus,
+        output=s3_store.root,
+        storage=json.dumps(storage),
+        sources=json.dumps(sources),
+        **{"faiss.exact_max_vectors": 1},
+    )  # -> an IVF index, trained on the driver
     res = build_index(cfg)
     assert res["version_uri"].startswith("s3://")
     assert res["manifest"]["indices"]["text"]["factory"] == "IVF1,Flat"
     assert res["manifest"]["indices"]["image"]["count"] == 2 and res["manifest"]["rejects"]["total"] == 5
     assert s3_store.get_bytes(join(s3_store.root, "indices/t/CURRENT")).decode().strip() == res["manifest"]["version"]
     assert not list(s3_store.list(join(res["version_uri"], "staging")))  # staging removed after publishing
-    searcher = ShardedSearcher(join(s3_store.root, "indices/t"), storage=StorageConfig(**storage),
-                               cache_dir=str(corpus / "cache2"))
+    searcher = ShardedSearcher(
+        join(s3_store.root, "indices/t"), storage=StorageConfig(**storage), cache_dir=str(corpus / "cache2")
+    )
     assert searcher.search(TextQuery("hot water over the leaves of Camellia sinensis"), 1)[0].doc_id == "tea"
 
 

@@ -17,8 +17,17 @@ def tiny_vit(tmp_path_factory):
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("tiny-vit")
-    model = ViTModel(ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                               image_size=28, patch_size=14), add_pooling_layer=False).eval()
+    model = ViTModel(
+        ViTConfig(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            image_size=28,
+            patch_size=14,
+        ),
+        add_pooling_layer=False,
+    ).eval()
     model.save_pretrained(path)
     return path, model
 

@@ -18,17 +18,34 @@ from pixsearch_core.config import validate_config
 from pixsearch_core.retrieval.types import TextQuery
 from pixsearch_core.storage import ObjectStore
 
-WORDS = ("river mountain castle engine violin harbour comet glacier orchard bridge lantern falcon copper "
-         "meadow tunnel volcano library canyon island thunder garden compass desert beacon quarry").split()
-QUERIES = ["a castle near the river", "comet and glacier", "copper engine in the tunnel", "violin in the library",
-           "falcon over the desert canyon", "island harbour beacon", "orchard meadow garden", "thunder volcano"]
+WORDS = (
+    "river mountain castle engine violin harbour comet glacier orchard bridge lantern falcon copper "
+    "meadow tunnel volcano library canyon island thunder garden compass desert beacon quarry"
+).split()
+QUERIES = [
+    "a castle near the river",
+    "comet and glacier",
+    "copper engine in the tunnel",
+    "violin in the library",
+    "falcon over the desert canyon",
+    "island harbour beacon",
+    "orchard meadow garden",
+    "thunder volcano",
+]
 PASSAGES = {"words": 20, "max_doc_chars": 5000}
 
 
 def _docs(n: int, seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
-    return [{"id": f"d{i:03d}", "title": f"Place {i}", "url": f"https://x/{i}",
-             "text": " ".join(rng.choice(WORDS, size=int(rng.integers(12, 45))))} for i in range(n)]
+    return [
+        {
+            "id": f"d{i:03d}",
+            "title": f"Place {i}",
+            "url": f"https://x/{i}",
+            "text": " ".join(rng.choice(WORDS, size=int(rng.integers(12, 45)))),
+        }
+        for i in range(n)
+    ]
 
 
 def _write(path, docs) -> None:
@@ -37,10 +54,17 @@ def _write(path, docs) -> None:
 
 
 def _cfg(tmp, corpus, out, **over) -> IndexBuildConfig:
-    data = {"name": "inc", "output": str(tmp / out), "engine": "sequential", "cache_dir": str(tmp / "cache"),
-            "sources": [{"kind": "jsonl", "path": str(corpus)}], "passages": PASSAGES,
-            "image_encoder": {"kind": "none"}, "shards": {"passages_per_shard": 40},
-            "faiss": {"factory": "IVF4,Flat", "nprobe": 4}}
+    data = {
+        "name": "inc",
+        "output": str(tmp / out),
+        "engine": "sequential",
+        "cache_dir": str(tmp / "cache"),
+        "sources": [{"kind": "jsonl", "path": str(corpus)}],
+        "passages": PASSAGES,
+        "image_encoder": {"kind": "none"},
+        "shards": {"passages_per_shard": 40},
+        "faiss": {"factory": "IVF4,Flat", "nprobe": 4},
+    }
     return validate_config(IndexBuildConfig, data, overrides=[f"{k}={v}" for k, v in over.items()])
 
 
@@ -59,7 +83,9 @@ def counted(monkeypatch):
             def encode(self, texts):
                 seen.extend(texts)
                 return enc.encode(texts)
+
         return Counting()
+
     monkeypatch.setattr(embedders, "cached_text_encoder", wrapped)
     return seen
 
@@ -85,10 +111,16 @@ def test_rebuild_embeds_only_changed_passages_and_answers_like_a_fresh_build(tmp
     assert n_first == first["manifest"]["indices"]["text"]["count"]
 
     changed = [dict(d) for d in docs]
-    changed[10]["text"] = changed[10]["text"] + " glacier comet thunder"       # edit
-    del changed[50]                                                             # delete
-    changed.append({"id": "new", "title": "Place new", "url": "https://x/new",  # add
-                    "text": "a new copper bridge over the canyon river with a falcon"})
+    changed[10]["text"] = changed[10]["text"] + " glacier comet thunder"  # edit
+    del changed[50]  # delete
+    changed.append(
+        {
+            "id": "new",
+            "title": "Place new",
+            "url": "https://x/new",  # add
+            "text": "a new copper bridge over the canyon river with a falcon",
+        }
+    )
     _write(corpus, changed)
     counted.clear()
     inc = build_index(_cfg(tmp_path, corpus, "out"))
@@ -118,6 +150,7 @@ def test_quantizer_drift_test_reuses_on_same_data_and_retrains_on_shifted(tmp_pa
     def sample(c, n):
         x = c[rng.integers(0, len(c), n)] + 0.05 * rng.normal(size=(n, 16)).astype(np.float32)
         return x / np.linalg.norm(x, axis=1, keepdims=True)
+
     store, uri = ObjectStore(), str(tmp_path / "q")
     blob, info = train_or_reuse(store, uri, "IVF8,Flat", sample(centers, 800), 0.1, 0)
     assert info["quantizer"] == "trained" and info["train_error"] > 0
@@ -128,6 +161,7 @@ def test_quantizer_drift_test_reuses_on_same_data_and_retrains_on_shifted(tmp_pa
     assert info3["quantizer"] == "trained" and info3["previous"]["drift"] > 0.1
     with pytest.raises(ValueError, match="needs an IVF index"):
         import faiss
+
         quantization_error(faiss.IndexFlatIP(16), sample(centers, 4))
 
 
@@ -148,11 +182,13 @@ def test_embed_artifact_then_build_without_reembedding(tmp_path, counted, monkey
 
     def no_encoder(*a, **kw):
         raise AssertionError("a build from embeddings must not load the encoder")
+
     monkeypatch.setattr(embedders, "cached_text_encoder", no_encoder)
     src = json.dumps([{"kind": "embeddings", "path": str(out / "text")}])
     for factory in ("IDMap,Flat", "IVF2,Flat"):  # FAISS settings change, the vectors do not
-        res = build_index(_cfg(tmp_path, corpus, f"from-{factory[:3]}", sources=src, **{"faiss.factory": factory,
-                                                                                      "faiss.nprobe": 2}))
+        res = build_index(
+            _cfg(tmp_path, corpus, f"from-{factory[:3]}", sources=src, **{"faiss.factory": factory, "faiss.nprobe": 2})
+        )
         text = res["manifest"]["indices"]["text"]
         assert text["factory"] == factory and text["count"] == meta["count"]
         assert text["encoder"] == direct["manifest"]["indices"]["text"]["encoder"]
@@ -177,12 +213,23 @@ def test_build_from_user_npy_parts_quarantines_bad_rows(tmp_path):
         if part == "b":
             vecs[1, 0] = np.nan  # a broken vector: rejected, not fatal
         np.save(parts / f"{part}.npy", vecs)
-        pq.write_table(pa.table({"doc_id": [f"t{i}" for i in rows], "title": [texts[i] for i in rows],
-                                 "text": [texts[i] for i in rows]}), parts / f"{part}.parquet")
-    cfg = validate_config(IndexBuildConfig, {
-        "name": "user", "output": str(tmp_path / "out"), "engine": "sequential", "image_encoder": {"kind": "none"},
-        "sources": [{"kind": "embeddings", "path": str(parts)}],
-        "rejects": {"max_share": 0.5}})
+        pq.write_table(
+            pa.table(
+                {"doc_id": [f"t{i}" for i in rows], "title": [texts[i] for i in rows], "text": [texts[i] for i in rows]}
+            ),
+            parts / f"{part}.parquet",
+        )
+    cfg = validate_config(
+        IndexBuildConfig,
+        {
+            "name": "user",
+            "output": str(tmp_path / "out"),
+            "engine": "sequential",
+            "image_encoder": {"kind": "none"},
+            "sources": [{"kind": "embeddings", "path": str(parts)}],
+            "rejects": {"max_share": 0.5},
+        },
+    )
     res = build_index(cfg)
     m = res["manifest"]
     assert m["rejects"]["by_reason"] == {"bad_vector": 1} and m["indices"]["text"]["count"] == 3

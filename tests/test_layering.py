@@ -63,8 +63,9 @@ def _edges(graph: nx.DiGraph, source: tuple[str, ...], target: tuple[str, ...]) 
     def under(name: str, prefixes: tuple[str, ...]) -> bool:
         return any(name == p or name.startswith(p + ".") for p in prefixes)
 
-    return [f"{a} -> {b} (line {d['line']})" for a, b, d in graph.edges(data=True)
-            if under(a, source) and under(b, target)]
+    return [
+        f"{a} -> {b} (line {d['line']})" for a, b, d in graph.edges(data=True) if under(a, source) and under(b, target)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +85,12 @@ def test_the_drawing_sees_function_level_and_relative_imports(graph, tmp_path):
     (pkg / "sub" / "__init__.py").write_text("from ..a import f\n")
     (pkg / "sub" / "b.py").write_text("import pkg.a\nfrom pkg import sub\n")
     small = import_graph(tmp_path, ("pkg",))
-    assert set(small.edges) == {("pkg.a", "pkg.sub.b"), ("pkg.sub", "pkg.a"), ("pkg.sub.b", "pkg.a"),
-                                ("pkg.sub.b", "pkg.sub")}
+    assert set(small.edges) == {
+        ("pkg.a", "pkg.sub.b"),
+        ("pkg.sub", "pkg.a"),
+        ("pkg.sub.b", "pkg.a"),
+        ("pkg.sub.b", "pkg.sub"),
+    }
     assert sorted(map(sorted, nx.simple_cycles(small))) == [["pkg.a", "pkg.sub", "pkg.sub.b"], ["pkg.a", "pkg.sub.b"]]
 
 
@@ -125,8 +130,9 @@ def test_readme_layout_table_names_every_package_and_library_module():
     """README's Layout table has a row per top-level package, and the library's row names each of its modules."""
     readme = (ROOT / "README.md").read_text()
     table = readme.split("## Layout", 1)[1].split("\n## ", 1)[0]
-    rows = {line.split("|")[1].strip().strip("`").rstrip("/"): line for line in table.splitlines()
-            if line.startswith("| `")}
+    rows = {
+        line.split("|")[1].strip().strip("`").rstrip("/"): line for line in table.splitlines() if line.startswith("| `")
+    }
     assert set(PACKAGES) <= set(rows), f"no Layout row for {sorted(set(PACKAGES) - set(rows))}"
     library = ROOT / "pixsearch_core"
     children = [p.name + "/" for p in library.iterdir() if (p / "__init__.py").exists()]

@@ -25,8 +25,9 @@ ROOT = os.path.join(os.path.dirname(__file__), "..")
 
 def _cli(*args: str) -> str:
     env = {**os.environ, "PYTHONPATH": os.path.abspath(ROOT)}
-    res = subprocess.run([sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, env=env,
-                         timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     return res.stdout
 
@@ -51,16 +52,22 @@ def test_report_refuses_runs_on_different_data(tmp_path):
     store = ObjectStore()
     gold_a, gold_b = write_crag_gold(tmp_path / "a.jsonl", 4), write_crag_gold(tmp_path / "b.jsonl", 5)
     cfg = EvalRunConfig(output=str(tmp_path / "out"))
-    runs = [run_eval(cfg, RunRequest("crag_mm", str(g), "oracle", "none", "full", f"r{i}", sequential=True))
-            ["run_uri"] for i, g in enumerate((gold_a, gold_b))]
+    runs = [
+        run_eval(cfg, RunRequest("crag_mm", str(g), "oracle", "none", "full", f"r{i}", sequential=True))["run_uri"]
+        for i, g in enumerate((gold_a, gold_b))
+    ]
     with pytest.raises(MixedRunsError, match="differ in benchmark data") as err:
         write_report(runs, str(tmp_path / "report"), store)
     assert runs[0] in str(err.value) and runs[1] in str(err.value)
     paths = write_report(runs, str(tmp_path / "report"), store, allow_mixed=True)
     assert "### Lineage" in open(paths["tables"][0]).read()
     # the CLI says the same in one line and exits non-zero
-    res = subprocess.run([sys.executable, "-m", "jobs.cli", "eval", "report", *runs, "--out", str(tmp_path / "r2")],
-                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.path.abspath(ROOT)})
+    res = subprocess.run(
+        [sys.executable, "-m", "jobs.cli", "eval", "report", *runs, "--out", str(tmp_path / "r2")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.path.abspath(ROOT)},
+    )
     assert res.returncode != 0 and "differ in benchmark data" in res.stderr
 
 
@@ -89,9 +96,16 @@ def test_full_chain_report_to_corpus(tmp_path, _cpu_env):
 
     world = write_world(str(tmp_path / "world"))
     store = ObjectStore()
-    index_cfg = load_config(IndexBuildConfig, os.path.join(ROOT, "conf", "index", "synthcrag.yaml"), [
-        f"output={tmp_path}/store", "engine=sequential", f"cache_dir={tmp_path}/cache",
-        f"sources=[{{kind: jsonl, path: {world}/corpus/docs.jsonl}}]"])
+    index_cfg = load_config(
+        IndexBuildConfig,
+        os.path.join(ROOT, "conf", "index", "synthcrag.yaml"),
+        [
+            f"output={tmp_path}/store",
+            "engine=sequential",
+            f"cache_dir={tmp_path}/cache",
+            f"sources=[{{kind: jsonl, path: {world}/corpus/docs.jsonl}}]",
+        ],
+    )
     built = build_index(index_cfg)
     index_uri = join(str(tmp_path / "store"), "indices", "synthcrag")
     cfg = fast_config(world, tmp_path, "stage1.max_steps=2", "stage2.max_steps=2", "save_every=2")
@@ -103,8 +117,11 @@ def test_full_chain_report_to_corpus(tmp_path, _cpu_env):
     assert trained["init_checkpoint"] == join(str(tmp_path / "store"), "stage1", "final")
     assert all(d["digest"] for d in trained["data"]), trained["data"]  # every dataset's shard manifest
 
-    eval_cfg = load_config(EvalRunConfig, os.path.join(ROOT, "conf", "eval", "demo.yaml"), [
-        f"output={tmp_path}/runs", "limit=2", "decode.max_new_tokens=8", "model.device=cpu"])
+    eval_cfg = load_config(
+        EvalRunConfig,
+        os.path.join(ROOT, "conf", "eval", "demo.yaml"),
+        [f"output={tmp_path}/runs", "limit=2", "decode.max_new_tokens=8", "model.device=cpu"],
+    )
     run = run_eval(eval_cfg, RunRequest("synthcrag", world, export, index_uri, "full", "chain", sequential=True))
     run_lin = lineage.read(store, run["run_uri"])
     assert run_lin["index_version"] == built["manifest"]["version"]
@@ -113,9 +130,15 @@ def test_full_chain_report_to_corpus(tmp_path, _cpu_env):
 
     text = _cli("lineage", str(tmp_path / "report"))
     fingerprint = json.loads(store.get_bytes(join(built["version_uri"], "manifest.json")))["corpus"]["fingerprint"]
-    for expected in ("report", run["run_uri"], f"checkpoint {export}: stage 2", "stage 1 step 2",
-                     f"index {index_uri} version {built['manifest']['version']}", f"corpus fingerprint {fingerprint}",
-                     run_lin["data_digest"][:12]):
+    for expected in (
+        "report",
+        run["run_uri"],
+        f"checkpoint {export}: stage 2",
+        "stage 1 step 2",
+        f"index {index_uri} version {built['manifest']['version']}",
+        f"corpus fingerprint {fingerprint}",
+        run_lin["data_digest"][:12],
+    ):
         assert expected in text, (expected, text)
     tree = json.loads(_cli("lineage", str(tmp_path / "report"), "--json"))
     assert tree["runs"][0]["checkpoint"]["init"]["stage"] == 1

@@ -9,9 +9,17 @@ import torch
 
 from pixsearch_core.modeling.build import tiny_tokenizer
 from pixsearch_core.modeling.tokens import add_special_tokens
-from pixsearch_core.training.losses import (IGNORE, LossWeights, focal_tversky_loss, information_spans,
-                                            information_token_mask, masked_lm_loss, mask_bce_loss, span_kl_loss,
-                                            span_tag_loss)
+from pixsearch_core.training.losses import (
+    IGNORE,
+    LossWeights,
+    focal_tversky_loss,
+    information_spans,
+    information_token_mask,
+    mask_bce_loss,
+    masked_lm_loss,
+    span_kl_loss,
+    span_tag_loss,
+)
 
 
 def test_info_mask_hand_worked_offsets():
@@ -29,8 +37,10 @@ def test_info_mask_hand_worked_offsets():
 def test_info_mask_every_overlapping_token_and_no_other():
     tok = tiny_tokenizer()
     add_special_tokens(tok)
-    text = ("Q? The bird<search><region></search><information>Doc 1: a robin.\n</information> is a robin"
-            "<search>robin range</search><information>Europe</information>. Done<information>cut off")
+    text = (
+        "Q? The bird<search><region></search><information>Doc 1: a robin.\n</information> is a robin"
+        "<search>robin range</search><information>Europe</information>. Done<information>cut off"
+    )
     enc = tok(text, return_offsets_mapping=True)
     keep = information_token_mask(enc["offset_mapping"], information_spans(text))
     # independent reference: mark the characters inside blocks by scanning with str.find
@@ -84,8 +94,8 @@ def test_bce_and_kl_reference():
     assert mask_bce_loss(logits, target).item() == pytest.approx(sum(per_mask) / 2, rel=1e-5)
     h = torch.zeros(1, 4, 2)
     t = torch.zeros(1, 4, 2)
-    h[0, 1] = torch.tensor([1.0, 1.0])   # span (1, 3): squared distance 2
-    h[0, 3] = torch.tensor([2.0, 0.0])   # span (3, 4): squared distance 4
+    h[0, 1] = torch.tensor([1.0, 1.0])  # span (1, 3): squared distance 2
+    h[0, 3] = torch.tensor([2.0, 0.0])  # span (3, 4): squared distance 4
     assert span_kl_loss(h, t, [[(1, 3), (3, 4)]], sigma=2.0).item() == pytest.approx((2 / 8 + 4 / 8) / 2)
 
 

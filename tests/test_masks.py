@@ -11,8 +11,15 @@ from PIL import Image
 from pycocotools import mask as coco
 
 from pixsearch_core import masks
-from pixsearch_core.masks import (decode_coco_segmentation, mask_from_image, mask_to_png, mask_to_rle, png_to_mask,
-                                  read_mask_png, rle_to_mask)
+from pixsearch_core.masks import (
+    decode_coco_segmentation,
+    mask_from_image,
+    mask_to_png,
+    mask_to_rle,
+    png_to_mask,
+    read_mask_png,
+    rle_to_mask,
+)
 from pixsearch_core.storage import ObjectStore
 
 

@@ -23,24 +23,51 @@ def checkpoints(tmp_path_factory):
     torch.manual_seed(7)
     tok = tiny_tokenizer()
     cfg = LlavaConfig(
-        vision_config=CLIPVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                       num_attention_heads=4, image_size=28, patch_size=14, projection_dim=32),
-        text_config=LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                                num_key_value_heads=2, vocab_size=len(tok) + 3), image_token_index=len(tok) + 2)
+        vision_config=CLIPVisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=28,
+            patch_size=14,
+            projection_dim=32,
+        ),
+        text_config=LlamaConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=len(tok) + 3,
+        ),
+        image_token_index=len(tok) + 2,
+    )
     llava = LlavaForConditionalGeneration(cfg)
     llava.save_pretrained(root / "llava")
     tok.save_pretrained(root / "llava")
     parts = build_sam_parts("tiny", image_size=64, prompt_dim=32)
-    sam_state = {f"{name}.{k}": v for name in ("image_encoder", "prompt_encoder", "mask_decoder")
-                 for k, v in getattr(parts, name).state_dict().items()}
+    sam_state = {
+        f"{name}.{k}": v
+        for name in ("image_encoder", "prompt_encoder", "mask_decoder")
+        for k, v in getattr(parts, name).state_dict().items()
+    }
     torch.save(sam_state, root / "sam_tiny.pth")
     return root, llava, sam_state
 
 
 def _overrides(llava_uri, sam_uri, cache):
-    return [f"language_model.path={llava_uri}", "sam.kind=tiny", f"sam.checkpoint={sam_uri}", "sam.image_size=64",
-            "sam.prompt_dim=32", "dtype=float32", "device=cpu", "span_tagger_ff_dim=64", "span_tagger_heads=4",
-            f"cache_dir={cache}"]
+    return [
+        f"language_model.path={llava_uri}",
+        "sam.kind=tiny",
+        f"sam.checkpoint={sam_uri}",
+        "sam.image_size=64",
+        "sam.prompt_dim=32",
+        "dtype=float32",
+        "device=cpu",
+        "span_tagger_ff_dim=64",
+        "span_tagger_heads=4",
+        f"cache_dir={cache}",
+    ]
 
 
 def _check(model, llava, sam_state):
@@ -56,8 +83,11 @@ def _check(model, llava, sam_state):
         head, _, rest = k.partition(".")
         own = {"image_encoder": model.sam_image_encoder}.get(head) or getattr(model, head)
         assert torch.equal(own.state_dict()[rest], v), k
-    trainable = {n.split(".")[0] if "lora_" not in n else "lora" for n, p in model.named_parameters()
-                 if p.requires_grad and "embed_tokens" not in n and "lm_head" not in n}
+    trainable = {
+        n.split(".")[0] if "lora_" not in n else "lora"
+        for n, p in model.named_parameters()
+        if p.requires_grad and "embed_tokens" not in n and "lm_head" not in n
+    }
     assert trainable == {"lora", "span_tagger", "mask_head", "prompt_encoder", "mask_decoder"}  # Table 9
     lora = {n.rsplit(".lora_", 1)[0].rsplit(".", 1)[-1] for n, _ in model.named_parameters() if "lora_" in n}
     assert lora == {"q_proj", "v_proj"} and not any("lora" in n for n, _ in model.vision_tower.named_parameters())
@@ -83,8 +113,7 @@ def test_13b_builds_from_object_store_uris(checkpoints, s3_store, tmp_path):
         for f in files:
             rel = os.path.relpath(os.path.join(dirpath, f), root)
             s3_store.put_file(f"{base}/{rel}", os.path.join(dirpath, f))
-    model = get("model", "13b")(overrides=_overrides(f"{base}/llava", f"{base}/sam_tiny.pth", tmp_path),
-                                store=s3_store)
+    model = get("model", "13b")(overrides=_overrides(f"{base}/llava", f"{base}/sam_tiny.pth", tmp_path), store=s3_store)
     _check(model, llava, sam_state)
 
 

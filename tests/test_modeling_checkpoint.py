@@ -6,9 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pixsearch_core.modeling.weights import (CheckpointMismatchError, LISA_KEY_RULES, load_lisa_style,
-                                                load_trainable, save_trainable)
 from pixsearch_core.modeling.trainable import special_row_ids, token_row_params
+from pixsearch_core.modeling.weights import (
+    LISA_KEY_RULES,
+    CheckpointMismatchError,
+    load_lisa_style,
+    load_trainable,
+    save_trainable,
+)
 from pixsearch_core.registry import get
 from pixsearch_core.storage import join
 from tests._pixsearch_batch import batch
@@ -32,8 +37,9 @@ def _outputs(model):
     b = batch(model)
     with torch.no_grad():
         out = model(b["images"], b["input_ids"], b["attention_mask"], span_tags=b["tags"])
-    masks = model.predict_mask(b["images"], hidden_states=out.hidden_states, attention_mask=b["attention_mask"],
-                               return_details=True)
+    masks = model.predict_mask(
+        b["images"], hidden_states=out.hidden_states, attention_mask=b["attention_mask"], return_details=True
+    )
     return out, masks
 
 
@@ -73,8 +79,9 @@ def test_mismatched_checkpoint_names_missing_and_unexpected_keys(tmp_path):
     assert "unexpected keys" in msg and "lora_A" in msg and ei.value.missing == []
     assert all("lora_" in k for k in ei.value.unexpected)
     wider = get("model", "tiny")(overrides=["span_tagger_ff_dim=96"])
-    with pytest.raises(CheckpointMismatchError,
-                       match=r"span_tagger.encoder.linear1.weight: checkpoint \(64, 32\) vs model \(96, 32\)"):
+    with pytest.raises(
+        CheckpointMismatchError, match=r"span_tagger.encoder.linear1.weight: checkpoint \(64, 32\) vs model \(96, 32\)"
+    ):
         load_trainable(wider, str(tmp_path / "c"))
     fewer = get("model", "tiny")(overrides=["trainable.parts=[span_tagger, mask_head]"])
     with pytest.raises(CheckpointMismatchError) as ei:
@@ -87,18 +94,22 @@ def test_mismatched_checkpoint_names_missing_and_unexpected_keys(tmp_path):
 
 def _to_lisa_keys(model):
     """The model's own weights renamed to LISA's layout (the inverse of LISA_KEY_RULES, written out by hand)."""
-    inverse = [("sam_image_encoder.", "model.visual_model.image_encoder."),
-               ("prompt_encoder.", "model.visual_model.prompt_encoder."),
-               ("mask_decoder.", "model.visual_model.mask_decoder."),
-               ("mask_head.mlp.", "model.text_hidden_fcs.0."),
-               ("projector.linear_1.", "model.mm_projector.0."), ("projector.linear_2.", "model.mm_projector.2."),
-               ("vision_tower.clip.", "model.vision_tower.vision_tower.vision_model."),
-               ("language_model.lm_head.", "lm_head."), ("language_model.model.", "model.")]
+    inverse = [
+        ("sam_image_encoder.", "model.visual_model.image_encoder."),
+        ("prompt_encoder.", "model.visual_model.prompt_encoder."),
+        ("mask_decoder.", "model.visual_model.mask_decoder."),
+        ("mask_head.mlp.", "model.text_hidden_fcs.0."),
+        ("projector.linear_1.", "model.mm_projector.0."),
+        ("projector.linear_2.", "model.mm_projector.2."),
+        ("vision_tower.clip.", "model.vision_tower.vision_tower.vision_model."),
+        ("language_model.lm_head.", "lm_head."),
+        ("language_model.model.", "model."),
+    ]
     out = {}
     for k, v in model.state_dict().items():
         for ours, theirs in inverse:
             if k.startswith(ours):
-                out[theirs + k[len(ours):]] = v.clone()
+                out[theirs + k[len(ours) :]] = v.clone()
                 break
     return out
 
@@ -127,8 +138,12 @@ def test_build_from_checkpoint_restores_the_trained_configuration(tmp_path):
     """A checkpoint carries its ModelConfig: eval rebuilds a non-default model without repeating its overrides."""
     from pixsearch_core.modeling.build import build_from_checkpoint
 
-    over = ["language_model.hidden_size=48", "language_model.num_layers=3", "lora.enabled=false",
-            "trainable.parts=[span_tagger,mask_head,prompt_encoder,mask_decoder,projector,language_model]"]
+    over = [
+        "language_model.hidden_size=48",
+        "language_model.num_layers=3",
+        "lora.enabled=false",
+        "trainable.parts=[span_tagger,mask_head,prompt_encoder,mask_decoder,projector,language_model]",
+    ]
     a = get("model", "tiny")(overrides=over)
     _randomize_trainable(a)
     save_trainable(a, str(tmp_path / "c"))

@@ -12,8 +12,11 @@ from pixsearch_core.modeling.tokens import IMAGE_PLACEHOLDER
 from pixsearch_core.registry import get
 from tests._pixsearch_batch import batch, images
 
-COPY = ["copy_head=true", "lora.enabled=false",
-        "trainable.parts=[span_tagger,mask_head,prompt_encoder,mask_decoder,projector,language_model,copy_head]"]
+COPY = [
+    "copy_head=true",
+    "lora.enabled=false",
+    "trainable.parts=[span_tagger,mask_head,prompt_encoder,mask_decoder,projector,language_model,copy_head]",
+]
 
 
 @pytest.fixture(scope="module")
@@ -69,25 +72,35 @@ def test_cached_steps_match_a_full_pass(model):
     model.eval()
     ims = images()
     enc = _prompt(model, ["Q: where is the Ventis?", "Q: a b"])
-    more = model.tokenizer(["<information>Doc 1 (Ventis): V</information>", "xy"], return_tensors="pt",
-                           padding=True)
+    more = model.tokenizer(["<information>Doc 1 (Ventis): V</information>", "xy"], return_tensors="pt", padding=True)
     with torch.no_grad():
         state = model.start(ims, enc.input_ids, enc.attention_mask)
         state = model.append_tokens(state, more.input_ids, more.attention_mask)
         nxt = torch.tensor([[5], [6]])
         state = model.append_tokens(state, nxt)
         for b in range(2):
-            ids = torch.cat([enc.input_ids[b][enc.attention_mask[b].bool()],
-                             more.input_ids[b][more.attention_mask[b].bool()], nxt[b]])[None]
+            ids = torch.cat(
+                [
+                    enc.input_ids[b][enc.attention_mask[b].bool()],
+                    more.input_ids[b][more.attention_mask[b].bool()],
+                    nxt[b],
+                ]
+            )[None]
             ref = model.start([ims[b]], ids)
             torch.testing.assert_close(state.logits[b, -1], ref.logits[0, -1], atol=1e-5, rtol=1e-4)
         state.past_key_values.batch_select_indices(torch.tensor([1]))
-        state = model.append_tokens(type(state)(state.logits[1:], state.hidden_states[1:], state.past_key_values,
-                                                state.attention_mask[1:]), torch.tensor([[7]]))
-        ids = torch.cat([enc.input_ids[1][enc.attention_mask[1].bool()],
-                         more.input_ids[1][more.attention_mask[1].bool()], torch.tensor([6, 7])])[None]
-        torch.testing.assert_close(state.logits[0, -1], model.start([ims[1]], ids).logits[0, -1],
-                                   atol=1e-5, rtol=1e-4)
+        state = model.append_tokens(
+            type(state)(state.logits[1:], state.hidden_states[1:], state.past_key_values, state.attention_mask[1:]),
+            torch.tensor([[7]]),
+        )
+        ids = torch.cat(
+            [
+                enc.input_ids[1][enc.attention_mask[1].bool()],
+                more.input_ids[1][more.attention_mask[1].bool()],
+                torch.tensor([6, 7]),
+            ]
+        )[None]
+        torch.testing.assert_close(state.logits[0, -1], model.start([ims[1]], ids).logits[0, -1], atol=1e-5, rtol=1e-4)
     model.train()
 
 
@@ -119,16 +132,22 @@ def _copy_trained(head: bool, steps: int = 80) -> int:
     """Train a 64-d, 2-layer LM on "<information>6 random letters</information>the same letters" -> how many of 50
     held-out strings it copies."""
     torch.manual_seed(0)
-    over = ["lora.enabled=false", "language_model.hidden_size=64",
-            "trainable.parts=[projector,language_model" + (",copy_head]" if head else "]")]
+    over = [
+        "lora.enabled=false",
+        "language_model.hidden_size=64",
+        "trainable.parts=[projector,language_model" + (",copy_head]" if head else "]"),
+    ]
     m = get("model", "tiny")(overrides=over + (["copy_head=true"] if head else []))
     tok, rng = m.tokenizer, random.Random(0)
     word = lambda: "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(6))  # noqa: E731
     opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=3e-3)
     tok.padding_side = "right"
     for _ in range(steps):
-        enc = tok([f"<information>{w}</information>{w}" for w in (word() for _ in range(16))], return_tensors="pt",
-                  padding=True)
+        enc = tok(
+            [f"<information>{w}</information>{w}" for w in (word() for _ in range(16))],
+            return_tensors="pt",
+            padding=True,
+        )
         out = m(None, enc.input_ids, enc.attention_mask)
         labels = enc.input_ids.masked_fill(enc.attention_mask == 0, -100)
         loss = torch.nn.functional.cross_entropy(out.logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten())

@@ -61,8 +61,12 @@ def test_mini_segments_coins_from_box_prompts(mini, coins):
 
 def test_mini_language_model_is_the_real_smollm2(mini):
     tok = mini.tokenizer
-    ids = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
-                                  add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "What is the capital of France?"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     state = mini.start(None, ids["input_ids"], ids["attention_mask"])
     out = []
     for _ in range(8):

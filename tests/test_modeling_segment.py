@@ -46,8 +46,9 @@ def test_explicit_span_equals_the_tagged_last_span(model):
     orig = model.span_tagger.forward
     model.span_tagger.forward = lambda hs, m=None: tags
     try:
-        tagged = model.predict_mask(b["images"], hidden_states=h, attention_mask=b["attention_mask"],
-                                    return_details=True)
+        tagged = model.predict_mask(
+            b["images"], hidden_states=h, attention_mask=b["attention_mask"], return_details=True
+        )
     finally:
         model.span_tagger.forward = orig
     for x, y in zip(tagged.logits, explicit.logits):
@@ -61,8 +62,9 @@ def test_batched_equals_one_by_one(model):
     span[1, 4:5] = True
     both = model.predict_mask(b["images"], hidden_states=h, span_mask=span, return_details=True)
     for r in range(2):
-        one = model.predict_mask([b["images"][r]], hidden_states=h[r:r + 1], span_mask=span[r:r + 1],
-                                 return_details=True)
+        one = model.predict_mask(
+            [b["images"][r]], hidden_states=h[r : r + 1], span_mask=span[r : r + 1], return_details=True
+        )
         torch.testing.assert_close(one.logits[0], both.logits[r], atol=1e-5, rtol=1e-5)
 
 
@@ -102,6 +104,7 @@ def test_segment_anything_imports_without_torchvision():
     if not compat.torchvision_available():  # the CPU stack: the stand-ins must not leak
         assert "torchvision" not in sys.modules
         from segment_anything.utils import transforms
+
         assert transforms.resize is compat.resize
     img = np.random.default_rng(0).integers(0, 255, (30, 60, 3), dtype=np.uint8)
     out = sam.utils.transforms.ResizeLongestSide(32).apply_image(img)
@@ -118,6 +121,7 @@ def test_torchvision_stand_ins_against_references():
     # different categories never suppress each other
     assert compat.batched_nms(boxes, scores, torch.tensor([0, 0, 0, 1]), 0.5).tolist() == [3, 0, 2]
     from PIL import Image
+
     img = np.zeros((4, 6, 3), dtype=np.uint8)
     img[:, :3] = 200
     pil = compat.to_pil_image(img)
@@ -130,8 +134,12 @@ def test_a_trainable_sam_encoder_and_vision_tower_get_gradients_and_no_stale_cac
     SAM embedding cache filled before the weights moved is not served afterwards."""
     from pixsearch_core.training.losses import pixsearch_loss
 
-    m = get("model", "tiny")(overrides=["trainable.parts=[span_tagger,mask_head,prompt_encoder,mask_decoder,"
-                                        "sam_image_encoder,vision_tower,projector]"])
+    m = get("model", "tiny")(
+        overrides=[
+            "trainable.parts=[span_tagger,mask_head,prompt_encoder,mask_decoder,"
+            "sam_image_encoder,vision_tower,projector]"
+        ]
+    )
     b = batch(m)
     prepared = m.prepare_images(b["images"])
     m.eval()

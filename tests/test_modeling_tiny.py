@@ -27,8 +27,14 @@ def test_registry_builds_the_model(model):
     assert isinstance(model, PixSearchModel)
     ids = model.token_ids
     vocab = model.tokenizer.get_vocab()
-    assert [vocab[t] for t in SPECIAL_TOKENS] == [ids.search_start, ids.search_end, ids.image, ids.region,
-                                                 ids.info_start, ids.info_end]
+    assert [vocab[t] for t in SPECIAL_TOKENS] == [
+        ids.search_start,
+        ids.search_end,
+        ids.image,
+        ids.region,
+        ids.info_start,
+        ids.info_end,
+    ]
     assert model.language_model.get_input_embeddings().weight.shape[0] >= len(model.tokenizer)
 
 
@@ -36,8 +42,10 @@ def test_forward_backward_every_loss(model):
     b = batch(model)
     model.zero_grad(set_to_none=True)
     out, total, terms = _loss(model, b)
-    assert out.spans == [[tuple(torch.nonzero(b["tags"][r] >= 1).flatten()[[0, -1]].add(torch.tensor([0, 1])).tolist())]
-                         for r in range(2)]
+    assert out.spans == [
+        [tuple(torch.nonzero(b["tags"][r] >= 1).flatten()[[0, -1]].add(torch.tensor([0, 1])).tolist())]
+        for r in range(2)
+    ]
     assert [m.shape for m in out.mask_logits] == [(1, 40, 56), (1, 48, 32)]
     assert set(terms) == {"lm", "span", "seg", "bce", "kl"}
     for name in ("lm", "span", "seg", "bce"):
@@ -77,12 +85,17 @@ def test_gradients_reach_exactly_the_trainable_parts(model):
             assert p.requires_grad, name
             part = "lora" if "lora_" in name else name.split(".")[0]
             got[part] = got.get(part, 0) + 1
-        elif "lora_" not in name and not name.startswith(("span_tagger", "mask_head", "mask_decoder",
-                                                          "prompt_encoder", "projector")):
+        elif "lora_" not in name and not name.startswith(
+            ("span_tagger", "mask_head", "mask_decoder", "prompt_encoder", "projector")
+        ):
             assert p.grad is None, f"frozen {name} got a gradient"
     assert set(got) == {"lora", "span_tagger", "mask_head", "mask_decoder", "prompt_encoder", "projector"}, got
-    frozen = [n for n, p in model.named_parameters() if n.startswith(("vision_tower", "sam_image_encoder"))
-              or ("language_model" in n and "lora_" not in n and id(p) not in row_params)]
+    frozen = [
+        n
+        for n, p in model.named_parameters()
+        if n.startswith(("vision_tower", "sam_image_encoder"))
+        or ("language_model" in n and "lora_" not in n and id(p) not in row_params)
+    ]
     assert frozen and all(not dict(model.named_parameters())[n].requires_grad for n in frozen)
 
 
@@ -121,8 +134,9 @@ def test_cached_steps_match_a_full_pass(model):
     nxt = torch.tensor([[5], [6]])
     state = model.append_tokens(state, nxt)
     for b in range(2):  # reference: each row alone, everything in one pass
-        ids = torch.cat([enc.input_ids[b][enc.attention_mask[b].bool()], more.input_ids[b][more.attention_mask[b].bool()],
-                         nxt[b]])[None]
+        ids = torch.cat(
+            [enc.input_ids[b][enc.attention_mask[b].bool()], more.input_ids[b][more.attention_mask[b].bool()], nxt[b]]
+        )[None]
         ref = model.start([ims[b]], ids)
         torch.testing.assert_close(state.logits[b, -1], ref.logits[0, -1], atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(state.hidden_states[b, -1], ref.hidden_states[0, -1], atol=1e-5, rtol=1e-4)
@@ -150,16 +164,19 @@ def test_image_features_are_spliced_at_the_placeholder(model):
             row0 = torch.cat([emb[0, :2], feats[0], emb[0, 3:6]])
             torch.testing.assert_close(p.inputs_embeds[0], row0)
             off = 4 if side == "left" else 0  # row 1 is 4 shorter
-            torch.testing.assert_close(p.inputs_embeds[1, off:off + n + 1], torch.cat([feats[1], emb[1, 1:2]]))
+            torch.testing.assert_close(p.inputs_embeds[1, off : off + n + 1], torch.cat([feats[1], emb[1, 1:2]]))
             assert p.text_positions[0].tolist() == [0, 1, 1 + n, 2 + n, 3 + n, 4 + n]
             assert p.text_positions[1].tolist() == [off + n - 1, off + n, -1, -1, -1, -1]
 
 
 def test_language_model_part_trains_the_whole_lm_without_lora():
     """The demo's small LM is trained from scratch: every LM weight, every embedding row, no LoRA, no row hooks."""
-    m = get("model", "tiny")(overrides=["lora.enabled=false",
-                                        "trainable.parts=[span_tagger,mask_head,prompt_encoder,mask_decoder,"
-                                        "projector,language_model]"])
+    m = get("model", "tiny")(
+        overrides=[
+            "lora.enabled=false",
+            "trainable.parts=[span_tagger,mask_head,prompt_encoder,mask_decoder,projector,language_model]",
+        ]
+    )
     lm = dict(m.language_model.named_parameters())
     assert lm and all(p.requires_grad for p in lm.values()) and not any("lora_" in n for n in lm)
     assert not any(p.requires_grad for p in m.sam_image_encoder.parameters())

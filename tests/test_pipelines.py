@@ -14,27 +14,56 @@ from pipelines import steps as p
 
 
 def test_index_build_args_parse_as_a_non_publishing_build():
-    args = build_parser().parse_args(["index", *p.index_build_args("c.yaml", "out", "/d/docs.jsonl", "r.json",
-                                                                    ["engine=sequential"])])
+    args = build_parser().parse_args(
+        ["index", *p.index_build_args("c.yaml", "out", "/d/docs.jsonl", "r.json", ["engine=sequential"])]
+    )
     assert args.action == "build" and args.config == "c.yaml" and args.result == "r.json"
-    assert args.overrides == ["output=out", "publish=false", "sources=[{kind: jsonl, path: '/d/docs.jsonl'}]",
-                              "engine=sequential"]
-    full = build_parser().parse_args(["index", *p.index_build_args("c.yaml", "out", "", "r.json", [],
-                                                                    incremental=False)])
+    assert args.overrides == [
+        "output=out",
+        "publish=false",
+        "sources=[{kind: jsonl, path: '/d/docs.jsonl'}]",
+        "engine=sequential",
+    ]
+    full = build_parser().parse_args(
+        ["index", *p.index_build_args("c.yaml", "out", "", "r.json", [], incremental=False)]
+    )
     assert full.overrides == ["output=out", "publish=false", "embeddings.reuse=false", "faiss.reuse_quantizer=false"]
 
 
 def test_eval_args_parse_with_the_cell_and_run_id():
     cell = {"benchmark": "synthcrag", "data": "/w", "mode": "no_search"}
-    args = build_parser().parse_args(p.eval_args(cell, config="e.yaml", model="oracle", index="none", out="o",
-                                                 run_id="m-synthcrag-no_search", engine="sequential",
-                                                 overrides=["limit=3"]))
-    assert (args.benchmark, args.data, args.mode, args.run_id, args.out) == ("synthcrag", "/w", "no_search",
-                                                                             "m-synthcrag-no_search", "o")
+    args = build_parser().parse_args(
+        p.eval_args(
+            cell,
+            config="e.yaml",
+            model="oracle",
+            index="none",
+            out="o",
+            run_id="m-synthcrag-no_search",
+            engine="sequential",
+            overrides=["limit=3"],
+        )
+    )
+    assert (args.benchmark, args.data, args.mode, args.run_id, args.out) == (
+        "synthcrag",
+        "/w",
+        "no_search",
+        "m-synthcrag-no_search",
+        "o",
+    )
     assert not args.sequential and args.overrides == ["engine=sequential", "limit=3"]
-    args = build_parser().parse_args(p.eval_args(cell, config="e.yaml", model="oracle", index=None, out="o",
-                                                 run_id="r", retriever="cragmm",
-                                                 overrides=["retriever.cragmm.url=http://h:1/search"]))
+    args = build_parser().parse_args(
+        p.eval_args(
+            cell,
+            config="e.yaml",
+            model="oracle",
+            index=None,
+            out="o",
+            run_id="r",
+            retriever="cragmm",
+            overrides=["retriever.cragmm.url=http://h:1/search"],
+        )
+    )
     assert (args.retriever, args.index, args.overrides) == ("cragmm", None, ["retriever.cragmm.url=http://h:1/search"])
     with pytest.raises(ValueError, match="exactly one of index"):
         p.eval_args(cell, config="e.yaml", model="oracle", index="none", out="o", run_id="r", retriever="none")
@@ -51,10 +80,22 @@ def _built(tmp_path, blob=b"vectors"):
     (index / "v1").mkdir(parents=True)
     (index / "v1" / "a.faiss").write_bytes(blob)
     entry = {"uri": "a.faiss", "sha256": hashlib.sha256(b"vectors").hexdigest(), "size": 7}
-    (index / "v1" / "manifest.json").write_text(json.dumps({
-        "schema_version": 1, "created_at": "2026", "rejects": {},
-        "indices": {"text": {"shards": [{"faiss": entry, "embeddings": entry, "docstore": entry}],
-                             "embeddings": {"embedded": 2, "reused": 98}, "quantizer": {"quantizer": "reused"}}}}))
+    (index / "v1" / "manifest.json").write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "created_at": "2026",
+                "rejects": {},
+                "indices": {
+                    "text": {
+                        "shards": [{"faiss": entry, "embeddings": entry, "docstore": entry}],
+                        "embeddings": {"embedded": 2, "reused": 98},
+                        "quantizer": {"quantizer": "reused"},
+                    }
+                },
+            }
+        )
+    )
     (index / "CURRENT").write_text("v0\n")
     result = tmp_path / "build.json"
     result.write_text(json.dumps({"version": "v1", "version_uri": str(index / "v1"), "index_uri": str(index)}))
@@ -84,8 +125,11 @@ def test_metric_gate_matrix_and_registry(tmp_path):
         p.metric(agg, "all.acc")
     assert p.beats(0.25, -1) and not p.beats(0.25, 0.25) and not p.beats(0.25, 2)
     assert p.matrix_cells({"a": "/a", "b": "/b"}, ["full", "no_search"]) == [
-        {"benchmark": "a", "data": "/a", "mode": "full"}, {"benchmark": "a", "data": "/a", "mode": "no_search"},
-        {"benchmark": "b", "data": "/b", "mode": "full"}, {"benchmark": "b", "data": "/b", "mode": "no_search"}]
+        {"benchmark": "a", "data": "/a", "mode": "full"},
+        {"benchmark": "a", "data": "/a", "mode": "no_search"},
+        {"benchmark": "b", "data": "/b", "mode": "full"},
+        {"benchmark": "b", "data": "/b", "mode": "no_search"},
+    ]
     with pytest.raises(ValueError, match="at least one benchmark"):
         p.matrix_cells({}, ["full"])
     uri = p.register_checkpoint(str(tmp_path / "reg"), "m1", {"checkpoint": "/ckpt", "value": 0.25})

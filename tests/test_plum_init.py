@@ -13,14 +13,17 @@ from pixsearch_core.registry import get
 
 PLUM_LIKE = ["lora.enabled=false", "span_tagger_style=plum", "projector=linear"]
 #: PixSearchModel prefix -> PLUM checkpoint prefix (PLUM.py: PLUMForCausalLM / PlumModel / LLaVA-1 names)
-TO_PLUM = [("sam_image_encoder.", "model.visual_model.image_encoder."),
-           ("prompt_encoder.", "model.visual_model.prompt_encoder."),
-           ("mask_decoder.", "model.visual_model.mask_decoder."),
-           ("mask_head.mlp.", "model.text_hidden_fcs.0."),
-           ("span_tagger.classifier.", "model.token_to_mask_fcs.0."),
-           ("span_tagger.encoder.", "bio_encoder.encoder.layers.0."),
-           ("projector.linear_1.", "model.mm_projector."),
-           ("language_model.lm_head.", "lm_head."), ("language_model.model.", "model.")]
+TO_PLUM = [
+    ("sam_image_encoder.", "model.visual_model.image_encoder."),
+    ("prompt_encoder.", "model.visual_model.prompt_encoder."),
+    ("mask_decoder.", "model.visual_model.mask_decoder."),
+    ("mask_head.mlp.", "model.text_hidden_fcs.0."),
+    ("span_tagger.classifier.", "model.token_to_mask_fcs.0."),
+    ("span_tagger.encoder.", "bio_encoder.encoder.layers.0."),
+    ("projector.linear_1.", "model.mm_projector."),
+    ("language_model.lm_head.", "lm_head."),
+    ("language_model.model.", "model."),
+]
 
 
 def _plum_state(model) -> dict[str, torch.Tensor]:
@@ -30,7 +33,7 @@ def _plum_state(model) -> dict[str, torch.Tensor]:
     for k, v in model.state_dict().items():
         for ours, theirs in TO_PLUM:
             if k.startswith(ours):
-                out[theirs + k[len(ours):]] = v.clone()
+                out[theirs + k[len(ours) :]] = v.clone()
                 break
     d = model.language_model.config.hidden_size
     out["mask_pooler.mask_modulator.projections.0.weight"] = torch.zeros(8, d)
@@ -56,19 +59,20 @@ def test_plum_checkpoint_initialises_the_model_through_the_config(tmp_path):
 def test_every_problem_in_one_error():
     src = get("model", "tiny")(overrides=[*PLUM_LIKE, "seed=5"])
     state = _plum_state(src)
-    state["bio_cross_attn.cross_attn.in_proj_weight"] = torch.zeros(3, 3)          # PLUM option, no counterpart
-    state["model.text_hidden_fcs.0.2.weight"] = torch.zeros(7, 7)                  # wrong shape
-    del state["model.visual_model.mask_decoder.iou_token.weight"]                  # missing
+    state["bio_cross_attn.cross_attn.in_proj_weight"] = torch.zeros(3, 3)  # PLUM option, no counterpart
+    state["model.text_hidden_fcs.0.2.weight"] = torch.zeros(7, 7)  # wrong shape
+    del state["model.visual_model.mask_decoder.iou_token.weight"]  # missing
     layers = [k for k in state if k.startswith("model.layers.") and k.endswith("mlp.up_proj.weight")]
     for k in layers:
-        del state[k]                                                               # missing in every layer
+        del state[k]  # missing in every layer
     dst = get("model", "tiny")(overrides=[*PLUM_LIKE, "seed=6"])
     with pytest.raises(CheckpointMismatchError) as ei:
         load_plum_style(dst, state, "plum.safetensors")
     err, msg = ei.value, str(ei.value)
     assert err.unmapped == ["bio_cross_attn.cross_attn.in_proj_weight"]
     assert set(err.missing) == {"mask_decoder.iou_token.weight"} | {
-        "language_model.model." + k[len("model."):] for k in layers}
+        "language_model.model." + k[len("model.") :] for k in layers
+    }
     assert len(err.shapes) == 1 and "mask_head.mlp.2.weight: checkpoint (7, 7)" in err.shapes[0]
     assert "unmapped keys (no mapping rule) (1): ['bio_cross_attn.cross_attn.in_proj_weight']" in msg
     assert f"language_model.model.layers.*.mlp.up_proj.weight (x{len(layers)})" in msg and len(layers) >= 2

@@ -79,15 +79,20 @@ def demo_dir(tmp_path_factory):
     if not (root / "conf").exists():
         (root / "conf").symlink_to(REPO / "conf")
     if not (root / "out/demo/store/indices/synthcrag/CURRENT").exists():
-        proc = subprocess.run([sys.executable, "-m", "jobs.cli", "demo", "--steps", "world,index"], cwd=root,
-                              env=_env(), capture_output=True, text=True, timeout=3600)
+        proc = subprocess.run(
+            [sys.executable, "-m", "jobs.cli", "demo", "--steps", "world,index"],
+            cwd=root,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
         assert proc.returncode == 0, proc.stderr[-4000:]
     return root
 
 
 def _env() -> dict[str, str]:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-           "PORT": _free_port()}
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}", "PORT": _free_port()}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     return env
 
@@ -95,6 +100,12 @@ def _env() -> dict[str, str]:
 @pytest.mark.docs
 @pytest.mark.parametrize("body", runnable(), ids=lambda b: b.splitlines()[0][:40])
 def test_readme_block_runs_after_the_demo_world_and_index(demo_dir, body):
-    proc = subprocess.run(["bash", "-c", "set -euo pipefail\n" + body], cwd=demo_dir, env=_env(),
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        ["bash", "-c", "set -euo pipefail\n" + body],
+        cwd=demo_dir,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, f"{body}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"

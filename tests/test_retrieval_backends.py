@@ -101,8 +101,12 @@ def test_cragmm_kind_over_http_sends_the_api_format_and_maps_the_results():
         assert server.requests[2]["image"].size == (20, 16)  # the region's crop (mask box 6..26 x 4..20, no padding)
         np.testing.assert_array_equal(np.asarray(server.requests[2]["image"]), np.asarray(picture(5))[4:20, 6:26])
         assert web[0].doc_id == "https://en.wikipedia.org/wiki/Tea" and web[0].index == "web"
-        assert image[0].doc_id == "Golden Gate Bridge" and image[0].text == "Golden Gate Bridge: opened: 1937; " \
-            "length: 2,737 m" and len(image) == 2 and region == image
+        assert (
+            image[0].doc_id == "Golden Gate Bridge"
+            and image[0].text == "Golden Gate Bridge: opened: 1937; length: 2,737 m"
+            and len(image) == 2
+            and region == image
+        )
         assert client.index_version == f"cragmm:{server.url}"
     finally:
         server.close()
@@ -129,13 +133,46 @@ def test_search_query_cli_reaches_every_kind_through_the_factory(tmp_path, capsy
     server = CragMMServer()
     picture(5).save(tmp_path / "p.png")
     try:
-        assert main(["search", "query", "--retriever", "cragmm", "--image", str(tmp_path / "p.png"), "--box",
-                     "6,4,26,20", "-k", "1", f"cragmm.url={server.url}", "crop.padding=0"]) == 0
+        assert (
+            main(
+                [
+                    "search",
+                    "query",
+                    "--retriever",
+                    "cragmm",
+                    "--image",
+                    str(tmp_path / "p.png"),
+                    "--box",
+                    "6,4,26,20",
+                    "-k",
+                    "1",
+                    f"cragmm.url={server.url}",
+                    "crop.padding=0",
+                ]
+            )
+            == 0
+        )
     finally:
         server.close()
     assert [json.loads(x)["doc_id"] for x in capsys.readouterr().out.splitlines()] == ["Golden Gate Bridge"]
     assert server.requests[0]["image"].size == (20, 16) and server.requests[0]["k"] == 1
     uri = tiny_index(tmp_path)
-    assert main(["search", "query", "--index", uri, "--cache-dir", str(tmp_path / "c"), "--text", "tea",
-                 "--region-padding", "0.2", "crop.padding=0.3"]) == 2  # one setting, two sources: refused
+    assert (
+        main(
+            [
+                "search",
+                "query",
+                "--index",
+                uri,
+                "--cache-dir",
+                str(tmp_path / "c"),
+                "--text",
+                "tea",
+                "--region-padding",
+                "0.2",
+                "crop.padding=0.3",
+            ]
+        )
+        == 2
+    )  # one setting, two sources: refused
     assert "crop.padding is set by both --region-padding and crop.padding=..." in caplog.text

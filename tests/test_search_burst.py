@@ -39,9 +39,12 @@ def _free_port() -> int:
 
 def _good(i: int) -> list:
     mask = np.zeros((32, 32), bool)
-    mask[i % 20: i % 20 + 10, 3:20] = True
-    return [[TextQuery(TOPICS[i % len(TOPICS)])], [ImageQuery(picture(i % 12))],
-            [RegionQuery(picture(i % 12), mask), TextQuery(f"item{i}")]][i % 3]
+    mask[i % 20 : i % 20 + 10, 3:20] = True
+    return [
+        [TextQuery(TOPICS[i % len(TOPICS)])],
+        [ImageQuery(picture(i % 12))],
+        [RegionQuery(picture(i % 12), mask), TextQuery(f"item{i}")],
+    ][i % 3]
 
 
 def _png(w: int, h: int) -> str:
@@ -53,21 +56,31 @@ def _png(w: int, h: int) -> str:
 def _bad_bodies() -> list[tuple[str, bytes]]:
     img = image_to_b64(picture(2))
     q = lambda *qs: json.dumps({"k": 3, "queries": list(qs)}).encode()
-    return [("/v1/search", b"{not json"),
-            ("/v1/search", b"[" * 50_000 + b"]" * 50_000),
-            ("/v1/search", q({"type": "text", "text": " "})),
-            ("/v1/search", q({"type": "region", "image": _png(2, 2),
-                              "mask": {"rle": {"size": [30000, 30000], "counts": [0, 900_000_000]}}})),
-            ("/v1/search", q({"type": "image", "image": _png(6000, 1)})),
-            ("/v1/search", q({"type": "image", "image": _png(3500, 3500)})),
-            ("/v1/search", q({"type": "region", "image": img, "mask": {"png": _png(4000, 4000)}})),
-            ("/v1/other", q({"type": "text", "text": "tea"}))]
+    return [
+        ("/v1/search", b"{not json"),
+        ("/v1/search", b"[" * 50_000 + b"]" * 50_000),
+        ("/v1/search", q({"type": "text", "text": " "})),
+        (
+            "/v1/search",
+            q(
+                {
+                    "type": "region",
+                    "image": _png(2, 2),
+                    "mask": {"rle": {"size": [30000, 30000], "counts": [0, 900_000_000]}},
+                }
+            ),
+        ),
+        ("/v1/search", q({"type": "image", "image": _png(6000, 1)})),
+        ("/v1/search", q({"type": "image", "image": _png(3500, 3500)})),
+        ("/v1/search", q({"type": "region", "image": img, "mask": {"png": _png(4000, 4000)}})),
+        ("/v1/other", q({"type": "text", "text": "tea"})),
+    ]
 
 
 def _oversized(addr) -> int:
     """A body that claims 100 MB: answered 413 without the server reading it."""
     with socket.create_connection(addr, timeout=10) as s:
-        s.sendall(b"POST /v1/search HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n{\"k\": 1")
+        s.sendall(b'POST /v1/search HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n{"k": 1')
         return int(s.recv(4096).split()[1])
 
 
@@ -111,9 +124,27 @@ def served(tmp_path):
     index = tiny_index(tmp_path)
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen([sys.executable, "-m", "jobs.cli", "search", "serve", "--index", index, "--port",
-                             str(port), "--cache-dir", str(tmp_path / "serve-cache"), "--read-timeout", "2",
-                             "--request-timeout", "2"], cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jobs.cli",
+            "search",
+            "serve",
+            "--index",
+            index,
+            "--port",
+            str(port),
+            "--cache-dir",
+            str(tmp_path / "serve-cache"),
+            "--read-timeout",
+            "2",
+            "--request-timeout",
+            "2",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -132,8 +163,11 @@ def served(tmp_path):
 def test_burst_of_good_bad_oversized_and_slow_clients(served, tmp_path):
     index, url, addr, server = served
     local = ShardedSearcher(index, cache_dir=str(tmp_path / "c"))
-    expected = {i: [[e.to_dict() for e in hits] for hits in local.search_many(_good(i), 4)]
-                for i in range(THREADS * PER_THREAD) if i % 2 == 0}
+    expected = {
+        i: [[e.to_dict() for e in hits] for hits in local.search_many(_good(i), 4)]
+        for i in range(THREADS * PER_THREAD)
+        if i % 2 == 0
+    }
     for i in range(0, 24, 2):  # warm up (encoders, caches) before the baseline RSS
         r = httpx.post(f"{url}/v1/search", content=json.dumps(request_to_wire(_good(i), 4)), timeout=120)
         assert r.status_code == 200
@@ -156,7 +190,9 @@ def test_burst_of_good_bad_oversized_and_slow_clients(served, tmp_path):
     assert rss1 <= 1.2 * rss0, (rss0, rss1)
     lat = np.array([x for o in outs for x in o["latencies"]])
     health = httpx.get(f"{url}/healthz", timeout=5).json()
-    print(f"\nburst: {len(lat)} good + {len(bad)} bad requests from {THREADS} threads in {wall:.1f} s; good p50 "
-          f"{np.percentile(lat, 50) * 1e3:.1f} ms, p99 {np.percentile(lat, 99) * 1e3:.1f} ms, max "
-          f"{lat.max() * 1e3:.1f} ms; RSS {rss0 / 2**20:.0f} -> {rss1 / 2**20:.0f} MiB; statuses "
-          f"{ {s: bad.count(s) for s in sorted(set(bad))} }; health {health}")
+    print(
+        f"\nburst: {len(lat)} good + {len(bad)} bad requests from {THREADS} threads in {wall:.1f} s; good p50 "
+        f"{np.percentile(lat, 50) * 1e3:.1f} ms, p99 {np.percentile(lat, 99) * 1e3:.1f} ms, max "
+        f"{lat.max() * 1e3:.1f} ms; RSS {rss0 / 2**20:.0f} -> {rss1 / 2**20:.0f} MiB; statuses "
+        f"{ {s: bad.count(s) for s in sorted(set(bad))} }; health {health}"
+    )

@@ -21,12 +21,7 @@ from PIL import Image
 from indexing.searcher import ShardedSearcher
 from indexing.serving.http_server import start_http
 from pixsearch_core.retrieval.client import BadSearchRequest
-from pixsearch_core.retrieval.codec import (
-    RequestLimits,
-    image_to_b64,
-    request_to_wire,
-    wire_to_request,
-)
+from pixsearch_core.retrieval.codec import RequestLimits, image_to_b64, request_to_wire, wire_to_request
 from pixsearch_core.retrieval.types import TextQuery
 from tests.search_fixtures import picture, tiny_index
 
@@ -65,8 +60,10 @@ def _read_response(sock: socket.socket) -> tuple[int, dict, bytes]:
 
 
 def _post(path: str, body: bytes, extra: str = "") -> bytes:
-    return (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-            f"{extra}\r\n").encode() + body
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"{extra}\r\n"
+    ).encode() + body
 
 
 GOOD = json.dumps(request_to_wire([TextQuery("violin strings")], 2)).encode()
@@ -120,14 +117,18 @@ def test_malformed_requests_are_4xx_and_keep_alive_stays_in_step(searcher):
     status, _, body = _read_response(sock)
     assert status == 200 and json.loads(body)["results"][0]
     deep = b"[" * 100_000 + b"]" * 100_000
-    cases = [(_post("/v1/search", deep), 400, "nested too deeply"),
-             (_post("/v1/search", b"\xff\xfe not utf-8"), 400, "not JSON"),
-             (b"PUT /v1/search HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", 405, "not allowed"),
-             (b"POST /v1/search HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
-              411, "Content-Length"),
-             (b"POST /v1/search HTTP/1.1\r\nHost: x\r\nContent-Length: -4\r\n\r\n", 411, "Content-Length"),
-             (b"POST /v1/search HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n12345", 411,
-              "one Content-Length")]
+    cases = [
+        (_post("/v1/search", deep), 400, "nested too deeply"),
+        (_post("/v1/search", b"\xff\xfe not utf-8"), 400, "not JSON"),
+        (b"PUT /v1/search HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc", 405, "not allowed"),
+        (
+            b"POST /v1/search HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+            411,
+            "Content-Length",
+        ),
+        (b"POST /v1/search HTTP/1.1\r\nHost: x\r\nContent-Length: -4\r\n\r\n", 411, "Content-Length"),
+        (b"POST /v1/search HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\n12345", 411, "one Content-Length"),
+    ]
     for raw, want, msg in cases:
         status, _, body = _read_response(_raw(addr, raw))
         assert status == want and msg in json.loads(body)["error"]["message"], (raw[:40], status, body)
@@ -146,11 +147,21 @@ def _png(w: int, h: int) -> str:
 
 def test_sizes_are_checked_before_anything_large_is_allocated():
     img = image_to_b64(picture(1))
-    rle_bomb = {"k": 1, "queries": [{"type": "region", "image": _png(2, 2),
-                                     "mask": {"rle": {"size": [30000, 30000], "counts": [0, 900_000_000]}}}]}
+    rle_bomb = {
+        "k": 1,
+        "queries": [
+            {
+                "type": "region",
+                "image": _png(2, 2),
+                "mask": {"rle": {"size": [30000, 30000], "counts": [0, 900_000_000]}},
+            }
+        ],
+    }
     assert len(json.dumps(rle_bomb)) < 400
-    ok = {"k": 1, "queries": [{"type": "region", "image": _png(2, 2), "mask": {"rle": {"size": [2, 2],
-                                                                                     "counts": [1, 3]}}}]}
+    ok = {
+        "k": 1,
+        "queries": [{"type": "region", "image": _png(2, 2), "mask": {"rle": {"size": [2, 2], "counts": [1, 3]}}}],
+    }
     assert wire_to_request(ok)[0][0].mask.sum() == 3  # imports and caches warmed up outside the measurement
     tracemalloc.start()
     with pytest.raises(BadSearchRequest, match=r"RLE size \[30000, 30000\] does not match the image"):
@@ -158,11 +169,15 @@ def test_sizes_are_checked_before_anything_large_is_allocated():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 5 << 20  # the 858 MB mask is never allocated
-    bad = [({"type": "image", "image": _png(6000, 1)}, "aspect ratio over 20"),
-           ({"type": "image", "image": _png(3500, 3500)}, "exceeds 12000000 pixels per image"),
-           ({"type": "region", "image": img, "mask": {"png": _png(3000, 3000)}}, "does not match image"),
-           ({"type": "region", "image": img, "mask": {"rle": {"size": [32, 32], "counts": [1] * 2000}}},
-            "2000 counts for 1024 pixels")]
+    bad = [
+        ({"type": "image", "image": _png(6000, 1)}, "aspect ratio over 20"),
+        ({"type": "image", "image": _png(3500, 3500)}, "exceeds 12000000 pixels per image"),
+        ({"type": "region", "image": img, "mask": {"png": _png(3000, 3000)}}, "does not match image"),
+        (
+            {"type": "region", "image": img, "mask": {"rle": {"size": [32, 32], "counts": [1] * 2000}}},
+            "2000 counts for 1024 pixels",
+        ),
+    ]
     for query, msg in bad:
         with pytest.raises(BadSearchRequest, match=msg):
             wire_to_request({"k": 1, "queries": [query]})
@@ -179,8 +194,9 @@ def test_embedder_never_resizes_a_thin_strip_to_gigabytes(monkeypatch):
 
     sizes = []
     real = Image.Image.resize
-    monkeypatch.setattr(Image.Image, "resize", lambda self, size, *a, **k: sizes.append(size) or
-                        real(self, size, *a, **k))
+    monkeypatch.setattr(
+        Image.Image, "resize", lambda self, size, *a, **k: sizes.append(size) or real(self, size, *a, **k)
+    )
     strip = Image.fromarray(np.full((1, 6000, 3), 90, np.uint8))
     out = to_rgb_array(strip, 224)
     assert out.shape == (3, 224, 224) and max(max(s) for s in sizes) <= 4 * 256  # was 1,536,000 x 256

@@ -31,22 +31,27 @@ def served(tmp_path):
 
 def _good(i: int):
     mask = np.zeros((32, 32), bool)
-    mask[i % 20: i % 20 + 10, 3:20] = True
-    return [[TextQuery(TOPICS[i % len(TOPICS)])], [ImageQuery(picture(i % 12))],
-            [RegionQuery(picture(i % 12), mask), TextQuery(f"item{i}")]][i % 3]
+    mask[i % 20 : i % 20 + 10, 3:20] = True
+    return [
+        [TextQuery(TOPICS[i % len(TOPICS)])],
+        [ImageQuery(picture(i % 12))],
+        [RegionQuery(picture(i % 12), mask), TextQuery(f"item{i}")],
+    ][i % 3]
 
 
 def _bad(i: int, url: str):
     img = request_to_wire([ImageQuery(picture(1))], 3)["queries"][0]["image"]
-    bodies = [{"k": 3, "queries": [{"type": "text", "text": ""}]},
-              {"k": 3, "queries": [{"type": "image", "image": base64.b64encode(b"not an image").decode()}]},
-              {"k": 3, "queries": [{"type": "region", "image": img,
-                                    "mask": {"rle": {"size": [5, 5], "counts": [0, 25]}}}]},
-              {"k": 0, "queries": [{"type": "text", "text": "tea"}]},
-              {"k": 3, "queries": [{"type": "text", "text": "x" * 300_000}]}]  # over max_body_bytes
+    bodies = [
+        {"k": 3, "queries": [{"type": "text", "text": ""}]},
+        {"k": 3, "queries": [{"type": "image", "image": base64.b64encode(b"not an image").decode()}]},
+        {"k": 3, "queries": [{"type": "region", "image": img, "mask": {"rle": {"size": [5, 5], "counts": [0, 25]}}}]},
+        {"k": 0, "queries": [{"type": "text", "text": "tea"}]},
+        {"k": 3, "queries": [{"type": "text", "text": "x" * 300_000}]},
+    ]  # over max_body_bytes
     body = bodies[i % len(bodies)]
-    return httpx.post(f"{url}/v1/search", content=json.dumps(body), timeout=20,
-                      headers={"Content-Type": "application/json"})
+    return httpx.post(
+        f"{url}/v1/search", content=json.dumps(body), timeout=20, headers={"Content-Type": "application/json"}
+    )
 
 
 def test_burst_of_good_and_bad_requests_from_several_clients(served):
@@ -115,8 +120,9 @@ def test_cli_query_in_process_and_over_http(served, tmp_path, capsys):
     expected = searcher.search(RegionQuery(picture(6), _box_mask(2, 3, 30, 28)), k=2)
     for where in (["--url", url], ["--index", searcher.version_uri, "--cache-dir", str(tmp_path / "c")]):
         capsys.readouterr()
-        assert main(["search", "query", *where, "--image", str(tmp_path / "p.png"), "--box", "2,3,30,28",
-                     "-k", "2"]) == 0
+        assert (
+            main(["search", "query", *where, "--image", str(tmp_path / "p.png"), "--box", "2,3,30,28", "-k", "2"]) == 0
+        )
         lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
         assert [d["doc_id"] for d in lines] == [e.doc_id for e in expected] and len(lines) == 2
     assert main(["search", "query", "--url", url, "--text", "tea", "-k", "0"]) == 2  # a clear error, exit 2

@@ -19,8 +19,10 @@ def test_ray_groups_and_replicas_equal_in_process(tmp_path, ray_session):
     local = ShardedSearcher(uri, cache_dir=str(tmp_path / "c"), crop=crop)
     router = RaySearchRouter(uri, groups=2, replicas=2, num_cpus=0.1, cache_dir=str(tmp_path / "c"), crop=crop)
     try:
-        assert router.groups == [["image-00000", "image-00002", "text-00001"],
-                                 ["image-00001", "text-00000", "text-00002"]]
+        assert router.groups == [
+            ["image-00000", "image-00002", "text-00001"],
+            ["image-00001", "text-00000", "text-00002"],
+        ]
         mask = np.zeros((32, 32), bool)
         mask[5:25, 5:25] = True
         queries = [TextQuery(t) for t in TOPICS[:4]] + [ImageQuery(picture(3)), RegionQuery(picture(8), mask)]

@@ -61,8 +61,9 @@ def test_cragmm_results_map_to_evidence():
     canvas = np.zeros((40, 50, 3), np.uint8)
     mask = np.zeros((40, 50), bool)
     mask[10:20, 5:30] = True
-    web, img, region = searcher.search_many([TextQuery("what is tea"), ImageQuery(picture(1)),
-                                             RegionQuery(canvas, mask)], k=5)
+    web, img, region = searcher.search_many(
+        [TextQuery("what is tea"), ImageQuery(picture(1)), RegionQuery(canvas, mask)], k=5
+    )
     assert web[0].doc_id == "https://en.wikipedia.org/wiki/Tea" and web[0].title == "Tea - Wikipedia"
     assert web[0].text == "Tea is an aromatic beverage." and web[0].index == "web" and web[0].score == 0.88
     assert img[0].doc_id == "Golden Gate Bridge" and img[0].index == "image"

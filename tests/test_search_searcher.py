@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from indexing.searcher import MAX_K, ShardedSearcher, merge_topk
 from indexing.synthetic import write_index
-from pixsearch_core.retrieval.types import BadSearchRequest
 from pixsearch_core.retrieval.codec import query_hash, query_to_wire, wire_to_query, wire_to_request
 from pixsearch_core.retrieval.crop import RegionCrop
-from pixsearch_core.retrieval.types import Evidence, ImageQuery, RegionQuery, TextQuery
+from pixsearch_core.retrieval.types import BadSearchRequest, Evidence, ImageQuery, RegionQuery, TextQuery
 from pixsearch_core.storage import ObjectStore
 from tests.search_fixtures import picture, tiny_index
 
@@ -32,8 +30,9 @@ def test_sharded_topk_equals_exact_numpy(tmp_path, factory, nprobe):
     data = rng.normal(size=(600, 32)).astype(np.float32)
     queries = rng.normal(size=(25, 32)).astype(np.float32)
     docs = [{"doc_id": f"d{i}", "title": f"T{i}", "text": f"x{i}", "url": ""} for i in range(600)]
-    uri = write_index(ObjectStore(), str(tmp_path), "r", {"text": (data, docs)}, shards=4, factory=factory,
-                      nprobe=nprobe)  # nprobe = nlist: IVF visits every list, so it must be exact too
+    uri = write_index(
+        ObjectStore(), str(tmp_path), "r", {"text": (data, docs)}, shards=4, factory=factory, nprobe=nprobe
+    )  # nprobe = nlist: IVF visits every list, so it must be exact too
     searcher = ShardedSearcher(uri, cache_dir=str(tmp_path / "cache"), encoders={"text": LookupEncoder(queries)})
     assert len(searcher.shards["text"]) == 4
     k = 10
@@ -45,8 +44,10 @@ def test_sharded_topk_equals_exact_numpy(tmp_path, factory, nprobe):
         assert [h.doc_id for h in hits] == [f"d{i}" for i in exact_ids[q]]
         np.testing.assert_allclose([h.score for h in hits], scores[q, exact_ids[q]], rtol=1e-4, atol=1e-5)
     # a shard group searched alone + merge_topk (the Ray router's merge) gives the same answer
-    groups = [ShardedSearcher(uri, cache_dir=str(tmp_path / "cache"), shard_names=names, mmap=False)
-              for names in (["text-00000", "text-00002"], ["text-00001", "text-00003"])]
+    groups = [
+        ShardedSearcher(uri, cache_dir=str(tmp_path / "cache"), shard_names=names, mmap=False)
+        for names in (["text-00000", "text-00002"], ["text-00001", "text-00003"])
+    ]
     per_group = [g.search_vectors("text", queries, k) for g in groups]
     merged = [merge_topk([pg[q] for pg in per_group], k) for q in range(len(queries))]
     assert [[h.meta["id"] for h in m] for m in merged] == exact_ids.tolist()
@@ -65,8 +66,9 @@ def test_k_out_of_range_and_unknown_shards_are_errors(tmp_path):
 def test_text_image_and_region_queries(tmp_path):
     searcher = ShardedSearcher(tiny_index(tmp_path), cache_dir=str(tmp_path / "c"), crop=RegionCrop(padding=0.0))
     assert searcher.index_version == "tiny/v1"
-    text_hits, image_hits = searcher.search_many([TextQuery("violin strings bow music item11 passage11"),
-                                                  ImageQuery(picture(7))], k=3)
+    text_hits, image_hits = searcher.search_many(
+        [TextQuery("violin strings bow music item11 passage11"), ImageQuery(picture(7))], k=3
+    )
     assert text_hits[0].doc_id == "doc-11" and text_hits[0].index == "text"
     assert image_hits[0].doc_id == "img-doc-7" and image_hits[0].meta["image_key"] == "img-7.png"
     canvas = np.zeros((80, 100, 3), np.uint8)  # picture 5 pasted into a black canvas; the mask marks it
@@ -90,16 +92,24 @@ def test_codec_round_trip_and_bad_requests():
     assert query_hash(back) != query_hash(ImageQuery(img))
     assert wire_to_query({"type": "text", "text": "tea"}) == TextQuery("tea")
     good_image = query_to_wire(ImageQuery(img))["image"]
-    bad = [({"type": "text", "text": "  "}, "non-empty text"),
-           ({"type": "image", "image": "aGVsbG8gd29ybGQ="}, "not a decodable image"),
-           ({"type": "image", "image": "%%%"}, "not valid base64"),
-           ({"type": "region", "image": good_image, "mask": {"rle": {"size": [3, 3], "counts": [0, 9]}}},
-            "does not match the image"),
-           ({"type": "region", "image": good_image, "mask": {"rle": {"size": [2, 2], "counts": "04"}}},
-            "uncompressed"),  # compressed COCO strings are not part of the wire format
-           ({"type": "region", "image": good_image, "mask": {"rle": {"size": [32, 32], "counts": [1, 2]}}},
-            "bad RLE mask.*H\\*W"),
-           ({"type": "sound"}, "type must be one of")]
+    bad = [
+        ({"type": "text", "text": "  "}, "non-empty text"),
+        ({"type": "image", "image": "aGVsbG8gd29ybGQ="}, "not a decodable image"),
+        ({"type": "image", "image": "%%%"}, "not valid base64"),
+        (
+            {"type": "region", "image": good_image, "mask": {"rle": {"size": [3, 3], "counts": [0, 9]}}},
+            "does not match the image",
+        ),
+        (
+            {"type": "region", "image": good_image, "mask": {"rle": {"size": [2, 2], "counts": "04"}}},
+            "uncompressed",
+        ),  # compressed COCO strings are not part of the wire format
+        (
+            {"type": "region", "image": good_image, "mask": {"rle": {"size": [32, 32], "counts": [1, 2]}}},
+            "bad RLE mask.*H\\*W",
+        ),
+        ({"type": "sound"}, "type must be one of"),
+    ]
     for body, msg in bad:
         with pytest.raises(BadSearchRequest, match=msg):
             wire_to_query(body)

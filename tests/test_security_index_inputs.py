@@ -51,17 +51,30 @@ def corpus(tmp_path):
     c = tmp_path / "corpus"
     (c / "img").mkdir(parents=True)
     (c / "img" / "ok.png").write_bytes(_png())
-    rows = [_doc(0), _doc(1, image="img/ok.png"), _doc(2, image={"bytes": "abc"}), _doc(3, image=12345),
-            _doc(4, image="../secret/hostname"), _doc(5, image=str(tmp_path / "secret" / "hostname")),
-            _doc(6, image={"bytes": base64.b64encode(_png()).decode()})]
+    rows = [
+        _doc(0),
+        _doc(1, image="img/ok.png"),
+        _doc(2, image={"bytes": "abc"}),
+        _doc(3, image=12345),
+        _doc(4, image="../secret/hostname"),
+        _doc(5, image=str(tmp_path / "secret" / "hostname")),
+        _doc(6, image={"bytes": base64.b64encode(_png()).decode()}),
+    ]
     (c / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + "[1, 2]\n")
     full = gzip.compress("".join(json.dumps(_doc(i)) + "\n" for i in range(10, 40)).encode())
     (c / "b.jsonl.gz").write_bytes(full[: len(full) // 2])  # truncated gzip
     (c / "parquet").mkdir()
     pq.write_table(pa.Table.from_pylist([_doc("p1")]), c / "parquet" / "good.parquet")
     (c / "parquet" / "bad.parquet").write_bytes(b"PAR1 this is not a parquet file PAR1")
-    good = _tar([("1.png", _png()), ("6.png", _png()), ("6.json", b'{"doc_id": "6"}'), ("0.png", _png()),
-                 ("0.json", b"{not json")])
+    good = _tar(
+        [
+            ("1.png", _png()),
+            ("6.png", _png()),
+            ("6.json", b'{"doc_id": "6"}'),
+            ("0.png", _png()),
+            ("0.json", b"{not json"),
+        ]
+    )
     (c / "w-000.tar").write_bytes(good)
     trunc = _tar([("10.png", _png()), ("11.png", _png() * 40)])
     (c / "w-001.tar").write_bytes(trunc[:2500])  # truncated tar, in the middle of 11.png
@@ -70,26 +83,35 @@ def corpus(tmp_path):
 
 def _cfg(root) -> IndexBuildConfig:
     c = root / "corpus"
-    data = {"name": "t", "output": str(root / "out"), "runner": "sequential", "cache_dir": str(root / "cache"),
-            "sources": [{"kind": "jsonl", "path": str(c / "*.jsonl*")},
-                        {"kind": "parquet", "path": str(c / "parquet")},
-                        {"kind": "webdataset", "path": str(c / "w-*.tar")}],
-            "passages": {"words": 30}, "rejects": {"max_share": 0.5}}
+    data = {
+        "name": "t",
+        "output": str(root / "out"),
+        "runner": "sequential",
+        "cache_dir": str(root / "cache"),
+        "sources": [
+            {"kind": "jsonl", "path": str(c / "*.jsonl*")},
+            {"kind": "parquet", "path": str(c / "parquet")},
+            {"kind": "webdataset", "path": str(c / "w-*.tar")},
+        ],
+        "passages": {"words": 30},
+        "rejects": {"max_share": 0.5},
+    }
     return validate_config(IndexBuildConfig, data)
 
 
 def test_bad_records_and_files_are_quarantined_and_the_build_finishes(corpus, monkeypatch):
     read = []
     orig = ObjectStore.get_bytes
-    monkeypatch.setattr(ObjectStore, "get_bytes", lambda self, uri, *a, **k: (read.append(str(uri)),
-                                                                               orig(self, uri, *a, **k))[1])
+    monkeypatch.setattr(
+        ObjectStore, "get_bytes", lambda self, uri, *a, **k: (read.append(str(uri)), orig(self, uri, *a, **k))[1]
+    )
     res = build_index(_cfg(corpus))
     m = res["manifest"]
     by = m["rejects"]["by_reason"]
-    assert by["bad_image"] == 2            # {"bytes": "abc"}, 12345
-    assert by["unsafe_path"] == 2          # ../secret/hostname, /abs/secret/hostname
-    assert by["unreadable_file"] == 3      # truncated .jsonl.gz, corrupt parquet, truncated tar
-    assert by["bad_record"] == 2           # the JSON-array line, the webdataset sample with a bad .json member
+    assert by["bad_image"] == 2  # {"bytes": "abc"}, 12345
+    assert by["unsafe_path"] == 2  # ../secret/hostname, /abs/secret/hostname
+    assert by["unreadable_file"] == 3  # truncated .jsonl.gz, corrupt parquet, truncated tar
+    assert by["bad_record"] == 2  # the JSON-array line, the webdataset sample with a bad .json member
     assert not any("secret" in u for u in read)  # the escaping paths were never opened
     counts = m["corpus"]["counts"]
     rejected = [json.loads(line) for line in (corpus / "out/indices/t" / m["version"] / "rejects.jsonl").open()]
@@ -103,9 +125,17 @@ def test_bad_records_and_files_are_quarantined_and_the_build_finishes(corpus, mo
 
 def test_id_zero_is_an_id(tmp_path):
     (tmp_path / "d.jsonl").write_text(json.dumps(_doc(0)) + "\n")
-    cfg = validate_config(IndexBuildConfig, {"name": "z", "output": str(tmp_path / "o"), "runner": "sequential",
-                                             "sources": [{"kind": "jsonl", "path": str(tmp_path / "d.jsonl")}],
-                                             "image_encoder": {"kind": "none"}, "cache_dir": str(tmp_path / "c")})
+    cfg = validate_config(
+        IndexBuildConfig,
+        {
+            "name": "z",
+            "output": str(tmp_path / "o"),
+            "runner": "sequential",
+            "sources": [{"kind": "jsonl", "path": str(tmp_path / "d.jsonl")}],
+            "image_encoder": {"kind": "none"},
+            "cache_dir": str(tmp_path / "c"),
+        },
+    )
     m = build_index(cfg)["manifest"]
     assert m["corpus"]["counts"]["documents"] == 1 and m["rejects"]["total"] == 0
 

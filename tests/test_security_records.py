@@ -14,10 +14,10 @@ from PIL import Image
 
 from jobs import cli
 from pixsearch_core.jsonl import JsonlError, parse_jsonl
+from pixsearch_core.prompts.sample import Sample
 from pixsearch_core.safe_pickle import UnsafePickleError, safe_loads
 from pixsearch_core.storage import ObjectStore
 from pixsearch_core.training.readers import Rejected, read_source
-from pixsearch_core.prompts.sample import Sample
 from pixsearch_core.training.shards import ShardedDataset, pack_shards
 
 SEPARATORS = "\u2028\u2029\u0085\x0b\x0c\x1c\x1d\x1e"  # str.splitlines() breaks at each; JSON strings may hold them
@@ -30,8 +30,9 @@ def _png(h=16, w=16) -> bytes:
 
 
 def _jsonl(path, rows):
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows),
-                    encoding="utf-8")
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in rows), encoding="utf-8"
+    )
     return path
 
 
@@ -46,12 +47,14 @@ def test_jsonl_reader_keeps_unicode_line_separators_inside_strings():
 
 
 def test_eval_score_with_a_prediction_holding_u2028(tmp_path, capsys):
-    gold = _jsonl(tmp_path / "NQ-open.dev.jsonl", [{"question": "q\u2028zero", "answer": ["Paris"]},
-                                                   {"question": "q\u0085one", "answer": ["1990"]}])
-    preds = _jsonl(tmp_path / "p.jsonl", [{"id": 0, "prediction": "Paris\u2028France"},
-                                          {"id": 1, "prediction": "in\u20291990"}])
-    assert cli.main(["eval", "score", "--benchmark", "nq_open", "--gold", str(gold), "--predictions",
-                     str(preds)]) == 0
+    gold = _jsonl(
+        tmp_path / "NQ-open.dev.jsonl",
+        [{"question": "q\u2028zero", "answer": ["Paris"]}, {"question": "q\u0085one", "answer": ["1990"]}],
+    )
+    preds = _jsonl(
+        tmp_path / "p.jsonl", [{"id": 0, "prediction": "Paris\u2028France"}, {"id": 1, "prediction": "in\u20291990"}]
+    )
+    assert cli.main(["eval", "score", "--benchmark", "nq_open", "--gold", str(gold), "--predictions", str(preds)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["n"] == 2 and out["relaxed_em"] == 1.0  # both contain their answer; neither line was split
 
@@ -69,10 +72,25 @@ def test_training_and_demo_readers_keep_u2028(tmp_path):
 
 
 def test_popqa_row_without_answers_is_scored_wrong(tmp_path, capsys):
-    (tmp_path / "popQA.tsv").write_text("id\tquestion\tpossible_answers\n7\tCapital?\t[\"Paris\"]\n8\tWho?\t[]\n")
+    (tmp_path / "popQA.tsv").write_text('id\tquestion\tpossible_answers\n7\tCapital?\t["Paris"]\n8\tWho?\t[]\n')
     preds = _jsonl(tmp_path / "p.jsonl", [{"id": "7", "prediction": "Paris"}, {"id": "8", "prediction": "Ann"}])
-    assert cli.main(["eval", "score", "--benchmark", "popqa", "--gold", str(tmp_path), "--predictions",
-                     str(preds), "--per-example", str(tmp_path / "per.jsonl")]) == 0
+    assert (
+        cli.main(
+            [
+                "eval",
+                "score",
+                "--benchmark",
+                "popqa",
+                "--gold",
+                str(tmp_path),
+                "--predictions",
+                str(preds),
+                "--per-example",
+                str(tmp_path / "per.jsonl"),
+            ]
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["n"] == 2 and out["accuracy"] == 0.5 and out["em"] == 0.5  # any([]) is False: row 8 is wrong
     per = [r for _, r in parse_jsonl((tmp_path / "per.jsonl").read_bytes())]
@@ -112,20 +130,31 @@ def test_bad_training_records_are_quarantined_at_pack_time(tmp_path):
     (tmp_path / "bad.png").write_bytes(_png()[:40])  # a truncated PNG: the header reads, the pixels do not
     (tmp_path / "m.png").write_bytes(_png())
     good = {"id": "good", "image": "ok.png", "question": "Q?", "response": "Answer: A"}
-    rows = [good, {**good, "id": "corrupt", "image": "bad.png"}, {**good, "id": "seven", "response": 7},
-            '["a", "json", "array"]', {**good, "id": "escape", "image": "../../../../etc/hostname"},
-            {**good, "id": "two-images", "question": "<image_features> and this?"}]
+    rows = [
+        good,
+        {**good, "id": "corrupt", "image": "bad.png"},
+        {**good, "id": "seven", "response": 7},
+        '["a", "json", "array"]',
+        {**good, "id": "escape", "image": "../../../../etc/hostname"},
+        {**good, "id": "two-images", "question": "<image_features> and this?"},
+    ]
     path = _jsonl(tmp_path / "traj.jsonl", rows)
-    manifest = pack_shards(read_source("trajectories", ObjectStore(), str(path)), str(tmp_path / "shards"),
-                           per_shard=10, name="traj")
+    manifest = pack_shards(
+        read_source("trajectories", ObjectStore(), str(path)), str(tmp_path / "shards"), per_shard=10, name="traj"
+    )
     assert manifest["samples"] == 1 and manifest["rejected"] == 5
     q = {r["id"]: r["reason"] for _, r in parse_jsonl((tmp_path / "shards" / "quarantine.jsonl").read_bytes())}
     assert "image does not decode" in q["corrupt"] and "'response' should be a non-empty string" in q["seven"]
     assert "JSON list, not an object" in q[f"{path}:4"] and "leaves" in q["escape"]
     assert "internal image slot" in q["two-images"]
     assert ShardedDataset.open(str(tmp_path / "shards")).get(0, 0).id == "good"
-    refer = _jsonl(tmp_path / "refer.jsonl", [{"id": 1, "image": "ok.png", "mask": "m.png"},
-                                              {"id": 2, "image": "ok.png", "mask": "m.png", "expression": "it"}])
+    refer = _jsonl(
+        tmp_path / "refer.jsonl",
+        [
+            {"id": 1, "image": "ok.png", "mask": "m.png"},
+            {"id": 2, "image": "ok.png", "mask": "m.png", "expression": "it"},
+        ],
+    )
     items = list(read_source("refer_jsonl", ObjectStore(), str(refer)))
     assert isinstance(items[0], Rejected) and "'expression'" in items[0].reason and isinstance(items[1], Sample)
 
@@ -133,8 +162,8 @@ def test_bad_training_records_are_quarantined_at_pack_time(tmp_path):
 def test_collator_skips_a_sample_that_still_fails_and_the_step_goes_on():
     import torch
 
-    from pixsearch_core.registry import get
     from pixsearch_core.prompts.collate import Collator
+    from pixsearch_core.registry import get
     from pixsearch_core.training.losses import pixsearch_loss
 
     torch.manual_seed(0)
@@ -148,8 +177,13 @@ def test_collator_skips_a_sample_that_still_fails_and_the_step_goes_on():
     out = model(batch["images"], batch["input_ids"], batch["attention_mask"], span_tags=batch["tags"])
     loss, _ = pixsearch_loss(out, batch["labels"], batch["tags"], batch["gt_masks"])
     assert torch.isfinite(loss)
-    twice = Sample(id="twice", source="x", stage=1, image=_png(),
-                   conversation=[{"role": "user", "content": "<image>\n<image_features> what?"}, conv[1]])
+    twice = Sample(
+        id="twice",
+        source="x",
+        stage=1,
+        image=_png(),
+        conversation=[{"role": "user", "content": "<image>\n<image_features> what?"}, conv[1]],
+    )
     assert collate([twice, good])["skipped"] == ["twice"]  # two image slots: that row alone is left out
     empty = collate([broken])  # every sample failed: one blank row that the trainer weights by 0
     assert empty["skipped"] == ["broken"] and empty["weight"] == 0.0 and empty["input_ids"].shape[0] == 1

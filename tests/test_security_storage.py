@@ -66,16 +66,24 @@ def test_killed_manifest_rename_leaves_a_tmp_file_that_the_next_build_removes(tm
     from indexing import build as build_mod
 
     version = tmp_path / "out" / "indices" / "t" / "v1"
-    proc = subprocess.run([sys.executable, "-c", KILLED_WRITE, str(version)], cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": ROOT}, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITE, str(version)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": ROOT},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     [left] = list(version.glob(".tmp-manifest.json.*"))  # the fault: nothing deletes it
     assert not (version / "manifest.json").exists()
     fresh = version / ".tmp-CURRENT.inflight"  # another writer's temporary file, seconds old: kept
     fresh.write_bytes(b"x")
     os.utime(left, (left.stat().st_mtime - 7200,) * 2)
-    assert build_mod.clean_interrupted(ObjectStore(), str(tmp_path / "out" / "indices" / "t")) == \
-        {"tmp_files": 1, "uploads": 0}
+    assert build_mod.clean_interrupted(ObjectStore(), str(tmp_path / "out" / "indices" / "t")) == {
+        "tmp_files": 1,
+        "uploads": 0,
+    }
     assert not left.exists() and fresh.exists()
 
 
@@ -96,8 +104,22 @@ def test_incomplete_multipart_upload_is_aborted_on_the_next_run(s3_store):
     assert listed() == {"elsewhere/x"}  # only under the index's prefix
     from jobs import cli
 
-    assert cli.main(["store", "clean", f"{s3_store.root}/elsewhere", "--older-than-s", "0", "--endpoint-url",
-                     s3_store.config.endpoint_url, "--region", "us-east-1"]) == 0
+    assert (
+        cli.main(
+            [
+                "store",
+                "clean",
+                f"{s3_store.root}/elsewhere",
+                "--older-than-s",
+                "0",
+                "--endpoint-url",
+                s3_store.config.endpoint_url,
+                "--region",
+                "us-east-1",
+            ]
+        )
+        == 0
+    )
     assert listed() == set()
 
 

@@ -41,12 +41,23 @@ def data(tmp_path):
 
 
 def _cfg(tmp_path, data, llm_url, **over) -> Stage2Config:
-    raw = {"output": str(tmp_path / "stage2"), "prompts": PROMPTS,
-           "sources": [{"reader": "okvqa", "path": str(data["okvqa"]), "images": str(data["okvqa"] / "images")}],
-           "llm": {"kind": "openai", "base_url": llm_url, "model": "fake", "backoff_s": 0.01, "timeout_s": 2,
-                   "price_in_per_mtok": 1.0, "price_out_per_mtok": 2.0},
-           "retrieval": {"retriever": {"kind": "index", "uri": data["index"], "k": 2}, "max_passage_tokens": 64},
-           "n_candidates": 3, "batch_size": 2}
+    raw = {
+        "output": str(tmp_path / "stage2"),
+        "prompts": PROMPTS,
+        "sources": [{"reader": "okvqa", "path": str(data["okvqa"]), "images": str(data["okvqa"] / "images")}],
+        "llm": {
+            "kind": "openai",
+            "base_url": llm_url,
+            "model": "fake",
+            "backoff_s": 0.01,
+            "timeout_s": 2,
+            "price_in_per_mtok": 1.0,
+            "price_out_per_mtok": 2.0,
+        },
+        "retrieval": {"retriever": {"kind": "index", "uri": data["index"], "k": 2}, "max_passage_tokens": 64},
+        "n_candidates": 3,
+        "batch_size": 2,
+    }
     return validate_config(Stage2Config, raw, overrides=[f"{k}={v}" for k, v in over.items()])
 
 
@@ -56,8 +67,11 @@ def _records(path) -> list[dict]:
 
 def test_client_retries_then_caches(tmp_path, llm):
     store = ObjectStore()
-    client = ChatClient(LLMConfig(base_url=llm.url, model="fake", backoff_s=0.01, timeout_s=1, max_retries=5),
-                        store, str(tmp_path / "cache"))
+    client = ChatClient(
+        LLMConfig(base_url=llm.url, model="fake", backoff_s=0.01, timeout_s=1, max_retries=5),
+        store,
+        str(tmp_path / "cache"),
+    )
     llm.faults = [("429", 0), ("500",), ("slow", 1.5), ("badjson",)]
     msg = [{"role": "user", "content": "Break the question\nQuestion: What is the tea item2 known for?"}]
     reply = client.chat(msg, temperature=0.0)
@@ -160,12 +174,28 @@ def test_synthcrag_offline_matches_the_worlds_gold_trajectories(tmp_path):
     from tests._train_fixtures import write_world
 
     world = write_world(str(tmp_path / "world"))
-    build_index(load_config(IndexBuildConfig, os.path.join(ROOT, "conf", "index", "synthcrag.yaml"), [
-        f"output={tmp_path}/store", "engine=sequential", f"cache_dir={tmp_path}/cache",
-        f"sources=[{{kind: jsonl, path: {world}/corpus/docs.jsonl}}]"]))
-    cfg = load_config(Stage2Config, os.path.join(ROOT, "conf", "data", "stage2-synthcrag.yaml"), [
-        f"output={tmp_path}/stage2", f"sources=[{{reader: synthcrag, path: {world}}}]",
-        f"retrieval.retriever.uri={tmp_path}/store/indices/synthcrag", f"prompts={PROMPTS}"])
+    build_index(
+        load_config(
+            IndexBuildConfig,
+            os.path.join(ROOT, "conf", "index", "synthcrag.yaml"),
+            [
+                f"output={tmp_path}/store",
+                "engine=sequential",
+                f"cache_dir={tmp_path}/cache",
+                f"sources=[{{kind: jsonl, path: {world}/corpus/docs.jsonl}}]",
+            ],
+        )
+    )
+    cfg = load_config(
+        Stage2Config,
+        os.path.join(ROOT, "conf", "data", "stage2-synthcrag.yaml"),
+        [
+            f"output={tmp_path}/stage2",
+            f"sources=[{{reader: synthcrag, path: {world}}}]",
+            f"retrieval.retriever.uri={tmp_path}/store/indices/synthcrag",
+            f"prompts={PROMPTS}",
+        ],
+    )
     manifest = build_stage2(cfg)
     gold = {f"synthcrag/{r['interaction_id']}": r for r in _records(os.path.join(world, "benchmark", "train.jsonl"))}
     recs = _records(tmp_path / "stage2" / "train.jsonl")

@@ -23,23 +23,37 @@ def _jpeg() -> bytes:
 def test_aokvqa(tmp_path):
     (tmp_path / "img").mkdir()
     (tmp_path / "img" / f"{7:012d}.jpg").write_bytes(_jpeg())
-    rows = [{"question_id": "a1", "image_id": 7, "question": "What sport?", "direct_answers": ["tennis"] * 7 + ["golf"]},
-            {"question_id": "a2", "image_id": 8, "question": "Missing picture?", "direct_answers": ["x"]},
-            {"question_id": "a3", "image_id": 7, "question": "No answers?", "direct_answers": []}]
+    rows = [
+        {"question_id": "a1", "image_id": 7, "question": "What sport?", "direct_answers": ["tennis"] * 7 + ["golf"]},
+        {"question_id": "a2", "image_id": 8, "question": "Missing picture?", "direct_answers": ["x"]},
+        {"question_id": "a3", "image_id": 7, "question": "No answers?", "direct_answers": []},
+    ]
     (tmp_path / "aokvqa_v1p0_train.json").write_text(json.dumps(rows))
-    out = list(read_source(SourceConfig(reader="aokvqa", path=str(tmp_path), images=str(tmp_path / "img")),
-                           ObjectStore(), str(tmp_path / "scratch")))
+    out = list(
+        read_source(
+            SourceConfig(reader="aokvqa", path=str(tmp_path), images=str(tmp_path / "img")),
+            ObjectStore(),
+            str(tmp_path / "scratch"),
+        )
+    )
     items = [o for o in out if isinstance(o, Item)]
     assert [(i.id, i.answers) for i in items] == [("aokvqa/a1", ["tennis", "golf"])]  # most frequent first
     assert {b.id for b in out if isinstance(b, Bad)} == {"aokvqa/a2", "aokvqa/a3"}
 
 
 def test_webqa_pictures_come_from_imgs_tsv(tmp_path):
-    data = {"g1": {"Q": "\"What colour is the roof?\"", "A": ["\"Red\""], "split": "train", "Qcate": "color",
-                   "img_posFacts": [{"image_id": 30, "caption": "a house"}]},
-            "g2": {"Q": "text only", "A": ["x"], "split": "train", "img_posFacts": []},
-            "g3": {"Q": "val one", "A": ["y"], "split": "val", "img_posFacts": [{"image_id": 30}]},
-            "g4": {"Q": "picture missing", "A": ["z"], "split": "train", "img_posFacts": [{"image_id": 99}]}}
+    data = {
+        "g1": {
+            "Q": '"What colour is the roof?"',
+            "A": ['"Red"'],
+            "split": "train",
+            "Qcate": "color",
+            "img_posFacts": [{"image_id": 30, "caption": "a house"}],
+        },
+        "g2": {"Q": "text only", "A": ["x"], "split": "train", "img_posFacts": []},
+        "g3": {"Q": "val one", "A": ["y"], "split": "val", "img_posFacts": [{"image_id": 30}]},
+        "g4": {"Q": "picture missing", "A": ["z"], "split": "train", "img_posFacts": [{"image_id": 99}]},
+    }
     (tmp_path / "WebQA_train_val.json").write_text(json.dumps(data))
     (tmp_path / "imgs.tsv").write_bytes(b"30\t" + base64.b64encode(_jpeg()) + b"\n31\tAAAA\n")
     out = list(read_source(SourceConfig(reader="webqa", path=str(tmp_path)), ObjectStore(), str(tmp_path / "s")))
@@ -51,7 +65,12 @@ def test_webqa_pictures_come_from_imgs_tsv(tmp_path):
 
 def test_okvqa_and_limit(tmp_path):
     root = write_okvqa(tmp_path / "ok")
-    out = list(read_source(SourceConfig(reader="okvqa", path=str(root), images=str(root / "images"), limit=3),
-                           ObjectStore(), str(tmp_path)))
+    out = list(
+        read_source(
+            SourceConfig(reader="okvqa", path=str(root), images=str(root / "images"), limit=3),
+            ObjectStore(),
+            str(tmp_path),
+        )
+    )
     assert [o.id for o in out] == ["okvqa/1000", "okvqa/1001", "okvqa/1002"]
     assert out[0].answers == ["answer 0"] and out[0].image.endswith("COCO_train2014_000000000000.jpg")

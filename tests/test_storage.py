@@ -44,7 +44,7 @@ def test_large_file_multipart_roundtrip(store, tmp_path):
     assert store.put_file(uri, src) == hashlib.sha256(data).hexdigest()
     out = store.get_file(uri, tmp_path / "dl" / "big.bin")
     assert out.read_bytes() == data
-    assert store.get_bytes(uri, 6 * 1024 * 1024, 6 * 1024 * 1024 + 99) == data[6 * 1024 * 1024: 6 * 1024 * 1024 + 100]
+    assert store.get_bytes(uri, 6 * 1024 * 1024, 6 * 1024 * 1024 + 99) == data[6 * 1024 * 1024 : 6 * 1024 * 1024 + 100]
 
 
 def test_listing_is_recursive_sorted_and_paginates(store):

@@ -20,8 +20,11 @@ SMALL = WorldConfig(seed=3, n_entities=24, n_makers=4, n_places=4)
 
 
 def _tree_hashes(root):
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
@@ -88,11 +91,32 @@ def test_synthcrag_benchmark_scores_the_crag_way(tmp_path):
     assert examples and all(ex.metadata["question_type"] for ex in examples)
     # perfect answers on egocentric rows, "I don't know" on the others
     preds = tmp_path / "preds.jsonl"
-    preds.write_text("".join(json.dumps({"id": ex.id, "prediction": ex.answers[0] if ex.metadata["egocentric"]
-                                         else "I don't know"}) + "\n" for ex in examples))
-    out = subprocess.run([sys.executable, "-m", "jobs.cli", "eval", "score", "--benchmark", "synthcrag",
-                          "--gold", str(tmp_path), "--predictions", str(preds), "--judge", "none"],
-                         capture_output=True, text=True)
+    preds.write_text(
+        "".join(
+            json.dumps({"id": ex.id, "prediction": ex.answers[0] if ex.metadata["egocentric"] else "I don't know"})
+            + "\n"
+            for ex in examples
+        )
+    )
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobs.cli",
+            "eval",
+            "score",
+            "--benchmark",
+            "synthcrag",
+            "--gold",
+            str(tmp_path),
+            "--predictions",
+            str(preds),
+            "--judge",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     res = json.loads(out.stdout)
     n_ego = sum(ex.metadata["egocentric"] for ex in examples)
@@ -143,8 +167,9 @@ def test_stage2_trajectories_are_counterfactual_and_answerable_from_their_eviden
     assert no_search and all(i + "-ef" in by_id for i in no_search), "every no-search question gets its twin"
     for full, ef in twins:
         assert ef["query_types"] == full["query_types"][1:]
-        m = re.match(r"(.*?)<search>(?:<region>|<image>)</search>(<information>.*?</information>)(.*)$",
-                     full["response"], re.S)
+        m = re.match(
+            r"(.*?)<search>(?:<region>|<image>)</search>(<information>.*?</information>)(.*)$", full["response"], re.S
+        )
         if m:  # searched: evidence first, then the answer without that search
             assert ef["response"] == m.group(2) + m.group(1) + m.group(3)
         else:  # a no-search question: an unrelated training document first, the same answer after it
@@ -170,8 +195,9 @@ def test_extra_refer_scenes_add_stage1_data_and_leave_the_benchmark(tmp_path):
     w = generate_world(SMALL)
     base = write_synthcrag(w, str(tmp_path / "a"), scenes_per_entity=2)
     more = write_synthcrag(w, str(tmp_path / "b"), scenes_per_entity=2, refer_scenes_per_entity=2)
-    assert (tmp_path / "a" / "benchmark" / "test.jsonl").read_bytes() == \
-        (tmp_path / "b" / "benchmark" / "test.jsonl").read_bytes()
+    assert (tmp_path / "a" / "benchmark" / "test.jsonl").read_bytes() == (
+        tmp_path / "b" / "benchmark" / "test.jsonl"
+    ).read_bytes()
     rows = [json.loads(l) for l in (tmp_path / "b" / "stage1" / "train.jsonl").read_text().splitlines()]
     train = {e.id: e for e in w.split("train")}
     assert len(rows) == more["stage1"] == base["stage1"] + 2 * len(train)

@@ -25,8 +25,9 @@ def _rows(path):
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     out = tmp_path_factory.mktemp("world")
-    counts = write_synthcrag(generate_world(SMALL), str(out), scenes_per_entity=2, questions_per_scene=2,
-                             unanswerable_share=0.25)
+    counts = write_synthcrag(
+        generate_world(SMALL), str(out), scenes_per_entity=2, questions_per_scene=2, unanswerable_share=0.25
+    )
     return out, counts
 
 
@@ -86,7 +87,7 @@ def test_stage2_trains_abstention_on_counterfactual_evidence_without_the_fact(wo
     assert len([r for r in unanswerable if not r["id"].endswith("-ef")]) == n_train > 0
     for r in unanswerable:
         assert r["response"].endswith(f"Answer: {IDK}")
-        (_, doc), = EVIDENCE.findall(r["response"])
+        ((_, doc),) = EVIDENCE.findall(r["response"])
         if r["question"].startswith("In which year"):
             assert not YEAR.search(doc), doc
         else:

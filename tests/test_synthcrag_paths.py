@@ -17,8 +17,11 @@ TINY = WorldConfig(seed=5, n_entities=8, n_makers=2, n_places=2)
 
 
 def _tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +78,12 @@ def test_training_shards_are_identical(worlds, tmp_path):
     store = ObjectStore()
     shas = []
     for i, root in enumerate(worlds):
-        m = pack_shards(read_source("trajectories", store, str(root / "stage2" / "train.jsonl")),
-                        str(tmp_path / f"shards{i}"), store, per_shard=16)
+        m = pack_shards(
+            read_source("trajectories", store, str(root / "stage2" / "train.jsonl")),
+            str(tmp_path / f"shards{i}"),
+            store,
+            per_shard=16,
+        )
         shas.append([s["sha256"] for s in m["shards"]])
     assert shas[0] == shas[1] and len(shas[0]) > 1
 
@@ -118,17 +125,27 @@ def test_tiny_indices_from_both_worlds_are_identical(worlds, tmp_path):
 
     manifests = []
     for i, root in enumerate(worlds):
-        cfg = validate_config(IndexBuildConfig, {
-            "name": "synthcrag", "output": str(tmp_path / f"store{i}"), "runner": "sequential",
-            "cache_dir": str(tmp_path / "cache"), "sources": [{"kind": "jsonl", "path": str(root / "corpus" / "docs.jsonl")}],
-            "shards": {"passages_per_shard": 8, "images_per_shard": 4}})
+        cfg = validate_config(
+            IndexBuildConfig,
+            {
+                "name": "synthcrag",
+                "output": str(tmp_path / f"store{i}"),
+                "runner": "sequential",
+                "cache_dir": str(tmp_path / "cache"),
+                "sources": [{"kind": "jsonl", "path": str(root / "corpus" / "docs.jsonl")}],
+                "shards": {"passages_per_shard": 8, "images_per_shard": 4},
+            },
+        )
         manifests.append(build_index(cfg)["manifest"])
     a, b = manifests
     assert a["corpus"]["counts"]["images"] == TINY.n_entities and a["rejects"]["total"] == 0
 
     def shards(m):
-        return [(k, s["name"], s["faiss"]["sha256"], s["embeddings"]["sha256"], s["docstore"]["sha256"])
-                for k, idx in sorted(m["indices"].items()) for s in idx["shards"]]
+        return [
+            (k, s["name"], s["faiss"]["sha256"], s["embeddings"]["sha256"], s["docstore"]["sha256"])
+            for k, idx in sorted(m["indices"].items())
+            for s in idx["shards"]
+        ]
 
     assert shards(a) == shards(b) and len(shards(a)) >= 3
     assert index_digest(a) == index_digest(b)

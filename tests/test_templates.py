@@ -17,8 +17,10 @@ from pixsearch_core.storage import ObjectStore
 from pixsearch_core.training.losses import IGNORE
 
 QUESTION = "Where was the owner of this violin born?"
-RESPONSE = ("The violin <search><region></search><information>Doc 3 | Stradivari | made in Cremona</information> "
-            "was made by Stradivari, born in Cremona.")
+RESPONSE = (
+    "The violin <search><region></search><information>Doc 3 | Stradivari | made in Cremona</information> "
+    "was made by Stradivari, born in Cremona."
+)
 
 
 def _trajectory_sample(tmp_path):
@@ -48,8 +50,9 @@ def test_eval_prefix_equals_training_prefix_tiny(tmp_path, template):
     from pixsearch_core.evaluation.model_runner import DecodingRunner
 
     sample = _trajectory_sample(tmp_path)
-    runner = DecodingRunner(model="tiny", retriever={"kind": "none"}, decode={"max_new_tokens": 2}, device="cpu",
-                            template=template)
+    runner = DecodingRunner(
+        model="tiny", retriever={"kind": "none"}, decode={"max_new_tokens": 2}, device="cpu", template=template
+    )
     runner.setup()
     adapter = runner.decoder.model
     request = runner._request(Example(id="t1", question=QUESTION, image=str(tmp_path / "v.png")))
@@ -90,8 +93,10 @@ def test_eval_prefix_equals_training_prefix_bpe(tmp_path, template):
     assert eval_ids == _training_prefix(tok, _trajectory_sample(tmp_path), template)
     # the reason for "ASSISTANT:" without its trailing space: BPE merges the space into the answer's first token
     with_space = tok.encode(generation_prompt("vicuna_v1", QUESTION) + " ")
-    assert with_space[:-1] == tok.encode(generation_prompt("vicuna_v1", QUESTION)) and with_space[-1] not in \
-        _training_prefix(tok, _trajectory_sample(tmp_path), "vicuna_v1")[-3:]
+    assert (
+        with_space[:-1] == tok.encode(generation_prompt("vicuna_v1", QUESTION))
+        and with_space[-1] not in _training_prefix(tok, _trajectory_sample(tmp_path), "vicuna_v1")[-3:]
+    )
 
 
 def test_unknown_template_is_named():

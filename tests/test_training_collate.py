@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from pixsearch_core.registry import get
 from pixsearch_core.prompts.collate import Collator
-from pixsearch_core.training.losses import IGNORE, pixsearch_loss
 from pixsearch_core.prompts.sample import Sample
+from pixsearch_core.registry import get
+from pixsearch_core.training.losses import IGNORE, pixsearch_loss
 
 
 @pytest.fixture(scope="module")
@@ -28,25 +28,43 @@ def _png(h, w) -> bytes:
     return buf.getvalue()
 
 
-RESPONSE = ("The red cat<search><region></search><information>Tom: a cat owned by Ann.</information> is Tom, "
-            "owned by Ann.<search>Ann birthplace</search><information>Ann was born in Oslo.</information> "
-            "Answer: Oslo")
+RESPONSE = (
+    "The red cat<search><region></search><information>Tom: a cat owned by Ann.</information> is Tom, "
+    "owned by Ann.<search>Ann birthplace</search><information>Ann was born in Oslo.</information> "
+    "Answer: Oslo"
+)
 
 
 def _trajectory() -> Sample:
     mask = np.zeros((40, 60), np.uint8)
     mask[10:30, 20:50] = 1
-    return Sample(id="t1", source="trajectories", stage=2, image=_png(40, 60),
-                  conversation=[{"role": "user", "content": "<image>\nWhere was the owner born?"},
-                                {"role": "assistant", "content": RESPONSE}],
-                  spans=[(1, 0, 11)], masks=mask[None])
+    return Sample(
+        id="t1",
+        source="trajectories",
+        stage=2,
+        image=_png(40, 60),
+        conversation=[
+            {"role": "user", "content": "<image>\nWhere was the owner born?"},
+            {"role": "assistant", "content": RESPONSE},
+        ],
+        spans=[(1, 0, 11)],
+        masks=mask[None],
+    )
 
 
 def _refer() -> Sample:
-    return Sample(id="r1", source="refer", stage=1, image=_png(20, 20),
-                  conversation=[{"role": "user", "content": "<image>\nSegment the dog."},
-                                {"role": "assistant", "content": "Sure: the dog."}],
-                  spans=[(1, 6, 13)], masks=np.ones((1, 20, 20), np.uint8))
+    return Sample(
+        id="r1",
+        source="refer",
+        stage=1,
+        image=_png(20, 20),
+        conversation=[
+            {"role": "user", "content": "<image>\nSegment the dog."},
+            {"role": "assistant", "content": "Sure: the dog."},
+        ],
+        spans=[(1, 6, 13)],
+        masks=np.ones((1, 20, 20), np.uint8),
+    )
 
 
 def test_labels_tags_and_masks(model):
@@ -105,9 +123,10 @@ def test_information_tokens_contribute_no_gradient(model):
     assert g[predicts_info].max() == 0
     answer = tok.encode(" Answer: Oslo", add_special_tokens=False)
     start = len(text_ids) - len(answer) - 1  # the EOS follows
-    assert (g[start - 1:start + len(answer) - 1] > 0).all()
+    assert (g[start - 1 : start + len(answer) - 1] > 0).all()
     lora_grad = [p.grad for n, p in model.named_parameters() if "lora_B" in n][0]
     assert lora_grad is not None and lora_grad.abs().sum() > 0
-    unmasked = torch.where(b["attention_mask"].bool() & (b["input_ids"] != model.token_ids.image_placeholder),
-                           b["input_ids"], IGNORE)
+    unmasked = torch.where(
+        b["attention_mask"].bool() & (b["input_ids"] != model.token_ids.image_placeholder), b["input_ids"], IGNORE
+    )
     assert logit_grads(unmasked)[predicts_info].min() > 0  # broken masking would be caught

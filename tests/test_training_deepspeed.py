@@ -45,8 +45,16 @@ def _falls(rows, k=3):
 
 def test_two_stages_single_process_loss_falls_and_exports(world, tmp_path):
     """The demo's recipe (conf/train/synthcrag-demo.yaml: the whole small LM trains) through both stages."""
-    cfg = fast_config(world, tmp_path, "stage1.max_steps=10", "stage2.max_steps=12", "save_every=5",
-                      "data.max_length=400", "optim.micro_batch_size=4", conf=DEMO_CONF)
+    cfg = fast_config(
+        world,
+        tmp_path,
+        "stage1.max_steps=10",
+        "stage2.max_steps=12",
+        "save_every=5",
+        "data.max_length=400",
+        "optim.micro_batch_size=4",
+        conf=DEMO_CONF,
+    )
     s1 = _train(cfg, 1)
     rows1 = read_metrics(tmp_path / "run" / "stage1" / "metrics.jsonl")
     assert [r["step"] for r in rows1] == list(range(1, 11)) and s1["export"]
@@ -99,14 +107,31 @@ def test_resumed_run_matches_uninterrupted(world, tmp_path):
 @pytest.mark.slow
 def test_two_process_cpu_run_via_cli(world, tmp_path):
     """`pixsearch train engine=torchrun`: torchrun, 2 CPU processes, gloo; both stages; the loss falls."""
-    common = ["--config", DEMO_CONF, "engine=torchrun", "torchrun.nproc_per_node=2",  # the demo recipe
-              f"data.root={world}", f"output={tmp_path}/store", f"run_dir={tmp_path}/run", "data.template=plain",
-              "data.image_max_side=48", "data.max_length=400", "optim.micro_batch_size=4", "stage1.max_steps=10",
-              "stage2.max_steps=12"]
+    common = [
+        "--config",
+        DEMO_CONF,
+        "engine=torchrun",
+        "torchrun.nproc_per_node=2",  # the demo recipe
+        f"data.root={world}",
+        f"output={tmp_path}/store",
+        f"run_dir={tmp_path}/run",
+        "data.template=plain",
+        "data.image_max_side=48",
+        "data.max_length=400",
+        "optim.micro_batch_size=4",
+        "stage1.max_steps=10",
+        "stage2.max_steps=12",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
     for stage in ("1", "2"):
-        proc = subprocess.run([sys.executable, "-m", "jobs.cli", "train", "--stage", stage, *common], cwd=ROOT,
-                              env=env, capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(
+            [sys.executable, "-m", "jobs.cli", "train", "--stage", stage, *common],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         rows = read_metrics(tmp_path / "run" / f"stage{stage}" / "metrics.jsonl")
         key = "loss" if stage == "1" else "lm"  # stage 2: the LM term (the others depend on each batch's spans)
@@ -119,9 +144,16 @@ def test_two_process_cpu_run_via_cli(world, tmp_path):
 def test_checkpoints_and_export_in_s3(world, tmp_path, s3_store):
     """Shards, checkpoints and the export under s3:// (a local moto server); a stopped run resumes from there."""
     bucket = s3_store.root
-    cfg = fast_config(world, tmp_path, f"output={bucket}/run", "stage1.max_steps=2", "save_every=1",
-                      f"storage.endpoint_url={s3_store.config.endpoint_url}", "storage.region=us-east-1",
-                      "storage.addressing_style=path")
+    cfg = fast_config(
+        world,
+        tmp_path,
+        f"output={bucket}/run",
+        "stage1.max_steps=2",
+        "save_every=1",
+        f"storage.endpoint_url={s3_store.config.endpoint_url}",
+        "storage.region=us-east-1",
+        "storage.addressing_style=path",
+    )
     assert _train(cfg, 1, stop_after=1)["step"] == 1
     assert s3_store.get_bytes(f"{bucket}/run/stage1/checkpoints/LATEST") == b"step-00000001"
     clear_dist_env()

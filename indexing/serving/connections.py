@@ -25,8 +25,10 @@ from http.server import HTTPServer
 log = logging.getLogger(__name__)
 
 _BUSY_BODY = b'{"error": {"type": "unavailable", "message": "all workers are busy; retry in 1 second"}}'
-BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
-        b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
+BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
 
 
 class Deadlines:
@@ -75,8 +77,10 @@ class PooledHTTPServer(HTTPServer):
 
     def __init__(self, addr, handler, workers: int = 32, read_timeout: float = 10.0, request_timeout: float = 30.0):
         if workers < 1 or read_timeout <= 0 or request_timeout <= 0:
-            raise ValueError(f"workers={workers}, read_timeout={read_timeout}, request_timeout={request_timeout}: "
-                             "need workers >= 1 and positive timeouts")
+            raise ValueError(
+                f"workers={workers}, read_timeout={read_timeout}, request_timeout={request_timeout}: "
+                "need workers >= 1 and positive timeouts"
+            )
         super().__init__(addr, handler)
         self.workers, self.read_timeout, self.request_timeout = workers, read_timeout, request_timeout
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="search-http")

@@ -38,8 +38,15 @@ DRAIN_MAX_BYTES = 64 << 20  # an unused body up to this size is read and dropped
 
 
 class SearchHTTPServer(PooledHTTPServer):
-    def __init__(self, addr, searcher, max_body_bytes: int = MAX_BODY_BYTES, max_queries: int | None = None,
-                 limits: RequestLimits | None = None, **pool):
+    def __init__(
+        self,
+        addr,
+        searcher,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        max_queries: int | None = None,
+        limits: RequestLimits | None = None,
+        **pool,
+    ):
         """`pool`: workers, read_timeout, request_timeout (connections.PooledHTTPServer)."""
         super().__init__(addr, _Handler, **pool)
         limits = limits or RequestLimits()
@@ -111,10 +118,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/healthz":
             return self._send(200, {"status": "ok", "index_version": s.searcher.index_version, **s.counts})
         if self.path == "/v1/index-version":
-            return self._send(200, {"index_version": s.searcher.index_version,
-                                    "kinds": list(getattr(s.searcher, "kinds", []))})
-        self._error(404, "not_found", f"no such endpoint {self.path!r}; have GET /healthz, GET /v1/index-version, "
-                                      f"POST /v1/search")
+            return self._send(
+                200, {"index_version": s.searcher.index_version, "kinds": list(getattr(s.searcher, "kinds", []))}
+            )
+        self._error(
+            404,
+            "not_found",
+            f"no such endpoint {self.path!r}; have GET /healthz, GET /v1/index-version, POST /v1/search",
+        )
 
     def send_error(self, code, message=None, explain=None):
         """The stdlib's own protocol errors; an unsupported HTTP version is a client error here (400, not 505)."""
@@ -126,8 +137,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _length(self) -> int | None:
         """The declared body length, or None after a 411 (missing, repeated, not a number, or a chunked body)."""
         length = self.headers.get("Content-Length", "")
-        if ("Transfer-Encoding" in self.headers or len(self.headers.get_all("Content-Length", [])) > 1
-                or not (length.isascii() and length.isdigit())):
+        if (
+            "Transfer-Encoding" in self.headers
+            or len(self.headers.get_all("Content-Length", [])) > 1
+            or not (length.isascii() and length.isdigit())
+        ):
             self.close_connection = True
             self._error(411, "bad_request", "one Content-Length header (and no Transfer-Encoding) is required")
             return None
@@ -202,8 +216,10 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception as e:  # noqa: BLE001 - any other failure is a logged 500, the server keeps serving
             log.exception("search failed")
             return self._error(500, "internal", f"{type(e).__name__}: {e}")
-        self._send(200, {"index_version": s.searcher.index_version,
-                         "results": [[e.to_dict() for e in hits] for hits in results]})
+        self._send(
+            200,
+            {"index_version": s.searcher.index_version, "results": [[e.to_dict() for e in hits] for hits in results]},
+        )
 
 
 def start_http(searcher, host: str = "127.0.0.1", port: int = 0, **kw) -> tuple[SearchHTTPServer, str]:

@@ -41,8 +41,9 @@ def shard_groups(manifest: dict, groups: int) -> list[list[str]]:
 
 
 class RaySearchRouter:
-    def __init__(self, uri: str, groups: int = 1, replicas: int = 1, num_cpus: float = 0.25, timeout: float = 60,
-                 **searcher_kw):
+    def __init__(
+        self, uri: str, groups: int = 1, replicas: int = 1, num_cpus: float = 0.25, timeout: float = 60, **searcher_kw
+    ):
         import ray
 
         if replicas < 1:

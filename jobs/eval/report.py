@@ -12,10 +12,17 @@ def add(sub) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (<output>/runs/<run_id>)")
     p.add_argument("--out", default="eval-report", help="output directory or URI (default: eval-report)")
     p.add_argument("--overlays", type=int, default=4, help="mask overlays per run (default 4)")
-    p.add_argument("--allow-mixed", action="store_true",
-                   help="put runs of one benchmark in a table even if their data or judge differ (refused otherwise)")
-    p.add_argument("--storage", metavar="YAML", help="storage settings: a conf/storage/*.yaml file or an inline "
-                   "mapping, e.g. '{endpoint_url: http://127.0.0.1:9000, addressing_style: path}'")
+    p.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="put runs of one benchmark in a table even if their data or judge differ (refused otherwise)",
+    )
+    p.add_argument(
+        "--storage",
+        metavar="YAML",
+        help="storage settings: a conf/storage/*.yaml file or an inline "
+        "mapping, e.g. '{endpoint_url: http://127.0.0.1:9000, addressing_style: path}'",
+    )
     p.set_defaults(_action=_report)
 
 
@@ -42,7 +49,12 @@ def _report(args: argparse.Namespace) -> int:
     from pixsearch_core.evaluation.report import write_report
     from pixsearch_core.storage import ObjectStore
 
-    paths = write_report(args.runs, args.out, ObjectStore(storage_arg(args.storage)), overlays_per_run=args.overlays,
-                         allow_mixed=args.allow_mixed)
+    paths = write_report(
+        args.runs,
+        args.out,
+        ObjectStore(storage_arg(args.storage)),
+        overlays_per_run=args.overlays,
+        allow_mixed=args.allow_mixed,
+    )
     sys.stdout.write(json.dumps(paths, sort_keys=True) + "\n")
     return 0

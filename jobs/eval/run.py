@@ -44,17 +44,27 @@ class _Help(argparse.RawDescriptionHelpFormatter):
 def add(sub) -> None:
     from pixsearch_core.retrieval.backends import KINDS
 
-    p = sub.add_parser("run", help="run a model over a benchmark on Ray (or engine=sequential); resumable records",
-                       epilog=RUN_EPILOG, formatter_class=_Help)
+    p = sub.add_parser(
+        "run",
+        help="run a model over a benchmark on Ray (or engine=sequential); resumable records",
+        epilog=RUN_EPILOG,
+        formatter_class=_Help,
+    )
     p.add_argument("--config", default="conf/eval/demo.yaml", help="run config (conf/eval/*.yaml)")
     p.add_argument("--benchmark", required=True, help="registered benchmark name (e.g. crag_mm, synthcrag)")
     p.add_argument("--data", required=True, help="gold data: directory, file or s3:// URI")
     p.add_argument("--model", required=True, help="registered model (tiny | mini | 13b), a checkpoint URI, or oracle")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--index", help="index URI (indices/<name>), a search service http(s):// URL, or 'none'; "
-                       "absent for segmentation benchmarks (refcoco, refcoco+, refcocog, ade20k, coco_stuff)")
-    which.add_argument("--retriever", choices=KINDS,
-                       help="retriever kind; its settings are the config's retriever.* (uri, k, crop, cragmm.url)")
+    which.add_argument(
+        "--index",
+        help="index URI (indices/<name>), a search service http(s):// URL, or 'none'; "
+        "absent for segmentation benchmarks (refcoco, refcoco+, refcocog, ade20k, coco_stuff)",
+    )
+    which.add_argument(
+        "--retriever",
+        choices=KINDS,
+        help="retriever kind; its settings are the config's retriever.* (uri, k, crop, cragmm.url)",
+    )
     p.add_argument("--mode", help="decode mode (see below); default: the config's decode section (full)")
     p.add_argument("--run-id", help="default: <benchmark>-<model>-<mode>-<config hash>")
     p.add_argument("--out", help="output root (overrides the config's `output`)")
@@ -80,8 +90,9 @@ def load(args: argparse.Namespace):
         deprecated("eval run --sequential", "the override engine=sequential (or `engine: sequential` in the config)")
         overrides.append("engine=sequential")
     cfg = load_config(EvalRunConfig, args.config, overrides)
-    req = RunRequest(args.benchmark, args.data, args.model, args.index, args.mode, args.run_id,
-                     retriever=args.retriever)
+    req = RunRequest(
+        args.benchmark, args.data, args.model, args.index, args.mode, args.run_id, retriever=args.retriever
+    )
     cfg = resolve(cfg, req)
     cfg.decode_options(req.mode)
     return cfg, req

@@ -14,8 +14,12 @@ Views are linkable: #table?verdict=wrong, #sample?run=0&k=3, #compare?a=0&b=1&on
 
 
 def add(sub) -> None:
-    p = sub.add_parser("view", help="trace viewer over run directories: a static site, optionally served",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "view",
+        help="trace viewer over run directories: a static site, optionally served",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories or URIs (<output>/runs/<run_id>)")
     p.add_argument("--out", default="eval-view", help="local folder for the site (default: eval-view)")
     p.add_argument("--storage", help="storage config (conf/storage/*.yaml) for s3:// runs")

@@ -21,12 +21,17 @@ class DemoConfig(Config):
     scenes_per_entity: int = Field(2, ge=1)
     questions_per_scene: int = Field(2, ge=1)
     refer_scenes_per_entity: int = Field(0, ge=0, description="extra egocentric stage-1 scenes per training entity")
-    unanswerable_share: float = Field(0.15, ge=0.0, le=0.5, description="share of each split's questions whose "
-                                      "evidence lacks the answer (target: \"I don't know\")")
+    unanswerable_share: float = Field(
+        0.15,
+        ge=0.0,
+        le=0.5,
+        description="share of each split's questions whose evidence lacks the answer (target: \"I don't know\")",
+    )
     index: StepConfig = StepConfig(config="conf/index/synthcrag.yaml")
     train: StepConfig = StepConfig(config="conf/train/synthcrag-demo.yaml")
     train_nproc: int = Field(1, ge=1, description="training processes on this machine (torchrun)")
     eval: StepConfig = StepConfig(config="conf/eval/demo.yaml")
-    modes: list[str] = Field(["full", "whole_image", "text_question", "no_search"],
-                             description="decode modes evaluated (paper Table 1 rows)")
+    modes: list[str] = Field(
+        ["full", "whole_image", "text_question", "no_search"], description="decode modes evaluated (paper Table 1 rows)"
+    )
     retrieval_k: int = Field(5, ge=1, le=100, description="k of the retrieval check (hit@1 and hit@k)")

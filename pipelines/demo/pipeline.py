@@ -40,8 +40,11 @@ def index_digest(manifest: dict[str, Any]) -> str:
     """One digest of what an index holds: every shard's objects (sha256 of index, embeddings, document store),
     encoders, FAISS factories and counts. Not when, how fast, or from which path it was built (the version name,
     build/config hashes and the sources' paths name the location), so equal worlds give equal digests anywhere."""
-    content = {"indices": manifest["indices"], "counts": manifest["corpus"]["counts"],
-               "rejects": {k: manifest["rejects"].get(k) for k in ("total", "by_reason")}}
+    content = {
+        "indices": manifest["indices"],
+        "counts": manifest["corpus"]["counts"],
+        "rejects": {k: manifest["rejects"].get(k) for k in ("total", "by_reason")},
+    }
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
@@ -71,34 +74,50 @@ class Demo:
         from pixsearch_core.synthcrag.write import FORMAT, write_synthcrag
 
         meta_path = Path(self.world) / "world.json"
-        want = {"config": self.cfg.world.model_dump(), "scenes_per_entity": self.cfg.scenes_per_entity,
-                "questions_per_scene": self.cfg.questions_per_scene,
-                "refer_scenes_per_entity": self.cfg.refer_scenes_per_entity,
-                "unanswerable_share": self.cfg.unanswerable_share, "format": FORMAT}
+        want = {
+            "config": self.cfg.world.model_dump(),
+            "scenes_per_entity": self.cfg.scenes_per_entity,
+            "questions_per_scene": self.cfg.questions_per_scene,
+            "refer_scenes_per_entity": self.cfg.refer_scenes_per_entity,
+            "unanswerable_share": self.cfg.unanswerable_share,
+            "format": FORMAT,
+        }
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         if meta and {k: meta.get(k) for k in want} == want:
             log.info("[world] %s is up to date: %s", self.world, meta["counts"])
             counts = meta["counts"]
         else:
-            counts = write_synthcrag(generate_world(self.cfg.world), self.world, self.store,
-                                     self.cfg.scenes_per_entity, self.cfg.questions_per_scene,
-                                     refer_scenes_per_entity=self.cfg.refer_scenes_per_entity,
-                                     unanswerable_share=self.cfg.unanswerable_share)
+            counts = write_synthcrag(
+                generate_world(self.cfg.world),
+                self.world,
+                self.store,
+                self.cfg.scenes_per_entity,
+                self.cfg.questions_per_scene,
+                refer_scenes_per_entity=self.cfg.refer_scenes_per_entity,
+                unanswerable_share=self.cfg.unanswerable_share,
+            )
         return {**counts, "sha256": tree_sha256(Path(self.world))}
 
     def step_index(self) -> dict[str, Any]:
         from indexing.manifest import read_current, read_manifest
 
         docs = str(Path(self.world) / "corpus" / "docs.jsonl")
-        _pixsearch("index", "index", "build", "--config", self.cfg.index.config, f"output={self.out / 'store'}",
-                   f"sources=[{{kind: jsonl, path: '{docs}'}}]", *self.cfg.index.overrides)
+        _pixsearch(
+            "index",
+            "index",
+            "build",
+            "--config",
+            self.cfg.index.config,
+            f"output={self.out / 'store'}",
+            f"sources=[{{kind: jsonl, path: '{docs}'}}]",
+            *self.cfg.index.overrides,
+        )
         version = read_current(self.store, self.index)
         manifest = read_manifest(self.store, f"{self.index}/{version}")
         return {"version": version, "sha256": index_digest(manifest)}
 
     def step_retrieval(self) -> dict[str, Any]:
         from pipelines.demo.retrieval_check import retrieval_check, to_markdown
-
         from pixsearch_core.config import load_config
         from pixsearch_core.evaluation.config import EvalRunConfig
         from pixsearch_core.evaluation.driver import RunRequest, resolve
@@ -106,18 +125,26 @@ class Demo:
 
         eval_cfg = load_config(EvalRunConfig, self.cfg.eval.config, self.cfg.eval.overrides)
         eval_cfg = resolve(eval_cfg, RunRequest("synthcrag", self.world, "oracle", index=self.index))  # as eval runs
-        searcher = make_retriever(eval_cfg.retriever.model_copy(update={"cache_dir": str(self.out / "cache")}),
-                                  self.store)
+        searcher = make_retriever(
+            eval_cfg.retriever.model_copy(update={"cache_dir": str(self.out / "cache")}), self.store
+        )
         result = retrieval_check(searcher, self.world, k=self.cfg.retrieval_k, store=self.store)
         self.report.mkdir(parents=True, exist_ok=True)
         (self.report / "retrieval.json").write_text(json.dumps(result, indent=2))
         (self.report / "retrieval.md").write_text(
-            "# Retrieval with gold masks: region vs whole image vs question text\n\n" + to_markdown(result) + "\n")
+            "# Retrieval with gold masks: region vs whole image vs question text\n\n" + to_markdown(result) + "\n"
+        )
         return result
 
     def step_train(self) -> None:
-        common = ["--config", self.cfg.train.config, f"data.root={self.world}", f"output={self.train_store}",
-                  f"run_dir={self.out / 'train'}", *self.cfg.train.overrides]
+        common = [
+            "--config",
+            self.cfg.train.config,
+            f"data.root={self.world}",
+            f"output={self.train_store}",
+            f"run_dir={self.out / 'train'}",
+            *self.cfg.train.overrides,
+        ]
         n = self.cfg.train_nproc
         engine = ["engine=torchrun", f"torchrun.nproc_per_node={n}"] if n > 1 else ["engine=sequential"]
         for stage in (1, 2):
@@ -128,10 +155,28 @@ class Demo:
 
         runs = []
         for mode in self.cfg.modes:
-            summary = last_json(_pixsearch(
-                f"eval {mode}", "eval", "run", "--config", self.cfg.eval.config, "--benchmark", "synthcrag",
-                "--data", self.world, "--model", f"{self.train_store}/stage2/final", "--index", self.index,
-                "--mode", mode, "--out", self.eval_out, *self.cfg.eval.overrides))
+            summary = last_json(
+                _pixsearch(
+                    f"eval {mode}",
+                    "eval",
+                    "run",
+                    "--config",
+                    self.cfg.eval.config,
+                    "--benchmark",
+                    "synthcrag",
+                    "--data",
+                    self.world,
+                    "--model",
+                    f"{self.train_store}/stage2/final",
+                    "--index",
+                    self.index,
+                    "--mode",
+                    mode,
+                    "--out",
+                    self.eval_out,
+                    *self.cfg.eval.overrides,
+                )
+            )
             runs.append(summary["run_uri"])
         (self.out / "eval" / "runs.json").write_text(json.dumps(runs, indent=2))
         return runs

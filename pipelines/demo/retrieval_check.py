@@ -37,8 +37,9 @@ def _open(store: ObjectStore, uri: str, mode: str) -> Image.Image:
     return Image.open(io.BytesIO(store.get_bytes(uri))).convert(mode)
 
 
-def retrieval_check(searcher: Searcher, world: str, k: int = 5, split: str = "test",
-                    store: ObjectStore | None = None) -> dict[str, Any]:
+def retrieval_check(
+    searcher: Searcher, world: str, k: int = 5, split: str = "test", store: ObjectStore | None = None
+) -> dict[str, Any]:
     """hit@1 and hit@k of the target's document for region (gold mask), whole-image and question-text queries,
     egocentric and not. Returns {"ego"|"non_ego": {modality: {"hit@1", "hit@k", "n"}}, "k": k}."""
     store = store or ObjectStore()
@@ -60,8 +61,11 @@ def retrieval_check(searcher: Searcher, world: str, k: int = 5, split: str = "te
         hits[group, modality].append((bool(ids) and ids[0] == gold, gold in ids[:k]))
     out: dict[str, Any] = {"k": k, "split": split}
     for (group, modality), h in sorted(hits.items()):
-        out.setdefault(group, {})[modality] = {"hit@1": float(np.mean([a for a, _ in h])),
-                                               "hit@k": float(np.mean([b for _, b in h])), "n": len(h)}
+        out.setdefault(group, {})[modality] = {
+            "hit@1": float(np.mean([a for a, _ in h])),
+            "hit@k": float(np.mean([b for _, b in h])),
+            "n": len(h),
+        }
     return out
 
 

@@ -37,21 +37,31 @@ class SemSegBenchmark(Benchmark):
 
     def _example(self, uri: str) -> Example:
         stem = uri.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-        return Example(id=stem, mask=lambda: type(self).to_train_ids(read_png(self.store.get_bytes(uri))),
-                       metadata={"annotation": uri})
+        return Example(
+            id=stem,
+            mask=lambda: type(self).to_train_ids(read_png(self.store.get_bytes(uri))),
+            metadata={"annotation": uri},
+        )
 
     def score(self, example, prediction):
         gt = example.mask() if callable(example.mask) else example.mask
         if gt.ndim != 2:
-            raise BadRecordError(f"{self.name} gold {example.metadata.get('annotation')}: expected a single-channel "
-                                 f"label map, got shape {gt.shape}")
+            raise BadRecordError(
+                f"{self.name} gold {example.metadata.get('annotation')}: expected a single-channel "
+                f"label map, got shape {gt.shape}"
+            )
         pred = np.full(gt.shape, IGNORE, dtype=np.int64) if prediction is None else np.asarray(prediction)
         if pred.shape != gt.shape:
-            raise BadRecordError(f"{self.name} prediction for id {example.id!r} has shape {pred.shape}, "
-                                 f"the gold label map {gt.shape}")
+            raise BadRecordError(
+                f"{self.name} prediction for id {example.id!r} has shape {pred.shape}, the gold label map {gt.shape}"
+            )
         inter, union, _, label = intersection_union(pred, gt, self.num_classes)
-        return {"intersection": inter, "union": union, "label": label,
-                "aacc": float(inter.sum() / label.sum()) if label.sum() else 0.0}
+        return {
+            "intersection": inter,
+            "union": union,
+            "label": label,
+            "aacc": float(inter.sum() / label.sum()) if label.sum() else 0.0,
+        }
 
     def aggregate(self, scores):
         zero = np.zeros(self.num_classes, dtype=np.int64)

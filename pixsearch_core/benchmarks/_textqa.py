@@ -30,8 +30,10 @@ class TextQABenchmark(Benchmark):
 
     def check_prediction(self, example: Example, prediction: Any) -> str:
         if not isinstance(prediction, str):
-            raise BadRecordError(f"{self.name} prediction for id {example.id!r} should be a string, "
-                                 f"got {type(prediction).__name__}: {prediction!r:.80}")
+            raise BadRecordError(
+                f"{self.name} prediction for id {example.id!r} should be a string, "
+                f"got {type(prediction).__name__}: {prediction!r:.80}"
+            )
         return prediction
 
     def score(self, example: Example, prediction: Any) -> dict[str, Any]:

@@ -31,6 +31,8 @@ class ADE20K(SemSegBenchmark):
             if uris:
                 break
         else:
-            raise FileNotFoundError(f"no ADE20K annotations under {path}/annotations/{SPLITS[split]} "
-                                    f"or {path}/ADEChallengeData2016/annotations/{SPLITS[split]}")
+            raise FileNotFoundError(
+                f"no ADE20K annotations under {path}/annotations/{SPLITS[split]} "
+                f"or {path}/ADEChallengeData2016/annotations/{SPLITS[split]}"
+            )
         return (self._example(u) for u in uris)

@@ -25,8 +25,8 @@ class Example:
     id: str
     question: str = ""
     answers: list[str] = field(default_factory=list)
-    image: str | None = None      # image file name, URI or id; None when the benchmark has no image
-    mask: Any = None              # gold mask (array) or a loader of it; None for QA benchmarks
+    image: str | None = None  # image file name, URI or id; None when the benchmark has no image
+    mask: Any = None  # gold mask (array) or a loader of it; None for QA benchmarks
     metadata: dict[str, Any] = field(default_factory=dict)  # egocentric, domain, question type, split, ...
 
 

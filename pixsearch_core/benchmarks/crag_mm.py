@@ -67,8 +67,11 @@ class CragMM(Benchmark):
         if self.store.exists(path):
             uris = [path]
         else:
-            uris = [u for u in self.store.list(path) if u.rsplit("/", 1)[-1].startswith(split)
-                    and u.endswith((".parquet", ".jsonl"))]
+            uris = [
+                u
+                for u in self.store.list(path)
+                if u.rsplit("/", 1)[-1].startswith(split) and u.endswith((".parquet", ".jsonl"))
+            ]
             if not uris:
                 raise FileNotFoundError(f"no gold file at {path}; looked for {split}*.parquet or {split}*.jsonl")
         for uri in sorted(uris):
@@ -96,8 +99,10 @@ class CragMM(Benchmark):
             if self.store.exists(resolved):
                 return resolved, None
             if not url:
-                return None, (f"{where}: 'image' has no bytes and its path {path!r} does not exist (looked at "
-                              f"{resolved}), and there is no image_url")
+                return None, (
+                    f"{where}: 'image' has no bytes and its path {path!r} does not exist (looked at "
+                    f"{resolved}), and there is no image_url"
+                )
         if not url:
             return None, f"{where}: no picture: 'image' is empty and 'image_url' is {rec.get('image_url')!r}"
         return url, None
@@ -119,25 +124,37 @@ class CragMM(Benchmark):
                 iid = str(require(turn, "interaction_id", where + " turns"))
                 if iid not in gold:
                     raise BadRecordError(f"{where}: turn {iid!r} has no entry in 'answers'")
-                yield Example(id=iid, question=require(turn, "query", f"{where} turn {iid}", str),
-                              answers=[require(gold[iid], "ans_full", f"{where} answers {iid}", str)],
-                              image=image,
-                              metadata={"egocentric": not image_url, "session_id": session, "turn": t,
-                                        "domain": turn.get("domain"), "query_category": turn.get("query_category"),
-                                        **({"image_error": problem} if problem else {})})
+                yield Example(
+                    id=iid,
+                    question=require(turn, "query", f"{where} turn {iid}", str),
+                    answers=[require(gold[iid], "ans_full", f"{where} answers {iid}", str)],
+                    image=image,
+                    metadata={
+                        "egocentric": not image_url,
+                        "session_id": session,
+                        "turn": t,
+                        "domain": turn.get("domain"),
+                        "query_category": turn.get("query_category"),
+                        **({"image_error": problem} if problem else {}),
+                    },
+                )
         if unextracted:
             log.info("crag_mm: %d sessions' embedded pictures not extracted (no image_cache given)", unextracted)
 
     def score(self, example, prediction):
         if not isinstance(prediction, str):
-            raise BadRecordError(f"crag_mm prediction for id {example.id!r} should be a string, "
-                                 f"got {type(prediction).__name__}")
+            raise BadRecordError(
+                f"crag_mm prediction for id {example.id!r} should be a string, got {type(prediction).__name__}"
+            )
         verdict = judge_turn(example.question, example.answers[0], prediction, self.judge)
         return {**verdict, "ego": bool(example.metadata["egocentric"])}
 
     def aggregate(self, scores):
-        return {"all": calculate_scores(scores), "ego": calculate_scores(s for s in scores if s["ego"]),
-                "non_ego": calculate_scores(s for s in scores if not s["ego"])}
+        return {
+            "all": calculate_scores(scores),
+            "ego": calculate_scores(s for s in scores if s["ego"]),
+            "non_ego": calculate_scores(s for s in scores if not s["ego"]),
+        }
 
 
 def _image_field(value, where: str) -> tuple[bytes | None, str | None]:
@@ -148,8 +165,9 @@ def _image_field(value, where: str) -> tuple[bytes | None, str | None]:
     if isinstance(value, str):
         return None, value
     if not isinstance(value, dict):
-        raise BadRecordError(f"{where}: 'image' should be a {{bytes, path}} struct or a path, "
-                             f"got {type(value).__name__}")
+        raise BadRecordError(
+            f"{where}: 'image' should be a {{bytes, path}} struct or a path, got {type(value).__name__}"
+        )
     data, path = value.get("bytes"), value.get("path") or None
     if isinstance(data, str):
         try:

@@ -30,7 +30,7 @@ def read_text_predictions(store: ObjectStore, uri: str) -> dict[str, Any]:
     for lineno, rec in read_jsonl(store, uri):
         where = f"{uri} line {lineno + 1}"
         if not isinstance(rec, dict) or "id" not in rec or "prediction" not in rec:
-            raise BadRecordError(f"{where}: expected {{\"id\": ..., \"prediction\": ...}}, got {json.dumps(rec)[:120]}")
+            raise BadRecordError(f'{where}: expected {{"id": ..., "prediction": ...}}, got {json.dumps(rec)[:120]}')
         key = str(rec["id"])
         if key in out:
             raise BadRecordError(f"{where}: duplicate prediction id {key!r}")
@@ -59,8 +59,9 @@ def _load_mask(store: ObjectStore, uri: str):
     return mask
 
 
-def score_predictions(bench: Benchmark, examples: list[Example], predictions_uri: str,
-                      store: ObjectStore | None = None) -> Iterator[tuple[Example, dict[str, Any] | None]]:
+def score_predictions(
+    bench: Benchmark, examples: list[Example], predictions_uri: str, store: ObjectStore | None = None
+) -> Iterator[tuple[Example, dict[str, Any] | None]]:
     """(example, per-example scores) for every scored gold example; scores is None when the example is left out
     (missing prediction under the "ignore" rule, or an unscored example such as an unanswerable MuSiQue one)."""
     store = store or bench.store
@@ -69,12 +70,21 @@ def score_predictions(bench: Benchmark, examples: list[Example], predictions_uri
     gold_ids = {ex.id for ex in examples}
     unknown = sorted(set(preds) - gold_ids)
     if unknown:
-        raise BadRecordError(f"{len(unknown)} prediction id(s) not in the {bench.name} gold data: "
-                             f"{', '.join(map(repr, unknown[:20]))}{' ...' if len(unknown) > 20 else ''}")
+        raise BadRecordError(
+            f"{len(unknown)} prediction id(s) not in the {bench.name} gold data: "
+            f"{', '.join(map(repr, unknown[:20]))}{' ...' if len(unknown) > 20 else ''}"
+        )
     missing = [ex.id for ex in examples if ex.id not in preds and not ex.metadata.get("unscored")]
     if missing:
-        log.warning("%d of %d %s gold examples have no prediction (rule %r: %s); first: %s", len(missing),
-                    len(examples), bench.name, bench.missing, _RULES[bench.missing], ", ".join(missing[:5]))
+        log.warning(
+            "%d of %d %s gold examples have no prediction (rule %r: %s); first: %s",
+            len(missing),
+            len(examples),
+            bench.name,
+            bench.missing,
+            _RULES[bench.missing],
+            ", ".join(missing[:5]),
+        )
     for ex in tqdm(examples, desc=f"scoring {bench.name}", unit="ex", disable=len(examples) < 1000):
         if ex.metadata.get("unscored"):
             yield ex, None
@@ -92,15 +102,18 @@ def score_predictions(bench: Benchmark, examples: list[Example], predictions_uri
 _RULES = {"zero": "scored 0", "ignore": "left out of the scores", "empty": "scored as empty predictions"}
 
 
-def evaluate(bench: Benchmark, gold_uri: str, predictions_uri: str, split: str | None = None,
-             per_example_uri: str | None = None) -> dict[str, Any]:
+def evaluate(
+    bench: Benchmark, gold_uri: str, predictions_uri: str, split: str | None = None, per_example_uri: str | None = None
+) -> dict[str, Any]:
     """Load gold, score every prediction, aggregate; optionally write per-example scores (JSONL)."""
     examples = list(bench.load(gold_uri, split))
     if not examples:
         raise ValueError(f"no {bench.name} gold examples in {gold_uri} (split {split or bench.default_split!r})")
     scored = [(ex, s) for ex, s in score_predictions(bench, examples, predictions_uri) if s is not None]
     if per_example_uri:
-        lines = [json.dumps({"id": ex.id, **{k: v for k, v in s.items() if isinstance(v, bool | int | float | str)}})
-                 for ex, s in scored]
+        lines = [
+            json.dumps({"id": ex.id, **{k: v for k, v in s.items() if isinstance(v, bool | int | float | str)}})
+            for ex, s in scored
+        ]
         bench.store.put_bytes(per_example_uri, ("\n".join(lines) + "\n").encode())
     return bench.aggregate([s for _, s in scored])

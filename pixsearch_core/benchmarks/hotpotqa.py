@@ -12,8 +12,12 @@ from pixsearch_core.benchmarks.base import Example, read_json, require, resolve
 from pixsearch_core.metrics.textqa import hotpot_f1
 from pixsearch_core.registry import register
 
-FILES = {"dev_distractor": "hotpot_dev_distractor_v1.json", "dev": "hotpot_dev_distractor_v1.json",
-         "dev_fullwiki": "hotpot_dev_fullwiki_v1.json", "train": "hotpot_train_v1.1.json"}
+FILES = {
+    "dev_distractor": "hotpot_dev_distractor_v1.json",
+    "dev": "hotpot_dev_distractor_v1.json",
+    "dev_fullwiki": "hotpot_dev_fullwiki_v1.json",
+    "train": "hotpot_train_v1.1.json",
+}
 
 
 @register("benchmark", "hotpotqa")
@@ -31,6 +35,9 @@ class HotpotQA(TextQABenchmark):
         uri = resolve(self.store, path, [FILES[split]])
         for i, rec in enumerate(read_json(self.store, uri)):
             where = f"{uri} record {i}"
-            yield Example(id=str(require(rec, "_id", where)), question=require(rec, "question", where, str),
-                          answers=[require(rec, "answer", where, str)],
-                          metadata={"type": rec.get("type"), "level": rec.get("level")})
+            yield Example(
+                id=str(require(rec, "_id", where)),
+                question=require(rec, "question", where, str),
+                answers=[require(rec, "answer", where, str)],
+                metadata={"type": rec.get("type"), "level": rec.get("level")},
+            )

@@ -12,8 +12,13 @@ from __future__ import annotations
 
 from pixsearch_core.benchmarks._textqa import KEYS, TextQABenchmark
 from pixsearch_core.benchmarks.base import BadRecordError, Example, mean, read_jsonl, require, resolve
-from pixsearch_core.metrics.infoseek import (QUESTION_TYPES, harmonic_mean, infoseek_correct, is_unseen_question,
-                                             split_score)
+from pixsearch_core.metrics.infoseek import (
+    QUESTION_TYPES,
+    harmonic_mean,
+    infoseek_correct,
+    is_unseen_question,
+    split_score,
+)
 from pixsearch_core.registry import register
 
 
@@ -29,9 +34,12 @@ class InfoSeek(TextQABenchmark):
         qtype_uri = f"{base}_qtype.jsonl"
         if not self.store.exists(qtype_uri):
             return {}
-        return {str(require(r, "data_id", f"{qtype_uri} line {n + 1}")):
-                require(r, "question_type", f"{qtype_uri} line {n + 1}", str)
-                for n, r in read_jsonl(self.store, qtype_uri)}
+        return {
+            str(require(r, "data_id", f"{qtype_uri} line {n + 1}")): require(
+                r, "question_type", f"{qtype_uri} line {n + 1}", str
+            )
+            for n, r in read_jsonl(self.store, qtype_uri)
+        }
 
     def load(self, path, split=None):
         split = split or self.default_split
@@ -42,20 +50,31 @@ class InfoSeek(TextQABenchmark):
             data_id = str(require(rec, "data_id", where))
             qtype = rec.get("question_type") or qtypes.get(data_id)
             if not qtype or qtype.lower() not in QUESTION_TYPES:
-                raise BadRecordError(f"{where} (data_id {data_id!r}): question_type {qtype!r} missing or unknown; "
-                                     f"allowed: String, Numerical, Time (from the record or its _qtype.jsonl file)")
+                raise BadRecordError(
+                    f"{where} (data_id {data_id!r}): question_type {qtype!r} missing or unknown; "
+                    f"allowed: String, Numerical, Time (from the record or its _qtype.jsonl file)"
+                )
             answer_eval = require(rec, "answer_eval", where, (list, dict))
             numerical = qtype.lower() == "numerical"
             answers = require(rec, "answer", where, list) if numerical else answer_eval
-            yield Example(id=data_id, question=require(rec, "question", where, str), answers=[str(a) for a in answers],
-                          image=rec.get("image_id"),
-                          metadata={"question_type": qtype, "answer_eval": answer_eval,
-                                    "data_split": require(rec, "data_split", where, str)})
+            yield Example(
+                id=data_id,
+                question=require(rec, "question", where, str),
+                answers=[str(a) for a in answers],
+                image=rec.get("image_id"),
+                metadata={
+                    "question_type": qtype,
+                    "answer_eval": answer_eval,
+                    "data_split": require(rec, "data_split", where, str),
+                },
+            )
 
     def extra_scores(self, example, prediction):
         meta = example.metadata
-        return {"accuracy": infoseek_correct(prediction, meta["answer_eval"], meta["question_type"]),
-                "unseen_question": is_unseen_question(meta["data_split"])}
+        return {
+            "accuracy": infoseek_correct(prediction, meta["answer_eval"], meta["question_type"]),
+            "unseen_question": is_unseen_question(meta["data_split"]),
+        }
 
     def aggregate(self, scores):
         out = super().aggregate(scores)

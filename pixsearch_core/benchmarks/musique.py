@@ -26,5 +26,9 @@ class MuSiQue(TextQABenchmark):
             answerable = rec.get("answerable", True)
             answers = [require(rec, "answer", where, str)] if answerable else []
             answers += [str(a) for a in rec.get("answer_aliases") or []] if answerable else []
-            yield Example(id=str(require(rec, "id", where)), question=require(rec, "question", where, str),
-                          answers=answers, metadata={"answerable": bool(answerable), "unscored": not answerable})
+            yield Example(
+                id=str(require(rec, "id", where)),
+                question=require(rec, "question", where, str),
+                answers=answers,
+                metadata={"answerable": bool(answerable), "unscored": not answerable},
+            )

@@ -11,8 +11,11 @@ from pixsearch_core.benchmarks._textqa import TextQABenchmark
 from pixsearch_core.benchmarks.base import Example, read_jsonl, require, resolve
 from pixsearch_core.registry import register
 
-FILES = {"dev": "NQ-open.dev.jsonl", "train": "NQ-open.train.jsonl",
-         "efficientqa_dev": "NQ-open.efficientqa.dev.1.1.jsonl"}
+FILES = {
+    "dev": "NQ-open.dev.jsonl",
+    "train": "NQ-open.train.jsonl",
+    "efficientqa_dev": "NQ-open.efficientqa.dev.1.1.jsonl",
+}
 
 
 @register("benchmark", "nq_open")
@@ -29,5 +32,8 @@ class NQOpen(TextQABenchmark):
         uri = resolve(self.store, path, [FILES[split]])
         for lineno, rec in read_jsonl(self.store, uri):
             where = f"{uri} line {lineno + 1}"
-            yield Example(id=str(lineno), question=require(rec, "question", where, str),
-                          answers=[str(a) for a in require(rec, "answer", where, list)])
+            yield Example(
+                id=str(lineno),
+                question=require(rec, "question", where, str),
+                answers=[str(a) for a in require(rec, "answer", where, list)],
+            )

@@ -30,22 +30,31 @@ class OVEN(TextQABenchmark):
         found = [join(path, f"oven_{task}_{split}.jsonl") for task in ("entity", "query")]
         found = [u for u in found if self.store.exists(u)]
         if not found:
-            raise FileNotFoundError(f"no gold file at {path}; looked for oven_entity_{split}.jsonl and "
-                                    f"oven_query_{split}.jsonl")
+            raise FileNotFoundError(
+                f"no gold file at {path}; looked for oven_entity_{split}.jsonl and oven_query_{split}.jsonl"
+            )
         return found
 
     def load(self, path, split=None):
         for uri in self._files(path, split or self.default_split):
             for lineno, rec in read_jsonl(self.store, uri):
                 where = f"{uri} line {lineno + 1}"
-                yield Example(id=str(require(rec, "data_id", where)), question=require(rec, "question", where, str),
-                              answers=[require(rec, "entity_text", where, str)], image=rec.get("image_id"),
-                              metadata={"entity_id": require(rec, "entity_id", where, str),
-                                        "data_split": require(rec, "data_split", where, str)})
+                yield Example(
+                    id=str(require(rec, "data_id", where)),
+                    question=require(rec, "question", where, str),
+                    answers=[require(rec, "entity_text", where, str)],
+                    image=rec.get("image_id"),
+                    metadata={
+                        "entity_id": require(rec, "entity_id", where, str),
+                        "data_split": require(rec, "data_split", where, str),
+                    },
+                )
 
     def extra_scores(self, example, prediction):
-        return {"accuracy": oven_correct(prediction, example.metadata["entity_id"]),
-                "data_split": example.metadata["data_split"]}
+        return {
+            "accuracy": oven_correct(prediction, example.metadata["entity_id"]),
+            "data_split": example.metadata["data_split"],
+        }
 
     def zero_score(self, example):
         return {**super().zero_score(example), "data_split": example.metadata["data_split"]}

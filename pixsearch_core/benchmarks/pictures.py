@@ -54,8 +54,8 @@ def picture_format(data: bytes, source: str) -> str:
 @dataclass
 class FetchPolicy:
     timeout_s: float = 20.0
-    retries: int = 3          # tries after the first
-    backoff_s: float = 1.0    # wait before retry i: backoff_s * 2**i
+    retries: int = 3  # tries after the first
+    backoff_s: float = 1.0  # wait before retry i: backoff_s * 2**i
 
 
 class PictureCache:

@@ -33,9 +33,12 @@ class PopQA(TextQABenchmark):
                 raise BadRecordError(f"{where}: field 'possible_answers' is not a JSON list: {e}") from None
             if not isinstance(answers, list):
                 raise BadRecordError(f"{where}: field 'possible_answers' should be a JSON list, got {raw!r:.80}")
-            yield Example(id=str(require(rec, "id", where)), question=require(rec, "question", where, str),
-                          answers=[str(a) for a in answers],
-                          metadata={"prop": rec.get("prop"), "s_pop": rec.get("s_pop")})
+            yield Example(
+                id=str(require(rec, "id", where)),
+                question=require(rec, "question", where, str),
+                answers=[str(a) for a in answers],
+                metadata={"prop": rec.get("prop"), "s_pop": rec.get("s_pop")},
+            )
 
     def score(self, example, prediction):
         if not example.answers:  # the official script: no answer can be contained -> wrong

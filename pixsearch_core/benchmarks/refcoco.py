@@ -14,7 +14,6 @@ prediction is an empty mask. Scores: gIoU / cIoU as fractions.
 from __future__ import annotations
 
 import json
-import logging
 
 import numpy as np
 
@@ -60,23 +59,27 @@ class _Refer(Benchmark):
             ann = anns.get(require(ref, "ann_id", where))
             image = images.get(require(ref, "image_id", where))
             if ann is None or image is None:
-                raise BadRecordError(f"{where}: ann_id {ref['ann_id']} or image_id {ref['image_id']} "
-                                     "is not in instances.json")
+                raise BadRecordError(
+                    f"{where}: ann_id {ref['ann_id']} or image_id {ref['image_id']} is not in instances.json"
+                )
             h, w = require(image, "height", where, int), require(image, "width", where, int)
             for sent in require(ref, "sentences", where, list):
                 seg = require(ann, "segmentation", f"{where} annotation {ann.get('id')}")
-                yield Example(id=str(require(sent, "sent_id", where)),
-                              question=require(sent, "sent", where, str).strip().lower(),
-                              image=image.get("file_name"),
-                              mask=lambda seg=seg, h=h, w=w: decode_coco_segmentation(seg, h, w),
-                              metadata={"ref_id": ref.get("ref_id"), "image_id": ref["image_id"], "size": (h, w)})
+                yield Example(
+                    id=str(require(sent, "sent_id", where)),
+                    question=require(sent, "sent", where, str).strip().lower(),
+                    image=image.get("file_name"),
+                    mask=lambda seg=seg, h=h, w=w: decode_coco_segmentation(seg, h, w),
+                    metadata={"ref_id": ref.get("ref_id"), "image_id": ref["image_id"], "size": (h, w)},
+                )
 
     def score(self, example, prediction):
         gt = example.mask() if callable(example.mask) else example.mask
         pred = np.zeros(gt.shape, dtype=np.uint8) if prediction is None else (np.asarray(prediction) > 0)
         if pred.shape != gt.shape:
-            raise BadRecordError(f"{self.name} prediction for id {example.id!r} has shape {pred.shape}, "
-                                 f"the gold mask {gt.shape}")
+            raise BadRecordError(
+                f"{self.name} prediction for id {example.id!r} has shape {pred.shape}, the gold mask {gt.shape}"
+            )
         return refer_expression_score(pred.astype(np.uint8), gt)
 
     def aggregate(self, scores):

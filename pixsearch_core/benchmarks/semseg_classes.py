@@ -24,8 +24,9 @@ def ade20k_names(store: ObjectStore, uri: str) -> dict[int, str]:
         if len(cols) >= 5 and cols[0].strip().isdigit():
             out[int(cols[0])] = cols[4].split(",")[0].strip()
     if not out:
-        raise ValueError(f"{uri}: no classes found; expected objectInfo150.txt (tab separated: Idx Ratio Train "
-                         "Val Name)")
+        raise ValueError(
+            f"{uri}: no classes found; expected objectInfo150.txt (tab separated: Idx Ratio Train Val Name)"
+        )
     return out
 
 

@@ -33,17 +33,23 @@ class SynthCRAG(CragMM):
         for lineno, rec in read_jsonl(self.store, uri):
             where = f"{uri} line {lineno + 1}"
             yield Example(
-                id=str(require(rec, "interaction_id", where)), question=require(rec, "query", where, str),
+                id=str(require(rec, "interaction_id", where)),
+                question=require(rec, "query", where, str),
                 answers=[require(rec, "ans_full", where, str)],
                 image=resolve_ref(base, require(rec, "image", where, str)),
                 mask=resolve_ref(base, rec["gold_mask"]) if rec.get("gold_mask") else None,
-                metadata={"egocentric": bool(require(rec, "egocentric", where, bool)),
-                          "question_type": rec.get("question_type"), "target_box": rec.get("target_box"),
-                          "entity_span": rec.get("entity_span"), "gold_response": rec.get("response"),
-                          "query_types": rec.get("query_types", []), "answerable": rec.get("answerable", True)})
+                metadata={
+                    "egocentric": bool(require(rec, "egocentric", where, bool)),
+                    "question_type": rec.get("question_type"),
+                    "target_box": rec.get("target_box"),
+                    "entity_span": rec.get("entity_span"),
+                    "gold_response": rec.get("response"),
+                    "query_types": rec.get("query_types", []),
+                    "answerable": rec.get("answerable", True),
+                },
+            )
 
     def score(self, example, prediction):
         if isinstance(prediction, str) and ANSWER_MARK in prediction:
             prediction = prediction.rsplit(ANSWER_MARK, 1)[1].strip()
         return super().score(example, prediction)
-

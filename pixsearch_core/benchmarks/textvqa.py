@@ -26,9 +26,13 @@ class TextVQA(TextQABenchmark):
             where = f"{uri} data[{i}]"
             qid = require(rec, "question_id", where)
             answers = require(rec, "answers", f"{where} (question_id {qid})", list)
-            yield Example(id=str(qid), question=require(rec, "question", where, str),
-                          answers=[str(a) for a in answers], image=rec.get("image_id"),
-                          metadata={"set_name": rec.get("set_name")})
+            yield Example(
+                id=str(qid),
+                question=require(rec, "question", where, str),
+                answers=[str(a) for a in answers],
+                image=rec.get("image_id"),
+                metadata={"set_name": rec.get("set_name")},
+            )
 
     def extra_scores(self, example, prediction):
         return {"accuracy": textvqa_accuracy(prediction, example.answers)}

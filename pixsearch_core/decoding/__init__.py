@@ -5,5 +5,16 @@ from pixsearch_core.decoding.decoder import SearchInterleavedDecoder
 from pixsearch_core.decoding.options import ABLATIONS, DecodeOptions
 from pixsearch_core.decoding.state import Issue, RowState, SearchCall, Segment, Trajectory
 
-__all__ = ["ABLATIONS", "DecodeOptions", "DecodeRequest", "DecoderModel", "Issue", "ModelOutput", "RowState",
-           "SearchCall", "SearchInterleavedDecoder", "Segment", "Trajectory"]
+__all__ = [
+    "ABLATIONS",
+    "DecodeOptions",
+    "DecodeRequest",
+    "DecoderModel",
+    "Issue",
+    "ModelOutput",
+    "RowState",
+    "SearchCall",
+    "SearchInterleavedDecoder",
+    "Segment",
+    "Trajectory",
+]

@@ -49,13 +49,15 @@ class DecoderModel(Protocol):
 
     def prefill(self, requests: list[DecodeRequest], continuations: list[list[int]]) -> ModelOutput: ...
 
-    def extend(self, cache: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-               position_ids: torch.Tensor) -> ModelOutput: ...
+    def extend(
+        self, cache: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor
+    ) -> ModelOutput: ...
 
     def select(self, cache: Any, index: torch.Tensor) -> Any: ...
 
-    def predict_mask(self, request: DecodeRequest, hidden: torch.Tensor | None,
-                     continuation: list[int]) -> np.ndarray | None: ...
+    def predict_mask(
+        self, request: DecodeRequest, hidden: torch.Tensor | None, continuation: list[int]
+    ) -> np.ndarray | None: ...
 
 
 def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -65,8 +67,8 @@ def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
         if r:
-            ids[i, width - len(r):] = torch.tensor(r, dtype=torch.long)
-            mask[i, width - len(r):] = 1
+            ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask[i, width - len(r) :] = 1
     return ids, mask, positions(mask)
 
 

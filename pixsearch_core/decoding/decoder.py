@@ -88,13 +88,13 @@ class SearchInterleavedDecoder:
         input_ids = torch.full((len(active), width), self.model.ids.pad, dtype=torch.long)
         new = torch.zeros((len(active), width), dtype=attn.dtype)
         for j, c in enumerate(chunks):
-            input_ids[j, width - len(c):] = torch.tensor(c, dtype=torch.long)
-            new[j, width - len(c):] = 1
+            input_ids[j, width - len(c) :] = torch.tensor(c, dtype=torch.long)
+            new[j, width - len(c) :] = 1
         attn = torch.cat([attn, new.to(attn.device)], dim=1)
         out = self.model.extend(cache, input_ids, attn, positions(attn)[:, -width:])
         for j, i in enumerate(active):
             if out.hidden is not None:
-                rows[i].hidden.append(out.hidden[j, width - len(chunks[j]):])
+                rows[i].hidden.append(out.hidden[j, width - len(chunks[j]) :])
             rows[i].pending = []
         return out, attn
 

@@ -17,8 +17,15 @@ from pixsearch_core.decoding.state import Row, RowState
 
 
 class SearchSchedule:
-    def __init__(self, ids, every: int = 8, payload: int = 4, searches: int = 3, answer: int = 8,
-                 modalities: tuple[str, ...] = ("text",)):
+    def __init__(
+        self,
+        ids,
+        every: int = 8,
+        payload: int = 4,
+        searches: int = 3,
+        answer: int = 8,
+        modalities: tuple[str, ...] = ("text",),
+    ):
         self.ids, self.every, self.payload, self.searches, self.answer = ids, every, payload, searches, answer
         bad = [m for m in modalities if m not in ("text", "image", "region")]
         if bad or not modalities:

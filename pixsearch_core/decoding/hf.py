@@ -31,8 +31,10 @@ class HFCausalLMAdapter:
         self.ids = special_token_ids(tokenizer)
         self.add_bos = add_bos
         if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
-            raise ValueError(f"tokenizer has {len(tokenizer)} tokens but the model's embeddings only "
-                             f"{model.get_input_embeddings().weight.shape[0]}; call resize_token_embeddings")
+            raise ValueError(
+                f"tokenizer has {len(tokenizer)} tokens but the model's embeddings only "
+                f"{model.get_input_embeddings().weight.shape[0]}; call resize_token_embeddings"
+            )
 
     @property
     def device(self) -> torch.device:
@@ -46,9 +48,14 @@ class HFCausalLMAdapter:
     @torch.inference_mode()
     def _forward(self, input_ids, attention_mask, position_ids, cache=None) -> ModelOutput:
         dev = self.device
-        out = self.model(input_ids=input_ids.to(dev), attention_mask=attention_mask.to(dev),
-                         position_ids=position_ids.to(dev), past_key_values=cache, use_cache=True,
-                         logits_to_keep=1)
+        out = self.model(
+            input_ids=input_ids.to(dev),
+            attention_mask=attention_mask.to(dev),
+            position_ids=position_ids.to(dev),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         return ModelOutput(logits=out.logits[:, -1].float(), cache=out.past_key_values)
 
     def prefill(self, requests: list[DecodeRequest], continuations: list[list[int]]) -> ModelOutput:

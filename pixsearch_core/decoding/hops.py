@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from pixsearch_core.decoding.queries import format_information, parse_payload
-from pixsearch_core.retrieval.crop import mask_box
-from pixsearch_core.masks import mask_to_rle
 from pixsearch_core.decoding.state import Row, SearchCall
+from pixsearch_core.masks import mask_to_rle
+from pixsearch_core.retrieval.crop import mask_box
 from pixsearch_core.retrieval.types import ImageQuery, RegionQuery, TextQuery, image_hw
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,9 @@ def _region_query(row: Row, request, model, call: SearchCall):
     else:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != tuple(image_hw(request.image)) or not mask.any():
-            row.issue("region_empty_mask", f"mask shape {mask.shape}, {int(mask.sum())} pixels; "
-                                           "searched the whole image")
+            row.issue(
+                "region_empty_mask", f"mask shape {mask.shape}, {int(mask.sum())} pixels; searched the whole image"
+            )
         else:
             call.modality, call.crop_box, call.mask_rle = "region", mask_box(mask), mask_to_rle(mask)
             return RegionQuery(request.image, mask)
@@ -39,8 +40,9 @@ def _region_query(row: Row, request, model, call: SearchCall):
 def build_query(row: Row, request, model, allowed: set[str]):
     """Parse the row's payload -> (SearchCall, query or None when the search is refused)."""
     p = parse_payload(row.payload(), model.ids, lambda t: model.tokenizer.decode(t, skip_special_tokens=False))
-    call = SearchCall(hop=len(row.traj.searches), modality=None, requested=p.modality, text=p.text or None,
-                      span=row.blocks[-1])
+    call = SearchCall(
+        hop=len(row.traj.searches), modality=None, requested=p.modality, text=p.text or None, span=row.blocks[-1]
+    )
     if p.error:
         row.issue(p.error, p.detail)
         call.error = p.error
@@ -77,7 +79,7 @@ def run_searches(rows: list[Row], calls: list[SearchCall], queries: list, search
                 calls[i].error = "search_failed"
         latency = time.perf_counter() - t0
     for i, (row, call) in enumerate(zip(rows, calls)):
-        ev = results[i][:options.top_k]
+        ev = results[i][: options.top_k]
         call.evidence_ids = [e.doc_id for e in ev]
         call.scores = [float(e.score) for e in ev]
         if queries[i] is not None:
@@ -103,8 +105,13 @@ def prepend_evidence(rows: list[Row], requests: list, searcher, model, options) 
     calls, queries = [], []
     for row, req in zip(rows, requests):
         query, error = fixed_query(options.mode, req, model)
-        call = SearchCall(hop=0, modality=modality if query else None, requested=modality, error=error,
-                          text=query.text if isinstance(query, TextQuery) else None)
+        call = SearchCall(
+            hop=0,
+            modality=modality if query else None,
+            requested=modality,
+            error=error,
+            text=query.text if isinstance(query, TextQuery) else None,
+        )
         if error:
             row.issue(error, f"{options.mode} baseline could not build its query")
         calls.append(call)

@@ -62,7 +62,7 @@ def mode_fields(name: str) -> dict[str, Any]:
     raise ValueError(f"unknown mode {name!r}; allowed: {', '.join(MODE_NAMES)} (e.g. budget2)")
 
 
-def mode_name(options: "DecodeOptions") -> str:
+def mode_name(options: DecodeOptions) -> str:
     """The mode name of decode options (the inverse of `mode_fields`); `custom` when no single name fits."""
     if options.mode != "full":
         plain = options.max_searches is None and set(options.modalities) == set(MODALITIES)

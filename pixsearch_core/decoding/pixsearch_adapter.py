@@ -44,15 +44,18 @@ class PixSearchAdapter:
     def prefill(self, requests: list[DecodeRequest], continuations: list[list[int]]) -> ModelOutput:
         with_image = [r.image is not None for r in requests]
         if any(with_image) and not all(with_image):
-            raise ValueError(f"PixSearchAdapter needs a batch of all-image or all-text requests; images missing "
-                             f"for {[r.sample_id for r, w in zip(requests, with_image) if not w]}")
+            raise ValueError(
+                f"PixSearchAdapter needs a batch of all-image or all-text requests; images missing "
+                f"for {[r.sample_id for r, w in zip(requests, with_image) if not w]}"
+            )
         rows = [self.prompt_ids(r) + list(c) for r, c in zip(requests, continuations)]
         input_ids, mask, _ = left_pad(rows, self.ids.pad)
         dev = self.model.device
         images = [r.image for r in requests] if all(with_image) else None
         state = self.model.start(images, input_ids.to(dev), mask.to(dev))
-        return ModelOutput(state.logits[:, -1].float(), state.past_key_values, state.hidden_states,
-                           state.attention_mask)
+        return ModelOutput(
+            state.logits[:, -1].float(), state.past_key_values, state.hidden_states, state.attention_mask
+        )
 
     @torch.inference_mode()
     def extend(self, cache, input_ids, attention_mask, position_ids) -> ModelOutput:
@@ -72,16 +75,19 @@ class PixSearchAdapter:
             return hidden
         at = prompt.index(self.ids.image_placeholder)
         n_image = hidden.shape[0] - len(continuation) - (len(prompt) - 1)
-        return torch.cat([hidden[:at], hidden[at + n_image:]])
+        return torch.cat([hidden[:at], hidden[at + n_image :]])
 
     @torch.inference_mode()
     def predict_mask(self, request: DecodeRequest, hidden, continuation) -> np.ndarray | None:
         if request.image is None or hidden is None:
             return None
         text = self.text_hidden(request, hidden, continuation)
-        pred = self.model.predict_mask([request.image], hidden_states=text[None],
-                                       attention_mask=torch.ones(1, text.shape[0], dtype=torch.bool,
-                                                                 device=text.device), return_details=True)
+        pred = self.model.predict_mask(
+            [request.image],
+            hidden_states=text[None],
+            attention_mask=torch.ones(1, text.shape[0], dtype=torch.bool, device=text.device),
+            return_details=True,
+        )
         if not bool(pred.has_prompt[0]):
             return None  # the span tagger found no entity
         return pred.masks[0].cpu().numpy()

@@ -157,7 +157,7 @@ class Row:
 
     def payload(self) -> list[int]:
         assert self.search_start is not None
-        return self.tokens[self.search_start + 1:-1]
+        return self.tokens[self.search_start + 1 : -1]
 
 
 def finalize(row: Row, decode) -> Trajectory:
@@ -176,7 +176,7 @@ def finalize(row: Row, decode) -> Trajectory:
         traj.segments.append(Segment(labels[k], k, end, decode(row.tokens[k:end], False)))
         k = end
     last_info = max((i for i, s in enumerate(traj.segments) if s.kind == "information"), default=-1)
-    tail = [s for s in traj.segments[last_info + 1:] if s.kind == "text"]
-    traj.answer = " ".join(decode(row.tokens[s.start:s.end], True).strip() for s in tail).strip()
+    tail = [s for s in traj.segments[last_info + 1 :] if s.kind == "text"]
+    traj.answer = " ".join(decode(row.tokens[s.start : s.end], True).strip() for s in tail).strip()
     traj.text = decode(row.tokens, False)
     return traj

@@ -28,8 +28,11 @@ from pixsearch_core.engines.torchrun import TorchrunConfig, inside_launcher, spa
 log = logging.getLogger(__name__)
 
 #: the engines each job accepts (the first is the default)
-ENGINES: dict[str, tuple[str, ...]] = {"index": ("spark", "sequential"), "eval": ("ray", "sequential"),
-                                       "train": ("sequential", "torchrun")}
+ENGINES: dict[str, tuple[str, ...]] = {
+    "index": ("spark", "sequential"),
+    "eval": ("ray", "sequential"),
+    "train": ("sequential", "torchrun"),
+}
 
 
 def deprecated(old: str, new: str) -> None:
@@ -51,6 +54,24 @@ def rename_key(data: Any, old: str, new: str, where: str) -> Any:
     return data
 
 
-__all__ = ["ENGINES", "CODE_PACKAGES", "deprecated", "rename_key", "code_root", "code_env", "put_code_on_path",
-           "code_version", "code_zip", "RayConfig", "init_ray", "ray_address", "shutdown_ray", "SparkConfig",
-           "spark_session", "TorchrunConfig", "inside_launcher", "spawn_torchrun", "torchrun_command"]
+__all__ = [
+    "ENGINES",
+    "CODE_PACKAGES",
+    "deprecated",
+    "rename_key",
+    "code_root",
+    "code_env",
+    "put_code_on_path",
+    "code_version",
+    "code_zip",
+    "RayConfig",
+    "init_ray",
+    "ray_address",
+    "shutdown_ray",
+    "SparkConfig",
+    "spark_session",
+    "TorchrunConfig",
+    "inside_launcher",
+    "spawn_torchrun",
+    "torchrun_command",
+]

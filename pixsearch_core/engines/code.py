@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 #: the top-level packages that make up the job code shipped to workers
 CODE_PACKAGES = ("pixsearch_core", "indexing", "jobs", "pipelines")
 
+
 def code_root() -> Path:
     """The directory holding the imported pixsearch packages (a checkout, or site-packages)."""
     import pixsearch_core
@@ -51,10 +52,16 @@ def code_version() -> dict[str, Any]:
         top = subprocess.run([*git, "rev-parse", "--show-toplevel"], capture_output=True, text=True, timeout=10)
         if top.returncode != 0 or Path(top.stdout.strip()).resolve() != root:
             return out  # an installed copy, not a checkout
-        out["commit"] = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
-                                       timeout=10, check=True).stdout.strip()
-        status = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--", *CODE_PACKAGES],
-                                capture_output=True, text=True, timeout=30, check=True).stdout
+        out["commit"] = subprocess.run(
+            [*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            [*git, "status", "--porcelain", "--untracked-files=no", "--", *CODE_PACKAGES],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
         out["dirty"] = bool(status.strip())
     except (OSError, subprocess.SubprocessError) as e:
         log.debug("no git version for %s: %s", root, e)
@@ -87,4 +94,3 @@ def code_zip() -> Path:
         os.replace(tmp, target)
     log.info("job code for the workers: %s (%d files)", target, len(files))
     return target
-

@@ -27,12 +27,18 @@ _LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 class RayConfig(Config):
     """Where Ray runs. `address: null` = RAY_ADDRESS if set, else a private local Ray."""
 
-    address: str | None = Field(None, description="a cluster to join: auto (the one on this machine), "
-                                "ray://head:10001, head:6379; null = $RAY_ADDRESS, else start a local Ray")
+    address: str | None = Field(
+        None,
+        description="a cluster to join: auto (the one on this machine), "
+        "ray://head:10001, head:6379; null = $RAY_ADDRESS, else start a local Ray",
+    )
     local_num_cpus: int | None = Field(2, ge=1, description="CPUs of a local Ray; null = all")
     object_store_mb: int = Field(600, ge=100, description="object store of a local Ray")
-    ship_code: bool = Field(True, description="joining a cluster: send this checkout's packages to its workers "
-                                              "(runtime_env py_modules) so they run the driver's code")
+    ship_code: bool = Field(
+        True,
+        description="joining a cluster: send this checkout's packages to its workers "
+        "(runtime_env py_modules) so they run the driver's code",
+    )
 
 
 def ray_address(cfg: RayConfig) -> str | None:
@@ -42,8 +48,10 @@ def ray_address(cfg: RayConfig) -> str | None:
 
 def _runtime_env() -> dict:
     root = code_root()
-    return {"py_modules": [str(root / p) for p in CODE_PACKAGES if (root / p).is_dir()],
-            "excludes": ["__pycache__", "*.pyc"]}
+    return {
+        "py_modules": [str(root / p) for p in CODE_PACKAGES if (root / p).is_dir()],
+        "excludes": ["__pycache__", "*.pyc"],
+    }
 
 
 def _loopback(address: str) -> bool:
@@ -64,8 +72,10 @@ def _describe() -> str:
 
     res = ray.cluster_resources()
     nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
-    return (f"{ray.get_runtime_context().gcs_address} ({nodes} node(s), {res.get('CPU', 0):g} CPUs, "
-            f"{res.get('GPU', 0):g} GPUs)")
+    return (
+        f"{ray.get_runtime_context().gcs_address} ({nodes} node(s), {res.get('CPU', 0):g} CPUs, "
+        f"{res.get('GPU', 0):g} GPUs)"
+    )
 
 
 def init_ray(cfg: RayConfig) -> bool:
@@ -81,13 +91,23 @@ def init_ray(cfg: RayConfig) -> bool:
         env = _runtime_env() if cfg.ship_code else None
         source = "config" if cfg.address else "RAY_ADDRESS"
         ray.init(address=address, log_to_driver=False, runtime_env=env)
-        log.info("joined the Ray cluster at %s (address %r from %s; code shipped: %s)", _describe(), address,
-                 source, cfg.ship_code)
+        log.info(
+            "joined the Ray cluster at %s (address %r from %s; code shipped: %s)",
+            _describe(),
+            address,
+            source,
+            cfg.ship_code,
+        )
         return True
     _use_loopback()
     put_code_on_path()  # local workers import this checkout, not another installed copy
-    ray.init(address="local", num_cpus=cfg.local_num_cpus, object_store_memory=cfg.object_store_mb << 20,
-             include_dashboard=False, log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=cfg.local_num_cpus,
+        object_store_memory=cfg.object_store_mb << 20,
+        include_dashboard=False,
+        log_to_driver=False,
+    )
     log.info("started a local Ray at %s", _describe())
     return True
 

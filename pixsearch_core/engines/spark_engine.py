@@ -25,8 +25,10 @@ _SHIPPED: set = set()  # (application id, zip) pairs already added: addPyFile re
 
 
 class SparkConfig(Config):
-    master: str = Field("local[*]", description="local[N], spark://host:7077, yarn, k8s://...; ignored under "
-                                                "spark-submit (its --master rules)")
+    master: str = Field(
+        "local[*]",
+        description="local[N], spark://host:7077, yarn, k8s://...; ignored under spark-submit (its --master rules)",
+    )
     app_name: str = "pixsearch-index"
     gpus_per_task: float = Field(0, ge=0, description="spark.task.resource.gpu.amount on clusters (0 = CPU)")
     conf: dict[str, str] = Field(default_factory=dict, description="extra Spark conf, e.g. spark.executor.memory")
@@ -35,8 +37,10 @@ class SparkConfig(Config):
     def _one_source_for_task_gpus(self):
         given = self.conf.get("spark.task.resource.gpu.amount")
         if given is not None and self.gpus_per_task > 0 and float(given) != self.gpus_per_task:
-            raise ValueError(f"spark.gpus_per_task={self.gpus_per_task} conflicts with spark.conf "
-                             f"spark.task.resource.gpu.amount={given}; set one of them")
+            raise ValueError(
+                f"spark.gpus_per_task={self.gpus_per_task} conflicts with spark.conf "
+                f"spark.task.resource.gpu.amount={given}; set one of them"
+            )
         return self
 
 
@@ -76,6 +80,11 @@ def spark_session(cfg: SparkConfig):
     if not sc.master.startswith("local") and (sc.applicationId, code_zip()) not in _SHIPPED:
         sc.addPyFile(str(code_zip()))
         _SHIPPED.add((sc.applicationId, code_zip()))
-        log.info("Spark application %r (%s) on %s; executors get %s", sc.appName, sc.applicationId, sc.master,
-                 code_zip().name)
+        log.info(
+            "Spark application %r (%s) on %s; executors get %s",
+            sc.appName,
+            sc.applicationId,
+            sc.master,
+            code_zip().name,
+        )
     return spark

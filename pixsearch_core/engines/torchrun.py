@@ -41,8 +41,15 @@ def free_port() -> int:
 
 def torchrun_command(nproc: int, script: str, job_args: list[str], port: int | None = None) -> list[str]:
     """The torchrun command line that runs `script job_args...` in `nproc` local processes."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone" if port is None else
-            f"--master_port={port}", f"--nproc_per_node={nproc}", script, *job_args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone" if port is None else f"--master_port={port}",
+        f"--nproc_per_node={nproc}",
+        script,
+        *job_args,
+    ]
 
 
 def spawn_torchrun(cfg: TorchrunConfig, script_rel: str, job_args: list[str]) -> int:

@@ -17,15 +17,30 @@ from typing import Any
 from pixsearch_core.metrics.crag import calculate_scores
 from pixsearch_core.synthcrag.unanswerable import UNANSWERABLE
 
-HEADER = ["Run", "n", "Acc.", "Miss.", "Hallu.", "Truth.", "Unanswerable n", "Unanswerable: abstained",
-          "Unanswerable: hallucinated", "Answerable: abstained"]
+HEADER = [
+    "Run",
+    "n",
+    "Acc.",
+    "Miss.",
+    "Hallu.",
+    "Truth.",
+    "Unanswerable n",
+    "Unanswerable: abstained",
+    "Unanswerable: hallucinated",
+    "Answerable: abstained",
+]
 
 
 def _verdicts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """(scores + question type) of the scored records that carry CRAG verdicts."""
-    return [{**r["scores"], "question_type": r.get("question_type")} for r in records
-            if r.get("status") == "ok" and isinstance(r.get("scores"), dict) and "missing" in r["scores"]
-            and "correct" in r["scores"]]
+    return [
+        {**r["scores"], "question_type": r.get("question_type")}
+        for r in records
+        if r.get("status") == "ok"
+        and isinstance(r.get("scores"), dict)
+        and "missing" in r["scores"]
+        and "correct" in r["scores"]
+    ]
 
 
 def _share(turns: list[dict[str, Any]], pick) -> float | None:
@@ -39,12 +54,16 @@ def abstention_stats(records: list[dict[str, Any]]) -> dict[str, Any] | None:
         return None
     unanswerable = [t for t in turns if t["question_type"] == UNANSWERABLE]
     answerable = [t for t in turns if t["question_type"] != UNANSWERABLE]
-    return {**calculate_scores({"correct": t["correct"], "missing": t["missing"],
-                                "exact_match": t.get("exact_match", False)} for t in turns),
-            "unanswerable_n": len(unanswerable),
-            "unanswerable_abstained": _share(unanswerable, lambda t: t["missing"]),
-            "unanswerable_hallucinated": _share(unanswerable, lambda t: not t["correct"] and not t["missing"]),
-            "answerable_abstained": _share(answerable, lambda t: t["missing"])}
+    return {
+        **calculate_scores(
+            {"correct": t["correct"], "missing": t["missing"], "exact_match": t.get("exact_match", False)}
+            for t in turns
+        ),
+        "unanswerable_n": len(unanswerable),
+        "unanswerable_abstained": _share(unanswerable, lambda t: t["missing"]),
+        "unanswerable_hallucinated": _share(unanswerable, lambda t: not t["correct"] and not t["missing"]),
+        "answerable_abstained": _share(answerable, lambda t: t["missing"]),
+    }
 
 
 def _pct(v: float | None) -> str:
@@ -59,8 +78,15 @@ def abstention_table(runs: list) -> tuple[list[str], list[list[str]]] | None:
         st = abstention_stats(run.records)
         if st is None:
             continue
-        rows.append([run.label, str(st["n"]), *(_pct(st[k]) for k in ("accuracy", "missing", "hallucination",
-                                                                         "truthfulness")),
-                     str(st["unanswerable_n"]), _pct(st["unanswerable_abstained"]),
-                     _pct(st["unanswerable_hallucinated"]), _pct(st["answerable_abstained"])])
+        rows.append(
+            [
+                run.label,
+                str(st["n"]),
+                *(_pct(st[k]) for k in ("accuracy", "missing", "hallucination", "truthfulness")),
+                str(st["unanswerable_n"]),
+                _pct(st["unanswerable_abstained"]),
+                _pct(st["unanswerable_hallucinated"]),
+                _pct(st["answerable_abstained"]),
+            ]
+        )
     return (HEADER, rows) if rows else None

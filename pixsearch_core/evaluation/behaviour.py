@@ -29,8 +29,19 @@ from pixsearch_core.storage import ObjectStore
 log = logging.getLogger(__name__)
 
 #: issue kinds that mean the model's own output was malformed (decoding/state.Issue)
-MALFORMED = frozenset({"search_end_without_start", "nested_search", "unclosed_search", "token_limit_in_search",
-                       "empty_payload", "unknown_modality", "region_no_entity", "region_empty_mask", "no_image"})
+MALFORMED = frozenset(
+    {
+        "search_end_without_start",
+        "nested_search",
+        "unclosed_search",
+        "token_limit_in_search",
+        "empty_payload",
+        "unknown_modality",
+        "region_no_entity",
+        "region_empty_mask",
+        "no_image",
+    }
+)
 GROUPS = (("all", None), ("ego", True), ("non_ego", False))
 
 
@@ -61,17 +72,23 @@ def _group(records: list[dict[str, Any]], golds: dict[str, np.ndarray | None]) -
             continue
         pred = _first_region_mask(r)
         if gold is not None and pred is not None and pred.shape != gold.shape:
-            log.warning("%s: predicted mask %s vs gold %s; scored as no mask", r.get("sample_id"), pred.shape,
-                        gold.shape)
+            log.warning(
+                "%s: predicted mask %s vs gold %s; scored as no mask", r.get("sample_id"), pred.shape, gold.shape
+            )
             pred = None
         if gold is not None and pred is not None:
             made.append(refer_expression_score(pred, gold))
         if gold is not None and "REGION" in (r.get("gold_query_types") or []):
             region_gold.append(refer_expression_score(pred if pred is not None else np.zeros_like(gold), gold))
     agg = refer_aggregate(made)
-    out.update(giou=agg["giou"] if made else None, ciou=agg["ciou"] if made else None, n_masks=len(made),
-               giou_region_gold=refer_aggregate(region_gold)["giou"] if region_gold else None,
-               n_region_gold=len(region_gold), gold_mask_unreadable=unreadable)
+    out.update(
+        giou=agg["giou"] if made else None,
+        ciou=agg["ciou"] if made else None,
+        n_masks=len(made),
+        giou_region_gold=refer_aggregate(region_gold)["giou"] if region_gold else None,
+        n_region_gold=len(region_gold),
+        gold_mask_unreadable=unreadable,
+    )
     return out
 
 
@@ -86,5 +103,6 @@ def behaviour(records: list[dict[str, Any]], store: ObjectStore | None = None) -
         except Exception as e:  # counted per group as gold_mask_unreadable, never scored
             log.warning("gold mask %s cannot be read (%s): left out of the mask scores", ref, e)
             golds[ref] = None
-    return {name: _group([r for r in ok if ego is None or bool(r.get("egocentric")) == ego], golds)
-            for name, ego in GROUPS}
+    return {
+        name: _group([r for r in ok if ego is None or bool(r.get("egocentric")) == ego], golds) for name, ego in GROUPS
+    }

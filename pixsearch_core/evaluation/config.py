@@ -33,8 +33,9 @@ class RayConfig(RayEngineConfig):
     and how wide the run is."""
 
     num_replicas: int = Field(2, ge=1, description="model replicas (actors), each with its own searcher")
-    cpus_per_replica: float = Field(0.5, gt=0, description="fractional on small machines (whole CPUs deadlock "
-                                    "Ray Data's read tasks on a 2-CPU box)")
+    cpus_per_replica: float = Field(
+        0.5, gt=0, description="fractional on small machines (whole CPUs deadlock Ray Data's read tasks on a 2-CPU box)"
+    )
     gpus_per_replica: float = Field(0.0, ge=0)
     batch_size: int = Field(4, ge=1, description="samples per run_batch call (decoded together)")
 
@@ -58,29 +59,47 @@ class PictureSettings(Config):
 class EvalRunConfig(Config):
     """Everything of a run except what the command line names (benchmark, data, model, mode)."""
 
-    engine: Literal["ray", "sequential"] = Field("ray", description="ray: a replica pool on Ray (the `ray:` "
-                                                 "section); sequential: in this process")
+    engine: Literal["ray", "sequential"] = Field(
+        "ray", description="ray: a replica pool on Ray (the `ray:` section); sequential: in this process"
+    )
     ray: RayConfig = RayConfig()
     model: ModelSettings = ModelSettings()
-    decode: DecodeOptions = Field(default_factory=DecodeOptions, description="decode options (decode=@conf/decode/"
-                                  "*.yaml); mode / modalities / max_searches may come from --mode instead")
-    retriever: RetrieverConfig = Field(default_factory=RetrieverConfig, description="the search backend "
-                                       "(kind, uri, k, crop, ...); kind/uri may come from --index or --retriever")
-    template: str = Field("vicuna_v1", description="the chat template (pixsearch_core.modeling.templates: "
-                          "vicuna_v1 | plain); must be the one the model was trained with (data.template)")
+    decode: DecodeOptions = Field(
+        default_factory=DecodeOptions,
+        description="decode options (decode=@conf/decode/"
+        "*.yaml); mode / modalities / max_searches may come from --mode instead",
+    )
+    retriever: RetrieverConfig = Field(
+        default_factory=RetrieverConfig,
+        description="the search backend (kind, uri, k, crop, ...); kind/uri may come from --index or --retriever",
+    )
+    template: str = Field(
+        "vicuna_v1",
+        description="the chat template (pixsearch_core.modeling.templates: "
+        "vicuna_v1 | plain); must be the one the model was trained with (data.template)",
+    )
     benchmark_options: dict[str, Any] = Field(default_factory=dict, description="passed to the benchmark class")
     split: str | None = Field(None, description="benchmark split; null = the benchmark's default")
     limit: int | None = Field(None, ge=1, description="evaluate only the first N examples")
     output: str = Field("out", description="records go to <output>/runs/<run_id>/ (a path or s3:// URI)")
     flush_every: int = Field(16, ge=1, description="records per parquet part (a crash loses at most these)")
-    max_attempts: int = Field(3, ge=1, description="a sample that failed (status error) is run again on resume "
-                              "until it has failed this many times")
-    lease_ttl_s: float = Field(120.0, gt=0, description="one driver per run: its lease expires this long after "
-                               "its last heartbeat (every ttl/3), then another driver may take the run over")
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        description="a sample that failed (status error) is run again on resume until it has failed this many times",
+    )
+    lease_ttl_s: float = Field(
+        120.0,
+        gt=0,
+        description="one driver per run: its lease expires this long after "
+        "its last heartbeat (every ttl/3), then another driver may take the run over",
+    )
     storage: StorageConfig = StorageConfig()
     images: PictureSettings = PictureSettings()
-    segmentation: SegEvalConfig = Field(default_factory=SegEvalConfig, description="RefCOCO*/ADE20K/COCO-Stuff: "
-                                        "prompting and prediction PNGs (evaluation/segmentation.py)")
+    segmentation: SegEvalConfig = Field(
+        default_factory=SegEvalConfig,
+        description="RefCOCO*/ADE20K/COCO-Stuff: prompting and prediction PNGs (evaluation/segmentation.py)",
+    )
 
     @field_validator("template")
     @classmethod
@@ -105,11 +124,16 @@ class EvalRunConfig(Config):
         return data
 
     @model_validator(mode="after")
-    def _one_k(self) -> "EvalRunConfig":
-        if "top_k" in self.decode.model_fields_set and "k" in self.retriever.model_fields_set \
-                and self.decode.top_k != self.retriever.k:
-            raise ValueError(f"passages per search set twice: decode.top_k={self.decode.top_k} and "
-                             f"retriever.k={self.retriever.k}; keep one")
+    def _one_k(self) -> EvalRunConfig:
+        if (
+            "top_k" in self.decode.model_fields_set
+            and "k" in self.retriever.model_fields_set
+            and self.decode.top_k != self.retriever.k
+        ):
+            raise ValueError(
+                f"passages per search set twice: decode.top_k={self.decode.top_k} and "
+                f"retriever.k={self.retriever.k}; keep one"
+            )
         return self
 
     def decode_options(self, mode: str | None = None) -> dict[str, Any]:
@@ -120,9 +144,12 @@ class EvalRunConfig(Config):
         if mode is None:
             return {**given, "top_k": k}
         wanted = DecodeOptions(**mode_fields(mode))
-        problems = [f"--mode {mode} means decode.{f}={_show(getattr(wanted, f))}, but the config's decode section "
-                    f"sets decode.{f}={_show(getattr(self.decode, f))}; drop --mode or the decode setting"
-                    for f in MODE_FIELDS if f in self.decode.model_fields_set and _differ(self.decode, wanted, f)]
+        problems = [
+            f"--mode {mode} means decode.{f}={_show(getattr(wanted, f))}, but the config's decode section "
+            f"sets decode.{f}={_show(getattr(self.decode, f))}; drop --mode or the decode setting"
+            for f in MODE_FIELDS
+            if f in self.decode.model_fields_set and _differ(self.decode, wanted, f)
+        ]
         if problems:
             raise ConfigError("eval run --mode vs config decode", problems)
         return {**given, "top_k": k, **wanted.model_dump(mode="json", include=set(MODE_FIELDS))}

@@ -39,7 +39,6 @@ from pixsearch_core.storage import ObjectStore, join
 log = logging.getLogger(__name__)
 
 
-
 @dataclass
 class RunRequest:
     benchmark: str
@@ -68,14 +67,22 @@ def resolve(cfg: EvalRunConfig, req: RunRequest) -> EvalRunConfig:
     flag = {"kind": req.retriever} if req.retriever else shorthand(req.index) if req.index is not None else None
     flag_name = f"--retriever {req.retriever}" if req.retriever else f"--index {req.index}"
     if flag is not None:
-        clash = [f"{k}={getattr(chosen, k)!r}" for k, v in flag.items()
-                 if k in chosen.model_fields_set and getattr(chosen, k) != v]
+        clash = [
+            f"{k}={getattr(chosen, k)!r}"
+            for k, v in flag.items()
+            if k in chosen.model_fields_set and getattr(chosen, k) != v
+        ]
         if clash:
-            problems.append(f"{flag_name} disagrees with the config's retriever.{', retriever.'.join(clash)}; "
-                            "give the retriever once")
+            problems.append(
+                f"{flag_name} disagrees with the config's retriever.{', retriever.'.join(clash)}; "
+                "give the retriever once"
+            )
         else:
-            chosen = validate_config(RetrieverConfig, {**chosen.model_dump(exclude_unset=True), **flag},
-                                     f"the config's retriever section with {flag_name}")
+            chosen = validate_config(
+                RetrieverConfig,
+                {**chosen.model_dump(exclude_unset=True), **flag},
+                f"the config's retriever section with {flag_name}",
+            )
     if chosen.kind is None and _is_mask_benchmark(req.benchmark):
         chosen = RetrieverConfig(kind="none")  # segmentation benchmarks search nothing
     if chosen.kind is None:
@@ -93,9 +100,17 @@ def identity_hash(cfg: EvalRunConfig) -> str:
     lease ttl or picture cache (so a run may be resumed wider, elsewhere, extended past an earlier --limit, or
     retried more), nor the retriever's local cache directory, timeout or retries."""
     where = cfg.retriever.model_copy(update={"cache_dir": "", "timeout": 30.0, "retries": 2})  # not what it finds
-    base = cfg.model_copy(update={"ray": cfg.ray.__class__(), "engine": "ray", "output": "", "limit": None,
-                                  "flush_every": 16,
-                                  "retriever": where, "images": cfg.images.__class__()})
+    base = cfg.model_copy(
+        update={
+            "ray": cfg.ray.__class__(),
+            "engine": "ray",
+            "output": "",
+            "limit": None,
+            "flush_every": 16,
+            "retriever": where,
+            "images": cfg.images.__class__(),
+        }
+    )
     blob = json.dumps(base.model_dump(mode="json", exclude={"max_attempts", "lease_ttl_s"}), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -123,12 +138,20 @@ def runner_spec(req: RunRequest, cfg: EvalRunConfig, retriever: RetrieverConfig 
         return req.runner
     if req.model == ORACLE:
         return RunnerSpec("pixsearch_core.evaluation.scripted_runner:ScriptedRunner", {})
-    return RunnerSpec("pixsearch_core.evaluation.model_runner:DecodingRunner", {
-        "model": req.model, "retriever": (retriever or cfg.retriever).model_dump(mode="json", exclude_unset=True),
-        "decode": cfg.decode_options(req.mode), "model_size": cfg.model.size,
-        "model_overrides": cfg.model.build_overrides(), "device": cfg.model.device,
-        "storage": cfg.storage.model_dump(), "template": cfg.template,
-        "pictures": {**cfg.images.model_dump(), "cache": cfg.picture_cache()}})
+    return RunnerSpec(
+        "pixsearch_core.evaluation.model_runner:DecodingRunner",
+        {
+            "model": req.model,
+            "retriever": (retriever or cfg.retriever).model_dump(mode="json", exclude_unset=True),
+            "decode": cfg.decode_options(req.mode),
+            "model_size": cfg.model.size,
+            "model_overrides": cfg.model.build_overrides(),
+            "device": cfg.model.device,
+            "storage": cfg.storage.model_dump(),
+            "template": cfg.template,
+            "pictures": {**cfg.images.model_dump(), "cache": cfg.picture_cache()},
+        },
+    )
 
 
 def benchmark_spec(req: RunRequest, cfg: EvalRunConfig) -> BenchmarkSpec:
@@ -144,10 +167,19 @@ def benchmark_spec(req: RunRequest, cfg: EvalRunConfig) -> BenchmarkSpec:
 def run_meta(req: RunRequest, cfg: EvalRunConfig, version: str, spec: RunnerSpec) -> dict[str, Any]:
     """What identifies a run (a resumed run must match it)."""
     r = cfg.retriever
-    return {"benchmark": req.benchmark, "data": req.data, "split": cfg.split, "mode": cfg.mode(req.mode),
-            "decode": cfg.decode_options(req.mode), "model": req.model, "index": r.uri or r.kind,
-            "retriever": r.kind, "index_version": version, "config_hash": identity_hash(cfg),
-            "runner": spec.target}
+    return {
+        "benchmark": req.benchmark,
+        "data": req.data,
+        "split": cfg.split,
+        "mode": cfg.mode(req.mode),
+        "decode": cfg.decode_options(req.mode),
+        "model": req.model,
+        "index": r.uri or r.kind,
+        "retriever": r.kind,
+        "index_version": version,
+        "config_hash": identity_hash(cfg),
+        "runner": spec.target,
+    }
 
 
 def judge_identity(cfg: EvalRunConfig) -> dict[str, Any]:
@@ -166,7 +198,7 @@ def _examples(req: RunRequest, cfg: EvalRunConfig, bench_spec: BenchmarkSpec) ->
     bench = bench_spec.build()
     examples = list(bench.load(req.data, cfg.split))
     if cfg.limit:
-        examples = examples[:cfg.limit]
+        examples = examples[: cfg.limit]
     if not examples:
         raise ValueError(f"no {req.benchmark} examples in {req.data} (split {cfg.split or bench.default_split!r})")
     return examples
@@ -202,11 +234,22 @@ def run_eval(cfg: EvalRunConfig, req: RunRequest) -> dict[str, Any]:
         meta = run_meta(req, cfg, version, spec)
         if masks:  # the report aggregates with the same options (e.g. miou_mode)
             meta["benchmark_options"] = dict(cfg.benchmark_options)
-        with RecordWriter(store, run_uri, meta=meta, flush_every=cfg.flush_every,
-                          max_attempts=cfg.max_attempts, guard=lease.check) as w:
-            lineage.record_run(store, run_uri, lineage.run_lineage(
-                store, model=req.model, index=meta["index"], index_version=version, data=req.data,
-                decode=meta["decode"], judge=judge_identity(cfg)))
+        with RecordWriter(
+            store, run_uri, meta=meta, flush_every=cfg.flush_every, max_attempts=cfg.max_attempts, guard=lease.check
+        ) as w:
+            lineage.record_run(
+                store,
+                run_uri,
+                lineage.run_lineage(
+                    store,
+                    model=req.model,
+                    index=meta["index"],
+                    index_version=version,
+                    data=req.data,
+                    decode=meta["decode"],
+                    judge=judge_identity(cfg),
+                ),
+            )
             todo = [ex for ex in examples if not w.is_done(ex.id)]
             score = (lambda stream: seg.score_batches(stream, todo, bench, store)) if masks else None
             written, errors = _run_todo(req, cfg, bench_spec, spec, todo, w, score)
@@ -214,13 +257,29 @@ def run_eval(cfg: EvalRunConfig, req: RunRequest) -> dict[str, Any]:
     retried = sum(ex.id in scan.errors for ex in todo)
     scores = [r["scores"] for r in scan.records if r.get("status") == "ok"]
     aggregate = bench.aggregate(scores) if scores else {}
-    return {"run_uri": run_uri, "total": len(examples), "skipped": len(examples) - len(todo), "written": written,
-            "errors": errors, "retried": retried, "records": len(scan.records), "damaged_parts": scan.damaged,
-            "index_version": version, "aggregate": aggregate}
+    return {
+        "run_uri": run_uri,
+        "total": len(examples),
+        "skipped": len(examples) - len(todo),
+        "written": written,
+        "errors": errors,
+        "retried": retried,
+        "records": len(scan.records),
+        "damaged_parts": scan.damaged,
+        "index_version": version,
+        "aggregate": aggregate,
+    }
 
 
-def _run_todo(req: RunRequest, cfg: EvalRunConfig, bench_spec: BenchmarkSpec, spec: RunnerSpec, todo: list,
-              w: RecordWriter, score=None) -> tuple[int, int]:
+def _run_todo(
+    req: RunRequest,
+    cfg: EvalRunConfig,
+    bench_spec: BenchmarkSpec,
+    spec: RunnerSpec,
+    todo: list,
+    w: RecordWriter,
+    score=None,
+) -> tuple[int, int]:
     """Run the samples still to do, writing their records as batches arrive; (records written, errors)."""
     sequential = req.sequential or cfg.engine == "sequential"
     log.info("run %s: %d to run (%s)", w.run_uri, len(todo), "sequential" if sequential else "ray")
@@ -229,8 +288,11 @@ def _run_todo(req: RunRequest, cfg: EvalRunConfig, bench_spec: BenchmarkSpec, sp
         return written, errors
     from pixsearch_core.evaluation import executors as execute
 
-    stream = (execute.sequential(spec, bench_spec, todo, cfg.ray.batch_size) if sequential
-              else execute.on_ray(spec, bench_spec, todo, cfg.ray))
+    stream = (
+        execute.sequential(spec, bench_spec, todo, cfg.ray.batch_size)
+        if sequential
+        else execute.on_ray(spec, bench_spec, todo, cfg.ray)
+    )
     if score is not None:  # segmentation: scored on the driver from the prediction PNGs
         stream = score(stream)
     with tqdm(total=len(todo), desc=f"eval {req.benchmark} {cfg.mode(req.mode)}", unit="sample") as bar:

@@ -17,19 +17,25 @@ from typing import Any
 from pixsearch_core.benchmarks.base import Example
 from pixsearch_core.engines import init_ray, shutdown_ray
 from pixsearch_core.evaluation.config import RayConfig
-from pixsearch_core.evaluation.sample_runner import (BenchmarkSpec, RunnerSpec, example_from_json, example_to_json,
-                                           process_batch)
+from pixsearch_core.evaluation.sample_runner import (
+    BenchmarkSpec,
+    RunnerSpec,
+    example_from_json,
+    example_to_json,
+    process_batch,
+)
 
 log = logging.getLogger(__name__)
 
 
 def _batches(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]
 
 
-def sequential(runner_spec: RunnerSpec, bench_spec: BenchmarkSpec, examples: list[Example],
-               batch_size: int) -> Iterator[list[dict[str, Any]]]:
+def sequential(
+    runner_spec: RunnerSpec, bench_spec: BenchmarkSpec, examples: list[Example], batch_size: int
+) -> Iterator[list[dict[str, Any]]]:
     runner, bench = runner_spec.build(), bench_spec.build()
     runner.setup()
     for batch in _batches(examples, batch_size):
@@ -51,8 +57,9 @@ class _Replica:
         return {"record": [json.dumps(r, sort_keys=True) for r in records]}
 
 
-def on_ray(runner_spec: RunnerSpec, bench_spec: BenchmarkSpec, examples: list[Example],
-           cfg: RayConfig) -> Iterator[list[dict[str, Any]]]:
+def on_ray(
+    runner_spec: RunnerSpec, bench_spec: BenchmarkSpec, examples: list[Example], cfg: RayConfig
+) -> Iterator[list[dict[str, Any]]]:
     import ray
     from ray.data import ActorPoolStrategy
 
@@ -63,9 +70,14 @@ def on_ray(runner_spec: RunnerSpec, bench_spec: BenchmarkSpec, examples: list[Ex
         items = [{"example": example_to_json(ex)} for ex in examples]
         ds = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // cfg.batch_size)))
         ds = ds.map_batches(
-            _Replica, fn_constructor_kwargs={"runner_spec": vars(runner_spec), "bench_spec": vars(bench_spec)},
-            compute=ActorPoolStrategy(size=min(cfg.num_replicas, len(items))), batch_size=cfg.batch_size,
-            num_cpus=cfg.cpus_per_replica, num_gpus=cfg.gpus_per_replica or None, batch_format="numpy")
+            _Replica,
+            fn_constructor_kwargs={"runner_spec": vars(runner_spec), "bench_spec": vars(bench_spec)},
+            compute=ActorPoolStrategy(size=min(cfg.num_replicas, len(items))),
+            batch_size=cfg.batch_size,
+            num_cpus=cfg.cpus_per_replica,
+            num_gpus=cfg.gpus_per_replica or None,
+            batch_format="numpy",
+        )
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             yield [json.loads(str(r)) for r in batch["record"]]
     finally:

@@ -76,11 +76,12 @@ class RunLease:
             cur = self._read(gens[-1])
             left = cur["expires_at"] - self.clock()
             if left > 0:
-                raise LeaseHeld(f"run {self.prefix.rsplit('/', 1)[0]} is being run by {cur['owner']} (lease valid "
-                                f"{left:.0f} s more); wait for it to finish or die, then run again to resume")
+                raise LeaseHeld(
+                    f"run {self.prefix.rsplit('/', 1)[0]} is being run by {cur['owner']} (lease valid "
+                    f"{left:.0f} s more); wait for it to finish or die, then run again to resume"
+                )
             if cur["expires_at"] > 0:  # 0: released by a driver that finished or stopped cleanly
-                log.warning("taking over the run from %s (lease %d expired %.0f s ago)", cur["owner"], gens[-1],
-                            -left)
+                log.warning("taking over the run from %s (lease %d expired %.0f s ago)", cur["owner"], gens[-1], -left)
         generation = gens[-1] + 1 if gens else 0
         expires_at = self.clock() + self.ttl_s
         if not self.store.put_if_absent(self._uri(generation), self._body(expires_at)):

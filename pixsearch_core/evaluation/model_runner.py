@@ -33,10 +33,18 @@ def _device(setting: str) -> str:
 
 
 class DecodingRunner:
-    def __init__(self, model: str, retriever: dict[str, Any], decode: dict[str, Any], model_size: str = "tiny",
-                 model_overrides: list[str] | None = None, device: str = "auto",
-                 storage: dict[str, Any] | None = None, template: str = "vicuna_v1",
-                 pictures: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        model: str,
+        retriever: dict[str, Any],
+        decode: dict[str, Any],
+        model_size: str = "tiny",
+        model_overrides: list[str] | None = None,
+        device: str = "auto",
+        storage: dict[str, Any] | None = None,
+        template: str = "vicuna_v1",
+        pictures: dict[str, Any] | None = None,
+    ):
         from pixsearch_core.retrieval.backends import RetrieverConfig
 
         self.model_ref, self.decode = model, dict(decode)
@@ -55,8 +63,9 @@ class DecodingRunner:
         else:  # a checkpoint of trainable weights on top of the configured builder
             from pixsearch_core.modeling.build import build_from_checkpoint
 
-            model = build_from_checkpoint(self.model_ref, self.model_size, self.model_overrides,
-                                          ObjectStore(self.storage))
+            model = build_from_checkpoint(
+                self.model_ref, self.model_size, self.model_overrides, ObjectStore(self.storage)
+            )
         model = model.to(_device(self.device)).eval()
         if hasattr(model, "as_decoder_model"):
             return model.as_decoder_model()
@@ -65,16 +74,17 @@ class DecodingRunner:
         try:
             from pixsearch_core.decoding.pixsearch_adapter import PixSearchAdapter
         except ImportError:
-            raise TypeError(f"model {self.model_ref!r} ({type(model).__name__}) is not a decoder model (needs "
-                            "prefill/extend/select/predict_mask or as_decoder_model()) and "
-                            "pixsearch_core.decoding.pixsearch_adapter is not installed") from None
+            raise TypeError(
+                f"model {self.model_ref!r} ({type(model).__name__}) is not a decoder model (needs "
+                "prefill/extend/select/predict_mask or as_decoder_model()) and "
+                "pixsearch_core.decoding.pixsearch_adapter is not installed"
+            ) from None
         return PixSearchAdapter(model)
 
     def setup(self) -> None:
+        from pixsearch_core.benchmarks.pictures import FetchPolicy, PictureCache
         from pixsearch_core.decoding import DecodeOptions, SearchInterleavedDecoder
         from pixsearch_core.retrieval.backends import make_retriever
-
-        from pixsearch_core.benchmarks.pictures import FetchPolicy, PictureCache
 
         self.store = ObjectStore(self.storage)
         settings = dict(self.pictures)
@@ -82,8 +92,9 @@ class DecodingRunner:
         self.picture_cache = PictureCache(self.store, cache, FetchPolicy(**settings)) if cache else None
         searcher = make_retriever(self.retriever, self.store)
         self.decoder = SearchInterleavedDecoder(self._model(), searcher, DecodeOptions(**self.decode))
-        log.info("replica ready: model %s, retriever %s %s", self.model_ref, self.retriever.kind,
-                 self.retriever.uri or "")
+        log.info(
+            "replica ready: model %s, retriever %s %s", self.model_ref, self.retriever.kind, self.retriever.uri or ""
+        )
 
     def _image(self, ref: str | None):
         """The picture as RGB: an object-store URI or path, or an http(s) URL fetched through the picture cache
@@ -134,13 +145,27 @@ class DecodingRunner:
 
 
 def _output(traj, decode_s: float) -> dict[str, Any]:
-    searches = [{"hop": s.hop, "modality": s.modality, "requested": s.requested, "text": s.text,
-                 "box": list(s.crop_box) if s.crop_box else None, "mask_rle": s.mask_rle,
-                 "evidence_ids": list(s.evidence_ids), "latency_s": s.latency_s, "error": s.error}
-                for s in traj.searches]
+    searches = [
+        {
+            "hop": s.hop,
+            "modality": s.modality,
+            "requested": s.requested,
+            "text": s.text,
+            "box": list(s.crop_box) if s.crop_box else None,
+            "mask_rle": s.mask_rle,
+            "evidence_ids": list(s.evidence_ids),
+            "latency_s": s.latency_s,
+            "error": s.error,
+        }
+        for s in traj.searches
+    ]
     masks = [s["mask_rle"] for s in searches if s["mask_rle"]]
     traj_dict = traj.to_dict()
     traj_dict.pop("searches", None)
-    return {"answer": traj.answer, "searches": searches, "mask_rle": masks[-1] if masks else None,
-            "trajectory": traj_dict,
-            "timings": {"decode_s": decode_s, "search_s": sum(s["latency_s"] for s in searches)}}
+    return {
+        "answer": traj.answer,
+        "searches": searches,
+        "mask_rle": masks[-1] if masks else None,
+        "trajectory": traj_dict,
+        "timings": {"decode_s": decode_s, "search_s": sum(s["latency_s"] for s in searches)},
+    }

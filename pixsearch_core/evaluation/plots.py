@@ -67,14 +67,23 @@ def search_behaviour(run, uri: str, store: ObjectStore) -> str:
     xs = np.arange(top + 1)
     for k, (name, _) in enumerate(_GROUPS):
         g, n = stats[name], max(stats[name]["samples"], 1)
-        ax1.bar(xs + (k - 0.5) * 0.4, [100 * g["per_sample"][x] / n for x in xs], width=0.4,
-                label=f"{name} (n={g['samples']})")
+        ax1.bar(
+            xs + (k - 0.5) * 0.4,
+            [100 * g["per_sample"][x] / n for x in xs],
+            width=0.4,
+            label=f"{name} (n={g['samples']})",
+        )
         total = max(sum(g["modality"][m] for m in MODALITIES), 1)
-        ax2.bar(np.arange(3) + (k - 0.5) * 0.4, [100 * g["modality"][m] / total for m in MODALITIES], width=0.4,
-                label=f"{name} ({sum(g['modality'].values())} searches)")
+        ax2.bar(
+            np.arange(3) + (k - 0.5) * 0.4,
+            [100 * g["modality"][m] / total for m in MODALITIES],
+            width=0.4,
+            label=f"{name} ({sum(g['modality'].values())} searches)",
+        )
     ax1.set(xlabel="searches per sample", ylabel="% of samples", xticks=xs, title="Search calls per sample")
-    ax2.set(xticks=np.arange(3), xticklabels=["region", "image", "text"], ylabel="% of searches",
-            title="Query modality")
+    ax2.set(
+        xticks=np.arange(3), xticklabels=["region", "image", "text"], ylabel="% of searches", title="Query modality"
+    )
     for ax in (ax1, ax2):
         ax.set_ylim(0, 118)  # room for the legend above 100 %
         ax.legend(fontsize=8, loc="upper right")
@@ -120,8 +129,9 @@ def overlay(image: np.ndarray, pred: np.ndarray, gold: np.ndarray | None) -> np.
 def mask_overlays(run, prefix: str, store: ObjectStore, limit: int = 4) -> list[str]:
     """One PNG per sampled example (the first `limit` ids, sorted, that have a predicted mask)."""
     plt = _pyplot()
-    picked = sorted((r for r in run.records if r.get("status") == "ok" and r.get("mask_rle")),
-                    key=lambda r: r["sample_id"])[:limit]
+    picked = sorted(
+        (r for r in run.records if r.get("status") == "ok" and r.get("mask_rle")), key=lambda r: r["sample_id"]
+    )[:limit]
     uris = []
     for r in picked:
         pred = rle_to_mask(r["mask_rle"])
@@ -130,7 +140,10 @@ def mask_overlays(run, prefix: str, store: ObjectStore, limit: int = 4) -> list[
         fig, ax = plt.subplots(figsize=(5, 5 * image.shape[0] / max(image.shape[1], 1) + 0.8))
         ax.imshow(overlay(image, pred, gold))
         ax.set_axis_off()
-        ax.set_title(f"{r['sample_id']}: {r.get('question', '')[:50]}\nanswer: {str(r.get('answer'))[:50]}  "
-                     f"(red: predicted{', green: gold' if gold is not None else ''})", fontsize=8)
+        ax.set_title(
+            f"{r['sample_id']}: {r.get('question', '')[:50]}\nanswer: {str(r.get('answer'))[:50]}  "
+            f"(red: predicted{', green: gold' if gold is not None else ''})",
+            fontsize=8,
+        )
         uris.append(_save(fig, store, join(prefix, re.sub(r"[^A-Za-z0-9._-]", "_", str(r["sample_id"])) + ".png")))
     return uris

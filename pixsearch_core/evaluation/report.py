@@ -71,17 +71,28 @@ def _pct(v: Any) -> str:
 
 def crag_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
     header = ["Run"] + [f"{name} {m}" for _, name in CRAG_GROUPS for _, m in CRAG_METRICS] + ["n", "errors"]
-    rows = [[r.label] + [_pct(r.aggregate.get(g, {}).get(k)) for g, _ in CRAG_GROUPS for k, _ in CRAG_METRICS]
-            + [str(r.aggregate.get("all", {}).get("n", 0)), str(r.errors)] for r in runs]
+    rows = [
+        [r.label]
+        + [_pct(r.aggregate.get(g, {}).get(k)) for g, _ in CRAG_GROUPS for k, _ in CRAG_METRICS]
+        + [str(r.aggregate.get("all", {}).get("n", 0)), str(r.errors)]
+        for r in runs
+    ]
     return header, rows
 
 
 def flat_table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
-    keys = sorted({k for r in runs for k, v in r.aggregate.items() if isinstance(v, (int, float))
-                   and not isinstance(v, bool) and k != "n"})
+    keys = sorted(
+        {
+            k
+            for r in runs
+            for k, v in r.aggregate.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "n"
+        }
+    )
     header = ["Run", *keys, "records", "errors"]
-    return header, [[r.label] + [_pct(r.aggregate.get(k)) for k in keys] + [str(len(r.records)), str(r.errors)]
-                    for r in runs]
+    return header, [
+        [r.label] + [_pct(r.aggregate.get(k)) for k in keys] + [str(len(r.records)), str(r.errors)] for r in runs
+    ]
 
 
 def _table(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
@@ -97,20 +108,36 @@ def behaviour_table(runs: list[Run], store: ObjectStore) -> tuple[list[str], lis
     (`evaluation.behaviour`)."""
     from pixsearch_core.evaluation.behaviour import behaviour
 
-    header = ["Run", "Group", "n", "Well-formed", "Answered", "Searches/q", "region / image / text",
-              "gIoU (masks made)", "gIoU (gold REGION, none = 0)"]
+    header = [
+        "Run",
+        "Group",
+        "n",
+        "Well-formed",
+        "Answered",
+        "Searches/q",
+        "region / image / text",
+        "gIoU (masks made)",
+        "gIoU (gold REGION, none = 0)",
+    ]
     rows = []
     for r in runs:
         for group, st in behaviour(r.records, store).items():
             if not st["n"]:
                 continue
-            rows.append([r.label, group, str(st["n"]), _pct(st["well_formed"]), _pct(st["answered"]),
-                         f"{st['searches']:.2f}",
-                         f"{st['region_searches']} / {st['image_searches']} / {st['text_searches']}",
-                         f"{_pct(st['giou'])} (n={st['n_masks']})",
-                         f"{_pct(st['giou_region_gold'])} (n={st['n_region_gold']})"
-                         + (f", {st['gold_mask_unreadable']} gold masks unreadable" if st["gold_mask_unreadable"]
-                            else "")])
+            rows.append(
+                [
+                    r.label,
+                    group,
+                    str(st["n"]),
+                    _pct(st["well_formed"]),
+                    _pct(st["answered"]),
+                    f"{st['searches']:.2f}",
+                    f"{st['region_searches']} / {st['image_searches']} / {st['text_searches']}",
+                    f"{_pct(st['giou'])} (n={st['n_masks']})",
+                    f"{_pct(st['giou_region_gold'])} (n={st['n_region_gold']})"
+                    + (f", {st['gold_mask_unreadable']} gold masks unreadable" if st["gold_mask_unreadable"] else ""),
+                ]
+            )
     return header, rows
 
 
@@ -124,8 +151,16 @@ def ordering_table(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
     by_mode = {r.meta.get("mode"): r for r in runs if _is_crag(r.aggregate)}
     if not all(m in by_mode for m in ORDER):
         return None
-    header = ["Group", "n", "full", "whole image", "no search", "full - whole image", "whole image - no search",
-              "full > whole image > no search"]
+    header = [
+        "Group",
+        "n",
+        "full",
+        "whole image",
+        "no search",
+        "full - whole image",
+        "whole image - no search",
+        "full > whole image > no search",
+    ]
     rows = []
     for g, name in CRAG_GROUPS:
         aggs = [by_mode[m].aggregate[g] for m in ORDER]
@@ -133,13 +168,20 @@ def ordering_table(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
         n = ns.pop() if len(ns) == 1 else None
         acc = [float(a["accuracy"]) for a in aggs]
 
-        def margin(x: float, y: float) -> str:
+        def margin(x: float, y: float, n: int | None = n) -> str:
             right = f" ({round((x - y) * n):+d} questions)" if n else ""
             return f"{100 * (x - y):+.1f}{right}"
 
-        rows.append([name, str(n) if n is not None else "differs", *(_pct(v) for v in acc),
-                     margin(acc[0], acc[1]), margin(acc[1], acc[2]),
-                     "yes" if acc[0] > acc[1] > acc[2] else "no"])
+        rows.append(
+            [
+                name,
+                str(n) if n is not None else "differs",
+                *(_pct(v) for v in acc),
+                margin(acc[0], acc[1]),
+                margin(acc[1], acc[2]),
+                "yes" if acc[0] > acc[1] > acc[2] else "no",
+            ]
+        )
     return header, rows
 
 
@@ -155,8 +197,10 @@ def tables(runs: list[Run], store: ObjectStore | None = None) -> list[tuple[str,
 
 
 def _text_tables(runs: list[Run], store: ObjectStore | None) -> list[tuple[str, list[str], list[list[str]]]]:
-    out = [("Table 1: main results", *_table(runs)),
-           ("Search behaviour and mask quality", *behaviour_table(runs, store or ObjectStore()))]
+    out = [
+        ("Table 1: main results", *_table(runs)),
+        ("Search behaviour and mask quality", *behaviour_table(runs, store or ObjectStore())),
+    ]
     order = ordering_table(runs)
     if order is not None:
         out.insert(1, ("Full vs whole image vs no search (accuracy, %)", *order))
@@ -169,8 +213,16 @@ def _text_tables(runs: list[Run], store: ObjectStore | None) -> list[tuple[str, 
         abl = [r for r in runs if r.meta.get("mode") in ("full", *table6)]
         out.append(("Table 6: query-type removal (inference-time constraint)", *_table(abl)))
     if any(str(m).startswith("budget") for m in modes):
-        bud = sorted((r for r in runs if r.meta.get("mode") == "full" or r.meta.get("mode") == "no_search"
-                      or str(r.meta.get("mode")).startswith("budget")), key=lambda r: _budget(r.meta["mode"]))
+        bud = sorted(
+            (
+                r
+                for r in runs
+                if r.meta.get("mode") == "full"
+                or r.meta.get("mode") == "no_search"
+                or str(r.meta.get("mode")).startswith("budget")
+            ),
+            key=lambda r: _budget(r.meta["mode"]),
+        )
         out.append(("Table 7: search budget", *_table(bud)))
     return out
 
@@ -180,10 +232,13 @@ def _lineage_line(store: ObjectStore, uri: str) -> str:
     if lin is None:
         return "no lineage recorded (a run from before lineage was kept)"
     code = lin.get("code") or {}
-    return (f"code {code.get('git_commit') or code.get('package')}{' (dirty)' if code.get('dirty') else ''}, "
-            f"model {lin.get('model')}" + (f" sha256 {lin['checkpoint_digest'][:12]}" if lin.get("checkpoint_digest")
-                                            else "") + f", index {lin.get('index_version')}, data sha256 "
-            f"{(lin.get('data_digest') or '?')[:12]}, judge {lin.get('judge', {}).get('kind')}")
+    return (
+        f"code {code.get('git_commit') or code.get('package')}{' (dirty)' if code.get('dirty') else ''}, "
+        f"model {lin.get('model')}"
+        + (f" sha256 {lin['checkpoint_digest'][:12]}" if lin.get("checkpoint_digest") else "")
+        + f", index {lin.get('index_version')}, data sha256 "
+        f"{(lin.get('data_digest') or '?')[:12]}, judge {lin.get('judge', {}).get('kind')}"
+    )
 
 
 def markdown(title: str, header: list[str], rows: list[list[str]]) -> str:
@@ -215,11 +270,17 @@ def check_comparable(store: ObjectStore, run_uris: list[str]) -> None:
             if lin.get(key) != ref:
                 raise MixedRunsError(
                     f"runs {ref_uri} and {uri} of benchmark {bench!r} differ in {what} ({key}: {ref!r} vs "
-                    f"{lin.get(key)!r}); their numbers are not comparable. Pass --allow-mixed to report them anyway")
+                    f"{lin.get(key)!r}); their numbers are not comparable. Pass --allow-mixed to report them anyway"
+                )
 
 
-def write_report(run_uris: list[str], out: str, store: ObjectStore | None = None,
-                 overlays_per_run: int = 4, allow_mixed: bool = False) -> dict[str, list[str]]:
+def write_report(
+    run_uris: list[str],
+    out: str,
+    store: ObjectStore | None = None,
+    overlays_per_run: int = 4,
+    allow_mixed: bool = False,
+) -> dict[str, list[str]]:
     """Write report.md, report.html, lineage.json and the PNG figures under `out`; returns {"tables": [...],
     "figures": [...]}. Runs of one benchmark on different data or judges are refused unless `allow_mixed`."""
     from pixsearch_core.evaluation import plots
@@ -231,9 +292,14 @@ def write_report(run_uris: list[str], out: str, store: ObjectStore | None = None
         check_comparable(store, run_uris)
     runs = [load_run(store, u) for u in run_uris]
     tabs = tables(runs, store)
-    note = ("Metrics in %; CRAG truthfulness in [-100, 100]. Error records are excluded from the metrics.\n\n"
-            + "\n".join(f"- {r.label}: `{r.uri}` (benchmark {r.meta.get('benchmark')}, index "
-                        f"{r.meta.get('index_version')}, config {r.meta.get('config_hash')})" for r in runs))
+    note = (
+        "Metrics in %; CRAG truthfulness in [-100, 100]. Error records are excluded from the metrics.\n\n"
+        + "\n".join(
+            f"- {r.label}: `{r.uri}` (benchmark {r.meta.get('benchmark')}, index "
+            f"{r.meta.get('index_version')}, config {r.meta.get('config_hash')})"
+            for r in runs
+        )
+    )
     figures = []
     for i, run in enumerate(runs):
         name = f"{i:02d}-{run.uri.rstrip('/').rsplit('/', 1)[-1]}"
@@ -242,18 +308,27 @@ def write_report(run_uris: list[str], out: str, store: ObjectStore | None = None
             continue
         figures.append(plots.search_behaviour(run, join(out, f"search_behaviour_{name}.png"), store))
         figures += plots.mask_overlays(run, join(out, f"overlays_{name}"), store, overlays_per_run)
-    rel = [f[len(out.rstrip("/")) + 1:] for f in figures]
+    rel = [f[len(out.rstrip("/")) + 1 :] for f in figures]
     md = "# Evaluation report\n\n" + note + "\n\n" + "\n".join(markdown(*t) for t in tabs)
     md += "\n### Figures\n\n" + "".join(f"![{r}]({r})\n" for r in rel)
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>pixsearch eval report</title><style>"
-            "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px;text-align:right}"
-            "</style></head><body><h2>Evaluation report</h2>\n" + "".join(html_table(*t) for t in tabs)
-            + "<h3>Figures</h3>\n" + "".join(f"<img src='{html.escape(r)}' style='max-width:900px'><br>\n"
-                                              for r in rel) + "</body></html>\n")
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>pixsearch eval report</title><style>"
+        "table{border-collapse:collapse}td,th{border:1px solid #999;padding:2px 6px;text-align:right}"
+        "</style></head><body><h2>Evaluation report</h2>\n"
+        + "".join(html_table(*t) for t in tabs)
+        + "<h3>Figures</h3>\n"
+        + "".join(f"<img src='{html.escape(r)}' style='max-width:900px'><br>\n" for r in rel)
+        + "</body></html>\n"
+    )
     md += "\n### Lineage\n\n" + "".join(f"- {r.label}: {_lineage_line(store, r.uri)}\n" for r in runs)
-    md += "\n`pixsearch lineage " + out + "` prints the whole chain (runs, checkpoints, training data, index, corpus).\n"
-    lineage.write(store, out, {"kind": "report", "code": lineage.code_version(), "runs": list(run_uris),
-                               "allow_mixed": allow_mixed})
+    md += (
+        "\n`pixsearch lineage " + out + "` prints the whole chain (runs, checkpoints, training data, index, corpus).\n"
+    )
+    lineage.write(
+        store,
+        out,
+        {"kind": "report", "code": lineage.code_version(), "runs": list(run_uris), "allow_mixed": allow_mixed},
+    )
     store.put_bytes(join(out, "report.md"), md.encode())
     store.put_bytes(join(out, "report.html"), page.encode())
     return {"tables": [join(out, "report.md"), join(out, "report.html")], "figures": figures}

@@ -87,15 +87,30 @@ def example_from_json(blob: str) -> Example:
 
 
 def _base_record(ex: Example) -> dict[str, Any]:
-    return {"sample_id": ex.id, "question": ex.question, "gold": list(ex.answers), "image": ex.image,
-            "gold_mask": ex.mask if isinstance(ex.mask, str) else None,
-            "egocentric": ex.metadata.get("egocentric"), "question_type": ex.metadata.get("question_type"),
-            "gold_query_types": ex.metadata.get("query_types")}
+    return {
+        "sample_id": ex.id,
+        "question": ex.question,
+        "gold": list(ex.answers),
+        "image": ex.image,
+        "gold_mask": ex.mask if isinstance(ex.mask, str) else None,
+        "egocentric": ex.metadata.get("egocentric"),
+        "question_type": ex.metadata.get("question_type"),
+        "gold_query_types": ex.metadata.get("query_types"),
+    }
 
 
 def _error_record(ex: Example, error: str) -> dict[str, Any]:
-    return {**_base_record(ex), "status": "error", "error": error, "answer": None, "scores": None,
-            "n_searches": 0, "searches": [], "mask_rle": None, "trajectory": None}
+    return {
+        **_base_record(ex),
+        "status": "error",
+        "error": error,
+        "answer": None,
+        "scores": None,
+        "n_searches": 0,
+        "searches": [],
+        "mask_rle": None,
+        "trajectory": None,
+    }
 
 
 def _answered_record(ex: Example, out: dict[str, Any], bench: Benchmark) -> dict[str, Any]:
@@ -110,9 +125,18 @@ def _answered_record(ex: Example, out: dict[str, Any], bench: Benchmark) -> dict
         scores = bench.score(ex, answer)
     searches = list(out.get("searches") or [])
     extra = {k: out[k] for k in ("prediction", "seg") if k in out}
-    return {**_base_record(ex), "status": "ok", "error": None, "answer": answer, "scores": scores,
-            "n_searches": len(searches), "searches": searches, "mask_rle": out.get("mask_rle"),
-            "trajectory": out.get("trajectory"), **extra}
+    return {
+        **_base_record(ex),
+        "status": "ok",
+        "error": None,
+        "answer": answer,
+        "scores": scores,
+        "n_searches": len(searches),
+        "searches": searches,
+        "mask_rle": out.get("mask_rle"),
+        "trajectory": out.get("trajectory"),
+        **extra,
+    }
 
 
 def search_failure(out: dict[str, Any]) -> str | None:
@@ -123,10 +147,14 @@ def search_failure(out: dict[str, Any]) -> str | None:
     if not failed:
         return None
     issues = (out.get("trajectory") or {}).get("issues") or []
-    detail = next((i.get("detail") for i in issues if isinstance(i, dict) and i.get("kind") == "search_failed"),
-                  "no detail recorded")
-    return (f"search backend failed on {len(failed)} of {len(searches)} searches (first at hop "
-            f"{failed[0].get('hop')}): {detail}")
+    detail = next(
+        (i.get("detail") for i in issues if isinstance(i, dict) and i.get("kind") == "search_failed"),
+        "no detail recorded",
+    )
+    return (
+        f"search backend failed on {len(failed)} of {len(searches)} searches (first at hop "
+        f"{failed[0].get('hop')}): {detail}"
+    )
 
 
 def _one(ex: Example, out: dict[str, Any], bench: Benchmark) -> dict[str, Any]:
@@ -159,8 +187,9 @@ def _run_guarded(runner: SampleRunner, examples: list[Example]) -> list[dict[str
         return [_run_guarded(runner, [ex])[0] for ex in examples]
 
 
-def process_batch(runner: SampleRunner, bench: Benchmark, examples: list[Example],
-                  replica: str = "local") -> list[dict[str, Any]]:
+def process_batch(
+    runner: SampleRunner, bench: Benchmark, examples: list[Example], replica: str = "local"
+) -> list[dict[str, Any]]:
     """Records for a batch: answered and scored, or status="error"; wall time per sample in `timings`."""
     t0 = time.perf_counter()
     outs = _run_guarded(runner, examples)

@@ -23,9 +23,15 @@ class ScriptedRunner:
     KeyboardInterrupt when this many samples have been answered by this runner (in-process runs only).
     delay_s: sleep this long per sample (stands in for model time in concurrency and kill tests)."""
 
-    def __init__(self, answers: dict[str, str] | None = None, default: str | None = None,
-                 searches: dict[str, list[dict[str, Any]]] | None = None, fail_ids: list[str] | None = None,
-                 interrupt_after: int | None = None, delay_s: float = 0.0):
+    def __init__(
+        self,
+        answers: dict[str, str] | None = None,
+        default: str | None = None,
+        searches: dict[str, list[dict[str, Any]]] | None = None,
+        fail_ids: list[str] | None = None,
+        interrupt_after: int | None = None,
+        delay_s: float = 0.0,
+    ):
         self.answers = dict(answers or {})
         self.default = default
         self.searches = dict(searches or {})
@@ -50,8 +56,13 @@ class ScriptedRunner:
             answer = ex.answers[0] if ex.answers else ""
         searches = [dict(s, hop=i) for i, s in enumerate(self.searches.get(ex.id, []))]
         masks = [s["mask_rle"] for s in searches if s.get("mask_rle")]
-        return {"answer": answer, "searches": searches, "mask_rle": masks[-1] if masks else None,
-                "trajectory": {"text": answer, "n_hops": len(searches)}, "timings": {"decode_s": 0.0}}
+        return {
+            "answer": answer,
+            "searches": searches,
+            "mask_rle": masks[-1] if masks else None,
+            "trajectory": {"text": answer, "n_hops": len(searches)},
+            "timings": {"decode_s": 0.0},
+        }
 
     def run_batch(self, examples: list[Example]) -> list[dict[str, Any]]:
         if not self.ready:

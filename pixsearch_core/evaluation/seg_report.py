@@ -24,8 +24,13 @@ from pixsearch_core.storage import ObjectStore, join
 
 log = logging.getLogger(__name__)
 
-NAMES = {"refcoco": "RefCOCO", "refcoco+": "RefCOCO+", "refcocog": "RefCOCOg", "ade20k": "ADE20K",
-         "coco_stuff": "COCO-Stuff"}
+NAMES = {
+    "refcoco": "RefCOCO",
+    "refcoco+": "RefCOCO+",
+    "refcocog": "RefCOCOg",
+    "ade20k": "ADE20K",
+    "coco_stuff": "COCO-Stuff",
+}
 
 
 def is_segmentation(run) -> bool:
@@ -72,14 +77,39 @@ def segmentation_tables(runs: list) -> list[tuple[str, list[str], list[list[str]
     if sem:
         out.append(("Table 2: semantic segmentation (mIoU, %)", *_grid(sem, lambda r: _pct(r.aggregate.get("miou")))))
     if ref:
-        out.append(("Table 3: referring expression segmentation (gIoU / cIoU, %)",
-                    *_grid(ref, lambda r: f"{_pct(r.aggregate.get('giou'))} / {_pct(r.aggregate.get('ciou'))}")))
+        out.append(
+            (
+                "Table 3: referring expression segmentation (gIoU / cIoU, %)",
+                *_grid(ref, lambda r: f"{_pct(r.aggregate.get('giou'))} / {_pct(r.aggregate.get('ciou'))}"),
+            )
+        )
     if runs:
-        header = ["Run", "Model", "Benchmark", "Split", "n", "gIoU", "cIoU", "mIoU", "aAcc", "prompts with a mask query",
-                  "errors"]
-        rows = [[r.uri.rstrip("/").rsplit("/", 1)[-1], _model(r), r.meta["benchmark"], _split(r), str(r.aggregate.get("n", 0)),
-                 *(_pct(r.aggregate.get(k)) for k in ("giou", "ciou", "miou", "aacc")), _spans(r), str(r.errors)]
-                for r in runs]
+        header = [
+            "Run",
+            "Model",
+            "Benchmark",
+            "Split",
+            "n",
+            "gIoU",
+            "cIoU",
+            "mIoU",
+            "aAcc",
+            "prompts with a mask query",
+            "errors",
+        ]
+        rows = [
+            [
+                r.uri.rstrip("/").rsplit("/", 1)[-1],
+                _model(r),
+                r.meta["benchmark"],
+                _split(r),
+                str(r.aggregate.get("n", 0)),
+                *(_pct(r.aggregate.get(k)) for k in ("giou", "ciou", "miou", "aacc")),
+                _spans(r),
+                str(r.errors),
+            ]
+            for r in runs
+        ]
         out.append(("Segmentation runs", header, rows))
     return out
 
@@ -117,8 +147,11 @@ def _refer_figure(plt, r: dict[str, Any], store: ObjectStore):
     ax.imshow(overlay(image, pred, gold))
     ax.set_axis_off()
     iou = (r.get("scores") or {}).get("iou")
-    ax.set_title(f"{r['sample_id']}: {r.get('question', '')[:60]}\nIoU {_pct(iou)}  (red: predicted"
-                 f"{', green: gold' if gold is not None else ''})", fontsize=8)
+    ax.set_title(
+        f"{r['sample_id']}: {r.get('question', '')[:60]}\nIoU {_pct(iou)}  (red: predicted"
+        f"{', green: gold' if gold is not None else ''})",
+        fontsize=8,
+    )
     return fig
 
 
@@ -129,8 +162,11 @@ def _semseg_figure(plt, r: dict[str, Any], store: ObjectStore, benchmark: str):
     pred = _label_map(store, r.get("prediction"), benchmark, gold=False)
     gold = _label_map(store, r.get("gold_labels"), benchmark, gold=True)
     shape = next((m.shape for m in (pred, gold) if m is not None), (64, 64))
-    panels = [("image", _load_image(store, r.get("image"), shape)),
-              ("gold", pal[gold] if gold is not None else None), ("predicted", pal[pred] if pred is not None else None)]
+    panels = [
+        ("image", _load_image(store, r.get("image"), shape)),
+        ("gold", pal[gold] if gold is not None else None),
+        ("predicted", pal[pred] if pred is not None else None),
+    ]
     fig, axes = plt.subplots(1, 3, figsize=(12, 4 * shape[0] / max(shape[1], 1) + 0.8))
     for ax, (name, img) in zip(axes, panels):
         if img is not None:
@@ -138,8 +174,10 @@ def _semseg_figure(plt, r: dict[str, Any], store: ObjectStore, benchmark: str):
         ax.set_title(name if img is not None else f"{name}: unreadable", fontsize=9)
         ax.set_axis_off()
     seg = r.get("seg") or {}
-    fig.suptitle(f"{r['sample_id']}: {seg.get('prompts', '?')} class prompts, aAcc "
-                 f"{_pct((r.get('scores') or {}).get('aacc'))}", fontsize=9)
+    fig.suptitle(
+        f"{r['sample_id']}: {seg.get('prompts', '?')} class prompts, aAcc {_pct((r.get('scores') or {}).get('aacc'))}",
+        fontsize=9,
+    )
     return fig
 
 

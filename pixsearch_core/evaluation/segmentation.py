@@ -39,18 +39,29 @@ STUFF_IMAGE_DIRS = ("images/val2017", "val2017_images", "images")
 class SegEvalConfig(Config):
     """How a segmentation benchmark is prompted and turned into prediction PNGs (`segmentation:` in conf/eval)."""
 
-    images: str | None = Field(None, description="image directory (REFER: COCO train2014; COCO-Stuff: COCO val2017);"
-                               " null = look under --data (ADE20K: images/<split> of the dataset)")
-    class_names: str | None = Field(None, description="class list file (ADE20K objectInfo150.txt, COCO-Stuff "
-                                    "labels.txt); null = <root>/objectInfo150.txt or <data>/labels.txt")
+    images: str | None = Field(
+        None,
+        description="image directory (REFER: COCO train2014; COCO-Stuff: COCO val2017);"
+        " null = look under --data (ADE20K: images/<split> of the dataset)",
+    )
+    class_names: str | None = Field(
+        None,
+        description="class list file (ADE20K objectInfo150.txt, COCO-Stuff "
+        "labels.txt); null = <root>/objectInfo150.txt or <data>/labels.txt",
+    )
     classes: Literal["present", "all"] = Field(
-        "present", description="semantic segmentation: prompt the classes present in the gold map (PLUM/LISA's "
-        "validation protocol) or every class of the list")
+        "present",
+        description="semantic segmentation: prompt the classes present in the gold map (PLUM/LISA's "
+        "validation protocol) or every class of the list",
+    )
     span: Literal["tagger", "phrase"] = Field(
-        "tagger", description="which tokens make the mask query: the span tagger's last span inside the answer "
-        "(the inference path) or the phrase's tokens as the stage-1 B/I/O labels mark them (teacher-forced)")
-    template: str = Field("vicuna_v1", description="the chat template the model was trained with "
-                          "(training.collate.TEMPLATES)")
+        "tagger",
+        description="which tokens make the mask query: the span tagger's last span inside the answer "
+        "(the inference path) or the phrase's tokens as the stage-1 B/I/O labels mark them (teacher-forced)",
+    )
+    template: str = Field(
+        "vicuna_v1", description="the chat template the model was trained with (training.collate.TEMPLATES)"
+    )
     max_length: int = Field(512, ge=16, description="prompt tokens (as training's data.max_length)")
     threshold: float = Field(0.0, description="mask logit threshold (LISA: > 0)")
     prompts_per_batch: int = Field(16, ge=1, description="class prompts of one image decoded together")
@@ -81,16 +92,20 @@ def _image_dirs(bench: Benchmark, data: str, split: str) -> list[str]:
 def class_names_uri(bench: Benchmark, store: ObjectStore, data: str, cfg: SegEvalConfig) -> str:
     if cfg.class_names:
         return cfg.class_names
-    tried = ([join(data, "objectInfo150.txt"), join(data, "ADEChallengeData2016", "objectInfo150.txt")]
-             if bench.name == "ade20k" else [join(data, "labels.txt")])
+    tried = (
+        [join(data, "objectInfo150.txt"), join(data, "ADEChallengeData2016", "objectInfo150.txt")]
+        if bench.name == "ade20k"
+        else [join(data, "labels.txt")]
+    )
     for uri in tried:
         if store.exists(uri):
             return uri
     raise FileNotFoundError(f"{bench.name}: no class list at {', '.join(tried)}; set segmentation.class_names=<file>")
 
 
-def prepare(bench: Benchmark, examples: list[Example], data: str, split: str | None, cfg: SegEvalConfig,
-            store: ObjectStore) -> list[Example]:
+def prepare(
+    bench: Benchmark, examples: list[Example], data: str, split: str | None, cfg: SegEvalConfig, store: ObjectStore
+) -> list[Example]:
     """Examples with `image` set to a full URI. The image folder is `segmentation.images` or the first candidate
     under `data` holding the first example's image; raises naming the places tried."""
     if not examples:
@@ -99,27 +114,37 @@ def prepare(bench: Benchmark, examples: list[Example], data: str, split: str | N
     tried = [_image_uri(bench, examples[0], d) for d in dirs]
     found = next((d for d, uri in zip(dirs, tried) if store.exists(uri)), None)
     if found is None:
-        raise FileNotFoundError(f"{bench.name}: the image of example {examples[0].id} is not at "
-                                f"{', '.join(tried)}; set segmentation.images=<dir holding the images>")
+        raise FileNotFoundError(
+            f"{bench.name}: the image of example {examples[0].id} is not at "
+            f"{', '.join(tried)}; set segmentation.images=<dir holding the images>"
+        )
     for ex in examples:
         ex.image = _image_uri(bench, ex, found)
     return examples
 
 
-def runner_kwargs(bench: Benchmark, data: str, cfg_seg: SegEvalConfig, store: ObjectStore,
-                  predictions: str) -> dict[str, Any]:
+def runner_kwargs(
+    bench: Benchmark, data: str, cfg_seg: SegEvalConfig, store: ObjectStore, predictions: str
+) -> dict[str, Any]:
     """The SegmentationRunner's task-specific arguments (the model ones come from the run config)."""
-    kw: dict[str, Any] = {"benchmark": bench.name, "predictions": predictions, "span": cfg_seg.span,
-                          "template": cfg_seg.template, "max_length": cfg_seg.max_length,
-                          "threshold": cfg_seg.threshold, "prompts_per_batch": cfg_seg.prompts_per_batch}
+    kw: dict[str, Any] = {
+        "benchmark": bench.name,
+        "predictions": predictions,
+        "span": cfg_seg.span,
+        "template": cfg_seg.template,
+        "max_length": cfg_seg.max_length,
+        "threshold": cfg_seg.threshold,
+        "prompts_per_batch": cfg_seg.prompts_per_batch,
+    }
     if bench.name in SEMSEG:
         from pixsearch_core.benchmarks.semseg_classes import train_id_names
 
         names = train_id_names(bench.name, store, class_names_uri(bench, store, data, cfg_seg))
         kw.update(class_names={str(k): v for k, v in sorted(names.items())}, classes=cfg_seg.classes)
     elif bench.name not in REFER:
-        raise ValueError(f"no segmentation runner for mask benchmark {bench.name!r}; allowed: "
-                         f"{', '.join(REFER + SEMSEG)}")
+        raise ValueError(
+            f"no segmentation runner for mask benchmark {bench.name!r}; allowed: {', '.join(REFER + SEMSEG)}"
+        )
     return kw
 
 
@@ -141,8 +166,9 @@ def _score_one(rec: dict[str, Any], ex: Example, bench: Benchmark, store: Object
     return rec
 
 
-def score_batches(stream: Iterator[list[dict[str, Any]]], examples: list[Example], bench: Benchmark,
-                  store: ObjectStore) -> Iterator[list[dict[str, Any]]]:
+def score_batches(
+    stream: Iterator[list[dict[str, Any]]], examples: list[Example], bench: Benchmark, store: ObjectStore
+) -> Iterator[list[dict[str, Any]]]:
     """Score each ok record from its prediction PNG (see the module docstring); a failure there becomes an error
     record naming the PNG, never a crash of the run."""
     by_id = {ex.id: ex for ex in examples}
@@ -154,8 +180,9 @@ def score_batches(stream: Iterator[list[dict[str, Any]]], examples: list[Example
                 _score_one(rec, by_id[rec["sample_id"]], bench, store)
             except Exception as e:
                 log.warning("sample %s: scoring %s failed: %s", rec["sample_id"], rec.get("prediction"), e)
-                rec.update(status="error", scores=None, error=f"scoring {rec.get('prediction')}: "
-                                                              f"{type(e).__name__}: {e}")
+                rec.update(
+                    status="error", scores=None, error=f"scoring {rec.get('prediction')}: {type(e).__name__}: {e}"
+                )
         yield records
 
 
@@ -166,11 +193,11 @@ def check_request(req, bench: Benchmark):
     from pixsearch_core.evaluation.sample_runner import ORACLE
 
     if req.index not in (None, "", "none"):
-        log.warning("%s is a segmentation benchmark and searches nothing: --index %s is ignored", bench.name,
-                    req.index)
+        log.warning("%s is a segmentation benchmark and searches nothing: --index %s is ignored", bench.name, req.index)
     if req.mode not in (None, "full"):
-        raise ValueError(f"{bench.name} is a segmentation benchmark: decode mode {req.mode!r} does not apply; "
-                         "drop --mode")
+        raise ValueError(
+            f"{bench.name} is a segmentation benchmark: decode mode {req.mode!r} does not apply; drop --mode"
+        )
     if req.model == ORACLE and req.runner is None:
         raise ValueError(f"--model {ORACLE} answers text benchmarks only; give a model for {bench.name}")
     req.index = "none"
@@ -185,7 +212,12 @@ def setup_run(bench: Benchmark, examples: list[Example], req, cfg, store: Object
     examples = prepare(bench, examples, req.data, cfg.split, cfg.segmentation, store)
     if req.runner is not None:
         return examples, req.runner
-    kwargs = {"model": req.model, "model_size": cfg.model.size, "model_overrides": cfg.model.build_overrides(),
-              "device": cfg.model.device, "storage": cfg.storage.model_dump(),
-              **runner_kwargs(bench, req.data, cfg.segmentation, store, join(run_uri, "predictions"))}
+    kwargs = {
+        "model": req.model,
+        "model_size": cfg.model.size,
+        "model_overrides": cfg.model.build_overrides(),
+        "device": cfg.model.device,
+        "storage": cfg.storage.model_dump(),
+        **runner_kwargs(bench, req.data, cfg.segmentation, store, join(run_uri, "predictions")),
+    }
     return examples, RunnerSpec(RUNNER, kwargs)

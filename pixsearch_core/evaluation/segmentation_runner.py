@@ -37,8 +37,9 @@ log = logging.getLogger(__name__)
 IGNORE_LABEL = 255
 
 
-def combine_label_map(shape: tuple[int, int], class_logits: list[tuple[int, np.ndarray | None]],
-                      threshold: float = 0.0) -> np.ndarray:
+def combine_label_map(
+    shape: tuple[int, int], class_logits: list[tuple[int, np.ndarray | None]], threshold: float = 0.0
+) -> np.ndarray:
     """(train id, (H, W) logits or None) per prompted class -> uint8 label map: per pixel the class with the
     highest logit (the first on ties), IGNORE_LABEL where that logit is <= threshold or no class has logits."""
     label = np.full(shape, IGNORE_LABEL, dtype=np.uint8)
@@ -62,11 +63,23 @@ def _png(array: np.ndarray) -> bytes:
 
 
 class SegmentationRunner:
-    def __init__(self, model: str, benchmark: str, predictions: str, model_size: str = "tiny",
-                 model_overrides: list[str] | None = None, device: str = "auto",
-                 storage: dict[str, Any] | None = None, span: str = "tagger", template: str = "vicuna_v1",
-                 max_length: int = 512, threshold: float = 0.0, prompts_per_batch: int = 16,
-                 class_names: dict[str, str] | None = None, classes: str = "present"):
+    def __init__(
+        self,
+        model: str,
+        benchmark: str,
+        predictions: str,
+        model_size: str = "tiny",
+        model_overrides: list[str] | None = None,
+        device: str = "auto",
+        storage: dict[str, Any] | None = None,
+        span: str = "tagger",
+        template: str = "vicuna_v1",
+        max_length: int = 512,
+        threshold: float = 0.0,
+        prompts_per_batch: int = 16,
+        class_names: dict[str, str] | None = None,
+        classes: str = "present",
+    ):
         if span not in ("tagger", "phrase"):
             raise ValueError(f"span {span!r}; allowed: tagger, phrase")
         if classes not in ("present", "all"):
@@ -89,13 +102,14 @@ class SegmentationRunner:
         else:  # a checkpoint of trainable weights on top of the configured builder
             from pixsearch_core.modeling.weights import build_from_checkpoint
 
-            model = build_from_checkpoint(self.model_ref, self.model_size, self.model_overrides,
-                                          ObjectStore(self.storage))
+            model = build_from_checkpoint(
+                self.model_ref, self.model_size, self.model_overrides, ObjectStore(self.storage)
+            )
         return model.to(_device(self.device)).eval()
 
     def setup(self) -> None:
-        from pixsearch_core.registry import get
         from pixsearch_core.prompts.collate import Collator
+        from pixsearch_core.registry import get
 
         self.store = ObjectStore(self.storage)
         self.model = self._build_model()
@@ -108,8 +122,9 @@ class SegmentationRunner:
         from pixsearch_core.prompts.sample import segmentation_sample
 
         blank = np.zeros((1, 1), np.uint8)  # the collator needs one mask per span; only its tokens are used here
-        return self.collate([segmentation_sample(f"{sid}-{j}", self.benchmark, None, [p], [blank])
-                             for j, p in enumerate(phrases)])
+        return self.collate(
+            [segmentation_sample(f"{sid}-{j}", self.benchmark, None, [p], [blank]) for j, p in enumerate(phrases)]
+        )
 
     def _pick(self, spans: list[tuple[int, int]], answer) -> int | None:
         """Index of the span to use: phrase mode has exactly the phrase's span (if not truncated away); tagger
@@ -134,8 +149,7 @@ class SegmentationRunner:
             spans = extract_spans(tags, text)
             answer = (batch["labels"] != IGNORE).cpu()
             chosen = [self._pick(row, answer[b]) for b, row in enumerate(spans)]
-            todo = [[] if j is None else row[: j + 1] if m.mask_feedback else [row[j]]
-                    for row, j in zip(spans, chosen)]
+            todo = [[] if j is None else row[: j + 1] if m.mask_feedback else [row[j]] for row, j in zip(spans, chosen)]
             logits, _ = m.segment_spans(images, hidden, todo)
         return [None if j is None else lg[-1].float().cpu().numpy() for lg, j in zip(logits, chosen)]
 
@@ -146,7 +160,7 @@ class SegmentationRunner:
         key = self.model.prepare_images([image]).keys[0]
         out: list[np.ndarray | None] = []
         for i in range(0, len(phrases), self.prompts_per_batch):
-            batch = self._prompts(sid, phrases[i:i + self.prompts_per_batch])
+            batch = self._prompts(sid, phrases[i : i + self.prompts_per_batch])
             n = len(batch["ids"])
             out += self._chunk_logits(PreparedImages([image] * n, [key] * n), batch)
         return out
@@ -184,8 +198,11 @@ class SegmentationRunner:
             (logits,) = self._segment(ex.id, image, [ex.question])
             mask = np.zeros(image.shape[:2], bool) if logits is None else logits > self.threshold
             pred = mask.astype(np.uint8) * 255
-            out.update(answer=f"Sure: {ex.question}.", mask_rle=mask_to_rle(mask),
-                       seg={"prompts": 1, "spans_found": int(logits is not None)})
+            out.update(
+                answer=f"Sure: {ex.question}.",
+                mask_rle=mask_to_rle(mask),
+                seg={"prompts": 1, "spans_found": int(logits is not None)},
+            )
         out["prediction"] = join(self.predictions, f"{ex.id}.png")
         self.store.put_bytes(out["prediction"], _png(pred))
         out["timings"] = {"segment_s": time.perf_counter() - t0}

@@ -101,23 +101,45 @@ def _run_label(meta: dict[str, Any], uri: str) -> str:
 
 
 def _row(run: int, k: int, rec: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
-    return {"run": run, "k": k, "id": str(rec.get("sample_id")), "benchmark": meta.get("benchmark"),
-            "mode": meta.get("mode"), "verdict": verdict(rec), "ego": rec.get("egocentric"),
-            "modalities": modalities(rec), "n_searches": int(rec.get("n_searches") or 0),
-            "question": rec.get("question") or "", "answer": rec.get("answer") or "",
-            "gold": list(rec.get("gold") or [])}
+    return {
+        "run": run,
+        "k": k,
+        "id": str(rec.get("sample_id")),
+        "benchmark": meta.get("benchmark"),
+        "mode": meta.get("mode"),
+        "verdict": verdict(rec),
+        "ego": rec.get("egocentric"),
+        "modalities": modalities(rec),
+        "n_searches": int(rec.get("n_searches") or 0),
+        "question": rec.get("question") or "",
+        "answer": rec.get("answer") or "",
+        "gold": list(rec.get("gold") or []),
+    }
 
 
 def _detail(rec: dict[str, Any], media: _Media) -> dict[str, Any]:
     traj = rec.get("trajectory") or {}
-    return {"id": str(rec.get("sample_id")), "question": rec.get("question"), "gold": rec.get("gold"),
-            "answer": rec.get("answer"), "status": rec.get("status"), "error": rec.get("error"),
-            "verdict": verdict(rec), "scores": rec.get("scores"), "egocentric": rec.get("egocentric"),
-            "question_type": rec.get("question_type"), "gold_query_types": rec.get("gold_query_types"),
-            "image": media.add(rec.get("image")), "gold_mask": media.add(rec.get("gold_mask")),
-            "searches": rec.get("searches") or [], "segments": traj.get("segments") or [],
-            "text": traj.get("text") or "", "issues": traj.get("issues") or [],
-            "finish_reason": traj.get("finish_reason"), "timings": rec.get("timings") or {}}
+    return {
+        "id": str(rec.get("sample_id")),
+        "question": rec.get("question"),
+        "gold": rec.get("gold"),
+        "answer": rec.get("answer"),
+        "status": rec.get("status"),
+        "error": rec.get("error"),
+        "verdict": verdict(rec),
+        "scores": rec.get("scores"),
+        "egocentric": rec.get("egocentric"),
+        "question_type": rec.get("question_type"),
+        "gold_query_types": rec.get("gold_query_types"),
+        "image": media.add(rec.get("image")),
+        "gold_mask": media.add(rec.get("gold_mask")),
+        "searches": rec.get("searches") or [],
+        "segments": traj.get("segments") or [],
+        "text": traj.get("text") or "",
+        "issues": traj.get("issues") or [],
+        "finish_reason": traj.get("finish_reason"),
+        "timings": rec.get("timings") or {},
+    }
 
 
 def _js(call: str, *args: Any) -> str:
@@ -148,6 +170,11 @@ def build_viewer(run_uris: list[str], out_dir: str | Path, store: ObjectStore | 
             (out / "samples" / str(i) / f"{k}.js").write_text(_js("PIX_SAMPLE", i, k, _detail(rec, media)))
     data = {"runs": runs, "rows": rows, "statuses": list(STATUSES)}
     (out / "data.js").write_text("window.PIX_DATA = " + json.dumps(data, sort_keys=True, default=str) + ";\n")
-    log.info("viewer: %d runs, %d samples, %d media files -> %s", len(runs), len(rows),
-             sum(v is not None for v in media.by_uri.values()), out)
+    log.info(
+        "viewer: %d runs, %d samples, %d media files -> %s",
+        len(runs),
+        len(rows),
+        sum(v is not None for v in media.by_uri.values()),
+        out,
+    )
     return {"index": str(out / "index.html"), "runs": len(runs), "samples": len(rows)}

@@ -38,7 +38,7 @@ def clean_text(text: str) -> str:
 
 @register("metric", "crag_missing")
 def is_missing(response: str) -> bool:
-    """"I don't know"-style abstention, anywhere in the response ("I DON'T KNOW!", "i do not know the answer")."""
+    """ "I don't know"-style abstention, anywhere in the response ("I DON'T KNOW!", "i do not know the answer")."""
     cleaned = clean_text(response)
     return "i dont know" in cleaned or "i do not know" in cleaned
 
@@ -73,12 +73,17 @@ def calculate_scores(turns: Iterable[dict]) -> dict[str, float]:
     turns = list(turns)
     n = len(turns)
     if n == 0:
-        return {"accuracy": 0.0, "missing": 0.0, "hallucination": 0.0, "truthfulness": 0.0,
-                "exact_match": 0.0, "n": 0}
+        return {"accuracy": 0.0, "missing": 0.0, "hallucination": 0.0, "truthfulness": 0.0, "exact_match": 0.0, "n": 0}
     correct = sum(bool(t["correct"]) for t in turns)
     miss = sum(bool(t["missing"]) for t in turns)
     exact = sum(bool(t["exact_match"]) for t in turns)
     hallucination = n - (correct + miss)
     truthfulness = (2 * correct + miss) / n - 1 if n > 1 else 0.0
-    return {"accuracy": correct / n, "missing": miss / n, "hallucination": hallucination / n,
-            "truthfulness": truthfulness, "exact_match": exact / n, "n": n}
+    return {
+        "accuracy": correct / n,
+        "missing": miss / n,
+        "hallucination": hallucination / n,
+        "truthfulness": truthfulness,
+        "exact_match": exact / n,
+        "n": n,
+    }

@@ -28,9 +28,11 @@ from pixsearch_core.metrics.crag import JudgeUnavailable
 
 log = logging.getLogger(__name__)
 
-USER_TEMPLATE = ("Your task is to judge if the prediction is correct or not based on the ground truth answer. "
-                 "Now your turn:\n\nQuestion: {query}\nGround Truth: {ground_truth}\nPrediction: {agent_response}\n"
-                 "Give your output below:\n")
+USER_TEMPLATE = (
+    "Your task is to judge if the prediction is correct or not based on the ground truth answer. "
+    "Now your turn:\n\nQuestion: {query}\nGround Truth: {ground_truth}\nPrediction: {agent_response}\n"
+    "Give your output below:\n"
+)
 
 INSTRUCTIONS = """You are an expert evaluator of question answering. Given a question, its ground truth answer and a \
 prediction, decide whether the prediction is correct. Rules:
@@ -106,8 +108,9 @@ class LLMJudge:
             raise ValueError("no judge URL: pass --judge URL or set PIXSEARCH_JUDGE_URL")
         self.model = cfg.model or os.environ.get("PIXSEARCH_JUDGE_MODEL") or "gpt-4o"
         self.api_key = cfg.api_key or os.environ.get("PIXSEARCH_JUDGE_API_KEY") or os.environ.get("OPENAI_API_KEY")
-        self.system = (Path(cfg.prompt_file).read_text(encoding="utf-8") if cfg.prompt_file
-                       else INSTRUCTIONS + "\n\n" + EXAMPLES)
+        self.system = (
+            Path(cfg.prompt_file).read_text(encoding="utf-8") if cfg.prompt_file else INSTRUCTIONS + "\n\n" + EXAMPLES
+        )
         self.cache_dir = Path(cfg.cache_dir or Path.home() / ".cache" / "pixsearch" / "judge")
         self.calls = 0  # HTTP requests made (cache hits make none)
 
@@ -149,7 +152,18 @@ class LLMJudge:
         verdict = parse_verdict(output)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"model": self.model, "question": question, "gold": gold,
-                                   "prediction": response, "output": output, "verdict": verdict}), encoding="utf-8")
+        tmp.write_text(
+            json.dumps(
+                {
+                    "model": self.model,
+                    "question": question,
+                    "gold": gold,
+                    "prediction": response,
+                    "output": output,
+                    "verdict": verdict,
+                }
+            ),
+            encoding="utf-8",
+        )
         os.replace(tmp, path)
         return verdict

@@ -30,8 +30,10 @@ def split_group(data_split: str) -> str:
         return f"{task}_unseen"
     if "_seen" in data_split:
         return f"{task}_seen"
-    raise ValueError(f"OVEN data_split {data_split!r} names neither seen nor unseen; "
-                     "expected e.g. 'entity_val_seen' or 'query_val_unseen'")
+    raise ValueError(
+        f"OVEN data_split {data_split!r} names neither seen nor unseen; "
+        "expected e.g. 'entity_val_seen' or 'query_val_unseen'"
+    )
 
 
 def oven_scores(correct_by_split: dict[str, list[float]]) -> dict[str, float]:

@@ -56,5 +56,7 @@ def relaxed_scores(prediction: str, golds: list[str], strip_prefix: bool = True)
     if not golds:
         raise ValueError("no gold answers to score against")
     pred = remove_answer_prefix(prediction) if strip_prefix else prediction
-    return {"relaxed_em": max(relaxed_exact_match(pred, g) for g in golds),
-            "relaxed_f1": max(relaxed_f1(pred, g) for g in golds)}
+    return {
+        "relaxed_em": max(relaxed_exact_match(pred, g) for g in golds),
+        "relaxed_f1": max(relaxed_f1(pred, g) for g in golds),
+    }

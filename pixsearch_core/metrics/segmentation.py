@@ -51,8 +51,11 @@ def refer_expression_score(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]
 def refer_aggregate(scores: list[dict]) -> dict[str, float]:
     """gIoU = sum IoU / (N + 1e-5) (LISA's AverageMeter.all_reduce), cIoU = sum I / (sum U + 1e-10)."""
     n = len(scores)
-    return {"giou": sum(s["iou"] for s in scores) / (n + 1e-5),
-            "ciou": sum(s["intersection"] for s in scores) / (sum(s["union"] for s in scores) + 1e-10), "n": n}
+    return {
+        "giou": sum(s["iou"] for s in scores) / (n + 1e-5),
+        "ciou": sum(s["intersection"] for s in scores) / (sum(s["union"] for s in scores) + 1e-10),
+        "n": n,
+    }
 
 
 @register("metric", "miou")

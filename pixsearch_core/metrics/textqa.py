@@ -34,5 +34,6 @@ hotpot_em = exact_match  # HotpotQA EM is SQuAD EM
 @register("metric", "popqa_accuracy")
 def popqa_accuracy(prediction: str, possible_answers: list[str]) -> float:
     """1.0 if any `pa`, `pa.lower()` or `pa.capitalize()` is a substring of the raw prediction."""
-    return float(any(pa in prediction or pa.lower() in prediction or pa.capitalize() in prediction
-                     for pa in possible_answers))
+    return float(
+        any(pa in prediction or pa.lower() in prediction or pa.capitalize() in prediction for pa in possible_answers)
+    )

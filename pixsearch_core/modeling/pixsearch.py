@@ -17,7 +17,7 @@ from torch import nn
 
 from pixsearch_core.modeling.copy_head import CopyCache
 from pixsearch_core.modeling.image_cache import EmbeddingCache
-from pixsearch_core.modeling.outputs import MaskPrediction, PixSearchOutput, PreparedImages, Prefix, StepOutput
+from pixsearch_core.modeling.outputs import MaskPrediction, PixSearchOutput, Prefix, PreparedImages, StepOutput
 from pixsearch_core.modeling.preprocess import SamTransform, image_key, to_uint8_hwc
 from pixsearch_core.modeling.segmentation import SegmentationMixin
 from pixsearch_core.modeling.span_tagger import extract_spans
@@ -44,11 +44,26 @@ class PixSearchModel(SegmentationMixin, nn.Module):
       copy_head: an optional pointer-generator over the context (copy_head.CopyHead; None = the LM's logits).
     """
 
-    def __init__(self, *, vision_tower: nn.Module, projector: nn.Module, language_model: nn.Module,
-                 span_tagger: nn.Module, mask_head: nn.Module, sam_image_encoder: nn.Module,
-                 prompt_encoder: nn.Module, mask_decoder: nn.Module, tokenizer, sam_image_size: int,
-                 mask_feedback: bool = False, image_cache_size: int = 32, sam_pixel_mean=None, sam_pixel_std=None,
-                 copy_head: nn.Module | None = None, config=None) -> None:
+    def __init__(
+        self,
+        *,
+        vision_tower: nn.Module,
+        projector: nn.Module,
+        language_model: nn.Module,
+        span_tagger: nn.Module,
+        mask_head: nn.Module,
+        sam_image_encoder: nn.Module,
+        prompt_encoder: nn.Module,
+        mask_decoder: nn.Module,
+        tokenizer,
+        sam_image_size: int,
+        mask_feedback: bool = False,
+        image_cache_size: int = 32,
+        sam_pixel_mean=None,
+        sam_pixel_std=None,
+        copy_head: nn.Module | None = None,
+        config=None,
+    ) -> None:
         super().__init__()
         self.vision_tower = vision_tower
         self.projector = projector
@@ -61,8 +76,9 @@ class PixSearchModel(SegmentationMixin, nn.Module):
         self.tokenizer = tokenizer
         self.token_ids = special_token_ids(tokenizer)
         self.sam_image_size = sam_image_size
-        self.sam_transform = SamTransform(sam_image_size, *(() if sam_pixel_mean is None else
-                                                            (sam_pixel_mean, sam_pixel_std)))
+        self.sam_transform = SamTransform(
+            sam_image_size, *(() if sam_pixel_mean is None else (sam_pixel_mean, sam_pixel_std))
+        )
         self.mask_feedback = mask_feedback
         self.copy_head = copy_head
         self.config = config
@@ -92,15 +108,17 @@ class PixSearchModel(SegmentationMixin, nn.Module):
             feats = self.vision_tower(self.sam_image_embeddings(images)[0])
             return self.projector(feats.detach())
         pixels = torch.stack([self.vision_tower.transform(a) for a in images.arrays]).to(self.device)
-        train_tower = self.training and torch.is_grad_enabled() and any(
-            p.requires_grad for p in self.vision_tower.parameters())
+        train_tower = (
+            self.training and torch.is_grad_enabled() and any(p.requires_grad for p in self.vision_tower.parameters())
+        )
         with torch.set_grad_enabled(train_tower):
             feats = self.vision_tower(pixels)
         return self.projector(feats)
 
     # ------------------------------------------------------------ prompt embedding
-    def embed_inputs(self, images, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                     padding_side: str = "left") -> Prefix:
+    def embed_inputs(
+        self, images, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, padding_side: str = "left"
+    ) -> Prefix:
         """Token ids with one image placeholder per row -> embeddings with the image features spliced in.
 
         input_ids (B, T) (any padding side, given by attention_mask); images: one per row, or None for text-only
@@ -119,8 +137,10 @@ class PixSearchModel(SegmentationMixin, nn.Module):
                 raise ValueError(f"{len(images)} images for {input_ids.shape[0]} rows; give one image per row")
             bad = [b for b, c in enumerate(counts) if c != 1]
             if bad:
-                raise ValueError(f"rows {bad} have {[counts[b] for b in bad]} image placeholders; each row needs "
-                                 f"exactly one (tokens.IMAGE_PLACEHOLDER)")
+                raise ValueError(
+                    f"rows {bad} have {[counts[b] for b in bad]} image placeholders; each row needs "
+                    f"exactly one (tokens.IMAGE_PLACEHOLDER)"
+                )
             feats = self.image_features(images).to(tok.dtype)
         elif any(counts):
             raise ValueError("input has image placeholders but no images were given")
@@ -132,10 +152,13 @@ class PixSearchModel(SegmentationMixin, nn.Module):
             if counts[b] and feats is not None:  # splice: tokens before | image features | tokens after
                 t = int(torch.nonzero(is_ph[b]).flatten()[0])
                 i = int(pos[t])
-                rows.append(torch.cat([tok[b, real[:i]], feats[b], tok[b, real[i + 1:]]]))
-                row_ids.append(torch.cat([input_ids[b, real[:i]], input_ids.new_full((feats.shape[1],), -1),
-                                          input_ids[b, real[i + 1:]]]))
-                pos[real[i + 1:]] += feats.shape[1] - 1
+                rows.append(torch.cat([tok[b, real[:i]], feats[b], tok[b, real[i + 1 :]]]))
+                row_ids.append(
+                    torch.cat(
+                        [input_ids[b, real[:i]], input_ids.new_full((feats.shape[1],), -1), input_ids[b, real[i + 1 :]]]
+                    )
+                )
+                pos[real[i + 1 :]] += feats.shape[1] - 1
                 pos[t] = i + feats.shape[1] - 1
             else:
                 rows.append(tok[b, real])
@@ -143,24 +166,29 @@ class PixSearchModel(SegmentationMixin, nn.Module):
             positions.append(pos)
         return self._pad(rows, row_ids, torch.stack(positions).to(input_ids.device), padding_side)
 
-    def _pad(self, rows: list[torch.Tensor], row_ids: list[torch.Tensor], positions: torch.Tensor,
-             side: str) -> Prefix:
+    def _pad(self, rows: list[torch.Tensor], row_ids: list[torch.Tensor], positions: torch.Tensor, side: str) -> Prefix:
         length = max(r.shape[0] for r in rows)
         emb = rows[0].new_zeros((len(rows), length, rows[0].shape[-1]))
         mask = torch.zeros((len(rows), length), dtype=torch.long, device=rows[0].device)
         ids = torch.full((len(rows), length), -1, dtype=torch.long, device=rows[0].device)
         for b, r in enumerate(rows):
             off = length - r.shape[0] if side == "left" else 0
-            emb[b, off:off + r.shape[0]] = r
-            mask[b, off:off + r.shape[0]] = 1
-            ids[b, off:off + r.shape[0]] = row_ids[b]
+            emb[b, off : off + r.shape[0]] = r
+            mask[b, off : off + r.shape[0]] = 1
+            ids[b, off : off + r.shape[0]] = row_ids[b]
             positions[b] = torch.where(positions[b] >= 0, positions[b] + off, positions[b])
         return Prefix(emb, mask, positions, ids)
 
     # ------------------------------------------------------------ stepping the LM (decoding)
-    def step(self, attention_mask: torch.Tensor, input_ids: torch.Tensor | None = None,
-             inputs_embeds: torch.Tensor | None = None, past_key_values=None, use_cache: bool = True,
-             token_ids: torch.Tensor | None = None) -> StepOutput:
+    def step(
+        self,
+        attention_mask: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        past_key_values=None,
+        use_cache: bool = True,
+        token_ids: torch.Tensor | None = None,
+    ) -> StepOutput:
         """Run the LM on T new positions (ids or embeddings) after `past_key_values`.
 
         attention_mask (B, past + T) covers the cache and the new positions; zeros anywhere (left padding, or
@@ -170,9 +198,15 @@ class PixSearchModel(SegmentationMixin, nn.Module):
         new = input_ids.shape[1] if input_ids is not None else inputs_embeds.shape[1]
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -new:]
         lm_cache = past_key_values.lm_cache if isinstance(past_key_values, CopyCache) else past_key_values
-        out = self.language_model(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                  position_ids=position_ids, past_key_values=lm_cache, use_cache=use_cache,
-                                  output_hidden_states=True)
+        out = self.language_model(
+            input_ids=input_ids,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=lm_cache,
+            use_cache=use_cache,
+            output_hidden_states=True,
+        )
         logits, hidden, cache = out.logits, out.hidden_states[-1], out.past_key_values
         if self.copy_head is not None:
             ids = input_ids if input_ids is not None else token_ids
@@ -190,8 +224,9 @@ class PixSearchModel(SegmentationMixin, nn.Module):
         prefix = self.embed_inputs(images, input_ids, attention_mask, padding_side="left")
         return self.step(prefix.attention_mask, inputs_embeds=prefix.inputs_embeds, token_ids=prefix.token_ids)
 
-    def append_tokens(self, state: StepOutput, input_ids: torch.Tensor,
-                      attention_mask: torch.Tensor | None = None) -> StepOutput:
+    def append_tokens(
+        self, state: StepOutput, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> StepOutput:
         """Feed tokens (generated or forced evidence, (B, k)) to the live cache; attention_mask (B, k) marks the
         real ones (rows with fewer forced tokens pad with zeros). Returns the new state (logits for the k)."""
         new_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(input_ids.device)
@@ -200,9 +235,12 @@ class PixSearchModel(SegmentationMixin, nn.Module):
 
     # ------------------------------------------------------------ training forward
     def _lm_text_states(self, prefix: Prefix, teacher: bool = False):
-        run = lambda: self.language_model(inputs_embeds=prefix.inputs_embeds,  # noqa: E731
-                                          attention_mask=prefix.attention_mask, use_cache=False,
-                                          output_hidden_states=True)
+        run = lambda: self.language_model(
+            inputs_embeds=prefix.inputs_embeds,  # noqa: E731
+            attention_mask=prefix.attention_mask,
+            use_cache=False,
+            output_hidden_states=True,
+        )
         if teacher:
             with torch.no_grad(), self.language_model.disable_adapter():
                 out = run()
@@ -221,8 +259,14 @@ class PixSearchModel(SegmentationMixin, nn.Module):
         """True when the LM has LoRA adapters that can be switched off to give frozen teacher states (Eq. 8)."""
         return hasattr(self.language_model, "disable_adapter")
 
-    def forward(self, images, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                span_tags: torch.Tensor | None = None, with_teacher: bool = False) -> PixSearchOutput:
+    def forward(
+        self,
+        images,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        span_tags: torch.Tensor | None = None,
+        with_teacher: bool = False,
+    ) -> PixSearchOutput:
         """Teacher-forced pass for training. input_ids (B, T) right-padded with one placeholder per row.
 
         span_tags (B, T) gold B/I/O (-100 ignored) choose the spans to segment; without them the tagger's own
@@ -245,10 +289,17 @@ class PixSearchModel(SegmentationMixin, nn.Module):
 
     # ------------------------------------------------------------ inference segmentation
     @torch.no_grad()
-    def predict_mask(self, images, hidden_states: torch.Tensor | None = None,
-                     attention_mask: torch.Tensor | None = None, span_mask: torch.Tensor | None = None,
-                     input_ids: torch.Tensor | None = None, boxes: torch.Tensor | None = None,
-                     threshold: float = 0.0, return_details: bool = False):
+    def predict_mask(
+        self,
+        images,
+        hidden_states: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        span_mask: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+        threshold: float = 0.0,
+        return_details: bool = False,
+    ):
         """Segment, per row, the LAST entity span (or a box). Returns B boolean masks (H_i, W_i) at image size.
 
         Give one of: hidden_states (B, T, D) (last-layer states of the generated text, e.g. StepOutput's,
@@ -301,6 +352,6 @@ class PixSearchModel(SegmentationMixin, nn.Module):
             queries = self.mask_head(hidden[rows.to(hidden.device)], token_masks[rows.to(token_masks.device)])
             low, iou = self._decode_masks(emb, rows.to(self.device), queries)
             for j, b in enumerate(rows.tolist()):
-                out_l[b] = self.upscale_masks(low[j:j + 1], input_sizes[b], images.sizes[b])[0]
+                out_l[b] = self.upscale_masks(low[j : j + 1], input_sizes[b], images.sizes[b])[0]
                 out_i[b] = iou[j].float().cpu()
         return out_l, out_i, has

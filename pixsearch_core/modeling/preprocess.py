@@ -98,5 +98,5 @@ class SquareTransform:
         x = torch.from_numpy(arr).permute(2, 0, 1).float() / 255.0
         canvas = self.mean.expand(3, side, side).clone()
         top, left = (side - h) // 2, (side - w) // 2
-        canvas[:, top:top + h, left:left + w] = x
+        canvas[:, top : top + h, left : left + w] = x
         return (_resize(canvas, (self.size, self.size)).clamp(0, 1) - self.mean) / self.std

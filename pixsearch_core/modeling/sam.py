@@ -35,19 +35,27 @@ class SamParts:
     image_size: int
     embedding_size: int
     prompt_dim: int
-    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)   # SAM's (on 0..255 pixels)
+    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)  # SAM's (on 0..255 pixels)
     pixel_std: tuple[float, float, float] = (58.395, 57.12, 57.375)
 
 
-def _prompt_and_decoder(prompt_dim: int, image_size: int, embedding_size: int, depth: int = 2,
-                        mlp_dim: int = 2048, num_heads: int = 8) -> tuple[nn.Module, nn.Module]:
+def _prompt_and_decoder(
+    prompt_dim: int, image_size: int, embedding_size: int, depth: int = 2, mlp_dim: int = 2048, num_heads: int = 8
+) -> tuple[nn.Module, nn.Module]:
     m = segment_anything().modeling
-    prompt_encoder = m.PromptEncoder(embed_dim=prompt_dim, image_embedding_size=(embedding_size, embedding_size),
-                                     input_image_size=(image_size, image_size), mask_in_chans=16)
+    prompt_encoder = m.PromptEncoder(
+        embed_dim=prompt_dim,
+        image_embedding_size=(embedding_size, embedding_size),
+        input_image_size=(image_size, image_size),
+        mask_in_chans=16,
+    )
     mask_decoder = m.MaskDecoder(
         num_multimask_outputs=3,
         transformer=m.TwoWayTransformer(depth=depth, embedding_dim=prompt_dim, mlp_dim=mlp_dim, num_heads=num_heads),
-        transformer_dim=prompt_dim, iou_head_depth=3, iou_head_hidden_dim=prompt_dim)
+        transformer_dim=prompt_dim,
+        iou_head_depth=3,
+        iou_head_hidden_dim=prompt_dim,
+    )
     return prompt_encoder, mask_decoder
 
 
@@ -57,21 +65,46 @@ def build_sam_parts(kind: str, image_size: int = 1024, prompt_dim: int = 256, en
     if kind in VIT_VARIANTS:
         dim, depth, heads, global_idx = VIT_VARIANTS[kind]
         encoder = m.ImageEncoderViT(
-            depth=depth, embed_dim=dim, img_size=1024, mlp_ratio=4, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            num_heads=heads, patch_size=16, qkv_bias=True, use_rel_pos=True, global_attn_indexes=global_idx,
-            window_size=14, out_chans=256)
+            depth=depth,
+            embed_dim=dim,
+            img_size=1024,
+            mlp_ratio=4,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            num_heads=heads,
+            patch_size=16,
+            qkv_bias=True,
+            use_rel_pos=True,
+            global_attn_indexes=global_idx,
+            window_size=14,
+            out_chans=256,
+        )
         return SamParts(encoder, *_prompt_and_decoder(256, 1024, 64), 1024, 64, 256)
     if kind == "litemedsam":
         from pixsearch_core.modeling.litemedsam import EMBEDDING_SIZE, IMAGE_SIZE, build_tiny_vit
 
-        return SamParts(build_tiny_vit(), *_prompt_and_decoder(256, IMAGE_SIZE, EMBEDDING_SIZE),
-                        IMAGE_SIZE, EMBEDDING_SIZE, 256, (0.0, 0.0, 0.0), (255.0, 255.0, 255.0))  # [0, 1] input
+        return SamParts(
+            build_tiny_vit(),
+            *_prompt_and_decoder(256, IMAGE_SIZE, EMBEDDING_SIZE),
+            IMAGE_SIZE,
+            EMBEDDING_SIZE,
+            256,
+            (0.0, 0.0, 0.0),
+            (255.0, 255.0, 255.0),
+        )  # [0, 1] input
     if kind == "tiny":
         encoder = m.ImageEncoderViT(
-            depth=1, embed_dim=encoder_dim, img_size=image_size, mlp_ratio=2, num_heads=2, patch_size=16,
-            qkv_bias=True, use_rel_pos=False, window_size=0, out_chans=prompt_dim)
+            depth=1,
+            embed_dim=encoder_dim,
+            img_size=image_size,
+            mlp_ratio=2,
+            num_heads=2,
+            patch_size=16,
+            qkv_bias=True,
+            use_rel_pos=False,
+            window_size=0,
+            out_chans=prompt_dim,
+        )
         embedding = image_size // 16
-        pe, md = _prompt_and_decoder(prompt_dim, image_size, embedding, depth=1, mlp_dim=2 * prompt_dim,
-                                     num_heads=2)
+        pe, md = _prompt_and_decoder(prompt_dim, image_size, embedding, depth=1, mlp_dim=2 * prompt_dim, num_heads=2)
         return SamParts(encoder, pe, md, image_size, embedding, prompt_dim)
     raise ValueError(f"unknown SAM kind {kind!r}; allowed: {', '.join(SAM_KINDS)}")

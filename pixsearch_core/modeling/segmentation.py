@@ -22,12 +22,16 @@ class SegmentationMixin:
         """-> ((B, C, h, w) SAM image embeddings, resized input sizes). Cached per image content; while training a
         trainable encoder (trainable part "sam_image_encoder", e.g. the demo's random tiny one) they are computed
         with gradients and the cache is dropped (its entries are stale once the weights move)."""
-        if self.training and torch.is_grad_enabled() and any(
-                p.requires_grad for p in self.sam_image_encoder.parameters()):
+        if (
+            self.training
+            and torch.is_grad_enabled()
+            and any(p.requires_grad for p in self.sam_image_encoder.parameters())
+        ):
             self._sam_cache.clear()
             pixels, sizes = zip(*(self.sam_transform(a) for a in images.arrays))
-            return self.sam_image_encoder(torch.stack(pixels).to(self.device, _dtype(self.sam_image_encoder))), \
-                list(sizes)
+            return self.sam_image_encoder(torch.stack(pixels).to(self.device, _dtype(self.sam_image_encoder))), list(
+                sizes
+            )
         todo = [i for i, k in enumerate(images.keys) if k not in self._sam_cache]
         todo = list({images.keys[i]: i for i in todo}.values())  # one encoder pass per distinct image
         if todo:
@@ -42,14 +46,21 @@ class SegmentationMixin:
             if hit is None:  # caching disabled (or evicted within this call): encode directly
                 pixels, size = self.sam_transform(images.arrays[i])
                 with torch.no_grad():
-                    hit = (self.sam_image_encoder(pixels[None].to(self.device, _dtype(self.sam_image_encoder)))[0],
-                           size)
+                    hit = (
+                        self.sam_image_encoder(pixels[None].to(self.device, _dtype(self.sam_image_encoder)))[0],
+                        size,
+                    )
             got.append(hit)
         return torch.stack([g[0] for g in got]), [g[1] for g in got]
 
     # ------------------------------------------------------------ the decoder
-    def _decode_masks(self, embeddings: torch.Tensor, image_index: torch.Tensor, sparse: torch.Tensor,
-                      dense_masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def _decode_masks(
+        self,
+        embeddings: torch.Tensor,
+        image_index: torch.Tensor,
+        sparse: torch.Tensor,
+        dense_masks: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """embeddings (B, C, h, w); image_index (N,) which image each prompt is for; sparse (N, k, P) prompt
         tokens; dense_masks (N, 1, 4h, 4w) earlier mask logits or None -> (low-res logits (N, 1, 4h, 4w), iou (N,))."""
         dtype = _dtype(self.mask_decoder)
@@ -64,15 +75,20 @@ class SegmentationMixin:
         iou = [None] * n
         for b in torch.unique(image_index).tolist():
             sel = torch.nonzero(image_index == b).flatten()
-            m, q = self.mask_decoder(image_embeddings=embeddings[b:b + 1].to(dtype), image_pe=pe,
-                                     sparse_prompt_embeddings=sparse[sel].to(dtype),
-                                     dense_prompt_embeddings=dense[sel].to(dtype), multimask_output=False)
+            m, q = self.mask_decoder(
+                image_embeddings=embeddings[b : b + 1].to(dtype),
+                image_pe=pe,
+                sparse_prompt_embeddings=sparse[sel].to(dtype),
+                dense_prompt_embeddings=dense[sel].to(dtype),
+                multimask_output=False,
+            )
             for j, i in enumerate(sel.tolist()):
                 low[i], iou[i] = m[j], q[j, 0]
         return torch.stack(low), torch.stack(iou)
 
-    def upscale_masks(self, low: torch.Tensor, input_size: tuple[int, int],
-                      original_size: tuple[int, int]) -> torch.Tensor:
+    def upscale_masks(
+        self, low: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int]
+    ) -> torch.Tensor:
         """SAM's postprocess_masks: (n, 1, 4h, 4w) -> (n, H, W) logits at the original image size."""
         s = self.sam_image_size
         x = F.interpolate(low.float(), (s, s), mode="bilinear", align_corners=False)
@@ -80,8 +96,9 @@ class SegmentationMixin:
         return F.interpolate(x, original_size, mode="bilinear", align_corners=False)[:, 0]
 
     # ------------------------------------------------------------ spans -> masks
-    def segment_spans(self, images: PreparedImages, hidden_states: torch.Tensor,
-                      spans: list[list[tuple[int, int]]]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    def segment_spans(
+        self, images: PreparedImages, hidden_states: torch.Tensor, spans: list[list[tuple[int, int]]]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """hidden_states (B, T, D), spans per row -> (per row (N_i, H_i, W_i) mask logits, per row (N_i,) iou).
 
         With mask feedback (PLUM), span j of a row gets span j-1's low-res logits as a dense prompt, so spans are
@@ -91,8 +108,11 @@ class SegmentationMixin:
         flat = [(b, j, s, e) for b, row in enumerate(spans) for j, (s, e) in enumerate(row)]
         low_all: dict[tuple[int, int], torch.Tensor] = {}
         iou_all: dict[tuple[int, int], torch.Tensor] = {}
-        rounds = [flat] if not self.mask_feedback else [
-            [f for f in flat if f[1] == j] for j in range(max((f[1] for f in flat), default=-1) + 1)]
+        rounds = (
+            [flat]
+            if not self.mask_feedback
+            else [[f for f in flat if f[1] == j] for j in range(max((f[1] for f in flat), default=-1) + 1)]
+        )
         for group in rounds:
             if not group:
                 continue
@@ -122,9 +142,11 @@ class SegmentationMixin:
     def segment_boxes(self, images: PreparedImages, boxes: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """boxes (B, 4) xyxy in original pixels, one per image -> (B of (H_i, W_i) logits, iou (B,))."""
         emb, input_sizes = self.sam_image_embeddings(images)
-        boxes = torch.stack([self.sam_transform.boxes(boxes[i:i + 1].cpu(), images.sizes[i])[0]
-                             for i in range(len(images))]).to(self.device)
+        boxes = torch.stack(
+            [self.sam_transform.boxes(boxes[i : i + 1].cpu(), images.sizes[i])[0] for i in range(len(images))]
+        ).to(self.device)
         sparse, _ = self.prompt_encoder(points=None, boxes=boxes.to(_dtype(self.prompt_encoder)), masks=None)
         low, iou = self._decode_masks(emb, torch.arange(len(images), device=self.device), sparse)
-        return [self.upscale_masks(low[i:i + 1], input_sizes[i], images.sizes[i])[0]
-                for i in range(len(images))], iou.float()
+        return [
+            self.upscale_masks(low[i : i + 1], input_sizes[i], images.sizes[i])[0] for i in range(len(images))
+        ], iou.float()

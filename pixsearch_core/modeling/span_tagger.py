@@ -32,18 +32,29 @@ class SpanTagger(nn.Module):
         ReLU -> Linear(D, 3); `classifier.0` / `classifier.2` here).
     """
 
-    def __init__(self, d_model: int, ff_dim: int = 2048, num_heads: int = 8, dropout: float = 0.0,
-                 style: str = "pixsearch") -> None:
+    def __init__(
+        self, d_model: int, ff_dim: int = 2048, num_heads: int = 8, dropout: float = 0.0, style: str = "pixsearch"
+    ) -> None:
         super().__init__()
         if d_model % num_heads:
             raise ValueError(f"span tagger: num_heads={num_heads} must divide d_model={d_model}")
         if style not in STYLES:
             raise ValueError(f"span tagger style {style!r}; allowed: {', '.join(STYLES)}")
         plum = style == "plum"
-        self.encoder = nn.TransformerEncoderLayer(d_model, num_heads, ff_dim, dropout=dropout, batch_first=True,
-                                                  norm_first=not plum, activation="relu" if plum else "gelu")
-        self.classifier = nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, len(TAGS))) \
-            if plum else nn.Linear(d_model, len(TAGS))
+        self.encoder = nn.TransformerEncoderLayer(
+            d_model,
+            num_heads,
+            ff_dim,
+            dropout=dropout,
+            batch_first=True,
+            norm_first=not plum,
+            activation="relu" if plum else "gelu",
+        )
+        self.classifier = (
+            nn.Sequential(nn.Linear(d_model, d_model), nn.ReLU(), nn.Linear(d_model, len(TAGS)))
+            if plum
+            else nn.Linear(d_model, len(TAGS))
+        )
         self.style = style
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -36,8 +36,10 @@ def _overlaps(a: str, b: str) -> bool:
 class ModelSpec(Config):
     size: str = Field("tiny", description="registered model builder: tiny | mini | 13b")
     overrides: list[str] = Field(default_factory=list, description="dotted ModelConfig overrides (key=value)")
-    settings: dict[str, Any] = Field(default_factory=dict, description="ModelConfig fields over the size's defaults "
-                                     "(the keys of a conf/model file land here)")
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="ModelConfig fields over the size's defaults (the keys of a conf/model file land here)",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -46,15 +48,21 @@ class ModelSpec(Config):
         if isinstance(data, dict):
             loose = {k: v for k, v in data.items() if k not in cls.model_fields}
             if loose:
-                data = {**{k: v for k, v in data.items() if k in cls.model_fields},
-                        "settings": {**(data.get("settings") or {}), **loose}}
+                data = {
+                    **{k: v for k, v in data.items() if k in cls.model_fields},
+                    "settings": {**(data.get("settings") or {}), **loose},
+                }
         return data
 
     @model_validator(mode="after")
-    def _check(self) -> "ModelSpec":
+    def _check(self) -> ModelSpec:
         keys = [o.partition("=")[0].strip() for o in self.overrides]
-        clashes = [f"{o} (model.overrides) and {leaf} (the model section / conf/model file)"
-                   for o in keys for leaf, _ in _leaves(self.settings) if _overlaps(o, leaf)]
+        clashes = [
+            f"{o} (model.overrides) and {leaf} (the model section / conf/model file)"
+            for o in keys
+            for leaf, _ in _leaves(self.settings)
+            if _overlaps(o, leaf)
+        ]
         if clashes:
             raise ValueError("a model setting has two sources: " + "; ".join(clashes) + "; keep one")
         if self.settings or self.overrides:

@@ -32,17 +32,25 @@ IMAGE = "<image>"
 class ChatTemplate:
     name: str
     system: str
-    user: str            # "{content}" formats a user turn
-    assistant: str       # what precedes an assistant turn; a generation prompt ends here
-    answer_prefix: str   # between `assistant` and the content (part of the answer's tokens)
+    user: str  # "{content}" formats a user turn
+    assistant: str  # what precedes an assistant turn; a generation prompt ends here
+    answer_prefix: str  # between `assistant` and the content (part of the answer's tokens)
 
 
-TEMPLATES: dict[str, ChatTemplate] = {t.name: t for t in (
-    ChatTemplate("vicuna_v1", "A chat between a curious human and an artificial intelligence assistant. The "
-                 "assistant gives helpful, detailed, and polite answers to the human's questions. ",
-                 "USER: {content} ", "ASSISTANT:", " "),
-    ChatTemplate("plain", "", "{content}\n", "", ""),
-)}
+TEMPLATES: dict[str, ChatTemplate] = {
+    t.name: t
+    for t in (
+        ChatTemplate(
+            "vicuna_v1",
+            "A chat between a curious human and an artificial intelligence assistant. The "
+            "assistant gives helpful, detailed, and polite answers to the human's questions. ",
+            "USER: {content} ",
+            "ASSISTANT:",
+            " ",
+        ),
+        ChatTemplate("plain", "", "{content}\n", "", ""),
+    )
+}
 
 
 def get_template(name: str) -> ChatTemplate:
@@ -57,8 +65,9 @@ def _user_content(content: str, first: bool, with_image: bool) -> str:
     return content.replace(IMAGE, IMAGE_PLACEHOLDER, 1) if IMAGE in content else IMAGE_PLACEHOLDER + "\n" + content
 
 
-def render_conversation(conversation: list[dict[str, str]], template: ChatTemplate, eos: str,
-                        with_image: bool = True) -> tuple[str, list[tuple[int, int]], dict[int, int]]:
+def render_conversation(
+    conversation: list[dict[str, str]], template: ChatTemplate, eos: str, with_image: bool = True
+) -> tuple[str, list[tuple[int, int]], dict[int, int]]:
     """-> (text, assistant target char ranges, {turn index: char offset of that assistant turn's content})."""
     text, targets, starts = template.system, [], {}
     first = True

@@ -61,8 +61,7 @@ def add_special_tokens(tokenizer) -> SpecialTokenIds:
 
     wanted = [*SPECIAL_TOKENS, IMAGE_PLACEHOLDER]
     vocab = tokenizer.get_vocab()
-    new = [AddedToken(t, special=True, normalized=False, lstrip=False, rstrip=False)
-           for t in wanted if t not in vocab]
+    new = [AddedToken(t, special=True, normalized=False, lstrip=False, rstrip=False) for t in wanted if t not in vocab]
     if new:
         tokenizer.add_tokens(new, special_tokens=True)
         log.info("added %d special tokens: %s", len(new), ", ".join(str(t) for t in new))
@@ -80,9 +79,16 @@ def special_token_ids(tokenizer) -> SpecialTokenIds:
     if tokenizer.eos_token_id is None or tokenizer.pad_token_id is None:
         raise ValueError("tokenizer needs an eos and a pad token")
     return SpecialTokenIds(
-        search_start=vocab[SEARCH_START], search_end=vocab[SEARCH_END], image=vocab[IMAGE], region=vocab[REGION],
-        info_start=vocab[INFO_START], info_end=vocab[INFO_END], image_placeholder=vocab[IMAGE_PLACEHOLDER],
-        eos=tokenizer.eos_token_id, pad=tokenizer.pad_token_id)
+        search_start=vocab[SEARCH_START],
+        search_end=vocab[SEARCH_END],
+        image=vocab[IMAGE],
+        region=vocab[REGION],
+        info_start=vocab[INFO_START],
+        info_end=vocab[INFO_END],
+        image_placeholder=vocab[IMAGE_PLACEHOLDER],
+        eos=tokenizer.eos_token_id,
+        pad=tokenizer.pad_token_id,
+    )
 
 
 def resize_token_embeddings(language_model, tokenizer) -> int:

@@ -26,20 +26,32 @@ LM_QV_REGEX = r"^model\.layers\.\d+\.self_attn\.(q_proj|v_proj)$"
 #: "language_model" trains the whole LM (a small LM trained from scratch, e.g. the demo's; LoRA is then off)
 #: "copy_head": the optional pointer-generator (model config copy_head=true); "sam_image_encoder", "vision_tower":
 #: frozen in the paper, trainable for random tiny ones trained from scratch (the demo's)
-PARTS = ("projector", "span_tagger", "mask_head", "prompt_encoder", "mask_decoder", "language_model", "copy_head",
-         "sam_image_encoder", "vision_tower")
+PARTS = (
+    "projector",
+    "span_tagger",
+    "mask_head",
+    "prompt_encoder",
+    "mask_decoder",
+    "language_model",
+    "copy_head",
+    "sam_image_encoder",
+    "vision_tower",
+)
 
 
-def apply_lora(language_model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0.05,
-               target_regex: str = LM_QV_REGEX) -> nn.Module:
+def apply_lora(
+    language_model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0.05, target_regex: str = LM_QV_REGEX
+) -> nn.Module:
     """Wrap the LM with PEFT LoRA on the modules whose full name matches `target_regex` (re.fullmatch)."""
     from peft import LoraConfig, get_peft_model
 
     hits = [n for n, _ in language_model.named_modules() if re.fullmatch(target_regex, n)]
     if not hits:
         examples = [n for n, m in language_model.named_modules() if isinstance(m, nn.Linear)][:4]
-        raise ValueError(f"LoRA target_regex {target_regex!r} matches no module of the language model; "
-                         f"linear modules look like {examples}")
+        raise ValueError(
+            f"LoRA target_regex {target_regex!r} matches no module of the language model; "
+            f"linear modules look like {examples}"
+        )
     log.info("LoRA r=%d on %d modules (%s, ...)", r, len(hits), hits[0])
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_regex, bias="none")
     return get_peft_model(language_model, config)
@@ -60,8 +72,9 @@ def special_row_ids(model: nn.Module) -> list[int]:
     return sorted({ids.search_start, ids.search_end, ids.image, ids.region, ids.info_start, ids.info_end})
 
 
-def configure_trainable(model: nn.Module, parts: set[str] | list[str], lora: bool = True,
-                        new_token_rows: bool = True) -> dict[str, int]:
+def configure_trainable(
+    model: nn.Module, parts: set[str] | list[str], lora: bool = True, new_token_rows: bool = True
+) -> dict[str, int]:
     """Freeze everything, then unfreeze LoRA, the named `parts` and (optionally) the special-token rows.
 
     Returns the number of trainable parameters per group.

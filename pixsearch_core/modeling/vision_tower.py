@@ -27,8 +27,9 @@ class ClipVisionTower(nn.Module):
 
     input_kind = "pixels"
 
-    def __init__(self, clip: nn.Module, select_layer: int = -2, drop_cls: bool = True,
-                 mean=CLIP_MEAN, std=CLIP_STD) -> None:
+    def __init__(
+        self, clip: nn.Module, select_layer: int = -2, drop_cls: bool = True, mean=CLIP_MEAN, std=CLIP_STD
+    ) -> None:
         super().__init__()
         self.clip = clip
         self.select_layer = select_layer

@@ -100,13 +100,17 @@ def compact(keys: list[str]) -> list[str]:
 class CheckpointMismatchError(ValueError):
     """A checkpoint whose keys or shapes do not match the model; the message lists every problem (compacted)."""
 
-    def __init__(self, source: str, missing: list[str], unexpected: list[str], shapes: list[str] = (),
-                 unmapped: list[str] = ()):
+    def __init__(
+        self, source: str, missing: list[str], unexpected: list[str], shapes: list[str] = (), unmapped: list[str] = ()
+    ):
         self.missing, self.unexpected, self.shapes = missing, unexpected, list(shapes)
         self.unmapped = list(unmapped)
         parts = [f"checkpoint {source} does not match the model config"]
-        for label, keys in (("unmapped keys (no mapping rule)", self.unmapped), ("missing keys", missing),
-                            ("unexpected keys", unexpected)):
+        for label, keys in (
+            ("unmapped keys (no mapping rule)", self.unmapped),
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+        ):
             if keys:
                 parts.append(f"{label} ({len(keys)}): {compact(keys)}")
         if self.shapes:
@@ -137,7 +141,7 @@ def materialize(uri: str, cache_dir: str | Path, store: ObjectStore | None = Non
     if not objects:
         raise FileNotFoundError(f"no object or prefix at {uri}")
     base = uri.rstrip("/") + "/"
-    dests = [(obj, child_path(target, obj[len(base):])) for obj in objects]  # every key checked before any write
+    dests = [(obj, child_path(target, obj[len(base) :])) for obj in objects]  # every key checked before any write
     for obj, dest in dests:
         if not dest.exists() or dest.stat().st_size != store.size(obj):
             store.get_file(obj, dest)
@@ -152,7 +156,8 @@ def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if path.is_dir():
         files = sorted(path.glob("*.safetensors")) or sorted(
-            p for ext in ("*.bin", "*.pt", "*.pth") for p in path.glob(ext))
+            p for ext in ("*.bin", "*.pt", "*.pth") for p in path.glob(ext)
+        )
         if not files:
             raise FileNotFoundError(f"no .safetensors/.bin/.pt/.pth weights in {path}")
         out: dict[str, torch.Tensor] = {}
@@ -174,8 +179,7 @@ def trainable_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     from pixsearch_core.modeling.trainable import special_row_ids, token_row_params
 
     rows = token_row_params(model) if getattr(model, "new_token_rows", False) else []
-    out = {n: p.detach() for n, p in model.named_parameters()
-           if p.requires_grad and not any(p is r for r in rows)}
+    out = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad and not any(p is r for r in rows)}
     if rows:
         ids = torch.tensor(special_row_ids(model))
         out[ROWS_IDS] = ids
@@ -208,9 +212,17 @@ def load_trainable(model: nn.Module, uri: str, store: ObjectStore | None = None)
     expected = trainable_state_dict(model)
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
-              for k in sorted(set(state) & set(expected)) if state[k].shape != expected[k].shape]
-    if ROWS_IDS in state and ROWS_IDS in expected and not shapes and not torch.equal(state[ROWS_IDS], expected[ROWS_IDS]):
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in sorted(set(state) & set(expected))
+        if state[k].shape != expected[k].shape
+    ]
+    if (
+        ROWS_IDS in state
+        and ROWS_IDS in expected
+        and not shapes
+        and not torch.equal(state[ROWS_IDS], expected[ROWS_IDS])
+    ):
         shapes.append(f"{ROWS_IDS}: checkpoint {state[ROWS_IDS].tolist()} vs model {expected[ROWS_IDS].tolist()}")
     if missing or unexpected or shapes:
         raise CheckpointMismatchError(uri, missing, unexpected, shapes)
@@ -279,15 +291,21 @@ def _merge_rows(mapped: dict[str, torch.Tensor], own: dict[str, torch.Tensor], s
         theirs, ours = mapped[key], own[key]
         if theirs.shape[0] != ours.shape[0] and theirs.shape[1:] == ours.shape[1:]:
             n = min(theirs.shape[0], ours.shape[0])
-            log.warning("%s: %s has %d rows, the model %d; copying the first %d", source, key, theirs.shape[0],
-                        ours.shape[0], n)
+            log.warning(
+                "%s: %s has %d rows, the model %d; copying the first %d", source, key, theirs.shape[0], ours.shape[0], n
+            )
             merged = ours.clone()
             merged[:n] = theirs[:n]
             mapped[key] = merged
 
 
-def load_plum_style(model: nn.Module, state: dict[str, torch.Tensor], source: str,
-                    rules: list[tuple[str, str]] | None = None, strict: bool = True) -> None:
+def load_plum_style(
+    model: nn.Module,
+    state: dict[str, torch.Tensor],
+    source: str,
+    rules: list[tuple[str, str]] | None = None,
+    strict: bool = True,
+) -> None:
     """A PLUM / LISA full checkpoint into the model (before LoRA is applied). See the module docstring. Every
     problem is reported in one CheckpointMismatchError; with strict=False only shape mismatches are errors."""
     mapped, unmapped = map_keys(_skip(state, source), (rules or []) + PLUM_KEY_RULES)
@@ -296,8 +314,11 @@ def load_plum_style(model: nn.Module, state: dict[str, torch.Tensor], source: st
     prefixes = {k.split(".", 1)[0] for k in mapped}
     expected = {k for k in own if k.split(".", 1)[0] in prefixes}
     missing, unexpected = sorted(expected - set(mapped)), sorted(set(mapped) - set(own))
-    shapes = [f"{k}: checkpoint {tuple(mapped[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in sorted(expected & set(mapped)) if own[k].shape != mapped[k].shape]
+    shapes = [
+        f"{k}: checkpoint {tuple(mapped[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(expected & set(mapped))
+        if own[k].shape != mapped[k].shape
+    ]
     if shapes or (strict and (unmapped or missing or unexpected)):
         raise CheckpointMismatchError(source, missing, unexpected, shapes, sorted(unmapped))
     model.load_state_dict({k: v for k, v in mapped.items() if k in own}, strict=False)
@@ -313,8 +334,11 @@ def _load_into(model: nn.Module, state: dict[str, torch.Tensor], prefixes, sourc
     own = {k: v for k, v in model.state_dict().items() if k.split(".", 1)[0] in prefixes}
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape]
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if own[k].shape != state[k].shape
+    ]
     if shapes or (strict and (missing or unexpected)):
         raise CheckpointMismatchError(source, missing, unexpected, shapes)
     model.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)

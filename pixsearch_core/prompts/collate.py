@@ -86,13 +86,24 @@ class Collator:
         prepared, skipped = self._prepare(samples)
         weight = 1.0
         if not prepared:
-            blank = Sample(id="blank", source="blank", stage=1, image=None,
-                           conversation=[{"role": "user", "content": IMAGE}, {"role": "assistant", "content": "."}])
+            blank = Sample(
+                id="blank",
+                source="blank",
+                stage=1,
+                image=None,
+                conversation=[{"role": "user", "content": IMAGE}, {"role": "assistant", "content": "."}],
+            )
             prepared, weight = self._prepare([blank])[0], 0.0
         samples = [p[0] for p in prepared]
         rendered = [p[1] for p in prepared]
-        enc = self.tok([r[0] for r in rendered], return_tensors="pt", padding="longest", truncation=True,
-                       max_length=self.max_length, return_offsets_mapping=True)
+        enc = self.tok(
+            [r[0] for r in rendered],
+            return_tensors="pt",
+            padding="longest",
+            truncation=True,
+            max_length=self.max_length,
+            return_offsets_mapping=True,
+        )
         ids, attn = enc.input_ids, enc.attention_mask
         keep = torch.zeros_like(ids, dtype=torch.bool)
         tags = torch.full_like(ids, IGNORE)
@@ -117,6 +128,15 @@ class Collator:
         if (ids == self.placeholder).sum(1).ne(1).any():
             raise ValueError(f"samples {[s.id for s in samples]}: every row needs exactly one image placeholder")
         labels = lm_labels(ids, attn, keep, (self.placeholder,))
-        return {"ids": [s.id for s in samples], "images": images, "input_ids": ids, "attention_mask": attn,
-                "labels": labels, "tags": tags, "gt_masks": gt_masks, "n_tokens": int(attn.sum()),
-                "skipped": skipped, "weight": weight}
+        return {
+            "ids": [s.id for s in samples],
+            "images": images,
+            "input_ids": ids,
+            "attention_mask": attn,
+            "labels": labels,
+            "tags": tags,
+            "gt_masks": gt_masks,
+            "n_tokens": int(attn.sum()),
+            "skipped": skipped,
+            "weight": weight,
+        }

@@ -17,7 +17,6 @@ IGNORE = -100
 _INFO_BLOCK = re.compile(re.escape(INFO_START) + r".*?(?:" + re.escape(INFO_END) + r"|\Z)", re.DOTALL)
 
 
-
 def information_spans(text: str) -> list[tuple[int, int]]:
     """Character spans [start, end) of every <information>...</information> block, tags included. An unclosed
     block (a truncated sample) runs to the end of the text."""
@@ -35,13 +34,15 @@ def information_token_mask(offsets, spans: list[tuple[int, int]]) -> torch.Tenso
     return keep
 
 
-def lm_labels(input_ids: torch.Tensor, attention_mask: torch.Tensor, loss_mask: torch.Tensor | None = None,
-              ignore_ids: tuple[int, ...] = ()) -> torch.Tensor:
+def lm_labels(
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    loss_mask: torch.Tensor | None = None,
+    ignore_ids: tuple[int, ...] = (),
+) -> torch.Tensor:
     """Labels for `masked_lm_loss`: input_ids where attention_mask and loss_mask are 1, else IGNORE (-100).
     `ignore_ids` (e.g. the image placeholder) are never targets."""
     keep = attention_mask.bool() if loss_mask is None else attention_mask.bool() & loss_mask.bool()
     for i in ignore_ids:
         keep &= input_ids != i
     return torch.where(keep, input_ids, torch.full_like(input_ids, IGNORE))
-
-

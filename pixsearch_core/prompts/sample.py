@@ -85,9 +85,15 @@ def find_span(text: str, phrase: str, start: int = 0) -> tuple[int, int] | None:
 
 def encode(sample: Sample) -> dict[str, bytes | str]:
     """-> a webdataset record (keys __key__, img, json, masks.npz)."""
-    meta = {"id": sample.id, "source": sample.source, "stage": sample.stage, "conversation": sample.conversation,
-            "spans": [list(s) for s in sample.spans], "query_types": sample.query_types,
-            "has_image": sample.image is not None}
+    meta = {
+        "id": sample.id,
+        "source": sample.source,
+        "stage": sample.stage,
+        "conversation": sample.conversation,
+        "spans": [list(s) for s in sample.spans],
+        "query_types": sample.query_types,
+        "has_image": sample.image is not None,
+    }
     buf = io.BytesIO()
     masks = np.zeros((0, 1, 1), np.uint8) if sample.masks is None else np.asarray(sample.masks, np.uint8)
     np.savez_compressed(buf, masks=masks)
@@ -100,10 +106,16 @@ def decode(record: dict[str, bytes]) -> Sample:
     """Inverse of `encode` (record values as raw bytes)."""
     meta = json.loads(record["json"])
     masks = np.load(io.BytesIO(record["masks.npz"]))["masks"]
-    return Sample(id=meta["id"], source=meta["source"], stage=meta["stage"],
-                  image=record["img"] if meta["has_image"] else None, conversation=meta["conversation"],
-                  spans=[tuple(s) for s in meta["spans"]], masks=masks if len(masks) else None,
-                  query_types=meta["query_types"])
+    return Sample(
+        id=meta["id"],
+        source=meta["source"],
+        stage=meta["stage"],
+        image=record["img"] if meta["has_image"] else None,
+        conversation=meta["conversation"],
+        spans=[tuple(s) for s in meta["spans"]],
+        masks=masks if len(masks) else None,
+        query_types=meta["query_types"],
+    )
 
 
 def phrase_list(phrases: list[str]) -> str:
@@ -121,6 +133,12 @@ def segmentation_sample(sid: str, source: str, image: bytes, phrases: list[str],
         spans.append((1, len(answer), len(answer) + len(p)))
         answer += p
     answer += "."
-    return Sample(id=sid, source=source, stage=1, image=image,
-                  conversation=[{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
-                  spans=spans, masks=np.stack(masks).astype(np.uint8))
+    return Sample(
+        id=sid,
+        source=source,
+        stage=1,
+        image=image,
+        conversation=[{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+        spans=spans,
+        masks=np.stack(masks).astype(np.uint8),
+    )

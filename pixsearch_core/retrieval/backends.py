@@ -38,8 +38,11 @@ _URL = ("http://", "https://")
 class CragMMSettings(Config):
     """The CRAG-MM search API (pixsearch_core/retrieval/cragmm.py): over HTTP (`url`) or the in-process package."""
 
-    url: str | None = Field(None, description="a CRAG-MM search API over HTTP (wire format: retrieval/cragmm.py); "
-                                              "null = run the cragmm-search-pipeline package in this process")
+    url: str | None = Field(
+        None,
+        description="a CRAG-MM search API over HTTP (wire format: retrieval/cragmm.py); "
+        "null = run the cragmm-search-pipeline package in this process",
+    )
     image_model: str = DEFAULT_IMAGE_MODEL
     image_index: str = DEFAULT_IMAGE_INDEX
     text_model: str | None = Field(None, description="package only: the web index's text encoder")
@@ -50,7 +53,8 @@ class RetrieverConfig(Config):
     """Which backend answers `search(query, k)`, and how (the `retriever:` section of eval configs)."""
 
     kind: Literal[KINDS] | None = Field(  # type: ignore[valid-type]  (the names of KINDS)
-        None, description="null = not chosen here (eval run: --index URI|none or --retriever KIND)")
+        None, description="null = not chosen here (eval run: --index URI|none or --retriever KIND)"
+    )
     uri: str | None = Field(None, description="index: the index URI; http: the service URL; replay: the cache root")
     k: int = Field(3, ge=1, le=1000, description="evidence passages per search")
     timeout: float = Field(30.0, gt=0, description="http, cragmm: seconds per call before it is retried")
@@ -61,7 +65,7 @@ class RetrieverConfig(Config):
     backend: RetrieverConfig | None = Field(None, description="replay: the retriever that answers cache misses")
 
     @model_validator(mode="after")
-    def _fits_kind(self) -> "RetrieverConfig":
+    def _fits_kind(self) -> RetrieverConfig:
         problems = _problems(self)
         if problems:
             raise ValueError("; ".join(problems))
@@ -78,8 +82,10 @@ def _problems(cfg: RetrieverConfig) -> list[str]:
     if kind == "http" and cfg.uri and not cfg.uri.startswith(_URL):
         out.append(f"retriever kind 'http' needs an http:// or https:// uri, got {cfg.uri!r}")
     if kind == "http" and cfg.crop != RegionCrop():
-        out.append("retriever kind 'http': the service crops region queries with its own settings (pixsearch search "
-                   "serve --region-*); remove retriever.crop")
+        out.append(
+            "retriever kind 'http': the service crops region queries with its own settings (pixsearch search "
+            "serve --region-*); remove retriever.crop"
+        )
     if kind == "replay" and cfg.crop != RegionCrop():
         out.append("retriever kind 'replay': the backend crops; set retriever.backend.crop, not retriever.crop")
     if kind == "replay" and (cfg.backend is None or cfg.backend.kind in (None, "replay")):
@@ -97,8 +103,10 @@ def shorthand(text: str) -> dict[str, Any]:
 def make_retriever(cfg: RetrieverConfig, store: ObjectStore | None = None):
     """The `Searcher` (search / search_many / index_version) that `cfg` describes."""
     if cfg.kind is None:
-        raise ValueError(f"no retriever chosen; set retriever.kind (one of {', '.join(KINDS)}) or pass "
-                         "--index URI|none / --retriever KIND")
+        raise ValueError(
+            f"no retriever chosen; set retriever.kind (one of {', '.join(KINDS)}) or pass "
+            "--index URI|none / --retriever KIND"
+        )
     return get("retriever", cfg.kind)(cfg, store or ObjectStore())
 
 
@@ -153,11 +161,11 @@ def _cragmm(cfg: RetrieverConfig, store: ObjectStore):
 
     c = cfg.cragmm
     if c.url:
-        searcher = CragMMSearcher(CragMMHTTPPipeline(c.url, cfg.timeout), web=True, crop=cfg.crop,
-                                  index_version=retriever_version(cfg, store))
+        searcher = CragMMSearcher(
+            CragMMHTTPPipeline(c.url, cfg.timeout), web=True, crop=cfg.crop, index_version=retriever_version(cfg, store)
+        )
     else:
-        searcher = CragMMSearcher.from_package(c.image_model, c.image_index, c.text_model, c.web_index,
-                                               crop=cfg.crop)
+        searcher = CragMMSearcher.from_package(c.image_model, c.image_index, c.text_model, c.web_index, crop=cfg.crop)
     return SearchClient.connect(searcher, timeout=cfg.timeout, retries=cfg.retries)
 
 

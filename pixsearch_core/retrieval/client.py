@@ -22,8 +22,15 @@ from pixsearch_core.retrieval.types import BadSearchRequest, SearchError, Search
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BadSearchRequest", "LocalBackend", "HTTPBackend", "SearchClient", "SearchError", "SearchTimeout",
-           "SearchUnavailable"]
+__all__ = [
+    "BadSearchRequest",
+    "LocalBackend",
+    "HTTPBackend",
+    "SearchClient",
+    "SearchError",
+    "SearchTimeout",
+    "SearchUnavailable",
+]
 
 
 class _Backend:
@@ -112,15 +119,16 @@ class HTTPBackend(_Backend):
 class SearchClient:
     """A `Searcher` over a backend, with deadlines, bounded retries with exponential backoff and typed errors."""
 
-    def __init__(self, backend: _Backend, timeout: float = 30.0, retries: int = 2, backoff: float = 0.2,
-                 max_backoff: float = 5.0):
+    def __init__(
+        self, backend: _Backend, timeout: float = 30.0, retries: int = 2, backoff: float = 0.2, max_backoff: float = 5.0
+    ):
         if timeout <= 0 or retries < 0 or backoff < 0:
             raise ValueError(f"need timeout > 0, retries >= 0, backoff >= 0; got {timeout}, {retries}, {backoff}")
         self.backend, self.timeout, self.retries = backend, timeout, retries
         self.backoff, self.max_backoff = backoff, max_backoff
 
     @classmethod
-    def connect(cls, target: Any, **kw) -> "SearchClient":
+    def connect(cls, target: Any, **kw) -> SearchClient:
         """`target`: an http(s):// URL, or any object with `search_many` (in-process searcher, Ray router)."""
         if isinstance(target, str):
             if not target.startswith(("http://", "https://")):

@@ -27,13 +27,19 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-
 from pydantic import Field
 
 from pixsearch_core.config import Config
 from pixsearch_core.masks import mask_from_image, mask_to_rle, rle_to_mask
-from pixsearch_core.retrieval.types import (BadSearchRequest, Evidence, ImageQuery, Query, RegionQuery, TextQuery,
-                                            image_hw)
+from pixsearch_core.retrieval.types import (
+    BadSearchRequest,
+    Evidence,
+    ImageQuery,
+    Query,
+    RegionQuery,
+    TextQuery,
+    image_hw,
+)
 
 MAX_IMAGE_PIXELS = 12_000_000
 QUERY_TYPES = ("text", "image", "region")
@@ -62,8 +68,7 @@ class _Budget:
         if max(w, h) > lim.max_aspect_ratio * max(min(w, h), 1):
             raise BadSearchRequest(f"{where}: {w}x{h} has an aspect ratio over {lim.max_aspect_ratio:g}")
         if w * h > self.left:
-            raise BadSearchRequest(f"{where}: the request's images exceed {lim.max_request_pixels} pixels "
-                                   f"together")
+            raise BadSearchRequest(f"{where}: the request's images exceed {lim.max_request_pixels} pixels together")
         self.left -= w * h
 
 
@@ -75,8 +80,9 @@ def image_to_b64(image) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def b64_to_image(data: Any, where: str, budget: _Budget | None = None,
-                 size: tuple[int, int] | None = None) -> Image.Image:
+def b64_to_image(
+    data: Any, where: str, budget: _Budget | None = None, size: tuple[int, int] | None = None
+) -> Image.Image:
     """Decode a base64 image, checking its header (pixels, aspect, `size` = required (W, H)) before its pixels."""
     budget = budget or _Budget(RequestLimits())
     if not isinstance(data, str) or not data:
@@ -88,8 +94,9 @@ def b64_to_image(data: Any, where: str, budget: _Budget | None = None,
     try:
         img = Image.open(io.BytesIO(raw), formats=IMAGE_FORMATS)
         if size is not None and img.size != size:
-            raise BadSearchRequest(f"{where}: {img.width}x{img.height} does not match image (W x H) "
-                                   f"{size[0]}x{size[1]}")
+            raise BadSearchRequest(
+                f"{where}: {img.width}x{img.height} does not match image (W x H) {size[0]}x{size[1]}"
+            )
         if size is None:
             budget.take(img.width, img.height, where)
         img.load()
@@ -151,8 +158,9 @@ def request_to_wire(queries: list[Query], k: int) -> dict:
     return {"k": k, "queries": [query_to_wire(q) for q in queries]}
 
 
-def wire_to_request(body: Any, max_queries: int | None = None,
-                    limits: RequestLimits | None = None) -> tuple[list[Query], Any]:
+def wire_to_request(
+    body: Any, max_queries: int | None = None, limits: RequestLimits | None = None
+) -> tuple[list[Query], Any]:
     """(queries, k) from a decoded JSON body, within `limits`; k is range-checked by the searcher."""
     limits = limits or RequestLimits()
     max_queries = max_queries or limits.max_queries
@@ -165,8 +173,14 @@ def wire_to_request(body: Any, max_queries: int | None = None,
 
 
 def evidence_from_dict(d: dict) -> Evidence:
-    return Evidence(doc_id=d["doc_id"], title=d["title"], text=d["text"], score=float(d["score"]),
-                    index=d["index"], meta=dict(d.get("meta") or {}))
+    return Evidence(
+        doc_id=d["doc_id"],
+        title=d["title"],
+        text=d["text"],
+        score=float(d["score"]),
+        index=d["index"],
+        meta=dict(d.get("meta") or {}),
+    )
 
 
 def query_hash(query: Query) -> str:
@@ -175,8 +189,9 @@ def query_hash(query: Query) -> str:
     if isinstance(query, TextQuery):
         h.update(b"text\0" + query.text.encode())
         return h.hexdigest()
-    arr = np.ascontiguousarray(np.asarray(query.image.convert("RGB") if hasattr(query.image, "convert")
-                                          else query.image, dtype=np.uint8))
+    arr = np.ascontiguousarray(
+        np.asarray(query.image.convert("RGB") if hasattr(query.image, "convert") else query.image, dtype=np.uint8)
+    )
     h.update(type(query).__name__.encode() + b"\0" + str(arr.shape).encode() + arr.tobytes())
     if isinstance(query, RegionQuery):
         mask = np.asarray(query.mask, dtype=bool)

@@ -30,7 +30,8 @@ import base64
 import io
 import json
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -56,19 +57,31 @@ def image_result_to_evidence(r: dict) -> Evidence:
     if isinstance(entities, str):  # the index stores entities as a JSON string in some versions
         entities = json.loads(entities)
     names = [e.get("entity_name", "") for e in entities if isinstance(e, dict)]
-    text = "\n".join(f"{e.get('entity_name', '')}: {_attributes(e.get('entity_attributes', {}))}"
-                     for e in entities if isinstance(e, dict))
-    return Evidence(doc_id=names[0] if names and names[0] else str(r.get("url", r.get("index"))),
-                    title="; ".join(n for n in names if n), text=text, score=float(r["score"]), index="image",
-                    meta={"url": r.get("url", ""), "result_index": r.get("index"), "entities": entities})
+    text = "\n".join(
+        f"{e.get('entity_name', '')}: {_attributes(e.get('entity_attributes', {}))}"
+        for e in entities
+        if isinstance(e, dict)
+    )
+    return Evidence(
+        doc_id=names[0] if names and names[0] else str(r.get("url", r.get("index"))),
+        title="; ".join(n for n in names if n),
+        text=text,
+        score=float(r["score"]),
+        index="image",
+        meta={"url": r.get("url", ""), "result_index": r.get("index"), "entities": entities},
+    )
 
 
 def web_result_to_evidence(r: dict) -> Evidence:
     extra = {k: r[k] for k in ("page_last_modified", "search_result_type") if k in r}
-    return Evidence(doc_id=str(r.get("page_url") or str(r["index"]).split("_chunk")[0]),
-                    title=str(r.get("page_name", "")), text=str(r.get("page_snippet") or r.get("page_result") or ""),
-                    score=float(r["score"]), index="web",
-                    meta={"url": r.get("page_url", ""), "chunk": r.get("index"), **extra})
+    return Evidence(
+        doc_id=str(r.get("page_url") or str(r["index"]).split("_chunk")[0]),
+        title=str(r.get("page_name", "")),
+        text=str(r.get("page_snippet") or r.get("page_result") or ""),
+        score=float(r["score"]),
+        index="web",
+        meta={"url": r.get("page_url", ""), "chunk": r.get("index"), **extra},
+    )
 
 
 class CragMMHTTPPipeline:
@@ -112,21 +125,36 @@ class CragMMHTTPPipeline:
 
 
 class CragMMSearcher:
-    def __init__(self, pipeline: Callable[..., list[dict]], web: bool = True, crop: RegionCrop | None = None,
-                 index_version: str = "cragmm"):
+    def __init__(
+        self,
+        pipeline: Callable[..., list[dict]],
+        web: bool = True,
+        crop: RegionCrop | None = None,
+        index_version: str = "cragmm",
+    ):
         self.pipeline, self.web, self.crop = pipeline, web, crop or RegionCrop()
         self.index_version = index_version
 
     @classmethod
-    def from_package(cls, image_model_name: str = DEFAULT_IMAGE_MODEL, image_hf_dataset_id: str = DEFAULT_IMAGE_INDEX,
-                     text_model_name: str | None = None, web_hf_dataset_id: str | None = None, **kw):
+    def from_package(
+        cls,
+        image_model_name: str = DEFAULT_IMAGE_MODEL,
+        image_hf_dataset_id: str = DEFAULT_IMAGE_INDEX,
+        text_model_name: str | None = None,
+        web_hf_dataset_id: str | None = None,
+        **kw,
+    ):
         """Build the official pipeline (downloads CLIP/BGE and the chromadb indices: needs network)."""
         try:
             from cragmm_search.search import UnifiedSearchPipeline
         except ImportError as e:
             raise ImportError("the CRAG-MM search API needs `pip install cragmm-search-pipeline==0.5.1`") from e
-        pipe = UnifiedSearchPipeline(image_model_name=image_model_name, image_hf_dataset_id=image_hf_dataset_id,
-                                     text_model_name=text_model_name, web_hf_dataset_id=web_hf_dataset_id)
+        pipe = UnifiedSearchPipeline(
+            image_model_name=image_model_name,
+            image_hf_dataset_id=image_hf_dataset_id,
+            text_model_name=text_model_name,
+            web_hf_dataset_id=web_hf_dataset_id,
+        )
         version = f"cragmm:{image_hf_dataset_id}|{web_hf_dataset_id}"
         return cls(pipe, web=web_hf_dataset_id is not None, index_version=version, **kw)
 
@@ -135,8 +163,10 @@ class CragMMSearcher:
 
         if isinstance(query, TextQuery):
             if not self.web:
-                raise ValueError("text queries need the CRAG-MM web index (web_hf_dataset_id); this searcher has "
-                                 "only the image index")
+                raise ValueError(
+                    "text queries need the CRAG-MM web index (web_hf_dataset_id); this searcher has "
+                    "only the image index"
+                )
             return [web_result_to_evidence(r) for r in self.pipeline(query.text, k=k)]
         if isinstance(query, (ImageQuery, RegionQuery)):
             image = query.image

@@ -22,7 +22,6 @@ from pydantic import Field
 
 from pixsearch_core.config import Config
 
-
 #: how a region query's box is taken: the mask's largest connected piece, or all its pixels
 COMPONENTS = ("largest", "all")
 
@@ -32,9 +31,11 @@ class RegionCrop(Config):
 
     padding: float = Field(0.1, ge=0, le=2, description="grow the mask's box by this share of its size per side")
     background: tuple[int, int, int] | None = Field(
-        None, description="paint pixels outside the mask this RGB colour (e.g. [255, 255, 255]); null = keep them")
+        None, description="paint pixels outside the mask this RGB colour (e.g. [255, 255, 255]); null = keep them"
+    )
     component: Literal["largest", "all"] = Field(
-        "largest", description="crop to the mask's largest connected piece, or to the box of all its pixels")
+        "largest", description="crop to the mask's largest connected piece, or to the box of all its pixels"
+    )
 
     def apply(self, image, mask: np.ndarray):
         """The image a RegionQuery(image, mask) is searched with (see `crop_to_mask`)."""
@@ -69,8 +70,13 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == (int(np.argmax(sizes)) + 1)
 
 
-def crop_to_mask(image, mask: np.ndarray, padding: float = 0.0,
-                 background: tuple[int, int, int] | None = None, component: str = "largest"):
+def crop_to_mask(
+    image,
+    mask: np.ndarray,
+    padding: float = 0.0,
+    background: tuple[int, int, int] | None = None,
+    component: str = "largest",
+):
     """Crop a PIL image or (H, W, C) array to the (padded) box of `mask` (of its largest connected piece with
     component="largest"); optionally paint the pixels outside that mask with `background`. Returns the same kind
     it was given. An empty mask is a ValueError."""

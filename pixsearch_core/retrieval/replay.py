@@ -53,8 +53,12 @@ class ReplaySearcher:
             self.stats["backend_calls"] += 1
             fresh = self.backend.search_many([queries[i] for i in missing], k)
             for i, hits in zip(missing, fresh):
-                record = {"key": keys[i], "index_version": self.index_version, "k": k,
-                          "evidence": [e.to_dict() for e in hits]}
+                record = {
+                    "key": keys[i],
+                    "index_version": self.index_version,
+                    "k": k,
+                    "evidence": [e.to_dict() for e in hits],
+                }
                 self.store.put_bytes(self._uri(keys[i]), json.dumps(record).encode())
                 out[i] = list(hits)
         log.debug("replay: %d hits, %d misses", len(queries) - len(missing), len(missing))

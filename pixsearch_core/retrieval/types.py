@@ -9,7 +9,7 @@ A failed search raises a `SearchError`: `BadSearchRequest` (the request is wrong
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, Union, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -62,7 +62,7 @@ class RegionQuery:
         return "region"
 
 
-Query = Union[TextQuery, ImageQuery, RegionQuery]
+Query = TextQuery | ImageQuery | RegionQuery
 
 
 class SearchError(RuntimeError):
@@ -93,8 +93,14 @@ class Evidence:
     meta: dict[str, Any] = field(default_factory=dict)  # e.g. image id, shard, url
 
     def to_dict(self) -> dict[str, Any]:
-        return {"doc_id": self.doc_id, "title": self.title, "text": self.text, "score": float(self.score),
-                "index": self.index, "meta": dict(self.meta)}
+        return {
+            "doc_id": self.doc_id,
+            "title": self.title,
+            "text": self.text,
+            "score": float(self.score),
+            "index": self.index,
+            "meta": dict(self.meta),
+        }
 
 
 @runtime_checkable

@@ -51,8 +51,10 @@ def parse_type(reply: str) -> tuple[str, bool]:
 
 
 def parse_subquestions(reply: str) -> list[tuple[str, bool]]:
-    out = [(m.group(1).strip(), m.group(2).lower() == "yes") for m in
-           re.finditer(r"^\s*\d+[.)]\s*(.+?)\s*\[retrieval:\s*(yes|no)\]\s*$", reply, re.M | re.I)]
+    out = [
+        (m.group(1).strip(), m.group(2).lower() == "yes")
+        for m in re.finditer(r"^\s*\d+[.)]\s*(.+?)\s*\[retrieval:\s*(yes|no)\]\s*$", reply, re.M | re.I)
+    ]
     if not out:
         raise Malformed(f"expected numbered sub-questions ending [retrieval: yes|no], got {reply[:200]!r}")
     return out
@@ -66,8 +68,10 @@ def parse_best(reply: str, n: int) -> int:
 
 
 def parse_queries(reply: str, n_marks: int) -> list[tuple[str, str]]:
-    out = [(m.group(1).upper(), m.group(2).strip()) for m in
-           re.finditer(r"^\s*\d+[.)]\s*(REGION|IMAGE|TEXT)\s*\|\s*(.*?)\s*$", reply, re.M | re.I)]
+    out = [
+        (m.group(1).upper(), m.group(2).strip())
+        for m in re.finditer(r"^\s*\d+[.)]\s*(REGION|IMAGE|TEXT)\s*\|\s*(.*?)\s*$", reply, re.M | re.I)
+    ]
     if len(out) != n_marks:
         raise Malformed(f"expected {n_marks} lines 'k) REGION|IMAGE|TEXT | query', got {len(out)}: {reply[:200]!r}")
     if any(t == "TEXT" and not q for t, q in out):
@@ -102,8 +106,10 @@ class LLMBackend:
         content: list | str = text
         if self.cfg.send_images and item.image:
             data = base64.b64encode(self.store.get_bytes(item.image)).decode()
-            content = [{"type": "text", "text": text},
-                       {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}"}}]
+            content = [
+                {"type": "text", "text": text},
+                {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}"}},
+            ]
         params = {"temperature": temperature, **({"seed": seed} if seed is not None else {})}
         return self.client.chat([{"role": "user", "content": content}], **params).text
 
@@ -115,8 +121,10 @@ class LLMBackend:
 
     def generate(self, item: Item, subqs: list[tuple[str, bool]], n: int) -> list[str]:
         listed = _listed(subqs)
-        return [clean_candidate(self._ask("generate", item, self.cfg.temperature, seed=i, subquestions=listed))
-                for i in range(n)]
+        return [
+            clean_candidate(self._ask("generate", item, self.cfg.temperature, seed=i, subquestions=listed))
+            for i in range(n)
+        ]
 
     def refine(self, item: Item, subqs: list[tuple[str, bool]], candidates: list[str]) -> int:
         listed = "\n\n".join(f"Candidate {i + 1}:\n{c}" for i, c in enumerate(candidates))
@@ -130,9 +138,13 @@ def _listed(subqs: list[tuple[str, bool]]) -> str:
     return "\n".join(f"{i + 1}) {q} [retrieval: {'yes' if r else 'no'}]" for i, (q, r) in enumerate(subqs))
 
 
-_SYNTH_TYPES = {"identification": "Fine-grained Entity Identification", "factoid": "Factoid / KB Questions",
-                "multi_hop": "Multi-hop External Knowledge Reasoning", "no_search": "Visual Reasoning - Counting",
-                "unanswerable": "Factoid / KB Questions"}
+_SYNTH_TYPES = {
+    "identification": "Fine-grained Entity Identification",
+    "factoid": "Factoid / KB Questions",
+    "multi_hop": "Multi-hop External Knowledge Reasoning",
+    "no_search": "Visual Reasoning - Counting",
+    "unanswerable": "Factoid / KB Questions",
+}
 _BLOCK = re.compile(r"<search>(.*?)</search>(?:<information>.*?</information>)?", re.S)
 
 
@@ -145,8 +157,10 @@ class RuleBackend:
     def _gold(item: Item) -> str:
         gold = item.metadata.get("gold_response")
         if item.source != "synthcrag" or not isinstance(gold, str):
-            raise Malformed(f"the rule-based backend only handles SynthCRAG items with a gold response, not "
-                            f"{item.source!r}: configure llm.kind=openai with an endpoint")
+            raise Malformed(
+                f"the rule-based backend only handles SynthCRAG items with a gold response, not "
+                f"{item.source!r}: configure llm.kind=openai with an endpoint"
+            )
         return gold
 
     def select(self, item: Item) -> tuple[str, bool]:

@@ -69,8 +69,9 @@ class Worker:
         r = self.cfg.retrieval
         searcher = make_retriever(r.retriever, self.store)
         self.builder = Builder(self.cfg, backend, searcher, _tokenizer(r.tokenizer), self.store)
-        self.builder.prompt_version = ("none (rule-based)" if self.cfg.llm.kind == "rule_based"
-                                       else prompt_version(self.cfg.prompts))
+        self.builder.prompt_version = (
+            "none (rule-based)" if self.cfg.llm.kind == "rule_based" else prompt_version(self.cfg.prompts)
+        )
 
     def part(self, b: int, items: list[Item]) -> bytes:
         client = getattr(self.builder.backend, "client", None)
@@ -84,8 +85,9 @@ class Worker:
         return "".join(json.dumps(x, sort_keys=True, ensure_ascii=False) + "\n" for x in lines).encode()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:  # the Ray Data actor interface
-        parts = [self.part(int(b), [Item(**i) for i in json.loads(str(js))])
-                 for b, js in zip(batch["b"], batch["items"])]
+        parts = [
+            self.part(int(b), [Item(**i) for i in json.loads(str(js))]) for b, js in zip(batch["b"], batch["items"])
+        ]
         return {"b": list(batch["b"]), "part": [p.decode() for p in parts]}
 
 
@@ -102,7 +104,7 @@ def _items(cfg: Stage2Config, store: ObjectStore) -> tuple[list[Item], list[Bad]
 
 
 def _batches(items: list[Item], size: int) -> list[list[Item]]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _run_sequential(cfg: Stage2Config, todo: dict[int, list[Item]]) -> Iterator[tuple[int, bytes]]:
@@ -122,9 +124,14 @@ def _run_ray(cfg: Stage2Config, todo: dict[int, list[Item]]) -> Iterator[tuple[i
         ray.data.DataContext.get_current().enable_progress_bars = False
         rows = [{"b": b, "items": json.dumps([asdict(i) for i in items])} for b, items in todo.items()]
         ds = ray.data.from_items(rows, override_num_blocks=len(rows))
-        ds = ds.map_batches(Worker, fn_constructor_kwargs={"cfg_json": cfg.model_dump_json()}, batch_size=1,
-                            compute=ActorPoolStrategy(size=min(cfg.ray_workers, len(rows))),
-                            num_cpus=cfg.ray_cpus_per_worker, batch_format="numpy")
+        ds = ds.map_batches(
+            Worker,
+            fn_constructor_kwargs={"cfg_json": cfg.model_dump_json()},
+            batch_size=1,
+            compute=ActorPoolStrategy(size=min(cfg.ray_workers, len(rows))),
+            num_cpus=cfg.ray_cpus_per_worker,
+            batch_format="numpy",
+        )
         for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
             for b, part in zip(out["b"], out["part"]):
                 yield int(b), str(part).encode()
@@ -144,8 +151,14 @@ def build_stage2(cfg: Stage2Config, store: ObjectStore | None = None, max_parts:
     items, bad = _items(cfg, store)
     batches = _batches(items, cfg.batch_size)
     todo = {b: its for b, its in enumerate(batches) if not store.exists(_part_uri(cfg, b))}
-    log.info("stage-2 build: %d questions (%d unreadable) in %d parts, %d to do, engine %s", len(items), len(bad),
-             len(batches), len(todo), cfg.engine)
+    log.info(
+        "stage-2 build: %d questions (%d unreadable) in %d parts, %d to do, engine %s",
+        len(items),
+        len(bad),
+        len(batches),
+        len(todo),
+        cfg.engine,
+    )
     run = _run_ray if cfg.engine == "ray" and todo else _run_sequential
     t0, done_new = time.time(), 0
     with tqdm(total=sum(len(v) for v in todo.values()), desc="stage-2 questions", unit="q") as bar:
@@ -166,8 +179,10 @@ def _claim_output(cfg: Stage2Config, store: ObjectStore) -> None:
     if store.exists(uri):
         have = json.loads(store.get_bytes(uri))
         if have.get("config_hash") != want["config_hash"]:
-            raise ValueError(f"{cfg.output} holds a stage-2 build of another config (config hash "
-                             f"{have.get('config_hash')} != {want['config_hash']}): use a new output or delete it")
+            raise ValueError(
+                f"{cfg.output} holds a stage-2 build of another config (config hash "
+                f"{have.get('config_hash')} != {want['config_hash']}): use a new output or delete it"
+            )
         return
     store.put_bytes(uri, json.dumps({**want, "config": cfg.model_dump(mode="json")}, indent=2).encode())
 
@@ -184,30 +199,42 @@ def _assemble(cfg: Stage2Config, store: ObjectStore, n_parts: int, bad: list[Bad
                 continue
             out = Outcome(**{k: v for k, v in line.items() if k != "kind"})
             counts = funnel.setdefault(out.source, dict.fromkeys(STAGES, 0))
-            for stage in STAGES[:STAGES.index(out.reached) + 1]:
+            for stage in STAGES[: STAGES.index(out.reached) + 1]:
                 counts[stage] += 1
             if out.record:
                 records.append(out.record)
             else:
-                quarantine.append({"id": out.item_id, "source": out.source, "reached": out.reached,
-                                   "reason": out.reason})
+                quarantine.append(
+                    {"id": out.item_id, "source": out.source, "reached": out.reached, "reason": out.reason}
+                )
     total = {s: sum(c[s] for c in funnel.values()) for s in STAGES}
     jsonl = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in records).encode()
     qjsonl = "".join(json.dumps(q, sort_keys=True, ensure_ascii=False) + "\n" for q in quarantine).encode()
-    files = {"train.jsonl": store.put_bytes(join(cfg.output, "train.jsonl"), jsonl),
-             "quarantine.jsonl": store.put_bytes(join(cfg.output, "quarantine.jsonl"), qjsonl)}
+    files = {
+        "train.jsonl": store.put_bytes(join(cfg.output, "train.jsonl"), jsonl),
+        "quarantine.jsonl": store.put_bytes(join(cfg.output, "quarantine.jsonl"), qjsonl),
+    }
     if cfg.llm.kind == "openai":
         from pixsearch_core.stage2.llm import Usage
 
-        usage["cost_usd"] = Usage(**{k: usage.get(k, 0) for k in ("calls", "cache_hits", "prompt_tokens",
-                                                                  "completion_tokens", "failures")}
-                                  ).as_dict(cfg.llm)["cost_usd"]
-    manifest = {"records": len(records), "quarantined": len(quarantine), "funnel": {"total": total, **funnel},
-                "backend": "rule-based (no LLM)" if cfg.llm.kind == "rule_based" else f"llm {cfg.llm.model}",
-                "llm_usage": usage, "prompt_version": prompt_version(cfg.prompts), "config_hash": cfg.config_hash(),
-                "code": lineage.code_version(), "files": files,
-                "parts": {f"part-{b:06d}.jsonl": hashlib.sha256(store.get_bytes(_part_uri(cfg, b))).hexdigest()
-                          for b in range(n_parts)}}
+        usage["cost_usd"] = Usage(
+            **{k: usage.get(k, 0) for k in ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "failures")}
+        ).as_dict(cfg.llm)["cost_usd"]
+    manifest = {
+        "records": len(records),
+        "quarantined": len(quarantine),
+        "funnel": {"total": total, **funnel},
+        "backend": "rule-based (no LLM)" if cfg.llm.kind == "rule_based" else f"llm {cfg.llm.model}",
+        "llm_usage": usage,
+        "prompt_version": prompt_version(cfg.prompts),
+        "config_hash": cfg.config_hash(),
+        "code": lineage.code_version(),
+        "files": files,
+        "parts": {
+            f"part-{b:06d}.jsonl": hashlib.sha256(store.get_bytes(_part_uri(cfg, b))).hexdigest()
+            for b in range(n_parts)
+        },
+    }
     store.put_bytes(join(cfg.output, "manifest.json"), json.dumps(manifest, indent=2, sort_keys=True).encode())
     log.info("stage-2 funnel: %s", " -> ".join(f"{s} {total[s]}" for s in STAGES))
     return manifest

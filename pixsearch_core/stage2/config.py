@@ -13,13 +13,23 @@ from pixsearch_core.storage import StorageConfig
 
 #: the ten question types of the paper's Table 10, in its order
 QUESTION_TYPES = (
-    "OCR Read", "OCR + Visual Reasoning", "Multi-hop External Knowledge Reasoning",
-    "Fine-grained Entity Identification", "Visual Reasoning - Attribute", "Visual Reasoning - Counting",
-    "Visual Reasoning - Binary", "Social Commonsense Reasoning", "Physical Commonsense Reasoning",
-    "Factoid / KB Questions")
+    "OCR Read",
+    "OCR + Visual Reasoning",
+    "Multi-hop External Knowledge Reasoning",
+    "Fine-grained Entity Identification",
+    "Visual Reasoning - Attribute",
+    "Visual Reasoning - Counting",
+    "Visual Reasoning - Binary",
+    "Social Commonsense Reasoning",
+    "Physical Commonsense Reasoning",
+    "Factoid / KB Questions",
+)
 #: the types the paper keeps (retrieval is mostly needed to identify entities and fetch knowledge about them)
-RETRIEVAL_TYPES = ("Multi-hop External Knowledge Reasoning", "Fine-grained Entity Identification",
-                   "Factoid / KB Questions")
+RETRIEVAL_TYPES = (
+    "Multi-hop External Knowledge Reasoning",
+    "Fine-grained Entity Identification",
+    "Factoid / KB Questions",
+)
 
 
 class SourceConfig(Config):
@@ -33,11 +43,16 @@ class SourceConfig(Config):
 
 
 class RetrievalSettings(Config):
-    retriever: RetrieverConfig = Field(description="the project's retriever the searches run on (index URI, http "
-                                                   "service, cragmm API, replay; with its k and region crop)")
+    retriever: RetrieverConfig = Field(
+        description="the project's retriever the searches run on (index URI, http "
+        "service, cragmm API, replay; with its k and region crop)"
+    )
     max_passage_tokens: int = Field(512, ge=1, description="passage budget, as the decoder's option")
-    tokenizer: str = Field("tiny", description="tokenizer that cuts passages exactly as the decoder will: 'tiny' "
-                                               "or a Hugging Face tokenizer directory")
+    tokenizer: str = Field(
+        "tiny",
+        description="tokenizer that cuts passages exactly as the decoder will: 'tiny' "
+        "or a Hugging Face tokenizer directory",
+    )
 
 
 class Stage2Config(Config):
@@ -45,15 +60,18 @@ class Stage2Config(Config):
     sources: list[SourceConfig]
     llm: LLMConfig = LLMConfig()
     retrieval: RetrievalSettings
-    prompts: str = Field("conf/data/prompts/stage2", description="prompt files (select, decompose, generate, "
-                                                                 "refine, assign .txt)")
+    prompts: str = Field(
+        "conf/data/prompts/stage2", description="prompt files (select, decompose, generate, refine, assign .txt)"
+    )
     keep_types: list[str] = Field(list(RETRIEVAL_TYPES), description="question types kept by selection")
     n_candidates: int = Field(5, ge=1, description="trajectories generated per question before self-refinement")
     temperature: float = Field(0.7, ge=0, description="sampling temperature of the candidates")
     send_images: bool = Field(True, description="attach the picture to the LLM prompts (an LMM endpoint)")
     evidence_support: Literal["names", "answer", "none"] = Field(
-        "names", description="names: every capitalised name after a search must occur in its evidence; answer: the "
-                             "gold answer must occur in some evidence; none: answer correctness only")
+        "names",
+        description="names: every capitalised name after a search must occur in its evidence; answer: the "
+        "gold answer must occur in some evidence; none: answer correctness only",
+    )
     batch_size: int = Field(16, ge=1, description="questions per part file (the unit of resume)")
     engine: Literal["sequential", "ray"] = "sequential"
     ray_address: str | None = Field(None, description="a Ray cluster (or 'auto'); null = a local Ray")

@@ -42,8 +42,11 @@ class LLMError(RuntimeError):
 class LLMConfig(Config):
     """Where the LLM is and how hard to push it."""
 
-    kind: str = Field("openai", description="openai (any chat-completions endpoint) | rule_based (SynthCRAG only, "
-                                           "no LLM: a deterministic stand-in, labelled as such in every record)")
+    kind: str = Field(
+        "openai",
+        description="openai (any chat-completions endpoint) | rule_based (SynthCRAG only, "
+        "no LLM: a deterministic stand-in, labelled as such in every record)",
+    )
     base_url: str | None = Field(None, description="e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1")
     model: str = Field("gpt-4.1", description="model name sent to the endpoint (the paper used gpt-4.1)")
     api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the key (never the key)")
@@ -75,8 +78,11 @@ class Usage:
     def as_dict(self, cfg: LLMConfig | None = None) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "failures")}
         if cfg is not None:
-            out["cost_usd"] = round(self.prompt_tokens * cfg.price_in_per_mtok / 1e6
-                                    + self.completion_tokens * cfg.price_out_per_mtok / 1e6, 6)
+            out["cost_usd"] = round(
+                self.prompt_tokens * cfg.price_in_per_mtok / 1e6
+                + self.completion_tokens * cfg.price_out_per_mtok / 1e6,
+                6,
+            )
         return out
 
 
@@ -98,8 +104,10 @@ def _semaphore(n: int) -> threading.BoundedSemaphore:
 class ChatClient:
     def __init__(self, cfg: LLMConfig, store: ObjectStore, cache: str):
         if not cfg.base_url:
-            raise ValueError("llm.base_url is not set: give an OpenAI-compatible endpoint (e.g. "
-                             "https://api.openai.com/v1) or use llm.kind=rule_based for SynthCRAG")
+            raise ValueError(
+                "llm.base_url is not set: give an OpenAI-compatible endpoint (e.g. "
+                "https://api.openai.com/v1) or use llm.kind=rule_based for SynthCRAG"
+            )
         self.cfg, self.store, self.cache = cfg, store, cache
         self.url = cfg.base_url.rstrip("/") + "/chat/completions"
         key = os.environ.get(cfg.api_key_env)
@@ -122,8 +130,13 @@ class ChatClient:
             return Reply(hit["text"], True, hit.get("usage", {}))
         body = {"model": self.cfg.model, "messages": messages, **params}
         text, usage = self._post(body)
-        self.store.put_bytes(uri, json.dumps({"model": self.cfg.model, "messages": messages, "params": params,
-                                              "text": text, "usage": usage}, sort_keys=True).encode())
+        self.store.put_bytes(
+            uri,
+            json.dumps(
+                {"model": self.cfg.model, "messages": messages, "params": params, "text": text, "usage": usage},
+                sort_keys=True,
+            ).encode(),
+        )
         return Reply(text, False, usage)
 
     def _post(self, body: dict[str, Any]) -> tuple[str, dict[str, int]]:
@@ -145,10 +158,11 @@ class ChatClient:
             except _BadReply as e:
                 last = str(e)
             if attempt < self.cfg.max_retries:
-                delay = wait if wait is not None else self.cfg.backoff_s * 2 ** attempt * (0.5 + random.random())
+                delay = wait if wait is not None else self.cfg.backoff_s * 2**attempt * (0.5 + random.random())
                 delay = min(delay, self.cfg.max_backoff_s)
-                log.warning("llm call failed (%s); retry %d/%d in %.1fs", last, attempt + 1, self.cfg.max_retries,
-                            delay)
+                log.warning(
+                    "llm call failed (%s); retry %d/%d in %.1fs", last, attempt + 1, self.cfg.max_retries, delay
+                )
                 time.sleep(delay)
         self.usage.add(failures=1)
         raise LLMError(f"{self.url}: failed after {self.cfg.max_retries + 1} attempts; last: {last}")

@@ -61,8 +61,9 @@ def read_source(src: SourceConfig, store: ObjectStore, scratch: str) -> Iterator
     elif src.reader in OWN_READERS:
         gen = {"okvqa": _okvqa, "aokvqa": _aokvqa, "webqa": _webqa}[src.reader](src, store, scratch)
     else:
-        raise ValueError(f"unknown stage-2 source reader {src.reader!r}; allowed: "
-                         f"{', '.join(BENCHMARK_READERS + OWN_READERS)}")
+        raise ValueError(
+            f"unknown stage-2 source reader {src.reader!r}; allowed: {', '.join(BENCHMARK_READERS + OWN_READERS)}"
+        )
     for n, item in enumerate(gen):
         if src.limit is not None and n >= src.limit:
             return
@@ -93,9 +94,16 @@ def _benchmark(src: SourceConfig, store: ObjectStore) -> Iterator[Item | Bad]:
             yield Bad(iid, src.reader, f"picture {ex.image!r} not found under images={src.images!r}")
             continue
         meta = dict(ex.metadata)
-        yield Item(iid, src.reader, ex.question, list(ex.answers), image,
-                   mask=ex.mask if isinstance(ex.mask, str) else None, box=meta.pop("target_box", None),
-                   metadata=meta)
+        yield Item(
+            iid,
+            src.reader,
+            ex.question,
+            list(ex.answers),
+            image,
+            mask=ex.mask if isinstance(ex.mask, str) else None,
+            box=meta.pop("target_box", None),
+            metadata=meta,
+        )
 
 
 def _json(store: ObjectStore, uri: str) -> Any:
@@ -105,16 +113,19 @@ def _json(store: ObjectStore, uri: str) -> Any:
 def _okvqa(src: SourceConfig, store: ObjectStore, scratch: str) -> Iterator[Item | Bad]:
     split = src.split or "train"
     questions = _json(store, join(src.path, f"OpenEnded_mscoco_{split}2014_questions.json"))["questions"]
-    answers = {a["question_id"]: a for a in _json(store, join(src.path, f"mscoco_{split}2014_annotations.json"))
-               ["annotations"]}
+    answers = {
+        a["question_id"]: a for a in _json(store, join(src.path, f"mscoco_{split}2014_annotations.json"))["annotations"]
+    }
     for q in questions:
         iid = f"okvqa/{q.get('question_id')}"
         ann = answers.get(q.get("question_id"))
         if ann is None or not isinstance(q.get("question"), str):
             yield Bad(iid, "okvqa", "no annotation for this question id" if ann is None else "question is not text")
             continue
-        golds = sorted({str(a["answer"]) for a in ann.get("answers", []) if a.get("answer")},
-                       key=lambda a: -sum(x.get("answer") == a for x in ann["answers"]))
+        golds = sorted(
+            {str(a["answer"]) for a in ann.get("answers", []) if a.get("answer")},
+            key=lambda a: -sum(x.get("answer") == a for x in ann["answers"]),
+        )
         image = _find_image(store, src.images, f"COCO_{split}2014_{int(q['image_id']):012d}")
         if image is None or not golds:
             yield Bad(iid, "okvqa", "no answers" if image else f"COCO image {q['image_id']} not under {src.images}")
@@ -130,8 +141,13 @@ def _aokvqa(src: SourceConfig, store: ObjectStore, scratch: str) -> Iterator[Ite
         golds = [str(a) for a in rec.get("direct_answers") or []]
         image = _find_image(store, src.images, f"{int(rec.get('image_id', -1)):012d}")
         if not golds or image is None or not isinstance(rec.get("question"), str):
-            yield Bad(iid, "aokvqa", "no direct_answers" if not golds else "no question or picture "
-                      f"(image_id {rec.get('image_id')} under {src.images})")
+            yield Bad(
+                iid,
+                "aokvqa",
+                "no direct_answers"
+                if not golds
+                else f"no question or picture (image_id {rec.get('image_id')} under {src.images})",
+            )
             continue
         ordered = sorted(set(golds), key=lambda a: -golds.count(a))
         yield Item(iid, "aokvqa", rec["question"], ordered, image, metadata={"rationales": rec.get("rationales")})

@@ -123,7 +123,7 @@ class Builder:
         if item.box:
             x0, y0, x1, y1 = (int(v) for v in item.box)
             mask = np.zeros((size[1], size[0]), bool)
-            mask[max(y0, 0):y1, max(x0, 0):x1] = True
+            mask[max(y0, 0) : y1, max(x0, 0) : x1] = True
             return mask
         return None
 
@@ -135,13 +135,22 @@ class Builder:
         for (kind, text), tail in zip(queries, pieces[1:]):
             query, used = self._query(item, kind, text)
             evidence = self.searcher.search(query, self.cfg.retrieval.retriever.k)
-            block = format_information(evidence, self.tokenizer, self.cfg.retrieval.retriever.k,
-                                       self.cfg.retrieval.max_passage_tokens)
+            block = format_information(
+                evidence, self.tokenizer, self.cfg.retrieval.retriever.k, self.cfg.retrieval.max_passage_tokens
+            )
             payload = {"REGION": "<region>", "IMAGE": "<image>"}.get(used, text)
             out.append(f"<search>{payload}</search>{block}{tail}")
-            searches.append({"asked": kind, "type": used, "query": text, "information": block,
-                             "evidence_ids": [e.doc_id for e in evidence[:self.cfg.retrieval.retriever.k]],
-                             "continuation": tail, "region_fallback": kind == "REGION" and used != "REGION"})
+            searches.append(
+                {
+                    "asked": kind,
+                    "type": used,
+                    "query": text,
+                    "information": block,
+                    "evidence_ids": [e.doc_id for e in evidence[: self.cfg.retrieval.retriever.k]],
+                    "continuation": tail,
+                    "region_fallback": kind == "REGION" and used != "REGION",
+                }
+            )
         return "".join(out), searches
 
     # ---------------------------------------------------------------- verify
@@ -150,13 +159,20 @@ class Builder:
         if is_missing(answer):  # an abstention is a target only when the evidence really lacks the answer
             held = [g for g in item.answers for s in searches if g.lower() in s["information"].lower()]
             if held or not searches:
-                return (f"abstains although the evidence holds the answer {held[0]!r}" if held
-                        else "abstains without searching")
+                return (
+                    f"abstains although the evidence holds the answer {held[0]!r}"
+                    if held
+                    else "abstains without searching"
+                )
         elif not any(relaxed_exact_match(answer, g) for g in item.answers):
             return f"answer {answer!r} does not match the gold answers {item.answers}"
         mode = self.cfg.evidence_support
-        if mode == "answer" and searches and not is_missing(answer) and not any(
-                any(g.lower() in s["information"].lower() for g in item.answers) for s in searches):
+        if (
+            mode == "answer"
+            and searches
+            and not is_missing(answer)
+            and not any(any(g.lower() in s["information"].lower() for g in item.answers) for s in searches)
+        ):
             return "no evidence block holds the gold answer"
         if mode == "names":
             for i, s in enumerate(searches):
@@ -168,10 +184,21 @@ class Builder:
 
     def _record(self, item: Item, qtype: str, response: str, searches: list[dict]) -> dict[str, Any]:
         span = next((s["query"] for s in searches if s["type"] == "REGION"), "")
-        return {"id": item.id, "image": item.image, "question": item.question, "response": response,
-                "query_types": [s["type"] for s in searches], "entity_span": span,
-                "mask": item.mask if span else None, "answers": item.answers, "source": item.source,
-                "question_type": qtype, "queries": [s["query"] for s in searches],
-                "evidence_ids": [s["evidence_ids"] for s in searches],
-                "region_fallbacks": sum(s["region_fallback"] for s in searches), "llm": self.backend.label,
-                "prompt_version": self.prompt_version, "abstains": is_missing(final_answer(response))}
+        return {
+            "id": item.id,
+            "image": item.image,
+            "question": item.question,
+            "response": response,
+            "query_types": [s["type"] for s in searches],
+            "entity_span": span,
+            "mask": item.mask if span else None,
+            "answers": item.answers,
+            "source": item.source,
+            "question_type": qtype,
+            "queries": [s["query"] for s in searches],
+            "evidence_ids": [s["evidence_ids"] for s in searches],
+            "region_fallbacks": sum(s["region_fallback"] for s in searches),
+            "llm": self.backend.label,
+            "prompt_version": self.prompt_version,
+            "abstains": is_missing(final_answer(response)),
+        }

@@ -60,15 +60,31 @@ def counterfactual(world: World, e: Entity, rng: np.random.Generator) -> tuple[E
     a test entity, never seen in training, requires."""
     name = random_names(rng, 1, set(), (2, 3))[0]
     places = [p.name for p in world.places]
-    maker = Maker(world.maker(e.maker).id, random_names(rng, 1, set(), (2, 2))[0] + " Works",
-                  int(rng.integers(1850, 1990)), places[int(rng.integers(len(places)))])
-    return replace(e, name=name, maker=maker.name, category=CATEGORIES[int(rng.integers(len(CATEGORIES)))],
-                   year=int(rng.integers(max(maker.founded, 1900), 2024)),
-                   origin=places[int(rng.integers(len(places)))]), maker
+    maker = Maker(
+        world.maker(e.maker).id,
+        random_names(rng, 1, set(), (2, 2))[0] + " Works",
+        int(rng.integers(1850, 1990)),
+        places[int(rng.integers(len(places)))],
+    )
+    return replace(
+        e,
+        name=name,
+        maker=maker.name,
+        category=CATEGORIES[int(rng.integers(len(CATEGORIES)))],
+        year=int(rng.integers(max(maker.founded, 1900), 2024)),
+        origin=places[int(rng.integers(len(places)))],
+    ), maker
 
 
-def make_question(world: World, e: Entity, qtype: str, egocentric: bool, n_objects: int,
-                  rng: np.random.Generator, maker: Maker | None = None) -> Question:
+def make_question(
+    world: World,
+    e: Entity,
+    qtype: str,
+    egocentric: bool,
+    n_objects: int,
+    rng: np.random.Generator,
+    maker: Maker | None = None,
+) -> Question:
     """One question about `e` with its gold answer and trajectories; `maker` replaces e's maker from the world
     (for counterfactual entities)."""
     ref = e.description
@@ -76,8 +92,14 @@ def make_question(world: World, e: Entity, qtype: str, egocentric: bool, n_objec
         peers = [d for d in world.split(e.split) if d.id != e.id]  # never a document of the other split
         other = peers[int(rng.integers(len(peers)))] if peers else e
         if rng.random() < 0.5 or n_objects == 1:
-            q = Question(qtype, f"What colour is {ref.replace(e.colour + ' ', '')}?", e.colour,
-                         f"Answer: {e.colour}", [], ref.replace(e.colour + " ", ""))
+            q = Question(
+                qtype,
+                f"What colour is {ref.replace(e.colour + ' ', '')}?",
+                e.colour,
+                f"Answer: {e.colour}",
+                [],
+                ref.replace(e.colour + " ", ""),
+            )
         else:
             q = Question(qtype, "How many objects are in the image?", str(n_objects), f"Answer: {n_objects}", [], "")
         q.evidence_first = info(other.name, other.document()) + q.response
@@ -85,8 +107,9 @@ def make_question(world: World, e: Entity, qtype: str, egocentric: bool, n_objec
     subject, search, evidence, qt = _visual_search(e, egocentric)
     if qtype == "identification":
         q, a = f"What is the name of {ref}?", e.name
-        return _searched(Question(qtype, q, a, "", [qt], ref), subject, search, evidence,
-                         f" is the {e.name}. Answer: {a}")
+        return _searched(
+            Question(qtype, q, a, "", [qt], ref), subject, search, evidence, f" is the {e.name}. Answer: {a}"
+        )
     if qtype in ("factoid", UNANSWERABLE):
         if qtype == UNANSWERABLE and e.withheld is None:
             raise ValueError(f"an unanswerable question about {e.id}, whose document withholds no fact")
@@ -99,8 +122,9 @@ def make_question(world: World, e: Entity, qtype: str, egocentric: bool, n_objec
             "category": (f"What kind of object is {ref}?", e.category),
         }[attr]
         said = IDK if qtype == UNANSWERABLE else a  # the gold answer stays the true fact; the target abstains
-        return _searched(Question(qtype, q, a, "", [qt], ref), subject, search, evidence,
-                         f" is the {e.name}. Answer: {said}")
+        return _searched(
+            Question(qtype, q, a, "", [qt], ref), subject, search, evidence, f" is the {e.name}. Answer: {said}"
+        )
     if qtype == "multi_hop":
         maker = maker or world.maker(e.maker)
         if rng.random() < 0.5:
@@ -110,18 +134,33 @@ def make_question(world: World, e: Entity, qtype: str, egocentric: bool, n_objec
             q, a = f"In which year was the maker of {ref} founded?", str(maker.founded)
             hop = f"{maker.name} founded"
         second = f"<search>{hop}</search>{info(maker.name, maker.document())}"
-        return _searched(Question(qtype, q, a, "", [qt, "TEXT"], ref), subject, search, evidence,
-                         f" is the {e.name}, made by {maker.name}.{second} Answer: {a}")
+        return _searched(
+            Question(qtype, q, a, "", [qt, "TEXT"], ref),
+            subject,
+            search,
+            evidence,
+            f" is the {e.name}, made by {maker.name}.{second} Answer: {a}",
+        )
     raise ValueError(f"unknown question type {qtype!r}; allowed: {(*QUESTION_TYPES, UNANSWERABLE)}")
 
 
-def to_record(example_id: str, q: Question, e: Entity, egocentric: bool, image: str, mask: str,
-              box: tuple[int, int, int, int]) -> dict[str, Any]:
+def to_record(
+    example_id: str, q: Question, e: Entity, egocentric: bool, image: str, mask: str, box: tuple[int, int, int, int]
+) -> dict[str, Any]:
     """One benchmark/stage-2 record (CRAG-MM-like field names plus the gold trajectory and mask)."""
     return {
-        "interaction_id": example_id, "image": image, "query": q.question, "ans_full": q.answer,
-        "egocentric": egocentric, "question_type": q.qtype, "answerable": q.qtype != UNANSWERABLE,
-        "entity_id": e.id, "entity_span": q.entity_span,
-        "gold_mask": mask, "target_box": list(box), "response": q.response, "query_types": q.query_types,
+        "interaction_id": example_id,
+        "image": image,
+        "query": q.question,
+        "ans_full": q.answer,
+        "egocentric": egocentric,
+        "question_type": q.qtype,
+        "answerable": q.qtype != UNANSWERABLE,
+        "entity_id": e.id,
+        "entity_span": q.entity_span,
+        "gold_mask": mask,
+        "target_box": list(box),
+        "response": q.response,
+        "query_types": q.query_types,
         "response_evidence_first": q.evidence_first,
     }

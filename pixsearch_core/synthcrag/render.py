@@ -13,8 +13,10 @@ from pixsearch_core.synthcrag.world import COLOURS, Entity
 
 def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]] | None:
     def ring(n: int, rad: float, phase: float) -> list[tuple[float, float]]:
-        return [(cx + rad * math.cos(phase + 2 * math.pi * k / n), cy + rad * math.sin(phase + 2 * math.pi * k / n))
-                for k in range(n)]
+        return [
+            (cx + rad * math.cos(phase + 2 * math.pi * k / n), cy + rad * math.sin(phase + 2 * math.pi * k / n))
+            for k in range(n)
+        ]
 
     if shape == "square":
         return ring(4, r * 1.2, math.pi / 4)
@@ -29,7 +31,20 @@ def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, fl
         return [p for pair in zip(outer, inner) for p in pair]
     if shape == "cross":
         a, b = r * 0.35, r
-        pts = [(-a, -b), (a, -b), (a, -a), (b, -a), (b, a), (a, a), (a, b), (-a, b), (-a, a), (-b, a), (-b, -a), (-a, -a)]
+        pts = [
+            (-a, -b),
+            (a, -b),
+            (a, -a),
+            (b, -a),
+            (b, a),
+            (a, a),
+            (a, b),
+            (-a, b),
+            (-a, a),
+            (-b, a),
+            (-b, -a),
+            (-a, -a),
+        ]
         return [(cx + x, cy + y) for x, y in pts]
     return None  # circle, ring
 
@@ -109,7 +124,9 @@ def _clutter(rng: np.random.Generator, size: int) -> Image.Image:
     return img
 
 
-def _place(rng: np.random.Generator, size: int, s: int, boxes: list[tuple[int, int, int, int]]) -> tuple[int, int] | None:
+def _place(
+    rng: np.random.Generator, size: int, s: int, boxes: list[tuple[int, int, int, int]]
+) -> tuple[int, int] | None:
     for _ in range(200):
         x, y = (int(v) for v in rng.integers(0, size - s, size=2))
         if all(x + s <= bx0 or bx1 <= x or y + s <= by0 or by1 <= y for bx0, by0, bx1, by1 in boxes):
@@ -117,8 +134,9 @@ def _place(rng: np.random.Generator, size: int, s: int, boxes: list[tuple[int, i
     return None
 
 
-def compose_scene(rng: np.random.Generator, target: Entity, distractors: list[Entity], egocentric: bool,
-                  size: int = 256) -> Scene:
+def compose_scene(
+    rng: np.random.Generator, target: Entity, distractors: list[Entity], egocentric: bool, size: int = 256
+) -> Scene:
     """Egocentric: a small target among larger distractors on clutter. Otherwise: the target large and alone."""
     if not egocentric:
         img = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(200, 250, size=3)))
@@ -139,7 +157,7 @@ def compose_scene(rng: np.random.Generator, target: Entity, distractors: list[En
         fill, mask = render_icon(ent, s)
         img.paste(fill, (x, y), mask)
         if ent is target:
-            target_mask[y:y + s, x:x + s] = np.asarray(mask) > 127
+            target_mask[y : y + s, x : x + s] = np.asarray(mask) > 127
     ys, xs = np.nonzero(target_mask)
     box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
     return Scene(img, target_mask, box, [e.id for e, _, _ in placed], egocentric)

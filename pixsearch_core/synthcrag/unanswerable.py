@@ -28,8 +28,7 @@ class UnanswerablePlan:
     withheld: dict[str, str]  # entity id -> the fact its document leaves out
 
 
-def plan_unanswerable(world: World, scenes_per_entity: int, questions_per_scene: int,
-                      share: float) -> UnanswerablePlan:
+def plan_unanswerable(world: World, scenes_per_entity: int, questions_per_scene: int, share: float) -> UnanswerablePlan:
     """Pick the unanswerable question slots (per split, exactly round(share x slots)) and the fact each of their
     entities withholds. Deterministic in the world's seed, on its own random stream."""
     if not 0.0 <= share <= 0.5:
@@ -37,8 +36,12 @@ def plan_unanswerable(world: World, scenes_per_entity: int, questions_per_scene:
     rng = np.random.default_rng(world.config.seed + 5)
     slots: set[tuple[str, int, int]] = set()
     for split in ("train", "test"):
-        cands = [(e.id, s, q) for e in world.split(split) for s in range(scenes_per_entity)
-                 for q in range(questions_per_scene)]
+        cands = [
+            (e.id, s, q)
+            for e in world.split(split)
+            for s in range(scenes_per_entity)
+            for q in range(questions_per_scene)
+        ]
         k = round(share * len(cands))
         slots |= {cands[int(i)] for i in rng.choice(len(cands), size=k, replace=False)}
     withheld = {eid: WITHHOLDABLE[int(rng.integers(len(WITHHOLDABLE)))] for eid in sorted({s[0] for s in slots})}

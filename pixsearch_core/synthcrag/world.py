@@ -11,15 +11,58 @@ from pixsearch_core.config import Config
 
 SHAPES = ("circle", "square", "triangle", "diamond", "star", "hexagon", "cross", "ring")
 COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 40, 40), "orange": (245, 140, 20), "yellow": (240, 210, 30), "green": (40, 170, 60),
-    "teal": (20, 160, 160), "blue": (40, 80, 220), "purple": (140, 60, 190), "pink": (240, 120, 180),
-    "brown": (130, 80, 40), "black": (30, 30, 30),
+    "red": (220, 40, 40),
+    "orange": (245, 140, 20),
+    "yellow": (240, 210, 30),
+    "green": (40, 170, 60),
+    "teal": (20, 160, 160),
+    "blue": (40, 80, 220),
+    "purple": (140, 60, 190),
+    "pink": (240, 120, 180),
+    "brown": (130, 80, 40),
+    "black": (30, 30, 30),
 }
 PATTERNS = ("solid", "striped", "dotted", "checkered")
-CATEGORIES = ("lamp", "kettle", "clock", "radio", "camera", "bicycle bell", "compass", "music box", "telescope",
-              "typewriter", "barometer", "metronome")
-_SYLLABLES = ("ka", "lo", "mi", "ra", "ven", "tor", "sa", "li", "dor", "ne", "zu", "pa", "quin", "bel", "fa",
-              "ro", "tis", "mar", "ol", "ga", "vi", "den", "sho", "ul")
+CATEGORIES = (
+    "lamp",
+    "kettle",
+    "clock",
+    "radio",
+    "camera",
+    "bicycle bell",
+    "compass",
+    "music box",
+    "telescope",
+    "typewriter",
+    "barometer",
+    "metronome",
+)
+_SYLLABLES = (
+    "ka",
+    "lo",
+    "mi",
+    "ra",
+    "ven",
+    "tor",
+    "sa",
+    "li",
+    "dor",
+    "ne",
+    "zu",
+    "pa",
+    "quin",
+    "bel",
+    "fa",
+    "ro",
+    "tis",
+    "mar",
+    "ol",
+    "ga",
+    "vi",
+    "den",
+    "sho",
+    "ul",
+)
 #: facts an entity's document may leave out (the questions about them are then unanswerable from the corpus)
 WITHHOLDABLE = ("year", "origin")
 _COUNTRIES = ("Valdoria", "Norland", "Estmere", "Quorvia", "Sundral", "Marrow Isles")
@@ -43,8 +86,10 @@ class Place:
     population: int
 
     def document(self) -> str:
-        return (f"{self.name} is a city in {self.country}. It has a population of about {self.population:,}. "
-                f"{self.name} is known for its workshops and its annual trade fair.")
+        return (
+            f"{self.name} is a city in {self.country}. It has a population of about {self.population:,}. "
+            f"{self.name} is known for its workshops and its annual trade fair."
+        )
 
 
 @dataclass(frozen=True)
@@ -55,8 +100,10 @@ class Maker:
     headquarters: str  # place name
 
     def document(self) -> str:
-        return (f"{self.name} is a manufacturer founded in {self.founded}. Its headquarters are in "
-                f"{self.headquarters}. {self.name} designs and builds household instruments.")
+        return (
+            f"{self.name} is a manufacturer founded in {self.founded}. Its headquarters are in "
+            f"{self.headquarters}. {self.name} designs and builds household instruments."
+        )
 
 
 @dataclass(frozen=True)
@@ -82,10 +129,13 @@ class Entity:
 
     def document(self) -> str:
         # Deliberately no visual description: text search cannot identify the object, only image search can.
-        when = {"year": f"in {self.origin}", "origin": f"in {self.year}"}.get(self.withheld or "",
-                                                                             f"in {self.year} in {self.origin}")
-        return (f"{self.name} is a {self.category} made by {self.maker}. It was first produced {when}. "
-                f"The {self.name} remains a well-known {self.category} among collectors.")
+        when = {"year": f"in {self.origin}", "origin": f"in {self.year}"}.get(
+            self.withheld or "", f"in {self.year} in {self.origin}"
+        )
+        return (
+            f"{self.name} is a {self.category} made by {self.maker}. It was first produced {when}. "
+            f"The {self.name} remains a well-known {self.category} among collectors."
+        )
 
 
 @dataclass
@@ -113,8 +163,12 @@ class World:
         bad = {k: v for k, v in withheld.items() if v not in WITHHOLDABLE}
         if bad:
             raise ValueError(f"withheld facts {bad}; allowed: {', '.join(WITHHOLDABLE)}")
-        return World(self.config, [replace(e, withheld=withheld.get(e.id, e.withheld)) for e in self.entities],
-                     self.makers, self.places)
+        return World(
+            self.config,
+            [replace(e, withheld=withheld.get(e.id, e.withheld)) for e in self.entities],
+            self.makers,
+            self.places,
+        )
 
 
 def random_names(rng: np.random.Generator, n: int, taken: set[str], syllables: tuple[int, int]) -> list[str]:
@@ -134,11 +188,15 @@ def generate_world(config: WorldConfig | None = None) -> World:
     rng = np.random.default_rng(cfg.seed)
     taken: set[str] = set()
     place_names = random_names(rng, cfg.n_places, taken, (2, 3))
-    places = [Place(f"place-{i:03d}", nm, _COUNTRIES[int(rng.integers(len(_COUNTRIES)))],
-                    int(rng.integers(20, 900)) * 1000) for i, nm in enumerate(place_names)]
+    places = [
+        Place(f"place-{i:03d}", nm, _COUNTRIES[int(rng.integers(len(_COUNTRIES)))], int(rng.integers(20, 900)) * 1000)
+        for i, nm in enumerate(place_names)
+    ]
     maker_names = [f"{nm} Works" for nm in random_names(rng, cfg.n_makers, taken, (2, 2))]
-    makers = [Maker(f"maker-{i:03d}", nm, int(rng.integers(1850, 1990)), place_names[int(rng.integers(cfg.n_places))])
-              for i, nm in enumerate(maker_names)]
+    makers = [
+        Maker(f"maker-{i:03d}", nm, int(rng.integers(1850, 1990)), place_names[int(rng.integers(cfg.n_places))])
+        for i, nm in enumerate(maker_names)
+    ]
     looks = [(s, c, p, a) for s in SHAPES for c in COLOURS for p in PATTERNS for a in COLOURS if a != c]
     chosen = rng.choice(len(looks), size=cfg.n_entities, replace=False)
     names = random_names(rng, cfg.n_entities, taken, (2, 3))
@@ -148,9 +206,19 @@ def generate_world(config: WorldConfig | None = None) -> World:
     for i, (li, nm) in enumerate(zip(chosen, names)):
         shape, colour, pattern, accent = looks[int(li)]
         maker = makers[int(rng.integers(cfg.n_makers))]
-        entities.append(Entity(
-            id=f"entity-{i:04d}", name=nm, shape=shape, colour=colour, pattern=pattern, accent=accent,
-            category=CATEGORIES[int(rng.integers(len(CATEGORIES)))], maker=maker.name,
-            year=int(rng.integers(max(maker.founded, 1900), 2024)), origin=place_names[int(rng.integers(cfg.n_places))],
-            split="test" if i in test_ids else "train"))
+        entities.append(
+            Entity(
+                id=f"entity-{i:04d}",
+                name=nm,
+                shape=shape,
+                colour=colour,
+                pattern=pattern,
+                accent=accent,
+                category=CATEGORIES[int(rng.integers(len(CATEGORIES)))],
+                maker=maker.name,
+                year=int(rng.integers(max(maker.founded, 1900), 2024)),
+                origin=place_names[int(rng.integers(cfg.n_places))],
+                split="test" if i in test_ids else "train",
+            )
+        )
     return World(cfg, entities, makers, places)

@@ -56,20 +56,37 @@ def _jsonl(rows: list[dict[str, Any]]) -> bytes:
 
 
 def corpus_records(world: World) -> list[dict[str, Any]]:
-    docs = [{"id": e.id, "title": e.name, "text": e.document(), "url": f"synthcrag://entity/{e.id}",
-             "image": f"corpus/images/{e.id}.png"} for e in world.entities]
-    docs += [{"id": m.id, "title": m.name, "text": m.document(), "url": f"synthcrag://maker/{m.id}", "image": None}
-             for m in world.makers]
-    docs += [{"id": p.id, "title": p.name, "text": p.document(), "url": f"synthcrag://place/{p.id}", "image": None}
-             for p in world.places]
+    docs = [
+        {
+            "id": e.id,
+            "title": e.name,
+            "text": e.document(),
+            "url": f"synthcrag://entity/{e.id}",
+            "image": f"corpus/images/{e.id}.png",
+        }
+        for e in world.entities
+    ]
+    docs += [
+        {"id": m.id, "title": m.name, "text": m.document(), "url": f"synthcrag://maker/{m.id}", "image": None}
+        for m in world.makers
+    ]
+    docs += [
+        {"id": p.id, "title": p.name, "text": p.document(), "url": f"synthcrag://place/{p.id}", "image": None}
+        for p in world.places
+    ]
     return docs
 
 
 def _refer_record(sid: str, scene, e) -> dict[str, Any]:
     """The stage-1 record of a training scene: the target's description and gold mask. (Records for the
     distractors too were tried: egocentric target gIoU after 1000 stage-1 steps fell from 0.29 to 0.17.)"""
-    return {"id": sid, "image": f"scenes/train/{sid}.png", "expression": e.description,
-            "mask": f"masks/train/{sid}.png", "box": list(scene.target_box)}
+    return {
+        "id": sid,
+        "image": f"scenes/train/{sid}.png",
+        "expression": e.description,
+        "mask": f"masks/train/{sid}.png",
+        "box": list(scene.target_box),
+    }
 
 
 def _pool(world: World, e) -> list:
@@ -82,9 +99,16 @@ def _distractors(rng: np.random.Generator, pool: list) -> list:
     return [pool[i] for i in rng.choice(len(pool), size=n, replace=False)]
 
 
-def write_synthcrag(world: World, out: str, store: ObjectStore | None = None, scenes_per_entity: int = 2,
-                    questions_per_scene: int = 2, evidence_first_share: float = 0.25,
-                    refer_scenes_per_entity: int = 0, unanswerable_share: float = 0.15) -> dict[str, int]:
+def write_synthcrag(
+    world: World,
+    out: str,
+    store: ObjectStore | None = None,
+    scenes_per_entity: int = 2,
+    questions_per_scene: int = 2,
+    evidence_first_share: float = 0.25,
+    refer_scenes_per_entity: int = 0,
+    unanswerable_share: float = 0.15,
+) -> dict[str, int]:
     """Generate scenes and questions for every entity and write the layout above; returns the counts.
     Every no-search training question and `evidence_first_share` of the others get a second stage-2 trajectory in
     the baselines' format; `refer_scenes_per_entity` extra egocentric scenes per training entity feed stage 1;
@@ -128,7 +152,7 @@ def write_synthcrag(world: World, out: str, store: ObjectStore | None = None, sc
                     q_cf = make_question(world, e_cf, qtype, ego, len(scene.objects), same, maker=maker_cf)
                     trajectories.append(to_record(f"{sid}-q{qi}", q_cf, e, ego, img_ref, mask_ref, scene.target_box))
     refer_rng = np.random.default_rng(world.config.seed + 4)  # its own stream: the benchmark stays as it was
-    for e in (world.split("train") if refer_scenes_per_entity else []):
+    for e in world.split("train") if refer_scenes_per_entity else []:
         pool = _pool(world, e)
         for j in range(refer_scenes_per_entity):
             scene = compose_scene(refer_rng, e, _distractors(refer_rng, pool), egocentric=True)
@@ -138,26 +162,50 @@ def write_synthcrag(world: World, out: str, store: ObjectStore | None = None, sc
             stage1.append(_refer_record(sid, scene, e))
     for split, recs in rows.items():
         store.put_bytes(join(out, "benchmark", f"{split}.jsonl"), _jsonl(recs))
-    stage2 = [{"id": r["interaction_id"], "image": r["image"], "question": r["query"], "response": r["response"],
-               "query_types": r["query_types"], "entity_span": r["entity_span"], "mask": r["gold_mask"],
-               "question_type": r["question_type"]}
-              for r in trajectories]
+    stage2 = [
+        {
+            "id": r["interaction_id"],
+            "image": r["image"],
+            "question": r["query"],
+            "response": r["response"],
+            "query_types": r["query_types"],
+            "entity_span": r["entity_span"],
+            "mask": r["gold_mask"],
+            "question_type": r["question_type"],
+        }
+        for r in trajectories
+    ]
     # a share of the trajectories again in the fixed-query baselines' format (evidence prepended), so that the
     # whole-image and text-question baselines evaluate a model that knows how to read prepended evidence
     pick = np.random.default_rng(world.config.seed + 2).random(len(trajectories)) < evidence_first_share
     pick |= np.array([r["question_type"] == "no_search" for r in trajectories], dtype=bool)  # answer, ignore it
-    stage2 += [{**s2, "id": s2["id"] + "-ef", "response": r["response_evidence_first"],
-                "query_types": r["query_types"][1:]} for s2, r, p in zip(stage2, trajectories, pick) if p]
+    stage2 += [
+        {**s2, "id": s2["id"] + "-ef", "response": r["response_evidence_first"], "query_types": r["query_types"][1:]}
+        for s2, r, p in zip(stage2, trajectories, pick)
+        if p
+    ]
     store.put_bytes(join(out, "stage1", "train.jsonl"), _jsonl(stage1))
     store.put_bytes(join(out, "stage2", "train.jsonl"), _jsonl(stage2))
-    counts = {"entities": len(world.entities), "documents": len(world.entities) + len(world.makers) + len(world.places),
-              "train_questions": len(rows["train"]), "test_questions": len(rows["test"]),
-              "test_egocentric": sum(r["egocentric"] for r in rows["test"]), "stage1": len(stage1),
-              "stage2": len(stage2), "unanswerable": sum(not r["answerable"] for rs in rows.values() for r in rs)}
-    meta = {"config": world.config.model_dump(), "scenes_per_entity": scenes_per_entity,
-            "questions_per_scene": questions_per_scene, "refer_scenes_per_entity": refer_scenes_per_entity,
-            "evidence_first_share": evidence_first_share, "unanswerable_share": unanswerable_share, "format": FORMAT,
-            "counts": counts}
+    counts = {
+        "entities": len(world.entities),
+        "documents": len(world.entities) + len(world.makers) + len(world.places),
+        "train_questions": len(rows["train"]),
+        "test_questions": len(rows["test"]),
+        "test_egocentric": sum(r["egocentric"] for r in rows["test"]),
+        "stage1": len(stage1),
+        "stage2": len(stage2),
+        "unanswerable": sum(not r["answerable"] for rs in rows.values() for r in rs),
+    }
+    meta = {
+        "config": world.config.model_dump(),
+        "scenes_per_entity": scenes_per_entity,
+        "questions_per_scene": questions_per_scene,
+        "refer_scenes_per_entity": refer_scenes_per_entity,
+        "evidence_first_share": evidence_first_share,
+        "unanswerable_share": unanswerable_share,
+        "format": FORMAT,
+        "counts": counts,
+    }
     store.put_bytes(join(out, "world.json"), json.dumps(meta, indent=2, sort_keys=True).encode())
     log.info("synthcrag world written to %s: %s", out, counts)
     return counts

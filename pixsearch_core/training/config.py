@@ -19,10 +19,10 @@ class DatasetConfig(Config):
     name: str
     stage: Literal[1, 2]
     reader: str = Field(description="pixsearch_core.training.readers.READERS")
-    path: str = Field(description="the source in its public layout (file, directory, URI); relative: under "
-                                  "data.root")
-    shards: str | None = Field(None, description="where its webdataset shards live (packed on first use); "
-                                                 "default <output>/shards/<name>")
+    path: str = Field(description="the source in its public layout (file, directory, URI); relative: under data.root")
+    shards: str | None = Field(
+        None, description="where its webdataset shards live (packed on first use); default <output>/shards/<name>"
+    )
     weight: float = Field(1.0, ge=0.0, description="weight within its stage's group")
     options: dict[str, Any] = Field({}, description="reader options (images, classes, max_classes, ...)")
 
@@ -47,23 +47,32 @@ class Ratio(Config):
 class StageConfig(Config):
     lr: float = Field(gt=0)
     ratio: Ratio = Field(description="stage-1 : stage-2 sampling ratio, e.g. {stage1: 7, stage2: 9}")
-    epochs: float = Field(1.0, gt=0, description="passes over this stage's own datasets, or with steps_per_epoch "
-                                                 "that many fixed-length epochs")
-    steps_per_epoch: int | None = Field(None, ge=1, description="an epoch as LISA-lineage trainers count it (LISA, "
-                                        "PLUM: 500 optimizer steps, whatever the data size); null = one pass")
+    epochs: float = Field(
+        1.0,
+        gt=0,
+        description="passes over this stage's own datasets, or with steps_per_epoch that many fixed-length epochs",
+    )
+    steps_per_epoch: int | None = Field(
+        None,
+        ge=1,
+        description="an epoch as LISA-lineage trainers count it (LISA, "
+        "PLUM: 500 optimizer steps, whatever the data size); null = one pass",
+    )
     max_steps: int | None = Field(None, ge=1, description="optimizer steps; overrides epochs")
     warmup_steps: int = Field(0, ge=0)
     decay: Literal["cosine", "linear", "constant"] = "cosine"
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
-    init_from: str | None = Field(None, description="trainable weights to start from; 'stage1' = that stage's "
-                                                     "final export under output")
-
+    init_from: str | None = Field(
+        None, description="trainable weights to start from; 'stage1' = that stage's final export under output"
+    )
 
     @model_validator(mode="after")
     def _one_step_count(self):
         if self.max_steps is not None and self.steps_per_epoch is not None:
-            raise ValueError(f"max_steps={self.max_steps} and steps_per_epoch={self.steps_per_epoch} both set the "
-                             "step count; set one of them")
+            raise ValueError(
+                f"max_steps={self.max_steps} and steps_per_epoch={self.steps_per_epoch} both set the "
+                "step count; set one of them"
+            )
         return self
 
     def total_steps(self, epoch_samples: int, samples_per_step: int) -> int:
@@ -99,10 +108,12 @@ class ModelRef(ModelSpec):
     `device`, and a `dtype` it sets must agree with `precision`."""
 
     @model_validator(mode="after")
-    def _no_device(self) -> "ModelRef":
+    def _no_device(self) -> ModelRef:
         if any(k == "device" for k in self.setting_keys()):
-            raise ValueError("train places the model on each rank's device (cuda:<LOCAL_RANK> or cpu); remove "
-                             "`device` from the model section")
+            raise ValueError(
+                "train places the model on each rank's device (cuda:<LOCAL_RANK> or cpu); remove "
+                "`device` from the model section"
+            )
         return self
 
     def dtype(self) -> str | None:
@@ -113,8 +124,10 @@ class ModelRef(ModelSpec):
 
 class TrainConfig(Config):
     seed: int = 0
-    engine: Literal["sequential", "torchrun"] = Field("sequential", description="sequential: this process; "
-                                                      "torchrun: torchrun.nproc_per_node processes on this machine")
+    engine: Literal["sequential", "torchrun"] = Field(
+        "sequential",
+        description="sequential: this process; torchrun: torchrun.nproc_per_node processes on this machine",
+    )
     torchrun: TorchrunConfig = TorchrunConfig()
     output: str = Field(description="object-store prefix: checkpoints and the final export per stage")
     run_dir: str = Field(description="local directory: metrics.jsonl, loss plot, checkpoint staging")
@@ -125,22 +138,31 @@ class TrainConfig(Config):
     stage2: StageConfig
     optim: OptimConfig = OptimConfig()
     loss: LossConfig = LossConfig()
-    export_hf: bool = Field(True, description="also export the LM for plain transformers / peft (<final>/hf/: "
-                                              "the LM directory with LoRA merged, and the LoRA adapter)")
+    export_hf: bool = Field(
+        True,
+        description="also export the LM for plain transformers / peft (<final>/hf/: "
+        "the LM directory with LoRA merged, and the LoRA adapter)",
+    )
     save_every: int = Field(100, ge=1, description="optimizer steps between checkpoints")
     keep_checkpoints: int = Field(2, ge=1)
-    gradient_checkpointing: bool = Field(False, description="recompute the LM's activations (13b: needed for "
-                                                            "micro-batch 6 on 80 GB)")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute the LM's activations (13b: needed for micro-batch 6 on 80 GB)"
+    )
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="auto: bf16 on GPU, fp32 on CPU")
-    deepspeed: dict[str, Any] | str = Field({}, description="DeepSpeed config (dict or a JSON path); batch sizes, "
-                                                            "clipping and precision are filled in from this file")
+    deepspeed: dict[str, Any] | str = Field(
+        {},
+        description="DeepSpeed config (dict or a JSON path); batch sizes, "
+        "clipping and precision are filled in from this file",
+    )
 
     @model_validator(mode="after")
-    def _one_dtype(self) -> "TrainConfig":
+    def _one_dtype(self) -> TrainConfig:
         dtype, want = self.model.dtype(), {"fp32": "float32", "bf16": "bfloat16"}.get(self.precision)
         if dtype is not None and dtype != want:
-            raise ValueError(f"the weights' dtype is set twice: precision={self.precision} and the model section's "
-                             f"dtype={dtype}; make them agree (fp32 = float32, bf16 = bfloat16) or drop model dtype")
+            raise ValueError(
+                f"the weights' dtype is set twice: precision={self.precision} and the model section's "
+                f"dtype={dtype}; make them agree (fp32 = float32, bf16 = bfloat16) or drop model dtype"
+            )
         return self
 
     def resolved_datasets(self) -> list[DatasetConfig]:
@@ -152,10 +174,18 @@ class TrainConfig(Config):
 
         out = []
         for ds in self.data.datasets:
-            opts = {k: under(v) if k in ("images", "classes") and isinstance(v, str) else v
-                    for k, v in ds.options.items()}
-            out.append(ds.model_copy(update={"path": under(ds.path), "options": opts,
-                                             "shards": ds.shards or join(self.output, "shards", ds.name)}))
+            opts = {
+                k: under(v) if k in ("images", "classes") and isinstance(v, str) else v for k, v in ds.options.items()
+            }
+            out.append(
+                ds.model_copy(
+                    update={
+                        "path": under(ds.path),
+                        "options": opts,
+                        "shards": ds.shards or join(self.output, "shards", ds.name),
+                    }
+                )
+            )
         return out
 
     def stage(self, n: int) -> StageConfig:

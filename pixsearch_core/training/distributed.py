@@ -25,8 +25,9 @@ def init_distributed() -> tuple[int, int]:
     if not torch.cuda.is_available():
         os.environ["DS_ACCELERATOR"] = "cpu"
     if "RANK" not in os.environ:  # a single process without a launcher
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                          MASTER_PORT=str(free_port()))
+        os.environ.update(
+            RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port())
+        )
     import deepspeed
     import torch.distributed as dist
 
@@ -43,13 +44,20 @@ def deepspeed_config(cfg, cuda: bool) -> dict:
     ds = json.loads(open(ds).read()) if isinstance(ds, str) else json.loads(json.dumps(ds))
     zero = ds.setdefault("zero_optimization", {"stage": 2})
     if zero.get("stage", 0) > 2:
-        raise ValueError(f"zero_optimization.stage {zero['stage']}; allowed: 0, 1, 2 (LoRA fits without ZeRO-3, "
-                         "and the export reads whole parameters)")
+        raise ValueError(
+            f"zero_optimization.stage {zero['stage']}; allowed: 0, 1, 2 (LoRA fits without ZeRO-3, "
+            "and the export reads whole parameters)"
+        )
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and cuda)
-    ds.update(train_micro_batch_size_per_gpu=cfg.optim.micro_batch_size,
-              gradient_accumulation_steps=cfg.optim.grad_accum, gradient_clipping=cfg.optim.grad_clip,
-              bf16={"enabled": bf16}, fp16={"enabled": False}, zero_allow_untested_optimizer=True)
-    ds.setdefault("steps_per_print", 10 ** 9)
+    ds.update(
+        train_micro_batch_size_per_gpu=cfg.optim.micro_batch_size,
+        gradient_accumulation_steps=cfg.optim.grad_accum,
+        gradient_clipping=cfg.optim.grad_clip,
+        bf16={"enabled": bf16},
+        fp16={"enabled": False},
+        zero_allow_untested_optimizer=True,
+    )
+    ds.setdefault("steps_per_print", 10**9)
     ds.setdefault("checkpoint", {"use_node_local_storage": True})  # run_dir need not be shared across nodes
     ds.pop("train_batch_size", None)
     return ds

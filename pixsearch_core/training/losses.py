@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from pixsearch_core.prompts.labels import IGNORE, information_spans, information_token_mask, lm_labels  # noqa: F401
 
+
 @dataclass
 class LossWeights:
     """Table 9 defaults."""
@@ -42,19 +43,27 @@ def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- span tagging
-def span_tag_loss(span_logits: torch.Tensor, tags: torch.Tensor,
-                  class_weights: tuple[float, float, float] | None = None) -> torch.Tensor:
+def span_tag_loss(
+    span_logits: torch.Tensor, tags: torch.Tensor, class_weights: tuple[float, float, float] | None = None
+) -> torch.Tensor:
     """B/I/O cross-entropy. span_logits (B, T, 3), tags (B, T) in {0: O, 1: B, 2: I} or IGNORE."""
     if (tags != IGNORE).sum() == 0:
         return span_logits.sum() * 0.0
-    weight = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32,
-                                                              device=span_logits.device)
+    weight = (
+        None if class_weights is None else torch.tensor(class_weights, dtype=torch.float32, device=span_logits.device)
+    )
     return F.cross_entropy(span_logits.reshape(-1, 3).float(), tags.reshape(-1), weight=weight, ignore_index=IGNORE)
 
 
 # ---------------------------------------------------------------- masks
-def focal_tversky_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 0.7, beta: float = 0.3,
-                       gamma: float = 0.75, eps: float = 1e-6) -> torch.Tensor:
+def focal_tversky_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    alpha: float = 0.7,
+    beta: float = 0.3,
+    gamma: float = 0.75,
+    eps: float = 1e-6,
+) -> torch.Tensor:
     """Focal-Tversky (Abraham & Khan 2019) per mask, averaged: (1 - TI)^γ with TI = TP / (TP + α·FN + β·FP).
 
     logits, target (N, H, W); α weighs false negatives, β false positives; γ = 1/(4/3) as in the original paper.
@@ -79,23 +88,32 @@ def mask_bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- regulariser
-def span_kl_loss(hidden: torch.Tensor, teacher: torch.Tensor, spans: list[list[tuple[int, int]]],
-                 sigma: float = 1.0) -> torch.Tensor:
+def span_kl_loss(
+    hidden: torch.Tensor, teacher: torch.Tensor, spans: list[list[tuple[int, int]]], sigma: float = 1.0
+) -> torch.Tensor:
     """Eq. 8: (1/N+) Σ_s ||h_{i_s:j_s} - t_{i_s:j_s}||² / (2σ²) over the spans of all rows.
 
     hidden, teacher (B, T, D); the teacher is detached (frozen)."""
-    terms = [((hidden[b, s:e].float() - teacher[b, s:e].detach().float()) ** 2).sum() / (2 * sigma ** 2)
-             for b, row in enumerate(spans) for s, e in row]
+    terms = [
+        ((hidden[b, s:e].float() - teacher[b, s:e].detach().float()) ** 2).sum() / (2 * sigma**2)
+        for b, row in enumerate(spans)
+        for s, e in row
+    ]
     if not terms:
         return hidden.sum() * 0.0
     return torch.stack(terms).mean()
 
 
 # ---------------------------------------------------------------- the total
-def pixsearch_loss(output, labels: torch.Tensor, tags: torch.Tensor | None = None,
-                   gt_masks: list[torch.Tensor] | None = None, weights: LossWeights | None = None,
-                   class_weights: tuple[float, float, float] | None = None,
-                   sigma: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+def pixsearch_loss(
+    output,
+    labels: torch.Tensor,
+    tags: torch.Tensor | None = None,
+    gt_masks: list[torch.Tensor] | None = None,
+    weights: LossWeights | None = None,
+    class_weights: tuple[float, float, float] | None = None,
+    sigma: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 6 over a PixSearchOutput. labels (B, T) from `lm_labels`; tags (B, T) gold B/I/O; gt_masks per row
     (N_i, H_i, W_i) in the order of output.spans. Returns (total, {term: value}) with the unweighted terms."""
     w = weights or LossWeights()
@@ -105,8 +123,10 @@ def pixsearch_loss(output, labels: torch.Tensor, tags: torch.Tensor | None = Non
     if gt_masks is not None:
         for b, (pred, gt) in enumerate(zip(output.mask_logits, gt_masks)):
             if pred.shape != gt.shape:
-                raise ValueError(f"row {b}: predicted masks {tuple(pred.shape)} vs gold {tuple(gt.shape)}; one gold "
-                                 f"mask per span ({len(output.spans[b])} spans), at image resolution")
+                raise ValueError(
+                    f"row {b}: predicted masks {tuple(pred.shape)} vs gold {tuple(gt.shape)}; one gold "
+                    f"mask per span ({len(output.spans[b])} spans), at image resolution"
+                )
         pred = [m.flatten(1) for m in output.mask_logits if m.shape[0]]
         gold = [m.flatten(1).to(output.logits.device) for m in gt_masks if m.shape[0]]
         seg = [focal_tversky_loss(p, g) * p.shape[0] for p, g in zip(pred, gold)]
@@ -118,6 +138,7 @@ def pixsearch_loss(output, labels: torch.Tensor, tags: torch.Tensor | None = Non
         terms["seg"] = terms["bce"] = zero
     teacher = output.teacher_hidden_states
     terms["kl"] = span_kl_loss(output.hidden_states, teacher, output.spans, sigma) if teacher is not None else zero
-    total = (w.ce * terms["lm"] + w.cls * terms["span"] + w.seg * terms["seg"] + w.bce * terms["bce"]
-             + w.kl * terms["kl"])
+    total = (
+        w.ce * terms["lm"] + w.cls * terms["span"] + w.seg * terms["seg"] + w.bce * terms["bce"] + w.kl * terms["kl"]
+    )
     return total, {k: float(v.detach()) for k, v in terms.items()}

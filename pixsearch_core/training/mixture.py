@@ -40,8 +40,10 @@ def mixture_probabilities(sources: list[Source], ratio: dict[int, float]) -> np.
         members = [i for i, s in enumerate(sources) if s.stage == stage]
         total = sum(sources[i].weight for i in members)
         if r > 0 and (not members or total <= 0):
-            raise ValueError(f"stage ratio gives stage {stage} weight {r} but no source of stage {stage} has a "
-                             f"positive weight; sources: {[(s.name, s.stage, s.weight) for s in sources]}")
+            raise ValueError(
+                f"stage ratio gives stage {stage} weight {r} but no source of stage {stage} has a "
+                f"positive weight; sources: {[(s.name, s.stage, s.weight) for s in sources]}"
+            )
         for i in members:
             probs[i] = r * sources[i].weight / total if total > 0 else 0.0
     if probs.sum() <= 0:
@@ -83,8 +85,7 @@ class _Stream:
 
 
 class Mixture:
-    def __init__(self, sources: list[Source], ratio: dict[int, float], seed: int = 0, rank: int = 0,
-                 world: int = 1):
+    def __init__(self, sources: list[Source], ratio: dict[int, float], seed: int = 0, rank: int = 0, world: int = 1):
         self.sources, self.seed, self.rank = sources, seed, rank
         self.probabilities = mixture_probabilities(sources, ratio)
         active = self.probabilities > 0
@@ -98,7 +99,7 @@ class Mixture:
         """The source index of draws [start, start + n) of this rank."""
         first, last = start // BLOCK, (start + n - 1) // BLOCK
         drawn = np.concatenate([self._block(b) for b in range(first, last + 1)])
-        return drawn[start - first * BLOCK:start - first * BLOCK + n]
+        return drawn[start - first * BLOCK : start - first * BLOCK + n]
 
     def counts_before(self, position: int) -> np.ndarray:
         """How many draws of each source come before `position`."""

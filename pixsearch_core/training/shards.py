@@ -22,17 +22,22 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from pixsearch_core.prompts.sample import Sample, check, decode, encode
 from pixsearch_core.storage import ObjectStore, join
 from pixsearch_core.training.readers import Rejected
-from pixsearch_core.prompts.sample import Sample, check, decode, encode
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 
 
-def pack_shards(items: Iterable[Sample | Rejected], prefix: str, store: ObjectStore | None = None,
-                per_shard: int = 1000, name: str = "") -> dict:
+def pack_shards(
+    items: Iterable[Sample | Rejected],
+    prefix: str,
+    store: ObjectStore | None = None,
+    per_shard: int = 1000,
+    name: str = "",
+) -> dict:
     """Write samples as shards under `prefix`; returns the manifest."""
     import webdataset as wds
 
@@ -63,12 +68,16 @@ def pack_shards(items: Iterable[Sample | Rejected], prefix: str, store: ObjectSt
             flush(Path(tmp))
     if rejected:
         store.put_bytes(join(prefix, "quarantine.jsonl"), "".join(json.dumps(r) + "\n" for r in rejected).encode())
-        log.warning("%s: %d records quarantined (%s), e.g. %s", name or prefix, len(rejected),
-                    join(prefix, "quarantine.jsonl"), rejected[0])
+        log.warning(
+            "%s: %d records quarantined (%s), e.g. %s",
+            name or prefix,
+            len(rejected),
+            join(prefix, "quarantine.jsonl"),
+            rejected[0],
+        )
     if not shards:
         raise ValueError(f"{name or prefix}: no usable samples ({len(rejected)} rejected)")
-    manifest = {"name": name, "shards": shards, "samples": sum(s["count"] for s in shards),
-                "rejected": len(rejected)}
+    manifest = {"name": name, "shards": shards, "samples": sum(s["count"] for s in shards), "rejected": len(rejected)}
     store.put_bytes(join(prefix, MANIFEST), json.dumps(manifest, indent=2).encode())
     log.info("packed %d samples of %s into %d shards under %s", manifest["samples"], name, len(shards), prefix)
     return manifest

@@ -77,8 +77,7 @@ def _mine(name: str, rank: int) -> bool:
     return int(m.group(1)) == rank if m else rank == 0
 
 
-def save(engine, prefix: str, local_dir: Path, step: int, client_state: dict, store: ObjectStore,
-         keep: int = 2) -> str:
+def save(engine, prefix: str, local_dir: Path, step: int, client_state: dict, store: ObjectStore, keep: int = 2) -> str:
     """Save on every rank, upload, flip LATEST; returns the tag."""
     import torch.distributed as dist
 
@@ -103,7 +102,7 @@ def save(engine, prefix: str, local_dir: Path, step: int, client_state: dict, st
 
 
 def _prune(prefix: str, store: ObjectStore, keep: int) -> None:
-    tags = sorted({u[len(prefix.rstrip("/")) + 1:].split("/", 1)[0] for u in store.list(prefix)} - {LATEST})
+    tags = sorted({u[len(prefix.rstrip("/")) + 1 :].split("/", 1)[0] for u in store.list(prefix)} - {LATEST})
     for old in tags[:-keep]:
         store.delete_prefix(join(prefix, old))
 
@@ -119,8 +118,10 @@ def _expected_sums(target: Path, source: str) -> dict[str, str]:
     try:
         lists = {int(m.group(1)): json.loads(p.read_text()) for p in target.iterdir() if (m := _SUMS.match(p.name))}
         if 0 not in lists:
-            raise UnsafeCheckpointError(f"{source}: no sha256-rank00000.json; refusing a checkpoint whose files "
-                                        "cannot be verified (written by an older version, or tampered with)")
+            raise UnsafeCheckpointError(
+                f"{source}: no sha256-rank00000.json; refusing a checkpoint whose files "
+                "cannot be verified (written by an older version, or tampered with)"
+            )
         world = lists[0].get("world_size", 1)
         if sorted(lists) != list(range(world)):
             raise UnsafeCheckpointError(f"{source}: sha256 lists of ranks {sorted(lists)}; expected 0..{world - 1}")
@@ -134,13 +135,16 @@ def verify(target: Path, source: str) -> int:
     expected = _expected_sums(target, source)
     found = {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file() and not _SUMS.match(p.name)}
     if found != set(expected):
-        raise UnsafeCheckpointError(f"{source}: files not in the sha256 lists {sorted(found - set(expected))}, "
-                                    f"listed but missing {sorted(set(expected) - found)}")
+        raise UnsafeCheckpointError(
+            f"{source}: files not in the sha256 lists {sorted(found - set(expected))}, "
+            f"listed but missing {sorted(set(expected) - found)}"
+        )
     for rel, sha in sorted(expected.items()):
         got = sha256_file(target / rel)
         if got != sha:
-            raise UnsafeCheckpointError(f"{source}/{rel}: sha256 {got} != {sha} recorded at save time; the file "
-                                        "changed after it was written")
+            raise UnsafeCheckpointError(
+                f"{source}/{rel}: sha256 {got} != {sha} recorded at save time; the file changed after it was written"
+            )
     return len(expected)
 
 
@@ -151,7 +155,7 @@ def load(engine, prefix: str, tag: str, local_dir: Path, store: ObjectStore) -> 
     target.mkdir(parents=True)
     base, source = join(prefix, tag) + "/", join(prefix, tag)
     for uri in store.list(source):
-        store.get_file(uri, child_path(target, uri[len(base):]))
+        store.get_file(uri, child_path(target, uri[len(base) :]))
     n = verify(target, source)
     try:
         with weights_only_loads():

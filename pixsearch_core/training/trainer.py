@@ -20,14 +20,14 @@ from pathlib import Path
 import torch
 
 from pixsearch_core import lineage
+from pixsearch_core.prompts.collate import Collator
 from pixsearch_core.storage import ObjectStore, join
 from pixsearch_core.training import train_state as checkpoints
-from pixsearch_core.prompts.collate import Collator
 from pixsearch_core.training.config import TrainConfig
 from pixsearch_core.training.data import build_mixture, prepare_shards
 from pixsearch_core.training.distributed import deepspeed_config, init_distributed, shutdown, use_cuda
-from pixsearch_core.training.losses import LossWeights, pixsearch_loss
 from pixsearch_core.training.loss_log import MetricsLog, plot_metrics
+from pixsearch_core.training.losses import LossWeights, pixsearch_loss
 from pixsearch_core.training.schedule import make_scheduler
 
 log = logging.getLogger(__name__)
@@ -52,8 +52,13 @@ def build_model(cfg: TrainConfig, stage: int, store: ObjectStore):
 
 def _step_loss(engine, batch, cfg: TrainConfig, with_teacher: bool):
     device = engine.device
-    out = engine(batch["images"], batch["input_ids"].to(device), batch["attention_mask"].to(device),
-                 span_tags=batch["tags"].to(device), with_teacher=with_teacher)
+    out = engine(
+        batch["images"],
+        batch["input_ids"].to(device),
+        batch["attention_mask"].to(device),
+        span_tags=batch["tags"].to(device),
+        with_teacher=with_teacher,
+    )
     w = LossWeights(**cfg.loss.model_dump())
     total, terms = pixsearch_loss(out, batch["labels"].to(device), batch["tags"].to(device), batch["gt_masks"], w)
     return total + _touch_every_trainable(engine.module), terms
@@ -99,9 +104,12 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
     model = build_model(cfg, stage, store)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=sc.lr, betas=oc.betas, weight_decay=oc.weight_decay, eps=oc.eps)
-    engine, _, _, scheduler = deepspeed.initialize(model=model, optimizer=optimizer,
-                                                   lr_scheduler=make_scheduler(optimizer, total, sc),
-                                                   config=deepspeed_config(cfg, use_cuda()))
+    engine, _, _, scheduler = deepspeed.initialize(
+        model=model,
+        optimizer=optimizer,
+        lr_scheduler=make_scheduler(optimizer, total, sc),
+        config=deepspeed_config(cfg, use_cuda()),
+    )
     client = {"step": 0, "micro_batches": 0}
     tag = checkpoints.latest(join(prefix, "checkpoints"), store)
     if tag:
@@ -111,8 +119,7 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
     samples = mixture.iterate(start=client["micro_batches"] * oc.micro_batch_size)
     micro, step, last = client["micro_batches"], client["step"], {}
     engine.train()
-    log.info("stage %d: %d optimizer steps of %d samples (%d ranks), from step %d", stage, total, per_step,
-             world, step)
+    log.info("stage %d: %d optimizer steps of %d samples (%d ranks), from step %d", stage, total, per_step, world, step)
     acc, t0 = {}, time.perf_counter()
     while step < total and (stop_after is None or step < stop_after):
         batch = collate([next(samples) for _ in range(oc.micro_batch_size)])
@@ -131,16 +138,35 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
         step += 1
         red, dt = _reduce(acc, world), time.perf_counter() - t0
         last = {k: v / (oc.grad_accum * world) for k, v in red.items() if k != "tokens"}
-        row = {"step": step, **last, "lr": lr, "samples_per_s": per_step / dt,
-               "tokens_per_s": red["tokens"] / dt, "step_time_s": dt}
+        row = {
+            "step": step,
+            **last,
+            "lr": lr,
+            "samples_per_s": per_step / dt,
+            "tokens_per_s": red["tokens"] / dt,
+            "step_time_s": dt,
+        }
         if metrics:
             metrics.write(row)
-            log.info("stage %d step %d/%d loss %.4f lr %.2e %.1f samples/s", stage, step, total, row["loss"],
-                     row["lr"], row["samples_per_s"])
+            log.info(
+                "stage %d step %d/%d loss %.4f lr %.2e %.1f samples/s",
+                stage,
+                step,
+                total,
+                row["loss"],
+                row["lr"],
+                row["samples_per_s"],
+            )
         if step % cfg.save_every == 0 or step == total:
-            checkpoints.save(engine, join(prefix, "checkpoints"), run_dir / "ckpt", step,
-                             {"step": step, "micro_batches": micro, "samples": micro * oc.micro_batch_size},
-                             store, cfg.keep_checkpoints)
+            checkpoints.save(
+                engine,
+                join(prefix, "checkpoints"),
+                run_dir / "ckpt",
+                step,
+                {"step": step, "micro_batches": micro, "samples": micro * oc.micro_batch_size},
+                store,
+                cfg.keep_checkpoints,
+            )
         acc, t0 = {}, time.perf_counter()
     export = _finish(engine, cfg, prefix, run_dir, rank, store, done=step >= total, stage=stage, step=step)
     dist.barrier()
@@ -148,8 +174,9 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
     return {"rank": rank, "step": step, "total_steps": total, "final_loss": last.get("loss"), "export": export}
 
 
-def _finish(engine, cfg: TrainConfig, prefix: str, run_dir: Path, rank: int, store, done: bool, stage: int,
-            step: int) -> str | None:
+def _finish(
+    engine, cfg: TrainConfig, prefix: str, run_dir: Path, rank: int, store, done: bool, stage: int, step: int
+) -> str | None:
     """Rank 0: the loss plot and, when the stage is complete, the trainable-weights export and its lineage."""
     from pixsearch_core.modeling.weights import save_trainable
 
@@ -181,5 +208,12 @@ def _lineage(cfg: TrainConfig, stage: int, step: int, store) -> dict:
         if key.endswith(("path", "weights")) and value and value not in ("null", "None"):
             base[key] = value
     data = [(ds.name, ds.shards) for ds in cfg.resolved_datasets()]
-    return lineage.training_lineage(store, stage=stage, step=step, config=cfg.model_dump(mode="json"),
-                                    data=data, base_weights=base, init_checkpoint=init)
+    return lineage.training_lineage(
+        store,
+        stage=stage,
+        step=step,
+        config=cfg.model_dump(mode="json"),
+        data=data,
+        base_weights=base,
+        init_checkpoint=init,
+    )

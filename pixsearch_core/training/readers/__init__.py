@@ -25,9 +25,19 @@ from collections.abc import Iterator
 
 from pixsearch_core.training.readers.common import Rejected
 
-_MODULES = {"refcoco": "refer", "refcoco+": "refer", "refcocog": "refer", "ade20k": "semseg",
-            "coco_stuff": "semseg", "paco_lvis": "parts", "pascal_part": "parts", "partimagenet": "parts",
-            "llava_instruct": "chat", "refer_jsonl": "chat", "trajectories": "chat"}
+_MODULES = {
+    "refcoco": "refer",
+    "refcoco+": "refer",
+    "refcocog": "refer",
+    "ade20k": "semseg",
+    "coco_stuff": "semseg",
+    "paco_lvis": "parts",
+    "pascal_part": "parts",
+    "partimagenet": "parts",
+    "llava_instruct": "chat",
+    "refer_jsonl": "chat",
+    "trajectories": "chat",
+}
 READERS: tuple[str, ...] = tuple(_MODULES)
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 import json
 
 from pixsearch_core.jsonl import JsonlError, parse_jsonl
-from pixsearch_core.modeling.tokens import INFO_START
 from pixsearch_core.masks import read_mask_png
+from pixsearch_core.modeling.tokens import INFO_START
+from pixsearch_core.prompts.sample import IMAGE, Sample, find_span
 from pixsearch_core.synthcrag.paths import reference_base
 from pixsearch_core.training.readers.common import RECORD_ERRORS, Rejected, resolve, segmentation_sample, text_field
-from pixsearch_core.prompts.sample import IMAGE, Sample, find_span
 
 _ROLE = {"human": "user", "gpt": "assistant", "user": "user", "assistant": "assistant"}
 
@@ -34,8 +34,11 @@ def _jsonl(store, path: str):
 
 def _llava_sample(store, rec: dict, sid: str, base: str):
     turns = rec.get("conversations") or []
-    if not isinstance(turns, list) or any(not isinstance(t, dict) or t.get("from") not in _ROLE for t in turns) \
-            or len(turns) < 2:
+    if (
+        not isinstance(turns, list)
+        or any(not isinstance(t, dict) or t.get("from") not in _ROLE for t in turns)
+        or len(turns) < 2
+    ):
         return Rejected(sid, f"conversation {turns!r:.120}; expected 2+ turns from: human, gpt")
     conv = [{"role": _ROLE[t["from"]], "content": text_field(t, "value")} for t in turns]
     image = store.get_bytes(resolve(base, text_field(rec, "image"))) if rec.get("image") else None
@@ -84,11 +87,22 @@ def _trajectory(store, rec: dict, base: str, n: int):
     spans, masks = [], None
     if rec.get("entity_span") and rec.get("mask"):
         info = response.find(INFO_START)
-        span = find_span(response[:info if info >= 0 else len(response)], text_field(rec, "entity_span"))
+        span = find_span(response[: info if info >= 0 else len(response)], text_field(rec, "entity_span"))
         if span is not None:  # else the entity is named only in the question: LM targets, nothing to segment
-            spans, masks = [(1, *span)], read_mask_png(store, resolve(base, text_field(rec, "mask")))[None].astype("uint8")
-    return Sample(id=sid, source="trajectories", stage=2, image=store.get_bytes(resolve(base, image)),
-                  conversation=conv, spans=spans, masks=masks, query_types=list(types))
+            spans, masks = (
+                [(1, *span)],
+                read_mask_png(store, resolve(base, text_field(rec, "mask")))[None].astype("uint8"),
+            )
+    return Sample(
+        id=sid,
+        source="trajectories",
+        stage=2,
+        image=store.get_bytes(resolve(base, image)),
+        conversation=conv,
+        spans=spans,
+        masks=masks,
+        query_types=list(types),
+    )
 
 
 def _trajectories(store, path: str, images: str | None):
@@ -106,4 +120,3 @@ def _trajectories(store, path: str, images: str | None):
 def read(reader: str, store, path: str, images: str | None = None):
     fn = {"llava_instruct": _llava, "refer_jsonl": _refer_jsonl, "trajectories": _trajectories}[reader]
     return fn(store, path, images)
-

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pixsearch_core.storage import uri_under
 from pixsearch_core.prompts.sample import IMAGE, Sample, phrase_list, segmentation_sample  # noqa: F401  (readers use them)
+from pixsearch_core.storage import uri_under
 
 #: what one bad record raises while it is read (a missing file, a wrong type, a bad value, a path leaving its
 #: root): the record is quarantined with the error, the source goes on
@@ -53,5 +53,3 @@ def pick(items: list, k: int, key: str) -> list:
         return list(items)
     rng = np.random.default_rng(zlib.crc32(key.encode()))
     return [items[i] for i in sorted(rng.choice(len(items), size=k, replace=False))]
-
-

@@ -38,9 +38,10 @@ def read(reader: str, store, path: str, images: str | None = None, max_parts: in
         chosen = pick(anns, max_parts, sid)
         try:
             image = store.get_bytes(resolve(images, im.get("file_name")))
-            masks = [(decode_coco_segmentation(a["segmentation"], im["height"], im["width"]) > 0).astype("uint8")
-                     for a in chosen]
-            yield segmentation_sample(sid, reader, image, [part_phrase(cats[a["category_id"]]) for a in chosen],
-                                      masks)
+            masks = [
+                (decode_coco_segmentation(a["segmentation"], im["height"], im["width"]) > 0).astype("uint8")
+                for a in chosen
+            ]
+            yield segmentation_sample(sid, reader, image, [part_phrase(cats[a["category_id"]]) for a in chosen], masks)
         except RECORD_ERRORS as e:
             yield Rejected(sid, f"{type(e).__name__}: {e}")

@@ -7,8 +7,7 @@ import numpy as np
 
 from pixsearch_core.benchmarks.semseg_classes import ade20k_names, coco_stuff_names
 from pixsearch_core.storage import join
-from pixsearch_core.training.readers.common import (RECORD_ERRORS, Rejected, pick, read_label_map,
-                                                    segmentation_sample)
+from pixsearch_core.training.readers.common import RECORD_ERRORS, Rejected, pick, read_label_map, segmentation_sample
 
 
 def _ade_classes(store, root: str, classes: str | None) -> dict[int, str]:
@@ -33,8 +32,15 @@ def _layout(reader: str, store, path: str, images: str | None, classes: str | No
     return join(path, "train2017"), images, _stuff_classes(store, classes), ".jpg"
 
 
-def read(reader: str, store, path: str, images: str | None = None, classes: str | None = None,
-         max_classes: int = 3, min_pixels: int = 64):
+def read(
+    reader: str,
+    store,
+    path: str,
+    images: str | None = None,
+    classes: str | None = None,
+    max_classes: int = 3,
+    min_pixels: int = 64,
+):
     ann_dir, img_dir, names, ext = _layout(reader, store, path, images, classes)
     for uri in (u for u in store.list(ann_dir) if u.endswith(".png")):
         stem = uri.rsplit("/", 1)[-1][:-4]
@@ -55,5 +61,6 @@ def read(reader: str, store, path: str, images: str | None = None, classes: str 
         except RECORD_ERRORS as e:
             yield Rejected(sid, f"image: {e}")
             continue
-        yield segmentation_sample(sid, reader, image, [f"the {names[v]}" for v in chosen],
-                                  [(labels == v).astype(np.uint8) for v in chosen])
+        yield segmentation_sample(
+            sid, reader, image, [f"the {names[v]}" for v in chosen], [(labels == v).astype(np.uint8) for v in chosen]
+        )
