@@ -1,4 +1,4 @@
-"""Run one DAG end to end with dag.test() (a child process of tests/test_airflow_dags.py, with its own
+"""Run one DAG end to end with dag.test() (a child process of tests/airflow_dags/test_airflow_dags.py, with its own
 AIRFLOW_HOME): python tests/_airflow_dag_test.py DAG_FILE DAG_ID CONF_JSON -> prints {"state", "tasks"} last."""
 
 from __future__ import annotations

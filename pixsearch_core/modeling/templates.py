@@ -14,7 +14,7 @@ speed script build their prompts with them, so a model is asked in exactly the t
 An assistant turn is `assistant` + `answer_prefix` + content + EOS. The generation prompt stops after `assistant`
 (LLaVA's "ASSISTANT:"), and the space before the answer belongs to the answer: a SentencePiece / BPE tokenizer
 merges it into the answer's first token ("▁Paris"), so the prompt's tokens are exactly the first tokens of the
-training sequence (tests/test_templates.py checks this token for token). The image slot is the first user turn's
+training sequence (tests/pixsearch_core/test_templates.py checks this token for token). The image slot is the first user turn's
 `<image>` (or is put first, followed by a newline); a prompt without an image has no slot.
 """
 

@@ -12,7 +12,7 @@ from pydantic import Field
 from jobs.config import SCHEMAS, schema_for
 from pixsearch_core.config import Config, ConfigError, load_config, parse_overrides, read_yaml, validate_config
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 class Inner(Config):

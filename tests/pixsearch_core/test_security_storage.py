@@ -13,7 +13,7 @@ import pytest
 
 from pixsearch_core.storage import ObjectStore, UnsafePathError, join
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 
 def _dotdot_keys(s3_store, prefix="models/m"):

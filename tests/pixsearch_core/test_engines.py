@@ -21,7 +21,7 @@ from pixsearch_core.evaluation.config import EvalRunConfig
 from pixsearch_core.training.config import TrainConfig
 from tests.eval_run_helpers import write_crag_gold
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_job_config_names_its_engine_with_one_key():

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from tests.eval_run_helpers import write_crag_gold
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 N = 40
 
 

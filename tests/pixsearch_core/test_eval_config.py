@@ -16,7 +16,7 @@ from pixsearch_core.evaluation.driver import RunRequest, resolve
 from pixsearch_core.modeling.build import model_config
 from pixsearch_core.training.config import TrainConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _eval(*argv: str):

@@ -16,7 +16,7 @@ from indexing.manifest import read_current, verify_manifest
 from pixsearch_core.records import read_records
 from pixsearch_core.storage import ObjectStore
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DAGS = REPO / "airflow_dags"
 BIN = Path(sys.executable).parent
 

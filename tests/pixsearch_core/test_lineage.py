@@ -20,7 +20,7 @@ from pixsearch_core.storage import ObjectStore, join
 from tests._train_fixtures import clear_dist_env, fast_config, write_world
 from tests.eval_run_helpers import write_crag_gold
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 
 def _cli(*args: str) -> str:

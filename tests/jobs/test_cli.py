@@ -10,7 +10,7 @@ import pytest
 
 from jobs import cli
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_help_lists_every_subcommand(capsys):

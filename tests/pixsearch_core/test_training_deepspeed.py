@@ -15,7 +15,7 @@ import torch
 from pixsearch_core.training.loss_log import read_metrics
 from tests._train_fixtures import DEMO_CONF, clear_dist_env, fast_config, write_world
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from pixsearch_core.retrieval.types import ImageQuery, RegionQuery, TextQuery
 from tests.search_fixtures import TOPICS, picture, tiny_index
 
 THREADS, PER_THREAD = 8, 30
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:

@@ -20,7 +20,7 @@ from pixsearch_core.synthcrag import WorldConfig, generate_world
 from pixsearch_core.synthcrag.paths import resolve
 from pixsearch_core.synthcrag.write import write_synthcrag
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = WorldConfig(seed=5, n_entities=24, n_makers=4, n_places=4)
 
 

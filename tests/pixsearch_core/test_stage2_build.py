@@ -24,7 +24,7 @@ from pixsearch_core.storage import ObjectStore
 from tests.search_fixtures import tiny_index
 from tests.stage2_fakes import FakeLLM, write_okvqa
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PROMPTS = os.path.join(ROOT, "conf", "data", "prompts", "stage2")
 
 

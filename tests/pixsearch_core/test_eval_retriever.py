@@ -17,7 +17,7 @@ from tests.cragmm_server import CragMMServer
 
 pytest.importorskip("pixsearch_core.decoding.pixsearch_adapter")
 
-DEMO = Path(__file__).resolve().parents[1] / "conf" / "eval" / "demo.yaml"
+DEMO = Path(__file__).resolve().parents[2] / "conf" / "eval" / "demo.yaml"
 
 
 def _gold(tmp_path: Path) -> Path:
