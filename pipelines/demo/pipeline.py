@@ -38,10 +38,12 @@ def tree_sha256(root: Path) -> str:
 
 def index_digest(manifest: dict[str, Any]) -> str:
     """One digest of what an index holds: every shard's objects (sha256 of index, embeddings, document store),
-    encoders, FAISS factories and counts. Not when, how fast, or from which path it was built (the version name,
+    encoders, FAISS factories and counts. Not when, how fast, how (reused embeddings, quantizer) or from which path
+    it was built (the version name,
     build/config hashes and the sources' paths name the location), so equal worlds give equal digests anywhere."""
+    how = ("embeddings", "quantizer")  # how it was built (reuse counts, the store's path, quantizer diagnostics)
     content = {
-        "indices": manifest["indices"],
+        "indices": {k: {f: v for f, v in idx.items() if f not in how} for k, idx in manifest["indices"].items()},
         "counts": manifest["corpus"]["counts"],
         "rejects": {k: manifest["rejects"].get(k) for k in ("total", "by_reason")},
     }
