@@ -16,6 +16,7 @@ Data files are JavaScript (`window.PIX_DATA = ...`, `PIX_SAMPLE(...)`) rather th
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import shutil
@@ -24,6 +25,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from PIL import Image
 from tqdm import tqdm
 
 from pixsearch_core.metrics.crag import is_missing
@@ -80,6 +83,41 @@ class _Media:
             self.by_uri[uri] = self._copy(uri)
         return self.by_uri[uri]
 
+    def outline(self, uri: str | None) -> str | None:
+        """A transparent PNG with the gold mask's boundary in yellow (computed here: a page opened from file://
+        may not read the pixels of the mask image it loads)."""
+        if not uri:
+            return None
+        key = uri + "#outline"
+        if key not in self.by_uri:
+            self.by_uri[key] = self._outline(uri)
+        return self.by_uri[key]
+
+    def _outline(self, uri: str) -> str | None:
+        from pixsearch_core.masks import read_mask_png
+
+        try:
+            mask = read_mask_png(self.store, uri)
+        except (OSError, ValueError) as e:
+            log.warning("viewer: cannot read gold mask %s (%s)", uri, e)
+            return None
+        inner = mask.copy()
+        inner[1:, :] &= mask[:-1, :]
+        inner[:-1, :] &= mask[1:, :]
+        inner[:, 1:] &= mask[:, :-1]
+        inner[:, :-1] &= mask[:, 1:]
+        inner[0, :] = inner[-1, :] = False
+        inner[:, 0] = inner[:, -1] = False
+        edge = mask & ~inner
+        rgba = np.zeros((*mask.shape, 4), np.uint8)
+        rgba[edge] = (255, 230, 0, 255)
+        buf = io.BytesIO()
+        Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
+        data = buf.getvalue()
+        name = f"media/{hashlib.sha256(data).hexdigest()[:24]}-outline.png"
+        (self.out / name).write_bytes(data)
+        return name
+
     def _copy(self, uri: str) -> str | None:
         try:
             data = self.store.get_bytes(uri)
@@ -133,6 +171,7 @@ def _detail(rec: dict[str, Any], media: _Media) -> dict[str, Any]:
         "gold_query_types": rec.get("gold_query_types"),
         "image": media.add(rec.get("image")),
         "gold_mask": media.add(rec.get("gold_mask")),
+        "gold_outline": media.outline(rec.get("gold_mask")),
         "searches": rec.get("searches") or [],
         "segments": traj.get("segments") or [],
         "text": traj.get("text") or "",

@@ -138,8 +138,8 @@ def test_site_files(runs, tmp_path):
     full = [r for r in data["rows"] if r["run"] == 0]
     assert sum(r["verdict"] == "error" for r in full) == 1
     assert sum(r["modalities"] == ["region"] for r in full) == sum(1 for i in range(N) if i % 3 == 0)
-    # one copy of the shared image and of the gold mask, however many samples use them
-    assert len(list((out / "media").iterdir())) == 2
+    # one copy of the shared image, the gold mask and its outline, however many samples use them
+    assert len(list((out / "media").iterdir())) == 3
     first = (out / "samples" / "0" / "0.js").read_text()
     assert first.startswith("PIX_SAMPLE(0, 0, ") and '"doc-0"' in first
 
@@ -179,6 +179,10 @@ def test_page_in_headless_chromium(runs, tmp_path):
             _check_table_and_filter(page, base, records[0], shots)
             _check_sample_overlay(page, shots)
             _check_compare(page, base, records, shots)
+            # the same site opened from file:// (no server): the sample still draws, gold outline included
+            page.goto(f"file://{site.resolve()}/index.html#sample?run=0&k=0")
+            page.wait_for_selector("canvas[data-drawn='1']")
+            assert "gold mask" in page.inner_text(".legend")
             browser.close()
     finally:
         server.terminate()

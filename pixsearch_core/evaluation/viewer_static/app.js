@@ -143,20 +143,6 @@ function drawMask(ctx, m, color, width, height) {
   octx.putImageData(img, 0, 0);
   ctx.drawImage(off, 0, 0, width, height);
 }
-function outlineGold(ctx, goldImg, width, height) {
-  const off = document.createElement("canvas");
-  off.width = goldImg.naturalWidth; off.height = goldImg.naturalHeight;
-  const octx = off.getContext("2d");
-  octx.drawImage(goldImg, 0, 0);
-  const src = octx.getImageData(0, 0, off.width, off.height), W = off.width, H = off.height;
-  const on = (x, y) => x >= 0 && y >= 0 && x < W && y < H && (src.data[(y * W + x) * 4] | src.data[(y * W + x) * 4 + 1] | src.data[(y * W + x) * 4 + 2]) > 0;
-  const edge = octx.createImageData(W, H);
-  for (let y = 0; y < H; y++) for (let x = 0; x < W; x++)
-    if (on(x, y) && (!on(x - 1, y) || !on(x + 1, y) || !on(x, y - 1) || !on(x, y + 1))) edge.data.set([255, 230, 0, 255], (y * W + x) * 4);
-  octx.clearRect(0, 0, W, H);
-  octx.putImageData(edge, 0, 0);
-  ctx.drawImage(off, 0, 0, width, height);
-}
 function loadImg(src) {
   return new Promise((res, rej) => { const i = new Image(); i.onload = () => res(i); i.onerror = () => rej(new Error(src)); i.src = src; });
 }
@@ -172,7 +158,8 @@ async function drawOverlay(canvas, d) {
     if (s.box) { ctx.strokeStyle = color; ctx.lineWidth = Math.max(2, canvas.width / 200); ctx.setLineDash([6, 4]);
       ctx.strokeRect(s.box[0], s.box[1], s.box[2] - s.box[0], s.box[3] - s.box[1]); ctx.setLineDash([]); }
   });
-  if (d.gold_mask) outlineGold(ctx, await loadImg(d.gold_mask), canvas.width, canvas.height);
+  // the gold outline is drawn, not computed here: pixels of a loaded image cannot be read on file:// pages
+  if (d.gold_outline) ctx.drawImage(await loadImg(d.gold_outline), 0, 0, canvas.width, canvas.height);
   canvas.dataset.drawn = "1";
 }
 function trajectoryHtml(d) {
@@ -200,7 +187,7 @@ function sampleHtml(run, d) {
   return `<div class="sample" data-sample="${esc(d.id)}">
     <div><div class="canvas-wrap"><canvas id="overlay-${run}"></canvas></div>
       <div class="legend">${d.searches.map((s, i) => `<span style="color:${HOP_COLORS[i % HOP_COLORS.length]}">■ hop ${s.hop} ${esc(s.modality)}</span>`).join("")}
-      ${d.gold_mask ? "<span style='color:#c90'>□ gold mask</span>" : ""}</div></div>
+      ${d.gold_outline ? "<span style='color:#c90'>□ gold mask</span>" : ""}</div></div>
     <div><h3>${esc(DATA.runs[run].label)}</h3>
       <dl class="kv"><dt>sample</dt><dd>${esc(d.id)}</dd><dt>question</dt><dd>${esc(d.question)}</dd>
         <dt>gold</dt><dd>${esc((d.gold || []).join(" | "))}</dd><dt>prediction</dt><dd>${esc(d.answer)}</dd>
