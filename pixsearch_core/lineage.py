@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from pixsearch_core.storage import ObjectStore, is_s3, join, local_path
@@ -28,7 +27,7 @@ from pixsearch_core.storage import ObjectStore, is_s3, join, local_path
 log = logging.getLogger(__name__)
 
 LINEAGE_FILE = "lineage.json"
-_REPO = Path(__file__).resolve().parent.parent
+WEIGHTS_FILE = "trainable.safetensors"  # what modeling.weights.save_trainable writes (TRAINABLE_FILE)
 
 
 @functools.lru_cache(maxsize=1)
@@ -106,12 +105,11 @@ def run_lineage(
     judge: dict[str, Any],
 ) -> dict[str, Any]:
     """What an eval run records: code, model (+ the checkpoint's digest and lineage link), index, data, judge."""
-    ckpt = None if model in ("tiny", "mini", "13b", "oracle") else model
     return {
         "kind": "eval_run",
         "code": code_version(),
         "model": model,
-        "checkpoint_digest": digest(store, join(ckpt, "trainable.safetensors")) if ckpt else None,
+        "checkpoint_digest": digest(store, join(model, WEIGHTS_FILE)),  # None for a builder name (tiny, 13b, ...)
         "index": index,
         "index_version": index_version,
         "data": data,
@@ -142,7 +140,7 @@ def training_lineage(
         "data": [{"name": n, "uri": u, "digest": digest(store, join(u, "manifest.json"))} for n, u in data],
         "base_weights": {k: digest(store, u) for k, u in base_weights.items()},
         "init_checkpoint": init_checkpoint,
-        "init_digest": digest(store, join(init_checkpoint, "trainable.safetensors")) if init_checkpoint else None,
+        "init_digest": digest(store, join(init_checkpoint, WEIGHTS_FILE)) if init_checkpoint else None,
     }
 
 

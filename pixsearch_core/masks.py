@@ -147,3 +147,12 @@ def _rasterise_with_pil(polygons: list[list[float]], height: int, width: int) ->
         ImageDraw.Draw(canvas).polygon([(poly[i], poly[i + 1]) for i in range(0, len(poly) - 1, 2)], fill=1)
         total += np.asarray(canvas, dtype=np.uint8)
     return total
+
+
+def mask_boundary(mask: np.ndarray) -> np.ndarray:
+    """(H, W) bool -> the mask's pixels with a 4-neighbour outside it (the outline drawn over images). Pixels on
+    the image border count as inside, so a mask cut by the border is not outlined along it."""
+    mask = np.asarray(mask, dtype=bool)
+    inner = mask.copy()
+    inner[1:-1, 1:-1] = mask[:-2, 1:-1] & mask[2:, 1:-1] & mask[1:-1, :-2] & mask[1:-1, 2:]
+    return mask & ~inner

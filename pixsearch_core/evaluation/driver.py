@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -96,9 +97,9 @@ def resolve(cfg: EvalRunConfig, req: RunRequest) -> EvalRunConfig:
 
 
 def identity_hash(cfg: EvalRunConfig) -> str:
-    """The config hash of what changes results: not the engine or Ray layout, output root, limit, flush size, retry count,
-    lease ttl or picture cache (so a run may be resumed wider, elsewhere, extended past an earlier --limit, or
-    retried more), nor the retriever's local cache directory, timeout or retries."""
+    """The config hash of what changes results: not the engine or Ray layout, output root, limit, flush size, retry
+    count, lease ttl or picture cache (so a run may be resumed wider, elsewhere, extended past an earlier --limit,
+    or retried more), nor the retriever's local cache directory, timeout or retries."""
     where = cfg.retriever.model_copy(update={"cache_dir": "", "timeout": 30.0, "retries": 2})  # not what it finds
     base = cfg.model_copy(
         update={
@@ -189,13 +190,12 @@ def judge_identity(cfg: EvalRunConfig) -> dict[str, Any]:
         return {"kind": "official scorer (no LLM judge)"}
     if isinstance(judge, dict):
         prompt = judge.get("prompt_file")
-        digest = hashlib.sha256(open(prompt, "rb").read()).hexdigest() if prompt else None
+        digest = hashlib.sha256(Path(prompt).read_bytes()).hexdigest() if prompt else None
         return {"kind": "llm", "model": judge.get("model"), "base_url": judge.get("base_url"), "prompt_sha256": digest}
     return {"kind": str(judge)}
 
 
-def _examples(req: RunRequest, cfg: EvalRunConfig, bench_spec: BenchmarkSpec) -> list:
-    bench = bench_spec.build()
+def _examples(req: RunRequest, cfg: EvalRunConfig, bench) -> list:
     examples = list(bench.load(req.data, cfg.split))
     if cfg.limit:
         examples = examples[: cfg.limit]
@@ -220,7 +220,7 @@ def run_eval(cfg: EvalRunConfig, req: RunRequest) -> dict[str, Any]:
         req.index = None
     cfg = resolve(cfg, req)
     cfg.decode_options(req.mode)  # an unknown or conflicting mode fails before any work
-    examples = _examples(req, cfg, bench_spec)
+    examples = _examples(req, cfg, bench)
     run_uri = run_dir(cfg.output, req.run_id or default_run_id(req, cfg))
     seg_spec = None
     if masks:

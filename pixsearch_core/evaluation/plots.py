@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from pixsearch_core.masks import read_mask_png, rle_to_mask
+from pixsearch_core.masks import mask_boundary, read_mask_png, rle_to_mask
 from pixsearch_core.storage import ObjectStore, join
 
 log = logging.getLogger(__name__)
@@ -120,9 +120,7 @@ def overlay(image: np.ndarray, pred: np.ndarray, gold: np.ndarray | None) -> np.
     if pred.shape == out.shape[:2]:
         out[pred] = 0.5 * out[pred] + 0.5 * np.array([255, 0, 0])
     if gold is not None and gold.shape == out.shape[:2]:
-        inner = gold.copy()
-        inner[1:-1, 1:-1] = gold[:-2, 1:-1] & gold[2:, 1:-1] & gold[1:-1, :-2] & gold[1:-1, 2:]
-        out[gold & ~inner] = [0, 255, 0]
+        out[mask_boundary(gold)] = [0, 255, 0]
     return out.astype(np.uint8)
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from pixsearch_core.masks import mask_boundary, read_mask_png
 from pixsearch_core.metrics.crag import is_missing
 from pixsearch_core.records import read_records, read_run_meta
 from pixsearch_core.storage import ObjectStore
@@ -73,50 +74,42 @@ class _Media:
     out: Path
 
     def __post_init__(self) -> None:
-        self.by_uri: dict[str, str | None] = {}
+        self.by_key: dict[str, str | None] = {}
 
     def add(self, uri: str | None) -> str | None:
         """The page-relative path of `uri`'s copy, or None when there is no such object (logged)."""
-        if not uri:
-            return None
-        if uri not in self.by_uri:
-            self.by_uri[uri] = self._copy(uri)
-        return self.by_uri[uri]
+        return self._once(uri, "", self._copy)
 
     def outline(self, uri: str | None) -> str | None:
         """A transparent PNG with the gold mask's boundary in yellow (computed here: a page opened from file://
         may not read the pixels of the mask image it loads)."""
+        return self._once(uri, "#outline", self._outline)
+
+    def _once(self, uri: str | None, tag: str, make) -> str | None:
         if not uri:
             return None
-        key = uri + "#outline"
-        if key not in self.by_uri:
-            self.by_uri[key] = self._outline(uri)
-        return self.by_uri[key]
+        if uri + tag not in self.by_key:
+            self.by_key[uri + tag] = make(uri)
+        return self.by_key[uri + tag]
+
+    def _save(self, data: bytes, suffix: str) -> str:
+        name = f"media/{hashlib.sha256(data).hexdigest()[:24]}{suffix}"
+        target = self.out / name
+        if not target.exists():
+            target.write_bytes(data)
+        return name
 
     def _outline(self, uri: str) -> str | None:
-        from pixsearch_core.masks import read_mask_png
-
         try:
             mask = read_mask_png(self.store, uri)
         except (OSError, ValueError) as e:
             log.warning("viewer: cannot read gold mask %s (%s)", uri, e)
             return None
-        inner = mask.copy()
-        inner[1:, :] &= mask[:-1, :]
-        inner[:-1, :] &= mask[1:, :]
-        inner[:, 1:] &= mask[:, :-1]
-        inner[:, :-1] &= mask[:, 1:]
-        inner[0, :] = inner[-1, :] = False
-        inner[:, 0] = inner[:, -1] = False
-        edge = mask & ~inner
         rgba = np.zeros((*mask.shape, 4), np.uint8)
-        rgba[edge] = (255, 230, 0, 255)
+        rgba[mask_boundary(mask)] = (255, 230, 0, 255)
         buf = io.BytesIO()
         Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
-        data = buf.getvalue()
-        name = f"media/{hashlib.sha256(data).hexdigest()[:24]}-outline.png"
-        (self.out / name).write_bytes(data)
-        return name
+        return self._save(buf.getvalue(), "-outline.png")
 
     def _copy(self, uri: str) -> str | None:
         try:
@@ -125,12 +118,7 @@ class _Media:
             log.warning("viewer: cannot read %s (%s); the sample is shown without it", uri, e)
             return None
         ext = Path(uri.split("?", 1)[0]).suffix.lower()
-        ext = ext if ext in (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp") else ".bin"
-        name = f"media/{hashlib.sha256(data).hexdigest()[:24]}{ext}"
-        target = self.out / name
-        if not target.exists():
-            target.write_bytes(data)
-        return name
+        return self._save(data, ext if ext in (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp") else ".bin")
 
 
 def _run_label(meta: dict[str, Any], uri: str) -> str:
@@ -213,7 +201,7 @@ def build_viewer(run_uris: list[str], out_dir: str | Path, store: ObjectStore | 
         "viewer: %d runs, %d samples, %d media files -> %s",
         len(runs),
         len(rows),
-        sum(v is not None for v in media.by_uri.values()),
+        sum(v is not None for v in media.by_key.values()),
         out,
     )
     return {"index": str(out / "index.html"), "runs": len(runs), "samples": len(rows)}

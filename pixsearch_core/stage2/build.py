@@ -29,8 +29,10 @@ from typing import Any
 from tqdm import tqdm
 
 from pixsearch_core import lineage
+from pixsearch_core.jsonl import parse_jsonl
 from pixsearch_core.stage2.backends import LLMBackend, RuleBackend, prompt_version
 from pixsearch_core.stage2.config import Stage2Config
+from pixsearch_core.stage2.llm import cost_usd
 from pixsearch_core.stage2.sources import Bad, Item, read_source
 from pixsearch_core.stage2.steps import STAGES, Builder, Outcome
 from pixsearch_core.storage import ObjectStore, join
@@ -139,10 +141,6 @@ def _run_ray(cfg: Stage2Config, todo: dict[int, list[Item]]) -> Iterator[tuple[i
         shutdown_ray(started)
 
 
-def _read_part(store: ObjectStore, uri: str) -> list[dict]:
-    return [json.loads(line) for line in store.get_bytes(uri).decode("utf-8").split("\n") if line.strip()]
-
-
 def build_stage2(cfg: Stage2Config, store: ObjectStore | None = None, max_parts: int | None = None) -> dict:
     """Build (or resume) the trajectories; returns the manifest. `max_parts` stops after that many new parts
     (what a killed run looks like; the next call resumes)."""
@@ -190,8 +188,11 @@ def _claim_output(cfg: Stage2Config, store: ObjectStore) -> None:
 def _assemble(cfg: Stage2Config, store: ObjectStore, n_parts: int, bad: list[Bad]) -> dict:
     records, quarantine, usage = [], [asdict(x) | {"reached": "unreadable"} for x in bad], {}
     funnel: dict[str, dict[str, int]] = {}
+    parts: dict[str, str] = {}  # name -> sha256, from the same read that is tallied
     for b in range(n_parts):
-        for line in _read_part(store, _part_uri(cfg, b)):
+        data = store.get_bytes(_part_uri(cfg, b))
+        parts[f"part-{b:06d}.jsonl"] = hashlib.sha256(data).hexdigest()
+        for _, line in parse_jsonl(data, _part_uri(cfg, b)):
             if line["kind"] == "usage":
                 for k, v in line.items():
                     if k not in ("kind", "batch"):
@@ -215,11 +216,7 @@ def _assemble(cfg: Stage2Config, store: ObjectStore, n_parts: int, bad: list[Bad
         "quarantine.jsonl": store.put_bytes(join(cfg.output, "quarantine.jsonl"), qjsonl),
     }
     if cfg.llm.kind == "openai":
-        from pixsearch_core.stage2.llm import Usage
-
-        usage["cost_usd"] = Usage(
-            **{k: usage.get(k, 0) for k in ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "failures")}
-        ).as_dict(cfg.llm)["cost_usd"]
+        usage["cost_usd"] = cost_usd(usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0), cfg.llm)
     manifest = {
         "records": len(records),
         "quarantined": len(quarantine),
@@ -230,10 +227,7 @@ def _assemble(cfg: Stage2Config, store: ObjectStore, n_parts: int, bad: list[Bad
         "config_hash": cfg.config_hash(),
         "code": lineage.code_version(),
         "files": files,
-        "parts": {
-            f"part-{b:06d}.jsonl": hashlib.sha256(store.get_bytes(_part_uri(cfg, b))).hexdigest()
-            for b in range(n_parts)
-        },
+        "parts": parts,
     }
     store.put_bytes(join(cfg.output, "manifest.json"), json.dumps(manifest, indent=2, sort_keys=True).encode())
     log.info("stage-2 funnel: %s", " -> ".join(f"{s} {total[s]}" for s in STAGES))

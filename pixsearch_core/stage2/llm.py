@@ -61,6 +61,11 @@ class LLMConfig(Config):
     price_out_per_mtok: float = Field(0.0, ge=0, description="USD per million completion tokens")
 
 
+def cost_usd(prompt_tokens: int, completion_tokens: int, cfg: LLMConfig) -> float:
+    """Dollars for these token counts at the configured prices (per million tokens)."""
+    return round(prompt_tokens * cfg.price_in_per_mtok / 1e6 + completion_tokens * cfg.price_out_per_mtok / 1e6, 6)
+
+
 @dataclass
 class Usage:
     calls: int = 0  # HTTP requests made (retries included; cache hits make none)
@@ -78,11 +83,7 @@ class Usage:
     def as_dict(self, cfg: LLMConfig | None = None) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "failures")}
         if cfg is not None:
-            out["cost_usd"] = round(
-                self.prompt_tokens * cfg.price_in_per_mtok / 1e6
-                + self.completion_tokens * cfg.price_out_per_mtok / 1e6,
-                6,
-            )
+            out["cost_usd"] = cost_usd(self.prompt_tokens, self.completion_tokens, cfg)
         return out
 
 
