@@ -107,7 +107,12 @@ def _benchmark(src: SourceConfig, store: ObjectStore) -> Iterator[Item | Bad]:
 
 
 def _json(store: ObjectStore, uri: str) -> Any:
-    return json.loads(store.get_bytes(uri))
+    """A source's JSON file; a truncated or malformed one is an error that names it (the build cannot go on
+    without its questions)."""
+    try:
+        return json.loads(store.get_bytes(uri))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{uri}: not valid JSON ({e})") from None
 
 
 def _okvqa(src: SourceConfig, store: ObjectStore, scratch: str) -> Iterator[Item | Bad]:

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 
+import pytest
 from PIL import Image
 
 from pixsearch_core.stage2.config import SourceConfig
@@ -74,3 +75,10 @@ def test_okvqa_and_limit(tmp_path):
     )
     assert [o.id for o in out] == ["okvqa/1000", "okvqa/1001", "okvqa/1002"]
     assert out[0].answers == ["answer 0"] and out[0].image.endswith("COCO_train2014_000000000000.jpg")
+
+
+def test_a_truncated_source_file_is_an_error_naming_it(tmp_path):
+    (tmp_path / "OpenEnded_mscoco_train2014_questions.json").write_text('{"questions": [{"image_id": 1, "quest')
+    (tmp_path / "mscoco_train2014_annotations.json").write_text('{"annotations": []}')
+    with pytest.raises(ValueError, match="OpenEnded_mscoco_train2014_questions.json: not valid JSON"):
+        list(read_source(SourceConfig(reader="okvqa", path=str(tmp_path)), ObjectStore(), str(tmp_path / "s")))
