@@ -205,6 +205,11 @@ def main() -> int:
     ap.add_argument("--opq-niter", type=int, default=4, help="OPQ training iterations (FAISS default 50)")
     ap.add_argument("--work", default=None, help="directory for shard files (default: a temporary one)")
     ap.add_argument(
+        "--factory",
+        default=None,
+        help="build this FAISS factory instead of the budget's choice (no ladder), e.g. IVF4096_HNSW32,SQ8",
+    )
+    ap.add_argument(
         "--no-escalate",
         dest="escalate",
         action="store_false",
@@ -212,9 +217,10 @@ def main() -> int:
     )
     args = ap.parse_args()
     budget = args.budget_mb or args.n * 72 / 2**20
-    factory = factory_for(args.n, budget)
+    factory = args.factory or factory_for(args.n, budget)
     nlist = int(factory.split("IVF")[1].split("_")[0].split(",")[0])
-    ladder = [factory] + ([factory.split(",")[1] + ",SQ8"] if args.escalate and "PQ" in factory else [])
+    escalate = args.escalate and "PQ" in factory and not args.factory
+    ladder = [factory] + ([factory.split(",")[1] + ",SQ8"] if escalate else [])
     src = Source()
     tune_q, eval_q = src.vectors(args.tune_queries, stream=2**31 - 1), src.vectors(args.queries, stream=2**31)
     t1 = time.perf_counter()

@@ -12,6 +12,10 @@ Per group of records (status ok):
   target mask (LISA's per-expression IoU, `metrics.segmentation`), `n_masks` of them.
 - `giou_region_gold`: the same over the questions whose GOLD trajectory searches a region (the record's
   `gold_query_types`), a missing or empty predicted mask counting as IoU 0, `n_region_gold` of them.
+- Region choice on those gold-region questions: `region_chosen` is the share where the model asked for `<region>`
+  (the requested modality, whatever happened next), `region_sent` the share where a region query was actually
+  sent (a mask was made; a `<region>` with no entity span or an empty mask falls back to the whole image), and
+  `giou_region_chosen` the gIoU of the masks made there (`n_region_sent` of them).
 A gold mask that cannot be read is counted in `gold_mask_unreadable` and left out (and logged), never scored 0.
 """
 
@@ -64,7 +68,7 @@ def _group(records: list[dict[str, Any]], golds: dict[str, np.ndarray | None]) -
     out["searches"] = len(searches) / n
     for m in ("region", "image", "text"):
         out[f"{m}_searches"] = sum(s.get("modality") == m for s in searches)
-    made, region_gold, unreadable = [], [], 0
+    made, region_gold, chosen, sent, unreadable = [], [], 0, [], 0
     for r in records:
         gold = golds.get(r.get("gold_mask")) if r.get("gold_mask") else None
         if r.get("gold_mask") and gold is None:
@@ -80,6 +84,9 @@ def _group(records: list[dict[str, Any]], golds: dict[str, np.ndarray | None]) -
             made.append(refer_expression_score(pred, gold))
         if gold is not None and "REGION" in (r.get("gold_query_types") or []):
             region_gold.append(refer_expression_score(pred if pred is not None else np.zeros_like(gold), gold))
+            chosen += any(s.get("requested") == "region" for s in r.get("searches") or [])
+            if pred is not None:
+                sent.append(region_gold[-1])
     agg = refer_aggregate(made)
     out.update(
         giou=agg["giou"] if made else None,
@@ -87,6 +94,10 @@ def _group(records: list[dict[str, Any]], golds: dict[str, np.ndarray | None]) -
         n_masks=len(made),
         giou_region_gold=refer_aggregate(region_gold)["giou"] if region_gold else None,
         n_region_gold=len(region_gold),
+        region_chosen=chosen / len(region_gold) if region_gold else None,
+        region_sent=len(sent) / len(region_gold) if region_gold else None,
+        giou_region_chosen=refer_aggregate(sent)["giou"] if sent else None,
+        n_region_sent=len(sent),
         gold_mask_unreadable=unreadable,
     )
     return out

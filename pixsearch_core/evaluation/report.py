@@ -118,6 +118,8 @@ def behaviour_table(runs: list[Run], store: ObjectStore) -> tuple[list[str], lis
         "region / image / text",
         "gIoU (masks made)",
         "gIoU (gold REGION, none = 0)",
+        "gold REGION: <region> asked / sent",
+        "gIoU (gold REGION, masks made)",
     ]
     rows = []
     for r in runs:
@@ -136,6 +138,8 @@ def behaviour_table(runs: list[Run], store: ObjectStore) -> tuple[list[str], lis
                     f"{_pct(st['giou'])} (n={st['n_masks']})",
                     f"{_pct(st['giou_region_gold'])} (n={st['n_region_gold']})"
                     + (f", {st['gold_mask_unreadable']} gold masks unreadable" if st["gold_mask_unreadable"] else ""),
+                    f"{_pct(st['region_chosen'])} / {_pct(st['region_sent'])}",
+                    f"{_pct(st['giou_region_chosen'])} (n={st['n_region_sent']})",
                 ]
             )
     return header, rows

@@ -236,11 +236,12 @@ def test_behaviour_well_formed_and_giou_by_hand(runs, tmp_path):
             "gold_query_types": gold_types,
         }
 
-    region = {"modality": "region", "mask_rle": rle_fortran(pred)}
+    region = {"modality": "region", "requested": "region", "mask_rle": rle_fortran(pred)}
     other = {"modality": "region", "mask_rle": rle_fortran(~pred)}  # a later region search is not scored
     records = [
         r("e1", True, [region, {"modality": "text"}, other], [], ["REGION", "TEXT"]),
         r("e2", True, [], ["unclosed_search"], ["REGION"], answer=""),
+        r("e3", True, [{"modality": "image", "requested": "region"}], ["region_no_entity"], ["REGION"]),
         r("n1", False, [{"modality": "image"}], ["search_failed"], ["IMAGE"]),
         r("n2", False, [], [], ["IMAGE"], gold_mask=str(tmp_path / "missing.png")),
         {"sample_id": "x", "status": "error", "egocentric": True},
@@ -248,14 +249,18 @@ def test_behaviour_well_formed_and_giou_by_hand(runs, tmp_path):
     st = behaviour(records)
     iou = 72 / (128 + 1e-5)  # gold 10x10, prediction shifted by (1, 2): I = 9*8, U = 100 + 100 - 72
     ego = st["ego"]
-    assert ego["n"] == 2 and ego["well_formed"] == 0.5 and ego["answered"] == 0.5
-    assert ego["searches"] == 1.5 and (ego["region_searches"], ego["text_searches"]) == (2, 1)
+    assert ego["n"] == 3 and ego["well_formed"] == pytest.approx(1 / 3) and ego["answered"] == pytest.approx(2 / 3)
+    assert ego["searches"] == pytest.approx(4 / 3) and (ego["region_searches"], ego["text_searches"]) == (2, 1)
     assert ego["n_masks"] == 1 and ego["giou"] == pytest.approx(iou / (1 + 1e-5))
-    assert ego["n_region_gold"] == 2 and ego["giou_region_gold"] == pytest.approx(iou / (2 + 1e-5))
+    assert ego["n_region_gold"] == 3 and ego["giou_region_gold"] == pytest.approx(iou / (3 + 1e-5))
+    # e1 asked for and sent a region; e3 asked but fell back to the whole image; e2 never searched
+    assert ego["region_chosen"] == pytest.approx(2 / 3) and ego["region_sent"] == pytest.approx(1 / 3)
+    assert ego["n_region_sent"] == 1 and ego["giou_region_chosen"] == pytest.approx(iou / (1 + 1e-5))
     non = st["non_ego"]
     assert non["well_formed"] == 1.0  # a backend failure is not a format error
     assert non["n_masks"] == 0 and non["giou"] is None and non["gold_mask_unreadable"] == 1
-    assert st["all"]["n"] == 4 and st["all"]["well_formed"] == 0.75
+    assert st["all"]["n"] == 5 and st["all"]["well_formed"] == 0.6
+    assert non["region_chosen"] is None and non["n_region_gold"] == 0
 
 
 def test_ordering_table_states_accuracy_margins_and_n(tmp_path):
