@@ -14,7 +14,8 @@ Ray run per decode mode), report. Re-running skips what is finished.
   pixsearch demo                                   # conf/demo/cpu.yaml, output in out/demo
   pixsearch demo --config conf/demo/gpu.yaml       # the larger preset for a GPU machine
   pixsearch demo --steps world,index,retrieval     # only some steps
-  pixsearch demo output=/tmp/d world.seed=1"""
+  pixsearch demo output=/tmp/d world.seed=1
+  pixsearch demo seeds=[0,1,2]                     # one demo per seed, then mean +/- spread: out/demo/seeds.md"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,10 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pipelines.demo.config import DemoConfig
     from pipelines.demo.pipeline import STEPS, Demo
+    from pipelines.demo.seeds import run_seeds
     from pixsearch_core.config import load_config
 
     cfg = load_config(DemoConfig, args.config, args.overrides)
     steps = tuple(s.strip() for s in args.steps.split(",")) if args.steps else STEPS
-    results = Demo(cfg).run(steps)
+    results = run_seeds(cfg, steps) if cfg.seeds else Demo(cfg).run(steps)
     print(json.dumps(results, indent=2, default=str))
     return 0

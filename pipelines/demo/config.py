@@ -35,3 +35,9 @@ class DemoConfig(Config):
         ["full", "whole_image", "text_question", "no_search"], description="decode modes evaluated (paper Table 1 rows)"
     )
     retrieval_k: int = Field(5, ge=1, le=100, description="k of the retrieval check (hit@1 and hit@k)")
+    seeds: list[int] | None = Field(
+        None,
+        min_length=1,
+        description="run the whole demo once per seed (world and training seed) in <output>/seed-<s>, then "
+        "write <output>/seeds.{md,json}: accuracy per mode as mean +/- spread, the ordering per seed",
+    )

@@ -1,0 +1,51 @@
+"""`pixsearch demo seeds=[...]`: per-seed configs, and the mean +/- spread table from hand-made runs."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+
+from pipelines.demo.config import DemoConfig
+from pipelines.demo.seeds import seed_config, seed_summary, to_markdown
+from pixsearch_core.config import load_config
+from tests.pixsearch_core.test_eval_report import rec, verdict, write_run
+
+
+def test_seed_config_sets_world_and_training_seed_and_its_own_output():
+    cfg = load_config(DemoConfig, "conf/demo/cpu.yaml", ["output=/tmp/d", "seeds=[0,3]"])
+    one = seed_config(cfg, 3)
+    assert one.output == "/tmp/d/seed-3" and one.world.seed == 3 and one.seeds is None
+    assert one.train.overrides[-1] == "seed=3" and one.train.overrides[:-1] == cfg.train.overrides
+    assert one.world.n_entities == cfg.world.n_entities and cfg.world.seed == 0  # the original is untouched
+
+
+def test_seeds_must_not_be_empty():
+    with pytest.raises(Exception, match="seeds"):
+        load_config(DemoConfig, "conf/demo/cpu.yaml", ["seeds=[]"])
+
+
+def test_seed_summary_mean_spread_and_ordering_per_seed(tmp_path):
+    """4 egocentric questions; per seed and mode, the number answered right is given; seed 1 breaks the order."""
+    right = {0: {"full": 3, "whole_image": 2, "no_search": 1}, 1: {"full": 2, "whole_image": 2, "no_search": 0}}
+    per_seed = {}
+    for seed, modes in right.items():
+        per_seed[seed] = [
+            write_run(
+                str(tmp_path / f"s{seed}"),
+                f"r-{mode}",
+                mode,
+                [rec(f"e{i}", verdict(correct=i < k, ego=True), ego=True) for i in range(4)],
+            )
+            for mode, k in modes.items()
+        ]
+    s = seed_summary(per_seed)
+    full = s["accuracy"]["full"]["ego"]
+    assert full["per_seed"] == {0: 0.75, 1: 0.5}
+    assert full["mean"] == pytest.approx(0.625) and full["spread"] == pytest.approx(statistics.stdev([0.75, 0.5]))
+    assert s["ordering"]["ego"] == {0: True, 1: False}
+    assert s["margins_questions"]["ego"] == {0: [1, 1], 1: [0, 2]}
+    assert s["mean_margins_questions"]["ego"] == [0.5, 1.5]
+    assert s["n"]["ego"] == 4 and s["region"][0]["n_region_gold"] == 0
+    md = to_markdown(s)
+    assert "62.5 +/- 17.7 (75.0, 50.0)" in md and "yes (+1, +1)" in md and "no (+0, +2)" in md
