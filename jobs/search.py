@@ -76,6 +76,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=256,
         help="most queries in one batched search call; a larger single request is searched alone (default 256)",
     )
+    s.add_argument(
+        "--faiss-threads",
+        type=int,
+        default=1,
+        help="FAISS OpenMP threads of this server process (0: FAISS's default, $OMP_NUM_THREADS or one per core); "
+        "small batches gain little from more, and the HTTP threads need a core (default 1)",
+    )
     q = sub.add_parser("query", help="send one query and print its Evidence as JSON lines")
     where = q.add_mutually_exclusive_group(required=True)
     where.add_argument("--index", help="search a published index in-process")
@@ -176,8 +183,10 @@ def _query(args):
 
 
 def _serve(args) -> int:
+    from indexing.searcher import set_faiss_threads
     from indexing.serving.http_server import SearchHTTPServer
 
+    set_faiss_threads(args.faiss_threads)
     started = False
     if args.ray:
         from indexing.serving.ray_service import RaySearchRouter

@@ -62,7 +62,8 @@ class RequestBatcher:
         if isinstance(max_queries, bool) or not isinstance(max_queries, int) or max_queries < 1:
             raise ValueError(f"max batch queries must be an integer >= 1, got {max_queries!r}")
         self.searcher, self.window, self.max_queries = searcher, window_ms / 1000, max_queries
-        self.calls: list[int] = []  # queries per search_many call, newest last (bounded; for tests and health)
+        self.calls: list[int] = []  # queries per search_many call, the newest 1000 (tests, benchmarks)
+        self.totals = {"search_calls": 0, "queries_searched": 0}  # since start (GET /healthz)
         self._cv = threading.Condition()
         self._queue: deque[_Request] = deque()
         self._reading = 0  # requests being read/decoded, not yet queued
@@ -143,6 +144,8 @@ class RequestBatcher:
     def _call(self, queries: list, k) -> list:
         self.calls.append(len(queries))
         del self.calls[:-1000]
+        self.totals["search_calls"] += 1
+        self.totals["queries_searched"] += len(queries)
         results = self.searcher.search_many(queries, k)
         if len(results) != len(queries):
             raise RuntimeError(f"searcher returned {len(results)} result lists for {len(queries)} queries")

@@ -2,7 +2,8 @@
 
     POST /v1/search          {"k": 5, "queries": [...]}  -> {"index_version", "results": [[evidence, ...], ...]}
     GET  /v1/index-version   -> {"index_version": "name/version", "kinds": ["image", "text"]}
-    GET  /healthz            -> {"status": "ok", "index_version": ..., "requests": n, "errors": n, "rejected": n}
+    GET  /healthz            -> {"status": "ok", "index_version": ..., "requests": n, "errors": n, "rejected": n,
+                                 "search_calls": n, "queries_searched": n}
 
     server, url = start_http(searcher, host="127.0.0.1", port=0)   # background thread; server.shutdown() stops it
 
@@ -132,7 +133,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in self.headers:
             self.close_connection = True  # a GET body is not read: do not parse the next request from it
         if self.path == "/healthz":
-            return self._send(200, {"status": "ok", "index_version": s.searcher.index_version, **s.counts})
+            health = {"status": "ok", "index_version": s.searcher.index_version, **s.counts, **s.batcher.totals}
+            return self._send(200, health)
         if self.path == "/v1/index-version":
             return self._send(
                 200, {"index_version": s.searcher.index_version, "kinds": list(getattr(s.searcher, "kinds", []))}

@@ -184,10 +184,26 @@ def test_bad_settings_are_named_and_shutdown_ends_the_thread(inner):
         arrival.search([TextQuery("tea")], 2)
 
 
-def test_serve_help_names_the_batch_settings(capsys):
+def test_serve_help_names_the_batch_settings(capsys, caplog):
     from jobs.cli import main
 
     with pytest.raises(SystemExit):
         main(["search", "serve", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--batch-window-ms" in text and "--max-batch-queries" in text and "a lone request never waits" in text
+    assert "--faiss-threads" in text
+    assert main(["search", "serve", "--index", "nowhere", "--faiss-threads", "-1"]) == 2
+    assert "FAISS threads must be an integer >= 0 (0 = the default), got -1" in caplog.text  # before any load
+
+
+def test_health_counts_search_calls_and_queries(inner):
+    server, url = _serve(inner)
+    try:
+        with SearchClient.connect(url, timeout=30, retries=0) as client:
+            client.search_many([TextQuery("tea"), TextQuery("cat")], 2)
+            client.search(TextQuery("owl"), 3)
+        health = httpx.get(f"{url}/healthz", timeout=5).json()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert health["search_calls"] == 2 and health["queries_searched"] == 3
