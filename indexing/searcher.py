@@ -69,10 +69,10 @@ def no_prefetch_threads(index) -> None:
 
 
 def set_faiss_threads(threads: int) -> None:
-    """FAISS's OpenMP threads for this process (0: leave the default, $OMP_NUM_THREADS or one per core). A search
-    server wants few: its
-    batches are small, its HTTP threads need a core, and an OpenMP team on a busy machine waits at every barrier
-    for its slowest thread (2-core machine under load: 8 clients got 3-8x the QPS with 1 thread than with 2)."""
+    """FAISS's OpenMP threads for searches made on the calling thread (OpenMP keeps this per thread: set it on the
+    thread that searches; 0 leaves the default, $OMP_NUM_THREADS or one per core). A search server wants 1 on a
+    small machine: with 2, any call of 2 or more queries took at least ~19 ms on the loaded 2-core machine here
+    (the OpenMP team waits at its barrier for a thread the OS has not scheduled), against 2 ms with 1."""
     import faiss
 
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:

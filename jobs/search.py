@@ -186,7 +186,7 @@ def _serve(args) -> int:
     from indexing.searcher import set_faiss_threads
     from indexing.serving.http_server import SearchHTTPServer
 
-    set_faiss_threads(args.faiss_threads)
+    set_faiss_threads(args.faiss_threads)  # checks the value before anything loads (and sets this thread's)
     started = False
     if args.ray:
         from indexing.serving.ray_service import RaySearchRouter
@@ -216,6 +216,7 @@ def _serve(args) -> int:
         request_timeout=args.request_timeout,
         batch_window_ms=args.batch_window_ms,
         max_batch_queries=args.max_batch_queries,
+        search_thread_init=lambda: set_faiss_threads(args.faiss_threads),  # OpenMP settings are per thread
     )
     _stop_on_sigterm()  # after Ray's init, which installs its own (stack-dumping) handler
     log.info("serving %s on %s", searcher.index_version, server.url)

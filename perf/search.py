@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexing.searcher import ShardedSearcher  # noqa: E402
+from indexing.searcher import ShardedSearcher, set_faiss_threads  # noqa: E402
 from indexing.serving.http_server import start_http  # noqa: E402
 from indexing.synthetic import write_index  # noqa: E402
 from pixsearch_core.retrieval.client import SearchClient  # noqa: E402
@@ -177,7 +177,7 @@ def main() -> int:
     res["one_by_one"] = one
     res["batched_over_one_by_one"] = round(res["batched_qps"] / one["qps"], 2)
 
-    server, url = start_http(searcher)
+    server, url = start_http(searcher, search_thread_init=lambda: set_faiss_threads(1))  # as `search serve`
     with SearchClient.connect(url, timeout=30, retries=0) as client:
         client.search(texts[0], 10)  # warm the connection
         http = latencies(lambda t: client.search(t, 10), texts[: args.single])

@@ -56,7 +56,8 @@ class _Arrival:
 
 
 class RequestBatcher:
-    def __init__(self, searcher, window_ms: float = 2.0, max_queries: int = 256):
+    def __init__(self, searcher, window_ms: float = 2.0, max_queries: int = 256, thread_init=None):
+        """`thread_init`: called first on the batching thread (per-thread settings such as FAISS's OpenMP threads)."""
         if not 0 <= window_ms <= 1000:
             raise ValueError(f"batch window must be in [0, 1000] ms, got {window_ms!r}")
         if isinstance(max_queries, bool) or not isinstance(max_queries, int) or max_queries < 1:
@@ -68,6 +69,7 @@ class RequestBatcher:
         self._queue: deque[_Request] = deque()
         self._reading = 0  # requests being read/decoded, not yet queued
         self._closed = False
+        self._thread_init = thread_init
         self._thread = threading.Thread(target=self._run, name="search-batcher", daemon=True)
         self._thread.start()
 
@@ -134,6 +136,8 @@ class RequestBatcher:
         return sum(len(r.queries) for r in self._queue)
 
     def _run(self) -> None:
+        if self._thread_init is not None:
+            self._thread_init()
         while (batch := self._next_batch()) is not None:
             by_k: dict[int, list[_Request]] = {}
             for request in batch:

@@ -53,10 +53,12 @@ class SearchHTTPServer(PooledHTTPServer):
         limits: RequestLimits | None = None,
         batch_window_ms: float = 2.0,
         max_batch_queries: int = 256,
+        search_thread_init=None,
         **pool,
     ):
-        """`pool`: workers, read_timeout, request_timeout (connections.PooledHTTPServer)."""
-        batcher = RequestBatcher(searcher, window_ms=batch_window_ms, max_queries=max_batch_queries)
+        """`pool`: workers, read_timeout, request_timeout (connections.PooledHTTPServer); `search_thread_init`:
+        called first on the thread that runs every search (e.g. `lambda: set_faiss_threads(1)`)."""
+        batcher = RequestBatcher(searcher, batch_window_ms, max_batch_queries, search_thread_init)
         try:
             super().__init__(addr, _Handler, **pool)
         except BaseException:

@@ -196,6 +196,24 @@ def test_serve_help_names_the_batch_settings(capsys, caplog):
     assert "FAISS threads must be an integer >= 0 (0 = the default), got -1" in caplog.text  # before any load
 
 
+def test_every_search_runs_on_the_batching_thread_after_its_init(inner):
+    threads = []
+
+    class Where(Recording):
+        def search_many(self, queries, k):
+            threads.append(threading.current_thread().name)
+            return super().search_many(queries, k)
+
+    server, url = _serve(Where(inner), search_thread_init=lambda: threads.append("init"))
+    try:
+        with cf.ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda i: _post(url, _query(i), 2).raise_for_status(), range(12)))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert threads[0] == "init" and set(threads[1:]) == {"search-batcher"} and len(threads) > 1
+
+
 def test_health_counts_search_calls_and_queries(inner):
     server, url = _serve(inner)
     try:
