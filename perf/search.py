@@ -4,11 +4,13 @@
 
 On n clustered random unit vectors (a published synthetic index, hash text encoder for end-to-end queries):
 1. recall@10 of the sharded index against exact search (numpy over all vectors), and queries/s of both (batched);
-2. batched `search_many` against one-by-one `search` (end to end: encode, search every shard, merge, Evidence);
+2. batched `search_many` against one-by-one `search` (end to end: encode, search every shard, merge, Evidence),
+   and FAISS alone on one shard, batched against one by one (what batching can save inside FAISS);
 3. HTTP (127.0.0.1, one client) against in-process, one query per call; p50 and p99 latency for each;
 4. 8 concurrent HTTP clients (threads, each its own keep-alive connection, one query per request) against one
    client, with the server's request batching on and with it off (`--max-batch-queries 1`: one request per search
-   call, as under the old global lock), and the mean queries per search call the batcher made.
+   call, as under the old global lock), and the mean queries per search call the batcher made. The server is
+   `pixsearch search serve` (FAISS threads 1) in its own process; the clients are threads of this one.
 Prints one human-readable block and one JSON line.
 """
 
@@ -176,6 +178,10 @@ def main() -> int:
     res["batched_qps"] = round(args.queries / t_batch, 1)
     res["one_by_one"] = one
     res["batched_over_one_by_one"] = round(res["batched_qps"] / one["qps"], 2)
+    index = searcher.shards["text"][0].index  # FAISS alone, one shard: the ceiling of the end-to-end ratio
+    _, t_faiss = timed(lambda: index.search(q, 10))
+    _, t_single = timed(lambda: [index.search(q[i : i + 1], 10) for i in range(args.single)])
+    res["faiss_shard_batched_over_single"] = round((t_single / args.single) / (t_faiss / args.queries), 2)
 
     server, url = start_http(searcher, search_thread_init=lambda: set_faiss_threads(1))  # as `search serve`
     with SearchClient.connect(url, timeout=30, retries=0) as client:
@@ -207,7 +213,8 @@ def main() -> int:
     )
     print(
         f"end to end: batched {res['batched_qps']} q/s vs one-by-one {one['qps']} q/s "
-        f"(x{res['batched_over_one_by_one']}); one-by-one p50 {one['p50_ms']} ms p99 {one['p99_ms']} ms"
+        f"(x{res['batched_over_one_by_one']}); one-by-one p50 {one['p50_ms']} ms p99 {one['p99_ms']} ms; "
+        f"FAISS alone (one shard) batched vs one-by-one x{res['faiss_shard_batched_over_single']}"
     )
     print(
         f"HTTP one-by-one {http['qps']} q/s (x{res['http_over_in_process']} of in-process), p50 {http['p50_ms']} "
