@@ -136,9 +136,18 @@ class RequestBatcher:
         return sum(len(r.queries) for r in self._queue)
 
     def _run(self) -> None:
-        if self._thread_init is not None:
-            self._thread_init()
+        broken = None
+        try:
+            if self._thread_init is not None:
+                self._thread_init()
+        except Exception as e:  # noqa: BLE001 - every request is answered with it (a 500), none hangs
+            log.exception("search thread setup failed")
+            broken = RuntimeError(f"search thread setup failed: {type(e).__name__}: {e}")
         while (batch := self._next_batch()) is not None:
+            if broken is not None:
+                for request in batch:
+                    request.finish(error=broken)
+                continue
             by_k: dict[int, list[_Request]] = {}
             for request in batch:
                 by_k.setdefault(request.k, []).append(request)

@@ -214,6 +214,21 @@ def test_every_search_runs_on_the_batching_thread_after_its_init(inner):
     assert threads[0] == "init" and set(threads[1:]) == {"search-batcher"} and len(threads) > 1
 
 
+def test_a_failed_thread_setup_answers_500_instead_of_hanging(inner):
+    def init():
+        raise OSError("no such setting")
+
+    server, url = _serve(inner, search_thread_init=init)
+    try:
+        r = _post(url, TextQuery("tea"), 2)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (
+        r.status_code == 500 and "search thread setup failed: OSError: no such setting" in r.json()["error"]["message"]
+    )
+
+
 def test_health_counts_search_calls_and_queries(inner):
     server, url = _serve(inner)
     try:
