@@ -63,6 +63,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=30.0,
         help="seconds a whole request (line, headers, body) may take to arrive; else 408 (default 30)",
     )
+    s.add_argument(
+        "--batch-window-ms",
+        type=float,
+        default=2.0,
+        help="requests that arrive together share one search call: how long (ms, 0..1000) a batch may wait for "
+        "requests still being read; a lone request never waits (default 2)",
+    )
+    s.add_argument(
+        "--max-batch-queries",
+        type=int,
+        default=256,
+        help="most queries in one batched search call; a larger single request is searched alone (default 256)",
+    )
+    s.add_argument(
+        "--faiss-threads",
+        type=int,
+        default=1,
+        help="FAISS OpenMP threads of this server process (0: FAISS's default, $OMP_NUM_THREADS or one per core); "
+        "small batches gain little from more, and the HTTP threads need a core (default 1)",
+    )
     q = sub.add_parser("query", help="send one query and print its Evidence as JSON lines")
     where = q.add_mutually_exclusive_group(required=True)
     where.add_argument("--index", help="search a published index in-process")
@@ -163,8 +183,10 @@ def _query(args):
 
 
 def _serve(args) -> int:
+    from indexing.searcher import set_faiss_threads
     from indexing.serving.http_server import SearchHTTPServer
 
+    set_faiss_threads(args.faiss_threads)  # checks the value before anything loads (and sets this thread's)
     started = False
     if args.ray:
         from indexing.serving.ray_service import RaySearchRouter
@@ -192,6 +214,9 @@ def _serve(args) -> int:
         workers=args.workers,
         read_timeout=args.read_timeout,
         request_timeout=args.request_timeout,
+        batch_window_ms=args.batch_window_ms,
+        max_batch_queries=args.max_batch_queries,
+        search_thread_init=lambda: set_faiss_threads(args.faiss_threads),  # OpenMP settings are per thread
     )
     _stop_on_sigterm()  # after Ray's init, which installs its own (stack-dumping) handler
     log.info("serving %s on %s", searcher.index_version, server.url)

@@ -4,26 +4,37 @@
 
 On n clustered random unit vectors (a published synthetic index, hash text encoder for end-to-end queries):
 1. recall@10 of the sharded index against exact search (numpy over all vectors), and queries/s of both (batched);
-2. batched `search_many` against one-by-one `search` (end to end: encode, search every shard, merge, Evidence);
-3. HTTP (127.0.0.1, one client) against in-process, one query per call; p50 and p99 latency for each.
+2. batched `search_many` against one-by-one `search` (end to end: encode, search every shard, merge, Evidence),
+   and FAISS alone on one shard, batched against one by one (what batching can save inside FAISS);
+3. HTTP (127.0.0.1, one client) against in-process, one query per call; p50 and p99 latency for each;
+4. 8 concurrent HTTP clients (threads, each its own keep-alive connection, one query per request) against one
+   client, with the server's request batching on and with it off (`--max-batch-queries 1`: one request per search
+   call, as under the old global lock), and the mean queries per search call the batcher made. The server is
+   `pixsearch search serve` (FAISS threads 1) in its own process; the clients are threads of this one.
 Prints one human-readable block and one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
 import json
 import logging
+import os
+import socket
+import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexing.searcher import ShardedSearcher  # noqa: E402
+from indexing.searcher import ShardedSearcher, set_faiss_threads  # noqa: E402
 from indexing.serving.http_server import start_http  # noqa: E402
 from indexing.synthetic import write_index  # noqa: E402
 from pixsearch_core.retrieval.client import SearchClient  # noqa: E402
@@ -59,6 +70,57 @@ def latencies(fn, items) -> dict:
     }
 
 
+@contextmanager
+def serve(index: str, cache: str, port: int, *flags: str):
+    """`pixsearch search serve` as its own process (clients in this one, as in production); yields its URL."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "jobs.cli", "search", "serve", "--index", index, "--cache-dir", cache]
+    proc = subprocess.Popen([*cmd, "--port", str(port), *flags], cwd=root, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError(f"search serve did not come up on {url}")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def concurrent_qps(url: str, texts, clients: int) -> dict:
+    """Queries/s of `clients` threads, each on its own keep-alive connection sending one query per request, and
+    the mean queries per search call the server made meanwhile (from its /healthz counters)."""
+    conns = [SearchClient.connect(url, timeout=60, retries=0) for _ in range(clients)]
+    for c in conns:
+        c.search(texts[0], 10)  # open and warm each connection
+    before = httpx.get(f"{url}/healthz", timeout=10).json()
+    share = [texts[i::clients] for i in range(clients)]
+    with cf.ThreadPoolExecutor(clients) as pool:
+        t0 = time.perf_counter()
+        list(pool.map(lambda cq: [cq[0].search(t, 10) for t in cq[1]], zip(conns, share)))
+        wall = time.perf_counter() - t0
+    after = httpx.get(f"{url}/healthz", timeout=10).json()
+    for c in conns:
+        c.close()
+    calls = after["search_calls"] - before["search_calls"]
+    return {
+        "qps": round(len(texts) / wall, 1),
+        "queries_per_call": round((after["queries_searched"] - before["queries_searched"]) / calls, 2),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000)
@@ -68,6 +130,9 @@ def main() -> int:
     ap.add_argument("--nprobe", type=int, default=16)
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--single", type=int, default=300, help="queries timed one by one (in-process and HTTP)")
+    ap.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients (step 4)")
+    ap.add_argument("--http-queries", type=int, default=800, help="single-query requests per client setting (step 4)")
+    ap.add_argument("--port", type=int, default=0, help="port of the served index in step 4 (default: a free one)")
     ap.add_argument("--out", default=None, help="where to write the index (default: a temp dir)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -107,13 +172,18 @@ def main() -> int:
     res["sharded_over_exact_qps"] = round(res["sharded_qps"] / res["exact_qps"], 2)
 
     texts = [TextQuery(f"query {i} about topic {i % 97} and item {i % 13}") for i in range(args.queries)]
+    searcher.search_many(texts, 10)  # warm: every list the queries touch is paged in, for both paths below
     _, t_batch = timed(lambda: searcher.search_many(texts, 10))
     one = latencies(lambda t: searcher.search(t, 10), texts[: args.single])
     res["batched_qps"] = round(args.queries / t_batch, 1)
     res["one_by_one"] = one
     res["batched_over_one_by_one"] = round(res["batched_qps"] / one["qps"], 2)
+    index = searcher.shards["text"][0].index  # FAISS alone, one shard: the ceiling of the end-to-end ratio
+    _, t_faiss = timed(lambda: index.search(q, 10))
+    _, t_single = timed(lambda: [index.search(q[i : i + 1], 10) for i in range(args.single)])
+    res["faiss_shard_batched_over_single"] = round((t_single / args.single) / (t_faiss / args.queries), 2)
 
-    server, url = start_http(searcher)
+    server, url = start_http(searcher, search_thread_init=lambda: set_faiss_threads(1))  # as `search serve`
     with SearchClient.connect(url, timeout=30, retries=0) as client:
         client.search(texts[0], 10)  # warm the connection
         http = latencies(lambda t: client.search(t, 10), texts[: args.single])
@@ -123,6 +193,19 @@ def main() -> int:
     res["http_one_by_one"] = http
     res["http_over_in_process"] = round(http["qps"] / one["qps"], 2)
     res["http_batched_qps"] = round(200 / t_http_batch, 1)
+    many = [TextQuery(f"client query {i} on topic {i % 89}") for i in range(args.http_queries)]
+    where = (str(out / "indices/bench"), str(out / "cache"), args.port or free_port())
+    with serve(*where) as url:
+        res["http_1_client"] = concurrent_qps(url, many, 1)
+        res[f"http_{args.clients}_clients"] = concurrent_qps(url, many, args.clients)
+    with serve(*where, "--max-batch-queries", "1") as url:
+        res[f"http_{args.clients}_clients_unbatched"] = concurrent_qps(url, many, args.clients)
+    res["clients_over_1_client_qps"] = round(
+        res[f"http_{args.clients}_clients"]["qps"] / res["http_1_client"]["qps"], 2
+    )
+    res["batched_over_unbatched_clients_qps"] = round(
+        res[f"http_{args.clients}_clients"]["qps"] / res[f"http_{args.clients}_clients_unbatched"]["qps"], 2
+    )
     print(
         f"sharded ({args.shards} x {args.factory}, nprobe {args.nprobe}) over {args.n} x {args.dim}: "
         f"recall@10 {recall:.4f} vs exact; {res['sharded_qps']} q/s vs exact {res['exact_qps']} q/s "
@@ -130,11 +213,18 @@ def main() -> int:
     )
     print(
         f"end to end: batched {res['batched_qps']} q/s vs one-by-one {one['qps']} q/s "
-        f"(x{res['batched_over_one_by_one']}); one-by-one p50 {one['p50_ms']} ms p99 {one['p99_ms']} ms"
+        f"(x{res['batched_over_one_by_one']}); one-by-one p50 {one['p50_ms']} ms p99 {one['p99_ms']} ms; "
+        f"FAISS alone (one shard) batched vs one-by-one x{res['faiss_shard_batched_over_single']}"
     )
     print(
         f"HTTP one-by-one {http['qps']} q/s (x{res['http_over_in_process']} of in-process), p50 {http['p50_ms']} "
         f"ms p99 {http['p99_ms']} ms; HTTP batched {res['http_batched_qps']} q/s"
+    )
+    conc, unb = res[f"http_{args.clients}_clients"], res[f"http_{args.clients}_clients_unbatched"]
+    print(
+        f"HTTP {args.clients} concurrent clients {conc['qps']} q/s ({conc['queries_per_call']} queries per search "
+        f"call) vs 1 client {res['http_1_client']['qps']} q/s (x{res['clients_over_1_client_qps']}); "
+        f"unbatched {unb['qps']} q/s (batching x{res['batched_over_unbatched_clients_qps']})"
     )
     print(json.dumps(res))
     return 0

@@ -2,7 +2,8 @@
 
     POST /v1/search          {"k": 5, "queries": [...]}  -> {"index_version", "results": [[evidence, ...], ...]}
     GET  /v1/index-version   -> {"index_version": "name/version", "kinds": ["image", "text"]}
-    GET  /healthz            -> {"status": "ok", "index_version": ..., "requests": n, "errors": n, "rejected": n}
+    GET  /healthz            -> {"status": "ok", "index_version": ..., "requests": n, "errors": n, "rejected": n,
+                                 "search_calls": n, "queries_searched": n}
 
     server, url = start_http(searcher, host="127.0.0.1", port=0)   # background thread; server.shutdown() stops it
 
@@ -18,6 +19,10 @@ seconds or it is answered 408 and closed. A body the server will not use (unknow
 dropped when it is small enough, otherwise the connection is closed, so the next keep-alive request is never
 parsed from the middle of it.
 `searcher` is anything with `search_many(queries, k)` and `index_version` (ShardedSearcher, RaySearchRouter).
+
+Searches are batched (batcher.py): requests that arrive together are served by one `search_many` call per k on one
+thread, each request getting its own results (or its own 4xx/5xx). `batch_window_ms` is how long the batcher may
+wait for requests already being read; `max_batch_queries` bounds one call.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import logging
 import threading
 from http.server import BaseHTTPRequestHandler
 
+from indexing.serving.batcher import BatcherClosed, RequestBatcher
 from indexing.serving.connections import PooledHTTPServer
 from pixsearch_core.retrieval.codec import RequestLimits, wire_to_request
 from pixsearch_core.retrieval.types import BadSearchRequest
@@ -45,15 +51,28 @@ class SearchHTTPServer(PooledHTTPServer):
         max_body_bytes: int = MAX_BODY_BYTES,
         max_queries: int | None = None,
         limits: RequestLimits | None = None,
+        batch_window_ms: float = 2.0,
+        max_batch_queries: int = 256,
+        search_thread_init=None,
         **pool,
     ):
-        """`pool`: workers, read_timeout, request_timeout (connections.PooledHTTPServer)."""
-        super().__init__(addr, _Handler, **pool)
+        """`pool`: workers, read_timeout, request_timeout (connections.PooledHTTPServer); `search_thread_init`:
+        called first on the thread that runs every search (e.g. `lambda: set_faiss_threads(1)`)."""
+        batcher = RequestBatcher(searcher, batch_window_ms, max_batch_queries, search_thread_init)
+        try:
+            super().__init__(addr, _Handler, **pool)
+        except BaseException:
+            batcher.close()
+            raise
         limits = limits or RequestLimits()
         if max_queries is not None:
             limits = limits.model_copy(update={"max_queries": max_queries})
         self.searcher, self.max_body_bytes, self.limits = searcher, max_body_bytes, limits
-        self.lock = threading.Lock()  # one search at a time: encoders need not be thread-safe
+        self.batcher = batcher  # one thread calls the searcher: encoders need not be thread-safe
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.batcher.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -116,7 +135,8 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in self.headers:
             self.close_connection = True  # a GET body is not read: do not parse the next request from it
         if self.path == "/healthz":
-            return self._send(200, {"status": "ok", "index_version": s.searcher.index_version, **s.counts})
+            health = {"status": "ok", "index_version": s.searcher.index_version, **s.counts, **s.batcher.totals}
+            return self._send(200, health)
         if self.path == "/v1/index-version":
             return self._send(
                 200, {"index_version": s.searcher.index_version, "kinds": list(getattr(s.searcher, "kinds", []))}
@@ -191,22 +211,25 @@ class _Handler(BaseHTTPRequestHandler):
                 if not self._timed_out():
                     self._error(404, "not_found", f"no such endpoint {self.path!r}; POST /v1/search")
             return
-        try:
-            raw = self._read_body()
-        except TimeoutError:
-            self.close_connection = True
-            return self._error(408, "timeout", f"no body data for {s.read_timeout:g} s")
-        if raw is None:
-            return
-        s.deadlines.disarm(self.connection)
-        self._search(raw)
+        with s.batcher.arrival() as arrival:  # the batcher may wait a moment for this request
+            try:
+                raw = self._read_body()
+            except TimeoutError:
+                self.close_connection = True
+                return self._error(408, "timeout", f"no body data for {s.read_timeout:g} s")
+            if raw is None:
+                return
+            s.deadlines.disarm(self.connection)
+            self._search(raw, arrival)
 
-    def _search(self, raw: bytes) -> None:
+    def _search(self, raw: bytes, arrival) -> None:
         s = self.server
         try:
             queries, k = wire_to_request(json.loads(raw), limits=s.limits)
-            with s.lock:
-                results = s.searcher.search_many(queries, k)
+            results = arrival.search(queries, k)
+        except BatcherClosed as e:
+            self.close_connection = True
+            return self._error(503, "unavailable", str(e))
         except RecursionError:
             return self._error(400, "bad_request", "body is nested too deeply")
         except json.JSONDecodeError as e:
