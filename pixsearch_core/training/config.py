@@ -95,11 +95,15 @@ class OptimConfig(Config):
 
 
 class LossConfig(Config):
+    """Eq. 6's weights (paper Table 9), and `choice` (not in the paper, default 0): an extra cross-entropy on the
+    query-modality decision after each `<search>` (training.losses.choice_loss)."""
+
     ce: float = 1.0
     cls: float = 2.0
     seg: float = 8.0
     bce: float = 2.0
     kl: float = 0.1
+    choice: float = Field(0.0, ge=0.0)
 
 
 class ModelRef(ModelSpec):

@@ -5,6 +5,9 @@
 - `information_token_mask`: Eq. 9: 0 for every token overlapping an <information>...</information> block (tags
   included), from the tokenizer's offset mapping over the blocks' character spans; computed at collation.
 - `masked_lm_loss`: Eq. 10: next-token cross-entropy averaged over the tokens the mask keeps.
+- `choice_loss`: the same cross-entropy over the query-modality decisions only (the token right after each
+  `<search>`: `<region>`, `<image>` or a text query's first token). Not in the paper (its weight `choice`
+  defaults to 0); one decision among hundreds of target tokens carries almost no weight in Eq. 10.
 - `span_tag_loss`: B/I/O cross-entropy (class weights configurable).
 - `focal_tversky_loss` (Eq. 7, L_seg) and `mask_bce_loss` (L_BCE): per mask, averaged over the N+ spans.
 - `span_kl_loss`: Eq. 8: Gaussian KL to frozen teacher span embeddings, ||h - t||² / 2σ², averaged over spans.
@@ -30,6 +33,7 @@ class LossWeights:
     seg: float = 8.0
     bce: float = 2.0
     kl: float = 0.1
+    choice: float = 0.0  # not in the paper: extra weight on the query-modality decisions (`choice_loss`)
 
 
 def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -40,6 +44,16 @@ def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     if (shift_labels != IGNORE).sum() == 0:
         return logits.sum() * 0.0
     return F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE)
+
+
+def choice_loss(logits: torch.Tensor, labels: torch.Tensor, decision: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy at the decision positions only. decision (B, T) bool marks the positions whose
+    NEXT token is a decision (the `<search>` tokens: logits there predict the query modality); positions whose
+    next label is IGNORE are skipped. 0 when the batch has none."""
+    keep = decision[:, :-1].to(labels.device) & (labels[:, 1:] != IGNORE)
+    if not keep.any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[:, :-1][keep].float(), labels[:, 1:][keep])
 
 
 # ---------------------------------------------------------------- span tagging
@@ -113,12 +127,18 @@ def pixsearch_loss(
     weights: LossWeights | None = None,
     class_weights: tuple[float, float, float] | None = None,
     sigma: float = 1.0,
+    decision: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 6 over a PixSearchOutput. labels (B, T) from `lm_labels`; tags (B, T) gold B/I/O; gt_masks per row
-    (N_i, H_i, W_i) in the order of output.spans. Returns (total, {term: value}) with the unweighted terms."""
+    (N_i, H_i, W_i) in the order of output.spans; decision (B, T) the `<search>` positions for `choice_loss`
+    (needed when weights.choice > 0). Returns (total, {term: value}) with the unweighted terms."""
     w = weights or LossWeights()
     zero = output.logits.sum() * 0.0
     terms = {"lm": masked_lm_loss(output.logits, labels)}
+    if w.choice:
+        if decision is None:
+            raise ValueError("loss weight choice > 0 needs the decision positions (the <search> tokens)")
+        terms["choice"] = choice_loss(output.logits, labels, decision)
     terms["span"] = span_tag_loss(output.span_logits, tags, class_weights) if tags is not None else zero
     if gt_masks is not None:
         for b, (pred, gt) in enumerate(zip(output.mask_logits, gt_masks)):
@@ -141,4 +161,6 @@ def pixsearch_loss(
     total = (
         w.ce * terms["lm"] + w.cls * terms["span"] + w.seg * terms["seg"] + w.bce * terms["bce"] + w.kl * terms["kl"]
     )
+    if w.choice:
+        total = total + w.choice * terms["choice"]
     return total, {k: float(v.detach()) for k, v in terms.items()}

@@ -60,7 +60,10 @@ def _step_loss(engine, batch, cfg: TrainConfig, with_teacher: bool):
         with_teacher=with_teacher,
     )
     w = LossWeights(**cfg.loss.model_dump())
-    total, terms = pixsearch_loss(out, batch["labels"].to(device), batch["tags"].to(device), batch["gt_masks"], w)
+    decision = batch["input_ids"] == engine.module.token_ids.search_start if w.choice else None
+    total, terms = pixsearch_loss(
+        out, batch["labels"].to(device), batch["tags"].to(device), batch["gt_masks"], w, decision=decision
+    )
     return total + _touch_every_trainable(engine.module), terms
 
 

@@ -102,3 +102,18 @@ def test_bce_and_kl_reference():
 def test_default_weights_are_table_9():
     w = LossWeights()
     assert (w.ce, w.seg, w.bce, w.kl, w.cls) == (1.0, 8.0, 2.0, 0.1, 2.0)
+    assert w.choice == 0.0  # not in the paper: off unless a recipe asks for it
+
+
+def test_choice_loss_is_cross_entropy_at_the_decisions_only():
+    from pixsearch_core.training.losses import IGNORE, choice_loss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 7)
+    labels = torch.tensor([[IGNORE, 3, 4, 5, 6], [IGNORE, 1, IGNORE, 2, 0]])
+    decision = torch.tensor([[False, True, False, False, True], [False, True, False, True, False]])
+    # row 0: position 1 predicts label 4; position 4 has no next token; row 1: position 1's next label is
+    # IGNORE (skipped), position 3 predicts label 0
+    want = torch.nn.functional.cross_entropy(torch.stack([logits[0, 1], logits[1, 3]]), torch.tensor([4, 0]))
+    assert choice_loss(logits, labels, decision).item() == pytest.approx(want.item(), rel=1e-6)
+    assert choice_loss(logits, labels, torch.zeros_like(decision)).item() == 0.0

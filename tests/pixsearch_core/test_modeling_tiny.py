@@ -187,3 +187,20 @@ def test_language_model_part_trains_the_whole_lm_without_lora():
     hit = set(torch.nonzero(emb.abs().sum(1)).flatten().tolist())
     assert len(hit - set(special_row_ids(m))) > 10, "ordinary token rows must train too (no special-row hook)"
     assert all(p.grad is not None for n, p in lm.items() if ".layers." in n)
+
+
+def test_choice_weight_adds_the_decision_cross_entropy(model):
+    from pixsearch_core.training.losses import LossWeights, choice_loss
+
+    b = batch(model)
+    out = model(b["images"], b["input_ids"], b["attention_mask"], span_tags=b["tags"])
+    decision = b["input_ids"] == model.token_ids.search_start
+    base, _ = pixsearch_loss(out, b["labels"], b["tags"], b["gt_masks"])
+    total, terms = pixsearch_loss(
+        out, b["labels"], b["tags"], b["gt_masks"], LossWeights(choice=3.0), decision=decision
+    )
+    want = choice_loss(out.logits, b["labels"], decision)
+    assert terms["choice"] == pytest.approx(want.item()) and want.item() > 0
+    assert total.item() == pytest.approx(base.item() + 3.0 * want.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="decision"):
+        pixsearch_loss(out, b["labels"], b["tags"], b["gt_masks"], LossWeights(choice=1.0))
