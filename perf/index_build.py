@@ -1,9 +1,16 @@
 """Index build throughput and index quality, measured in one run.
 
     python perf/index_build.py [--words 40] [--master local[2]] [--out /tmp/pixsearch-bench]
+    python perf/index_build.py --spark-only --max-articles 6 --per-shard 150     # part 1 only, a few minutes
 
-1. Spark job (`engine=spark`, local[2]) over the demo's 106 Wikipedia articles cut into ~40-word passages (>10k)
-   against a plain single-process loop with the same encoder and batch size: passages/s and the ratio.
+1. The embed stage of a Spark build (`engine=spark`, local[2], two one-thread tasks) over the demo's Wikipedia
+   articles cut into ~40-word passages, against a plain loop with the same encoder and batch size in a fresh
+   Python process (`--loop-threads` torch threads, 2 by default: the same two cores), run once before and once
+   after the Spark stage (the machine's load drifts). Both are timed including their own start: the Spark stage
+   from submission (daemon and workers start, imports, encoder load, read, encode, write) with the JVM already up
+   (its start is reported on its own), the loop from process start (imports, encoder load, read, encode). Also
+   reported: each task's stages summed, the engine's CPU per 1k passages, the load average, and the largest
+   difference between the loop's and Spark's vectors. Every run embeds everything (embedding reuse is off).
 2. recall@10 of the FAISS family the builder picks at a small memory budget (OPQ+IVF+PQ) against exact search on
    the same vectors, with bytes per vector.
 3. Image encoder on the demo photos: images/s, and recall@1 of a photo's own document for a cropped + mirrored

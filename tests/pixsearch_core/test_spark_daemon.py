@@ -38,10 +38,14 @@ def test_only_a_new_local_session_gets_the_preloading_daemon(monkeypatch):
 @pytest.mark.spark
 def test_workers_fork_from_the_preloading_daemon(spark):
     def parent(_):
+        import gc
         import os
 
         with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
-            yield f.read().replace(b"\0", b" ").decode(), "torch" in sys.modules
+            yield f.read().replace(b"\0", b" ").decode(), "torch" in sys.modules, gc.get_freeze_count()
 
     out = spark.sparkContext.parallelize(range(2), 2).mapPartitions(parent).collect()
-    assert all("pixsearch_core.engines.spark_daemon" in cmd and torch for cmd, torch in out), out
+    # forked from the preloading daemon, torch already imported there, its objects frozen out of the collector
+    assert all(
+        "pixsearch_core.engines.spark_daemon" in cmd and torch and frozen > 100_000 for cmd, torch, frozen in out
+    ), out
