@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import sys
 import time
 
 import numpy as np
@@ -127,9 +128,8 @@ class _Stages:
         self._last = now
 
     def done(self) -> dict:
-        import torch
-
-        return {**self.stats, "end": time.time(), "torch_threads": torch.get_num_threads()}
+        torch = sys.modules.get("torch")  # an image-only task with the ONNX encoder need not import it
+        return {**self.stats, "end": time.time(), "torch_threads": torch.get_num_threads() if torch else None}
 
 
 def _text_compute(table: pa.Table, enc, cfg: IndexBuildConfig):

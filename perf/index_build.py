@@ -137,7 +137,7 @@ def _task_stages(embedded: dict, shards) -> dict:
     stats = [embedded[s.name]["stats"] for s in shards]
     out = {k: round(sum(st[k] for st in stats), 2) for k in ("load_s", "read_s", "encode_s", "write_s")}
     out["workers"] = len({st["pid"] for st in stats})
-    out["torch_threads"] = sorted({st["torch_threads"] for st in stats})
+    out["torch_threads"] = sorted({st["torch_threads"] for st in stats if st["torch_threads"]})
     out["first_start_to_last_end_s"] = round(max(st["end"] for st in stats) - min(st["start"] for st in stats), 2)
     return out
 

@@ -21,7 +21,7 @@ def test_preload_imports_modules_and_names_the_ones_that_fail(monkeypatch):
 
 def test_only_a_new_local_session_gets_the_preloading_daemon(monkeypatch):
     monkeypatch.delenv("PYSPARK_GATEWAY_PORT", raising=False)
-    monkeypatch.delenv(PRELOAD_ENV, raising=False)
+    monkeypatch.setenv(PRELOAD_ENV, "")  # restored after the test
     assert _preload_conf(SparkConfig(master="local[2]"), ("torch", "indexing.tasks")) == DAEMON
     import os
 
