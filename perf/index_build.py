@@ -25,6 +25,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -183,6 +184,7 @@ def spark_vs_loop(args) -> tuple[dict, np.ndarray]:
     spark_rate = n / embed_s
     for uri in (root, loop_root):
         store.delete_prefix(uri)
+    shutil.rmtree(work)
     return {
         "passages": n,
         "documents": plan.counts["documents"],
