@@ -39,7 +39,7 @@ from indexing.manifest import (
 from indexing.prepare import prepare, rejects_jsonl
 from indexing.readers import expand_paths
 from indexing.shard_plan import ShardPlan
-from indexing.tasks import embed_shard, finished, index_shard
+from indexing.tasks import embed_shard, finished, index_shard, worker_modules
 from pixsearch_core import lineage
 from pixsearch_core.engines import code_version
 from pixsearch_core.storage import ObjectStore, is_s3, join, local_path
@@ -104,7 +104,7 @@ def _run_step(cfg, store, root, plan, step, fn, expect, extra=None) -> dict[str,
                 }
             )
     log.info("%s: %d shards to run, %d reused from a previous attempt", step, len(todo), len(results))
-    for res in distributor(cfg.engine, cfg.spark)(fn, todo, step):
+    for res in distributor(cfg.engine, cfg.spark, worker_modules(cfg))(fn, todo, step):
         results[res["shard"]] = res
     return results
 

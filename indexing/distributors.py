@@ -2,7 +2,9 @@
 
 Both return the results in payload order, so what the driver does next never depends on executor order.
 Spark loads each encoder once per executor Python worker (the encoders are cached per process and Spark reuses
-its Python workers), asks for `spark.gpus_per_task` GPUs per task, and logs progress while the stage runs.
+its Python workers; on local masters the workers are forked from a daemon that has already imported the encoder
+libraries, pixsearch_core/engines/spark_daemon.py), asks for `spark.gpus_per_task` GPUs per task, and logs
+progress while the stage runs.
 """
 
 from __future__ import annotations
@@ -35,10 +37,12 @@ def _progress(sc, label: str, total: int, stop: threading.Event) -> None:
             last = done
 
 
-def run_spark(fn: Callable[[dict], dict], payloads: list[dict], label: str, cfg: SparkConfig) -> list[dict]:
+def run_spark(
+    fn: Callable[[dict], dict], payloads: list[dict], label: str, cfg: SparkConfig, preload: tuple[str, ...] = ()
+) -> list[dict]:
     if not payloads:
         return []
-    spark = spark_session(cfg)
+    spark = spark_session(cfg, preload)
     sc = spark.sparkContext
     sc.setJobDescription(f"pixsearch {label} ({len(payloads)} shards)")
     stop = threading.Event()
@@ -62,9 +66,12 @@ def _code_origin() -> str:
     return str(Path(indexing.__file__).parent.parent)
 
 
-def distributor(engine: str, spark: SparkConfig) -> Callable[[Callable[[dict], dict], list[dict], str], list[dict]]:
+def distributor(
+    engine: str, spark: SparkConfig, preload: tuple[str, ...] = ()
+) -> Callable[[Callable[[dict], dict], list[dict], str], list[dict]]:
+    """`preload`: modules the tasks import (a new local Spark session's daemon imports them once for all workers)."""
     if engine == "sequential":
         return run_sequential
     if engine == "spark":
-        return lambda fn, payloads, label: run_spark(fn, payloads, label, spark)
+        return lambda fn, payloads, label: run_spark(fn, payloads, label, spark, preload)
     raise ValueError(f"unknown index engine {engine!r}; allowed: 'spark', 'sequential'")

@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import sys
 import time
 
 import numpy as np
@@ -33,6 +34,16 @@ log = logging.getLogger(__name__)
 
 #: test hook: a shard name whose embedding task fails (simulates a crash half-way through a build)
 FAIL_ENV = "PIXSEARCH_INJECT_FAILURE"
+
+
+def worker_modules(cfg: IndexBuildConfig) -> tuple[str, ...]:
+    """The modules this build's tasks import: what a Spark daemon preloads for its workers (spark_daemon.py)."""
+    mods = ["indexing.tasks", "torch", "sentence_transformers"]
+    if cfg.image_encoder.kind == "dinov2-onnx":
+        mods.append("onnxruntime")
+    elif cfg.image_encoder.kind == "hf":
+        mods.append("transformers")
+    return tuple(mods)
 
 
 def marker_path(spec: ShardSpec, step: str) -> str:
@@ -60,8 +71,34 @@ def _decode(data: bytes, max_pixels: int):
     return img.convert("RGB")
 
 
+_SETTLED: set[int] = set()
+
+
+def _settle(enc) -> None:
+    """In a Spark worker, once per encoder: freeze everything alive (the encoder, its libraries) out of the cyclic
+    garbage collector. PySpark's reused worker runs `gc.collect()` after every task, and walking the ~500k objects
+    of torch, transformers and the model took ~0.5 s a task on this project's loaded 2-core machine. Objects
+    created later are collected as usual."""
+    if id(enc) in _SETTLED or not _in_spark_task():
+        return
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    _SETTLED.add(id(enc))
+
+
+def _in_spark_task() -> bool:
+    try:
+        from pyspark import TaskContext
+    except ImportError:
+        return False
+    return TaskContext.get() is not None
+
+
 def _limit_threads() -> None:
-    """Inside a Spark task, use only the task's cores (two tasks per executor must not both take them all)."""
+    """Inside a Spark task, use only the task's cores (`spark.task.cpus`): two tasks per executor must not both take
+    them all. Covers torch's intra-op pool, onnxruntime's, and the tokenizer's (Rust) pool for one-core tasks."""
     try:
         from pyspark import TaskContext
     except ImportError:
@@ -73,6 +110,53 @@ def _limit_threads() -> None:
         cpus = max(1, int(ctx.cpus()))
         torch.set_num_threads(cpus)
         os.environ["PIXSEARCH_ORT_THREADS"] = str(cpus)
+        if cpus == 1:
+            os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+class _Stages:
+    """Wall seconds per stage of one task (model load, read, encode, write) and which process ran it; kept under
+    the result's `stats`, which like `seconds` says how fast, not what (left out when builds are compared)."""
+
+    def __init__(self):
+        self.stats: dict = {"pid": os.getpid(), "start": time.time()}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.stats[f"{stage}_s"] = self.stats.get(f"{stage}_s", 0.0) + now - self._last
+        self._last = now
+
+    def done(self) -> dict:
+        torch = sys.modules.get("torch")  # an image-only task with the ONNX encoder need not import it
+        return {**self.stats, "end": time.time(), "torch_threads": torch.get_num_threads() if torch else None}
+
+
+def _text_compute(table: pa.Table, enc, cfg: IndexBuildConfig):
+    rows = table.select(["title", "text"]).to_pylist()
+
+    def compute(pos):
+        return pos, enc.encode([embed_text(rows[i]["title"], rows[i]["text"], cfg.passages) for i in pos])
+
+    return compute
+
+
+def _image_compute(table: pa.Table, enc, cfg: IndexBuildConfig, rejects: list[dict]):
+    keys, blobs = table["key"].to_pylist(), table["bytes"]
+
+    def compute(pos):
+        ok, images = [], []
+        for i in pos:
+            try:
+                images.append(_decode(blobs[int(i)].as_py(), cfg.image_encoder.max_pixels))
+                ok.append(i)
+            except Exception as e:  # PIL raises many types for bad files; each is a reject, not a crash
+                rejects.append(
+                    {"reason": "undecodable_image", "id": keys[i], "detail": f"{type(e).__name__}: {e}"[:500]}
+                )
+        return np.array(ok, np.int64), enc.encode(images)
+
+    return compute
 
 
 def embed_shard(payload: dict) -> dict:
@@ -85,42 +169,35 @@ def embed_shard(payload: dict) -> dict:
     os.environ[GPU_SHARE_ENV] = str(cfg.spark.gpus_per_task or 1)
     from indexing.embedders import cached_image_encoder, cached_text_encoder
 
-    t0 = time.perf_counter()
+    t0, stages = time.perf_counter(), _Stages()
     table = store.read_parquet(join(root, spec.staging))
     hashes = table["hash"].to_pylist()
+    stages.lap("read")
     rejects: list[dict] = []
     if spec.kind == "text":
         enc = cached_text_encoder(cfg.text_encoder, cfg.cache_dir, cfg.storage)
-        rows = table.drop_columns(["hash"]).to_pylist()
-
-        def compute(pos):
-            return pos, enc.encode([embed_text(rows[i]["title"], rows[i]["text"], cfg.passages) for i in pos])
+        compute = _text_compute(table, enc, cfg)
     else:
         enc = cached_image_encoder(cfg.image_encoder, cfg.cache_dir, cfg.storage)
-        keys, blobs = table["key"].to_pylist(), table["bytes"]
+        compute = _image_compute(table, enc, cfg, rejects)
+    _settle(enc)
+    stages.lap("load")
 
-        def compute(pos):
-            ok, images = [], []
-            for i in pos:
-                try:
-                    images.append(_decode(blobs[int(i)].as_py(), cfg.image_encoder.max_pixels))
-                    ok.append(i)
-                except Exception as e:  # PIL raises many types for bad files; each is a reject, not a crash
-                    rejects.append(
-                        {"reason": "undecodable_image", "id": keys[i], "detail": f"{type(e).__name__}: {e}"[:500]}
-                    )
-            return np.array(ok, np.int64), enc.encode(images)
+    def timed(pos):
+        stages.lap("read")  # the driver's reuse refs
+        try:
+            return compute(pos)
+        finally:
+            stages.lap("encode")
 
-    keep, vectors, reuse = embed_reusing(payload.get("reuse"), store, root, hashes, enc.dim, compute)
+    keep, vectors, reuse = embed_reusing(payload.get("reuse"), store, root, hashes, enc.dim, timed)
     docstore = table.drop_columns([c for c in ("bytes", "hash") if c in table.column_names])
     if len(keep) != len(table):
         docstore = docstore.take(pa.array(keep, pa.int64()))
-    seconds = time.perf_counter() - t0
     out = {
         "shard": spec.name,
         "count": len(vectors),
         "encoder": enc.spec,
-        "seconds": seconds,
         "staging_sha256": spec.staging_sha256,
         "rejects": rejects,
         "embedded": reuse["embedded"],
@@ -131,6 +208,8 @@ def embed_shard(payload: dict) -> dict:
     buf = io.BytesIO()
     pq.write_table(docstore, buf, compression="zstd", row_group_size=4096)
     out["docstore"] = _put(store, root, spec.docstore, buf.getvalue())
+    stages.lap("write")  # reused vectors gathered, the new part, embeddings and document store written
+    out["seconds"], out["stats"] = time.perf_counter() - t0, stages.done()
     store.put_bytes(join(root, marker_path(spec, "embed")), json.dumps(out, sort_keys=True).encode())
     log.info(
         "%s: %d vectors (%d embedded, %d reused) in %.1fs",
@@ -138,7 +217,7 @@ def embed_shard(payload: dict) -> dict:
         len(vectors),
         reuse["embedded"],
         reuse["reused"],
-        seconds,
+        out["seconds"],
     )
     return out
 

@@ -85,8 +85,12 @@ def ray_session():
 @pytest.fixture(scope="session")
 def spark():
     """One local[2] SparkSession for the whole test session (a start costs about 5 s); tests using it are `spark`."""
+    from indexing.config import IndexBuildConfig
+    from indexing.tasks import worker_modules
     from pixsearch_core.engines import SparkConfig, spark_session
 
-    session = spark_session(SparkConfig(master="local[2]", conf={"spark.driver.memory": "1g"}))
+    # workers forked from a daemon that preloaded the index tasks' libraries, as a build's own session has them
+    cfg = SparkConfig(master="local[2]", conf={"spark.driver.memory": "1g"})
+    session = spark_session(cfg, worker_modules(IndexBuildConfig()))
     yield session
     session.stop()

@@ -57,8 +57,21 @@ def _app_name_unset() -> bool:
     return not name or name.endswith(".py")
 
 
-def spark_session(cfg: SparkConfig):
-    """Get (or create) the SparkSession; ships the code to executors of non-local masters."""
+def _preload_conf(cfg: SparkConfig, preload: tuple[str, ...]) -> dict[str, str]:
+    """Spark conf for a daemon that imports `preload` before forking workers (local masters, see spark_daemon)."""
+    if not preload or _submitted() or not cfg.master.startswith("local") or "spark.python.daemon.module" in cfg.conf:
+        return {}
+    from pixsearch_core.engines.spark_daemon import PRELOAD_ENV
+
+    os.environ[PRELOAD_ENV] = ",".join(preload)  # the JVM, and so the daemon it starts, inherits this
+    return {"spark.python.daemon.module": "pixsearch_core.engines.spark_daemon"}
+
+
+def spark_session(cfg: SparkConfig, preload: tuple[str, ...] = ()):
+    """Get (or create) the SparkSession; ships the code to executors of non-local masters.
+
+    `preload`: modules every Python worker will need (e.g. torch); a new session on a local master has its Python
+    daemon import them once and fork the workers from it, instead of each worker importing them."""
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -70,7 +83,12 @@ def spark_session(cfg: SparkConfig):
         builder = builder.master(cfg.master).appName(cfg.app_name)
     elif _app_name_unset():
         builder = builder.appName(cfg.app_name)
-    conf = {"spark.python.worker.reuse": "true", "spark.ui.showConsoleProgress": "false", **cfg.conf}
+    conf = {
+        "spark.python.worker.reuse": "true",
+        "spark.ui.showConsoleProgress": "false",
+        **_preload_conf(cfg, preload),
+        **cfg.conf,
+    }
     if cfg.gpus_per_task > 0:
         conf.setdefault("spark.task.resource.gpu.amount", str(cfg.gpus_per_task))
     for key, value in conf.items():
