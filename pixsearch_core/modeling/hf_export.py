@@ -47,10 +47,31 @@ def _is_peft(lm: nn.Module) -> bool:
 
 
 def merged_language_model(model: nn.Module) -> nn.Module:
-    """The LM with LoRA merged in, as a plain transformers model (a copy when LoRA is on: training goes on)."""
+    """The LM with LoRA merged in, as a plain transformers model (a copy when LoRA is on: training goes on).
+
+    An LM read from a GGUF file (`mini`) holds dequantized float weights, but transformers still marks it as
+    quantized with gguf and refuses to save it; the copy drops that mark, so it saves as an ordinary float model."""
     lm = model.language_model
     if _is_peft(lm):
-        return copy.deepcopy(lm).merge_and_unload()
+        lm = copy.deepcopy(lm).merge_and_unload()
+    elif getattr(lm, "hf_quantizer", None) is not None:
+        lm = copy.deepcopy(lm)
+    return _without_gguf_mark(lm)
+
+
+def _without_gguf_mark(lm: nn.Module) -> nn.Module:
+    quantizer = getattr(lm, "hf_quantizer", None)
+    if quantizer is None:
+        return lm
+    method = getattr(quantizer.quantization_config, "quant_method", None)
+    if str(getattr(method, "value", method)).lower() != "gguf":
+        raise ValueError(f"the language model is quantized with {method}; only gguf-dequantized LMs can be exported")
+    lm.hf_quantizer = None
+    for attr in ("is_quantized", "quantization_method"):
+        if attr in lm.__dict__:
+            delattr(lm, attr)
+    if hasattr(lm.config, "quantization_config"):
+        del lm.config.quantization_config
     return lm
 
 

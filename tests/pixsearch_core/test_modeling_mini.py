@@ -75,3 +75,21 @@ def test_mini_language_model_is_the_real_smollm2(mini):
         state = mini.append_tokens(state, nxt)
     assert "Paris" in tok.decode(out)
     assert state.hidden_states.shape[-1] == 576
+
+
+def test_mini_exports_for_plain_transformers_with_the_same_logits(mini, tmp_path):
+    """The GGUF-loaded LM is dequantized but marked quantized; the export drops the mark (the first mini training
+    failed at its stage-1 export with "quantized with gguf and is not serializable")."""
+    from transformers import AutoModelForCausalLM
+
+    from pixsearch_core.modeling.hf_export import export_hf
+    from pixsearch_core.storage import ObjectStore
+
+    files = export_hf(mini, str(tmp_path), ObjectStore())
+    assert "language_model/model.safetensors" in files and "lora_adapter/adapter_config.json" in files
+    lm = AutoModelForCausalLM.from_pretrained(tmp_path / "hf" / "language_model")
+    assert lm.config.model_type == "llama" and getattr(lm.config, "quantization_config", None) is None
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6]])
+    with torch.no_grad():
+        assert torch.equal(lm(ids).logits, mini.language_model(input_ids=ids).logits)
+    assert mini.language_model.base_model.model.hf_quantizer is not None  # the live model is left as it was
