@@ -198,8 +198,13 @@ class Demo:
                 t0 = time.monotonic()
                 results[step] = getattr(self, f"step_{step}")()
                 results[f"{step}_seconds"] = round(time.monotonic() - t0, 1)
+                self._save_summary(results)  # after every step: a later step's failure keeps what finished
+        return results
+
+    def _save_summary(self, results: dict[str, Any]) -> None:
         summary_path = self.out / "demo-summary.json"  # a partial re-run keeps the other steps' entries
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
         summary.update(results)
-        summary_path.write_text(json.dumps(summary, indent=2, default=str))
-        return results
+        tmp = summary_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(summary, indent=2, default=str))
+        tmp.replace(summary_path)

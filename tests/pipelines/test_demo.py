@@ -81,7 +81,7 @@ def test_retrieval_check_counts_hits_per_modality(tmp_path, monkeypatch):
 
 
 def test_presets_load_and_unknown_steps_are_refused(tmp_path):
-    for preset in ("cpu", "gpu"):
+    for preset in ("cpu", "gpu", "mini"):
         cfg = load_config(DemoConfig, ROOT / "conf" / "demo" / f"{preset}.yaml")
         assert cfg.modes[:2] == ["full", "whole_image"]
     with pytest.raises(ValueError, match="unknown demo steps"):
@@ -95,6 +95,20 @@ def test_a_partial_rerun_keeps_the_other_steps_in_the_summary(tmp_path, monkeypa
     Demo(cfg).run(("report",))
     summary = json.loads((tmp_path / "demo-summary.json").read_text())
     assert summary["world"] == world and summary["report"] == "report-ran" and "report_seconds" in summary
+
+
+def test_a_failing_step_keeps_the_finished_steps_in_the_summary(tmp_path, monkeypatch):
+    """The report step failed after an hour of eval once: the summary of the finished steps must survive."""
+
+    def boom(self):
+        raise RuntimeError("report failed")
+
+    cfg = DemoConfig(output=str(tmp_path), world=SMALL)
+    monkeypatch.setattr(Demo, "step_report", boom)
+    with pytest.raises(RuntimeError, match="report failed"):
+        Demo(cfg).run(("world", "report"))
+    summary = json.loads((tmp_path / "demo-summary.json").read_text())
+    assert summary["world"]["sha256"] and "report" not in summary
 
 
 def test_world_step_is_reused_when_unchanged(tmp_path):
