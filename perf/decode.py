@@ -132,7 +132,7 @@ def describe(model) -> str:
     if lm.kind == "gguf_package":
         text = f"pretrained LM from package {lm.package} ({lm.gguf_file}, dequantized to {cfg.dtype}, {params:.0f}M params)"
     elif lm.kind == "random_llama":
-        text = f"RANDOM LM ({params:.1f}M params)"
+        text = f"RANDOM LM ({params:.2f}M params)"
     else:
         text = f"LM {lm.kind} {lm.path} ({params:.0f}M params)"
     sam = cfg.sam.checkpoint or (
