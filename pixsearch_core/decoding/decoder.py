@@ -85,11 +85,9 @@ class SearchInterleavedDecoder:
         """Feed each row's pending tokens (one generated token, plus evidence after a hop) as one (B, T) block."""
         chunks = [rows[i].pending for i in active]
         width = max(len(c) for c in chunks)
-        input_ids = torch.full((len(active), width), self.model.ids.pad, dtype=torch.long)
-        new = torch.zeros((len(active), width), dtype=attn.dtype)
-        for j, c in enumerate(chunks):
-            input_ids[j, width - len(c) :] = torch.tensor(c, dtype=torch.long)
-            new[j, width - len(c) :] = 1
+        pad = self.model.ids.pad
+        input_ids = torch.tensor([[pad] * (width - len(c)) + c for c in chunks], dtype=torch.long)
+        new = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in chunks], dtype=attn.dtype)
         attn = torch.cat([attn, new.to(attn.device)], dim=1)
         out = self.model.extend(cache, input_ids, attn, positions(attn)[:, -width:])
         for j, i in enumerate(active):
@@ -100,13 +98,10 @@ class SearchInterleavedDecoder:
 
     def _step_tokens(self, logits, rows, requests, allowed, active, gen) -> None:
         logits = logits.float()
-        masked = []
-        for j, i in enumerate(active):
-            row_logits = logits[j]
-            if self.logits_processor is not None:
-                row_logits = self.logits_processor(requests[i], rows[i], row_logits)
-            masked.append(constrain(row_logits, rows[i], allowed[i], self.model.ids))
-        for i, token in zip(active, pick(torch.stack(masked), self.options.temperature, gen, self.model.ids.eos)):
+        if self.logits_processor is not None:
+            logits = torch.stack([self.logits_processor(requests[i], rows[i], logits[j]) for j, i in enumerate(active)])
+        masked = constrain(logits, [rows[i] for i in active], [allowed[i] for i in active], self.model.ids)
+        for i, token in zip(active, pick(masked, self.options.temperature, gen, self.model.ids.eos)):
             rows[i].push(token)
 
     def _hop(self, ready: list[int], rows, requests, allowed) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from pixsearch_core.decoding.adapter import DecodeRequest, ModelOutput, left_pad
+from pixsearch_core.modeling.kv_cache import GrowingCache
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class HFCausalLMAdapter:
             input_ids=input_ids.to(dev),
             attention_mask=attention_mask.to(dev),
             position_ids=position_ids.to(dev),
-            past_key_values=cache,
+            past_key_values=GrowingCache() if cache is None else cache,
             use_cache=True,
             logits_to_keep=1,
         )

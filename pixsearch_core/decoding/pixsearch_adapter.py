@@ -52,7 +52,7 @@ class PixSearchAdapter:
         input_ids, mask, _ = left_pad(rows, self.ids.pad)
         dev = self.model.device
         images = [r.image for r in requests] if all(with_image) else None
-        state = self.model.start(images, input_ids.to(dev), mask.to(dev))
+        state = self.model.start(images, input_ids.to(dev), mask.to(dev), logits_to_keep=1)
         return ModelOutput(
             state.logits[:, -1].float(), state.past_key_values, state.hidden_states, state.attention_mask
         )
@@ -61,7 +61,9 @@ class PixSearchAdapter:
     def extend(self, cache, input_ids, attention_mask, position_ids) -> ModelOutput:
         # the model derives the same positions from the mask: cumsum(mask) - 1
         dev = self.model.device
-        state = self.model.step(attention_mask.to(dev), input_ids=input_ids.to(dev), past_key_values=cache)
+        state = self.model.step(
+            attention_mask.to(dev), input_ids=input_ids.to(dev), past_key_values=cache, logits_to_keep=1
+        )
         return ModelOutput(state.logits[:, -1].float(), state.past_key_values, state.hidden_states)
 
     def select(self, cache, index: torch.Tensor):

@@ -15,16 +15,14 @@ def allowed_modalities(options, model, request) -> set[str]:
     return allowed
 
 
-def constrain(logits: torch.Tensor, row: Row, allowed: set[str], ids) -> torch.Tensor:
-    """Mask (to -inf) what this row may not generate now. `logits` is (V,); returns a new tensor.
+def banned_tokens(row: Row, allowed: set[str], ids) -> list[int]:
+    """The tokens this row may not generate now.
 
     - forced-only tokens (`<information>`, `</information>`, the image slot) are never generated;
     - `<search>` once the budget is spent or when no modality is allowed, and then also `</search>`, `<image>`
       and `<region>` outside a search block (they could only open a malformed one: a search the row may not make);
-    - `<image>` / `<region>` when that modality is not allowed;
-    - with text queries not allowed, the first payload token must be an allowed modality token.
+    - `<image>` / `<region>` when that modality is not allowed.
     """
-    out = logits.clone()
     banned = [ids.info_start, ids.info_end, ids.image_placeholder]
     if ids.pad != ids.eos:
         banned.append(ids.pad)
@@ -36,12 +34,26 @@ def constrain(logits: torch.Tensor, row: Row, allowed: set[str], ids) -> torch.T
         banned.append(ids.image)
     if "region" not in allowed:
         banned.append(ids.region)
-    out[banned] = float("-inf")
-    if row.state is RowState.IN_SEARCH and row.tokens[-1] == ids.search_start and "text" not in allowed:
-        keep = [t for t, m in ((ids.image, "image"), (ids.region, "region")) if m in allowed]
-        only = torch.full_like(out, float("-inf"))
-        only[keep] = out[keep]
-        out = only
+    return banned
+
+
+def constrain(logits: torch.Tensor, rows: list[Row], allowed: list[set[str]], ids) -> torch.Tensor:
+    """Mask (to -inf) what each row may not generate now (`banned_tokens`). `logits` is (B, V), one row per
+    `rows[b]`; returns a new tensor, masked in one indexing call for the whole batch. With text queries not allowed,
+    the first payload token must be an allowed modality token (everything else of that row is masked)."""
+    out = logits.clone()
+    at_rows, at_tokens = [], []
+    for b, (row, ok) in enumerate(zip(rows, allowed)):
+        banned = banned_tokens(row, ok, ids)
+        at_rows += [b] * len(banned)
+        at_tokens += banned
+    out[at_rows, at_tokens] = float("-inf")
+    for b, (row, ok) in enumerate(zip(rows, allowed)):
+        if row.state is RowState.IN_SEARCH and row.tokens[-1] == ids.search_start and "text" not in ok:
+            keep = [t for t, m in ((ids.image, "image"), (ids.region, "region")) if m in ok]
+            kept = out[b, keep].clone()
+            out[b] = float("-inf")
+            out[b, keep] = kept
     return out
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from pixsearch_core.modeling.copy_head import CopyCache
 from pixsearch_core.modeling.image_cache import EmbeddingCache
+from pixsearch_core.modeling.kv_cache import GrowingCache
 from pixsearch_core.modeling.outputs import MaskPrediction, PixSearchOutput, Prefix, PreparedImages, StepOutput
 from pixsearch_core.modeling.preprocess import SamTransform, image_key, to_uint8_hwc
 from pixsearch_core.modeling.segmentation import SegmentationMixin
@@ -188,16 +189,22 @@ class PixSearchModel(SegmentationMixin, nn.Module):
         past_key_values=None,
         use_cache: bool = True,
         token_ids: torch.Tensor | None = None,
+        logits_to_keep: int = 0,
     ) -> StepOutput:
         """Run the LM on T new positions (ids or embeddings) after `past_key_values`.
 
         attention_mask (B, past + T) covers the cache and the new positions; zeros anywhere (left padding, or
         padding inside forced-token chunks) are skipped: positions come from its running sum. With a copy head,
-        embeddings need their token_ids (B, T) (-1 for image features; Prefix.token_ids).
+        embeddings need their token_ids (B, T) (-1 for image features; Prefix.token_ids). logits_to_keep=k > 0
+        returns the logits of the last k positions only (a decoder needs 1: the vocabulary projection of every
+        position of a prefix or evidence chunk is a large share of its cost); hidden_states stay (B, T, D).
+        A new cache is a `GrowingCache` (appends in place instead of copying the cache every step).
         """
         new = input_ids.shape[1] if input_ids is not None else inputs_embeds.shape[1]
         position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -new:]
         lm_cache = past_key_values.lm_cache if isinstance(past_key_values, CopyCache) else past_key_values
+        if lm_cache is None and use_cache:
+            lm_cache = GrowingCache()
         out = self.language_model(
             input_ids=input_ids,
             inputs_embeds=inputs_embeds,
@@ -206,6 +213,7 @@ class PixSearchModel(SegmentationMixin, nn.Module):
             past_key_values=lm_cache,
             use_cache=use_cache,
             output_hidden_states=True,
+            logits_to_keep=logits_to_keep if self.copy_head is None else 0,  # the copy head mixes every position
         )
         logits, hidden, cache = out.logits, out.hidden_states[-1], out.past_key_values
         if self.copy_head is not None:
@@ -217,12 +225,20 @@ class PixSearchModel(SegmentationMixin, nn.Module):
                 ids = torch.cat([past.ids, ids], dim=1)
             logits, keys = self.copy_head(logits, hidden, ids, attention_mask, None if past is None else past.keys)
             cache = CopyCache(cache, keys, ids) if use_cache else None
+            logits = logits[:, -logits_to_keep:] if logits_to_keep else logits
         return StepOutput(logits, hidden, cache, attention_mask)
 
-    def start(self, images, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> StepOutput:
+    def start(
+        self, images, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, logits_to_keep: int = 0
+    ) -> StepOutput:
         """Encode the image(s) and prompt once (left-padded) and run the LM over the prefix, returning the cache."""
         prefix = self.embed_inputs(images, input_ids, attention_mask, padding_side="left")
-        return self.step(prefix.attention_mask, inputs_embeds=prefix.inputs_embeds, token_ids=prefix.token_ids)
+        return self.step(
+            prefix.attention_mask,
+            inputs_embeds=prefix.inputs_embeds,
+            token_ids=prefix.token_ids,
+            logits_to_keep=logits_to_keep,
+        )
 
     def append_tokens(
         self, state: StepOutput, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
