@@ -83,6 +83,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="FAISS OpenMP threads of this server process (0: FAISS's default, $OMP_NUM_THREADS or one per core); "
         "small batches gain little from more, and the HTTP threads need a core (default 1)",
     )
+    s.add_argument(
+        "--encoder-threads",
+        type=int,
+        default=1,
+        help="torch threads of the query encoders in this server process (0: torch's default, one per core); "
+        "one query gains little from more, and under load more threads wait on each other (default 1)",
+    )
     q = sub.add_parser("query", help="send one query and print its Evidence as JSON lines")
     where = q.add_mutually_exclusive_group(required=True)
     where.add_argument("--index", help="search a published index in-process")
@@ -183,10 +190,11 @@ def _query(args):
 
 
 def _serve(args) -> int:
-    from indexing.searcher import set_faiss_threads
+    from indexing.searcher import set_encoder_threads, set_faiss_threads
     from indexing.serving.http_server import SearchHTTPServer
 
     set_faiss_threads(args.faiss_threads)  # checks the value before anything loads (and sets this thread's)
+    set_encoder_threads(args.encoder_threads)  # torch's setting is process-wide
     started = False
     if args.ray:
         from indexing.serving.ray_service import RaySearchRouter

