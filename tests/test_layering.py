@@ -108,6 +108,17 @@ def test_evaluation_and_training_do_not_import_each_other(graph):
     assert not _edges(graph, ev, tr) + _edges(graph, tr, ev)
 
 
+def _names_rle(name: str) -> bool:
+    """An RLE function by its name: "rle" as a word (`rle_to_mask`, `mask_to_rle`, `_rle`), not inside another word
+    (`batch_repeat_interleave`)."""
+    return "rle" in name.lower().split("_")
+
+
+def test_rle_name_rule():
+    assert all(map(_names_rle, ("rle_to_mask", "mask_to_rle", "_rle", "decode_RLE")))
+    assert not any(map(_names_rle, ("batch_repeat_interleave", "interleave_rows")))
+
+
 def test_masks_are_encoded_and_decoded_in_one_module():
     """Only pixsearch_core/masks.py defines RLE functions or uses pycocotools (COCO's RLE and polygon codec)."""
     owner = ROOT / "pixsearch_core" / "masks.py"
@@ -117,7 +128,7 @@ def test_masks_are_encoded_and_decoded_in_one_module():
         if path == owner:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and "rle" in node.name.lower():
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _names_rle(node.name):
                 found.append(f"{module}: def {node.name} (line {node.lineno})")
             if isinstance(node, ast.Import | ast.ImportFrom):
                 names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
