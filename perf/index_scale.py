@@ -146,6 +146,8 @@ def tune(index, queries, truth, target: float) -> tuple[int | None, list]:
 def code_bytes(factory: str) -> int:
     if "SQ8" in factory:
         return DIM + 8
+    if "SQfp16" in factory:
+        return 2 * DIM + 8
     return int(faiss_build.bytes_per_vector(factory.replace("_HNSW32", ""), DIM))
 
 
