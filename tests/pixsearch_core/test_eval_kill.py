@@ -85,19 +85,22 @@ def test_two_concurrent_drivers_write_one_record_per_sample(tmp_path):
 def test_killed_driver_is_taken_over_after_its_lease_expires(tmp_path):
     gold = write_crag_gold(tmp_path / "validation.jsonl", n=N)
     run = tmp_path / "out" / "runs" / "kill"
-    first = _driver(tmp_path, gold, "kill", delay=0.1, ttl=3)
+    ttl = 20.0  # long enough that the next driver's start-up (seconds on a loaded machine) ends inside it
+    first = _driver(tmp_path, gold, "kill", delay=0.1, ttl=ttl)
     for _ in range(600):  # kill it once some parts are written
         if len(list((run / "records").glob("*.parquet"))) >= 5:
             break
         time.sleep(0.05)
     first.send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()  # its lease was last renewed before this: it expires by killed_at + ttl
     first.wait(timeout=30)
     done_before = len(set(_raw_ids(run)))
     assert 5 <= done_before < N
     early = _driver(tmp_path, gold, "kill", delay=0.0, ttl=3)  # the dead driver's lease is still live
     _, err = early.communicate(timeout=120)
+    assert time.monotonic() < killed_at + ttl, "the second driver started too slowly to test a live lease"
     assert early.returncode == 75 and "is being run by" in err
-    time.sleep(3.5)
+    time.sleep(max(0.0, killed_at + ttl + 0.5 - time.monotonic()))
     later = _driver(tmp_path, gold, "kill", delay=0.0, ttl=3)
     out, err = later.communicate(timeout=120)
     assert later.returncode == 0, err[-2000:]
