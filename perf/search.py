@@ -25,6 +25,7 @@ import concurrent.futures as cf
 import json
 import logging
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -148,6 +149,11 @@ def main() -> int:
     ap.add_argument(
         "--http-queries", type=int, help="single-query requests per client setting, step 4 (minilm 400, hash 800)"
     )
+    ap.add_argument(
+        "--serve-args",
+        default="",
+        help="extra flags for the served index in step 4, e.g. '--encoder-threads 2 --faiss-threads 2'",
+    )
     ap.add_argument("--port", type=int, default=0, help="port of the served index in step 4 (default: a free one)")
     ap.add_argument("--out", default=None, help="where to write the index (default: a temp dir)")
     args = ap.parse_args()
@@ -226,10 +232,11 @@ def main() -> int:
     res["http_batched_qps"] = round(200 / t_http_batch, 1)
     many = [TextQuery(f"client query {i} on topic {i % 89}") for i in range(args.http_queries)]
     where = (str(out / "indices/bench"), str(out / "cache"), args.port or free_port())
-    with serve(*where) as url:
+    extra = shlex.split(args.serve_args)
+    with serve(*where, *extra) as url:
         res["http_1_client"] = concurrent_qps(url, many, 1)
         res[f"http_{args.clients}_clients"] = concurrent_qps(url, many, args.clients)
-    with serve(*where, "--max-batch-queries", "1") as url:
+    with serve(*where, *extra, "--max-batch-queries", "1") as url:
         res[f"http_{args.clients}_clients_unbatched"] = concurrent_qps(url, many, args.clients)
     res["clients_over_1_client_qps"] = round(
         res[f"http_{args.clients}_clients"]["qps"] / res["http_1_client"]["qps"], 2
