@@ -49,3 +49,35 @@ def test_seed_summary_mean_spread_and_ordering_per_seed(tmp_path):
     assert s["n"]["ego"] == 4 and s["region"][0]["n_region_gold"] == 0
     md = to_markdown(s)
     assert "62.5 +/- 17.7 (75.0, 50.0)" in md and "yes (+1, +1)" in md and "no (+0, +2)" in md
+
+
+def test_run_seeds_runs_each_seed_in_its_own_directory_and_writes_the_table(tmp_path, monkeypatch):
+    """The per-seed loop with the pipeline replaced by one that writes two hand-made modes' runs per seed."""
+    import json
+    from pathlib import Path
+
+    from pipelines.demo import pipeline, seeds
+
+    calls = []
+
+    def fake_run(self, steps):
+        calls.append((self.cfg.output, self.cfg.world.seed, self.cfg.train.overrides[-1], steps))
+        runs = [
+            write_run(
+                str(Path(self.cfg.output) / "eval"),
+                f"r-{mode}",
+                mode,
+                [rec(f"e{i}", verdict(correct=i < k + self.cfg.world.seed, ego=True), ego=True) for i in range(4)],
+            )
+            for mode, k in (("full", 2), ("no_search", 0))
+        ]
+        (Path(self.cfg.output) / "eval" / "runs.json").write_text(json.dumps(runs))
+        return {"eval": runs}
+
+    monkeypatch.setattr(pipeline.Demo, "run", fake_run)
+    cfg = load_config(DemoConfig, "conf/demo/cpu.yaml", [f"output={tmp_path}", "seeds=[0,1]"])
+    out = seeds.run_seeds(cfg, ("eval",))
+    assert [c[:3] for c in calls] == [(f"{tmp_path}/seed-0", 0, "seed=0"), (f"{tmp_path}/seed-1", 1, "seed=1")]
+    assert out["seeds"]["accuracy"]["full"]["ego"]["per_seed"] == {0: 0.5, 1: 0.75}
+    assert "seed 0" in (tmp_path / "seeds.md").read_text()
+    assert json.loads((tmp_path / "seeds.json").read_text())["seeds"] == [0, 1]
