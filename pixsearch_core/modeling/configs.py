@@ -41,28 +41,34 @@ class SamConfig(Config):
     prompt_dim: int = Field(32, ge=8, description="tiny only")
 
 
+#: LoRA targets: q_proj and v_proj of the LM's decoder layers (names as in LlamaForCausalLM / MistralForCausalLM)
+LM_QV_REGEX = r"^model\.layers\.\d+\.self_attn\.(q_proj|v_proj)$"
+
+
 class LoraSettings(Config):
     enabled: bool = True
     r: int = Field(8, ge=1)
     alpha: int = Field(16, ge=1)
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target_regex: str = r"^model\.layers\.\d+\.self_attn\.(q_proj|v_proj)$"
+    target_regex: str = LM_QV_REGEX
+
+
+#: the model parts that can be trained (modeling/trainable.py says what each one holds)
+TrainablePart = Literal[
+    "projector",
+    "span_tagger",
+    "mask_head",
+    "prompt_encoder",
+    "mask_decoder",
+    "language_model",
+    "copy_head",
+    "sam_image_encoder",
+    "vision_tower",
+]
 
 
 class TrainableSettings(Config):
-    parts: list[
-        Literal[
-            "projector",
-            "span_tagger",
-            "mask_head",
-            "prompt_encoder",
-            "mask_decoder",
-            "language_model",
-            "copy_head",
-            "sam_image_encoder",
-            "vision_tower",
-        ]
-    ] = ["span_tagger", "mask_head", "prompt_encoder", "mask_decoder"]
+    parts: list[TrainablePart] = ["span_tagger", "mask_head", "prompt_encoder", "mask_decoder"]
     new_token_rows: bool = Field(True, description="train the special tokens' embedding/output rows only")
 
 

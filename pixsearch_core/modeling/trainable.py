@@ -15,28 +15,19 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import get_args
 
 import torch
 from torch import nn
 
+from pixsearch_core.modeling.configs import LM_QV_REGEX, TrainablePart
+
 log = logging.getLogger(__name__)
 
-#: LoRA targets: q_proj and v_proj of the LM's decoder layers (names as in LlamaForCausalLM / MistralForCausalLM)
-LM_QV_REGEX = r"^model\.layers\.\d+\.self_attn\.(q_proj|v_proj)$"
 #: "language_model" trains the whole LM (a small LM trained from scratch, e.g. the demo's; LoRA is then off)
 #: "copy_head": the optional pointer-generator (model config copy_head=true); "sam_image_encoder", "vision_tower":
 #: frozen in the paper, trainable for random tiny ones trained from scratch (the demo's)
-PARTS = (
-    "projector",
-    "span_tagger",
-    "mask_head",
-    "prompt_encoder",
-    "mask_decoder",
-    "language_model",
-    "copy_head",
-    "sam_image_encoder",
-    "vision_tower",
-)
+PARTS = get_args(TrainablePart)
 
 
 def apply_lora(
