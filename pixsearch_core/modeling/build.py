@@ -167,7 +167,8 @@ def _sam(cfg: ModelConfig, store):
     from pixsearch_core.modeling.sam import build_sam_parts
     from pixsearch_core.modeling.weights import read_state_file
 
-    parts = build_sam_parts(cfg.sam.kind, cfg.sam.image_size, cfg.sam.prompt_dim)
+    sc = cfg.sam
+    parts = build_sam_parts(sc.kind, sc.image_size, sc.prompt_dim, sc.encoder_dim, sc.encoder_depth, sc.patch_size)
     ckpt = cfg.sam.checkpoint
     if ckpt is None and cfg.sam.kind == "litemedsam":
         from pixsearch_core.modeling.litemedsam import checkpoint_path

@@ -37,8 +37,11 @@ class VisionConfig(Config):
 class SamConfig(Config):
     kind: Literal["tiny", "vit_h", "vit_l", "vit_b", "litemedsam"] = "tiny"
     checkpoint: str | None = Field(None, description="SAM .pth/.safetensors (local or URI); litemedsam: package asset")
-    image_size: int = Field(64, ge=16, description="tiny only (multiple of 16)")
-    prompt_dim: int = Field(32, ge=8, description="tiny only")
+    image_size: int = Field(64, ge=16, description="tiny only (a multiple of patch_size)")
+    prompt_dim: int = Field(32, ge=8, description="tiny only: prompt, decoder and embedding width")
+    encoder_dim: int = Field(32, ge=8, description="tiny only: the ViT encoder's width")
+    encoder_depth: int = Field(1, ge=1, description="tiny only: the ViT encoder's blocks")
+    patch_size: int = Field(16, ge=4, description="tiny only: the embedding grid is image_size // patch_size")
 
 
 #: LoRA targets: q_proj and v_proj of the LM's decoder layers (names as in LlamaForCausalLM / MistralForCausalLM)

@@ -59,8 +59,16 @@ def _prompt_and_decoder(
     return prompt_encoder, mask_decoder
 
 
-def build_sam_parts(kind: str, image_size: int = 1024, prompt_dim: int = 256, encoder_dim: int = 32) -> SamParts:
-    """Random-initialised SAM parts of a kind (weights are loaded by the builders in build.py)."""
+def build_sam_parts(
+    kind: str,
+    image_size: int = 1024,
+    prompt_dim: int = 256,
+    encoder_dim: int = 32,
+    encoder_depth: int = 1,
+    patch_size: int = 16,
+) -> SamParts:
+    """Random-initialised SAM parts of a kind (weights are loaded by the builders in build.py). `encoder_dim`,
+    `encoder_depth` and `patch_size` shape the `tiny` encoder only (its embedding grid is image_size // patch_size)."""
     m = segment_anything().modeling
     if kind in VIT_VARIANTS:
         dim, depth, heads, global_idx = VIT_VARIANTS[kind]
@@ -93,18 +101,20 @@ def build_sam_parts(kind: str, image_size: int = 1024, prompt_dim: int = 256, en
         )  # [0, 1] input
     if kind == "tiny":
         encoder = m.ImageEncoderViT(
-            depth=1,
+            depth=encoder_depth,
             embed_dim=encoder_dim,
             img_size=image_size,
             mlp_ratio=2,
             num_heads=2,
-            patch_size=16,
+            patch_size=patch_size,
             qkv_bias=True,
             use_rel_pos=False,
             window_size=0,
             out_chans=prompt_dim,
         )
-        embedding = image_size // 16
+        if image_size % patch_size:
+            raise ValueError(f"sam.image_size {image_size} is not a multiple of sam.patch_size {patch_size}")
+        embedding = image_size // patch_size
         pe, md = _prompt_and_decoder(prompt_dim, image_size, embedding, depth=1, mlp_dim=2 * prompt_dim, num_heads=2)
         return SamParts(encoder, pe, md, image_size, embedding, prompt_dim)
     raise ValueError(f"unknown SAM kind {kind!r}; allowed: {', '.join(SAM_KINDS)}")

@@ -34,6 +34,8 @@ class LossWeights:
     bce: float = 2.0
     kl: float = 0.1
     choice: float = 0.0  # not in the paper: extra weight on the query-modality decisions (`choice_loss`)
+    tversky_alpha: float = 0.7  # L_seg's weight on false negatives (Abraham & Khan's default; the paper gives none)
+    tversky_beta: float = 0.3  # ... and on false positives
 
 
 def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -149,7 +151,8 @@ def pixsearch_loss(
                 )
         pred = [m.flatten(1) for m in output.mask_logits if m.shape[0]]
         gold = [m.flatten(1).to(output.logits.device) for m in gt_masks if m.shape[0]]
-        seg = [focal_tversky_loss(p, g) * p.shape[0] for p, g in zip(pred, gold)]
+        a, b_ = w.tversky_alpha, w.tversky_beta
+        seg = [focal_tversky_loss(p, g, alpha=a, beta=b_) * p.shape[0] for p, g in zip(pred, gold)]
         bce = [mask_bce_loss(p, g) * p.shape[0] for p, g in zip(pred, gold)]
         n = sum(p.shape[0] for p in pred)
         terms["seg"] = torch.stack(seg).sum() / n if n else zero

@@ -17,6 +17,7 @@ from pixsearch_core.training.losses import (
     information_token_mask,
     mask_bce_loss,
     masked_lm_loss,
+    pixsearch_loss,
     span_kl_loss,
     span_tag_loss,
 )
@@ -117,3 +118,25 @@ def test_choice_loss_is_cross_entropy_at_the_decisions_only():
     want = torch.nn.functional.cross_entropy(torch.stack([logits[0, 1], logits[1, 3]]), torch.tensor([4, 0]))
     assert choice_loss(logits, labels, decision).item() == pytest.approx(want.item(), rel=1e-6)
     assert choice_loss(logits, labels, torch.zeros_like(decision)).item() == 0.0
+
+
+def test_tversky_weights_reach_the_seg_term():
+    """loss.tversky_alpha/beta (the recipe's choice; the paper gives none) are the α/β of L_seg in pixsearch_loss."""
+    from types import SimpleNamespace
+
+    big = 30.0
+    gold = torch.tensor([[[1.0, 0.0, 0.0, 0.0]]])
+    pred = torch.tensor([[[big, big, big, -big]]])  # TP 1, FN 0, FP 2: an over-grown mask
+    out = SimpleNamespace(
+        logits=torch.zeros(1, 2, 3),
+        mask_logits=[pred],
+        span_logits=None,
+        spans=[[(0, 1)]],
+        teacher_hidden_states=None,
+        hidden_states=None,
+    )
+    labels = torch.full((1, 2), -100)
+    for a, b in ((0.7, 0.3), (0.5, 0.5), (0.3, 0.7)):
+        _, terms = pixsearch_loss(out, labels, gt_masks=[gold], weights=LossWeights(tversky_alpha=a, tversky_beta=b))
+        assert terms["seg"] == pytest.approx((1 - 1 / (1 + 2 * b)) ** 0.75, rel=1e-5)
+    assert (LossWeights().tversky_alpha, LossWeights().tversky_beta) == (0.7, 0.3)  # Abraham & Khan's defaults

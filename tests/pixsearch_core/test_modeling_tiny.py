@@ -204,3 +204,19 @@ def test_choice_weight_adds_the_decision_cross_entropy(model):
     assert total.item() == pytest.approx(base.item() + 3.0 * want.item(), rel=1e-5)
     with pytest.raises(ValueError, match="decision"):
         pixsearch_loss(out, b["labels"], b["tags"], b["gt_masks"], LossWeights(choice=1.0))
+
+
+def test_tiny_sam_encoder_knobs_shape_the_embedding_grid():
+    """sam.patch_size / encoder_dim / encoder_depth size the tiny SAM encoder; masks still come out per span at
+    image resolution and train; an image size that is not a multiple of the patch is refused by name."""
+    m = get("model", "tiny")(overrides=["sam.patch_size=8", "sam.encoder_dim=48", "sam.encoder_depth=2"])
+    enc = m.sam_image_encoder
+    assert len(enc.blocks) == 2 and enc.patch_embed.proj.out_channels == 48
+    side = m.sam_image_size // 8
+    assert m.prompt_encoder.image_embedding_size == (side, side)
+    b = batch(m)
+    out, total, _ = _loss(m, b)
+    assert [x.shape for x in out.mask_logits] == [g.shape for g in b["gt_masks"]]
+    total.backward()
+    with pytest.raises(ValueError, match="patch_size"):
+        get("model", "tiny")(overrides=["sam.image_size=72", "sam.patch_size=16"])
