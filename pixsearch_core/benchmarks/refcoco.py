@@ -35,8 +35,25 @@ def _split_matches(split: str, ref_split: str) -> bool:
     return ref_split == split
 
 
-class _Refer(Benchmark):
+class ReferScored(Benchmark):
+    """Referring segmentation scored as LISA does (gIoU / cIoU); subclasses load their examples."""
+
     prediction_kind = "mask"
+
+    def score(self, example, prediction):
+        gt = example.mask() if callable(example.mask) else example.mask
+        pred = np.zeros(gt.shape, dtype=np.uint8) if prediction is None else (np.asarray(prediction) > 0)
+        if pred.shape != gt.shape:
+            raise BadRecordError(
+                f"{self.name} prediction for id {example.id!r} has shape {pred.shape}, the gold mask {gt.shape}"
+            )
+        return refer_expression_score(pred.astype(np.uint8), gt)
+
+    def aggregate(self, scores):
+        return refer_aggregate(scores)
+
+
+class _Refer(ReferScored):
     id_field = "sent_id"
 
     def _root(self, path: str) -> str:
@@ -72,18 +89,6 @@ class _Refer(Benchmark):
                     mask=lambda seg=seg, h=h, w=w: decode_coco_segmentation(seg, h, w),
                     metadata={"ref_id": ref.get("ref_id"), "image_id": ref["image_id"], "size": (h, w)},
                 )
-
-    def score(self, example, prediction):
-        gt = example.mask() if callable(example.mask) else example.mask
-        pred = np.zeros(gt.shape, dtype=np.uint8) if prediction is None else (np.asarray(prediction) > 0)
-        if pred.shape != gt.shape:
-            raise BadRecordError(
-                f"{self.name} prediction for id {example.id!r} has shape {pred.shape}, the gold mask {gt.shape}"
-            )
-        return refer_expression_score(pred.astype(np.uint8), gt)
-
-    def aggregate(self, scores):
-        return refer_aggregate(scores)
 
 
 @register("benchmark", "refcoco")

@@ -12,8 +12,14 @@ whose evidence lacks the answer (their gold trajectory says "I don't know"; `ans
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
+import numpy as np
+
 from pixsearch_core.benchmarks.base import Example, read_jsonl, require, resolve
 from pixsearch_core.benchmarks.crag_mm import CragMM
+from pixsearch_core.benchmarks.refcoco import ReferScored
+from pixsearch_core.masks import png_to_mask
 from pixsearch_core.registry import register
 from pixsearch_core.synthcrag.paths import reference_base
 from pixsearch_core.synthcrag.paths import resolve as resolve_ref
@@ -53,3 +59,45 @@ class SynthCRAG(CragMM):
         if isinstance(prediction, str) and ANSWER_MARK in prediction:
             prediction = prediction.rsplit(ANSWER_MARK, 1)[1].strip()
         return super().score(example, prediction)
+
+
+GROUPS = ("", "ego", "non_ego")
+
+
+@register("benchmark", "synthcrag_refer")
+class SynthCRAGRefer(ReferScored):
+    """SynthCRAG as a referring-segmentation benchmark (scored as RefCOCO: gIoU / cIoU): one example per scene of
+    the split whose questions search it (a `<region>` or `<image>` search: they carry the target's referring
+    phrase, `entity_span`, and its gold mask). Prediction id: the scene's file stem. Splits: "test", "train", or
+    "ego/test" (the default: egocentric scenes only, a small target among larger distractors) and
+    "non_ego/test" (the target alone)."""
+
+    name = "synthcrag_refer"
+    id_field = "scene"
+    default_split = "ego/test"
+    images_resolved = True  # Example.image is already the image's path or URI (resolved against the world root)
+
+    def load(self, path, split=None):
+        group, _, split = (split or self.default_split).rpartition("/")
+        if group not in GROUPS:
+            raise ValueError(f"synthcrag_refer split {group}/{split}: the group must be one of ego, non_ego (or none)")
+        uri = resolve(self.store, path, [f"benchmark/{split}.jsonl", f"{split}.jsonl"])
+        base = reference_base(self.store, uri)
+        seen: set[str] = set()
+        for lineno, rec in read_jsonl(self.store, uri):
+            where = f"{uri} line {lineno + 1}"
+            image = require(rec, "image", where, str)
+            ego = bool(require(rec, "egocentric", where, bool))
+            if not rec.get("query_types") or not rec.get("entity_span") or not rec.get("gold_mask") or image in seen:
+                continue  # no visual search (colour / count questions), or a scene already taken
+            if (group == "ego" and not ego) or (group == "non_ego" and ego):
+                continue
+            seen.add(image)
+            mask_uri = resolve_ref(base, require(rec, "gold_mask", where, str))
+            yield Example(
+                id=PurePosixPath(image).stem,
+                question=require(rec, "entity_span", where, str).strip().lower(),
+                image=resolve_ref(base, image),
+                mask=lambda u=mask_uri: png_to_mask(self.store.get_bytes(u)).astype(np.uint8),
+                metadata={"egocentric": ego, "interaction_id": rec.get("interaction_id")},
+            )

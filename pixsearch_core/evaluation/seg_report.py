@@ -28,6 +28,7 @@ NAMES = {
     "refcoco": "RefCOCO",
     "refcoco+": "RefCOCO+",
     "refcocog": "RefCOCOg",
+    "synthcrag_refer": "SynthCRAG (referring)",
     "ade20k": "ADE20K",
     "coco_stuff": "COCO-Stuff",
 }

@@ -29,7 +29,7 @@ from pixsearch_core.storage import ObjectStore, join
 log = logging.getLogger(__name__)
 
 RUNNER = "pixsearch_core.evaluation.segmentation_runner:SegmentationRunner"
-REFER = ("refcoco", "refcoco+", "refcocog")
+REFER = ("refcoco", "refcoco+", "refcocog", "synthcrag_refer")
 SEMSEG = ("ade20k", "coco_stuff")
 #: where REFER images are looked for under --data when `segmentation.images` is not set (LISA's refer_seg layout)
 REFER_IMAGE_DIRS = ("images/mscoco/images/train2014", "images/train2014", "train2014", "images")
@@ -72,6 +72,8 @@ def is_mask_benchmark(bench: Benchmark) -> bool:
 
 
 def _image_uri(bench: Benchmark, ex: Example, images: str) -> str:
+    if getattr(bench, "images_resolved", False):
+        return ex.image
     if bench.name in REFER:
         return ex.image if ex.image and ("://" in ex.image or ex.image.startswith("/")) else join(images, ex.image)
     return join(images, f"{ex.id}.jpg")

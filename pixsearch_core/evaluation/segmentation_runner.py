@@ -100,7 +100,7 @@ class SegmentationRunner:
         if self.model_ref in names("model"):
             model = get("model", self.model_ref)(overrides=self.model_overrides)
         else:  # a checkpoint of trainable weights on top of the configured builder
-            from pixsearch_core.modeling.weights import build_from_checkpoint
+            from pixsearch_core.modeling.build import build_from_checkpoint
 
             model = build_from_checkpoint(
                 self.model_ref, self.model_size, self.model_overrides, ObjectStore(self.storage)
