@@ -90,6 +90,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="torch threads of the query encoders in this server process (0: torch's default, one per core); "
         "one query gains little from more, and under load more threads wait on each other (default 1)",
     )
+    s.add_argument(
+        "--encoder-bf16-min-batch",
+        type=int,
+        default=0,
+        metavar="N",
+        help="text-encoder passes of N or more queries run in bf16 on a CPU with AMX / AVX512-BF16 (batched "
+        "searches ~2.7x faster; vectors within cosine 0.9999 of fp32); 0 = always fp32 (default)",
+    )
     q = sub.add_parser("query", help="send one query and print its Evidence as JSON lines")
     where = q.add_mutually_exclusive_group(required=True)
     where.add_argument("--index", help="search a published index in-process")
@@ -190,11 +198,13 @@ def _query(args):
 
 
 def _serve(args) -> int:
+    from indexing.embedders import set_bf16_min_batch
     from indexing.searcher import set_encoder_threads, set_faiss_threads
     from indexing.serving.http_server import SearchHTTPServer
 
     set_faiss_threads(args.faiss_threads)  # checks the value before anything loads (and sets this thread's)
     set_encoder_threads(args.encoder_threads)  # torch's setting is process-wide
+    set_bf16_min_batch(args.encoder_bf16_min_batch)  # so is this one; refused on a CPU without native bf16
     started = False
     if args.ray:
         from indexing.serving.ray_service import RaySearchRouter

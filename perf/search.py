@@ -1,6 +1,7 @@
 """Search-service quality and speed, every figure a ratio from the same run.
 
     python perf/search.py [--encoder minilm|hash] [--n 100000] [--shards 4] [--factory IVF256,Flat] [--nprobe 16]
+        [--bf16-min-batch 8]
 
 On n clustered random unit vectors (a published synthetic index whose manifest names the text encoder that
 encodes the end-to-end queries: `--encoder minilm`, the default, is all-MiniLM-L6-v2 from the installed
@@ -39,6 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from indexing.embedders import set_bf16_min_batch  # noqa: E402
 from indexing.searcher import ShardedSearcher, set_encoder_threads, set_faiss_threads  # noqa: E402
 from indexing.serving.http_server import start_http  # noqa: E402
 from indexing.synthetic import write_index  # noqa: E402
@@ -154,6 +156,14 @@ def main() -> int:
         default="",
         help="extra flags for the served index in step 4, e.g. '--encoder-threads 2 --faiss-threads 2'",
     )
+    ap.add_argument(
+        "--bf16-min-batch",
+        type=int,
+        default=0,
+        metavar="N",
+        help="encoder passes of N+ queries in bf16 (in-process and the served index: `search serve "
+        "--encoder-bf16-min-batch`); step 2 then also times the batched path in fp32 (default 0: fp32 only)",
+    )
     ap.add_argument("--port", type=int, default=0, help="port of the served index in step 4 (default: a free one)")
     ap.add_argument("--out", default=None, help="where to write the index (default: a temp dir)")
     args = ap.parse_args()
@@ -165,6 +175,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING)
     set_faiss_threads(1)  # as `search serve` does
     set_encoder_threads(1)
+    set_bf16_min_batch(args.bf16_min_batch)
     out = Path(args.out or tempfile.mkdtemp(prefix="pixsearch-search-bench-"))
     data = clustered(args.n, args.dim, 200, 0)
     docs = [{"doc_id": f"d{i}", "title": f"Doc {i}", "text": f"passage {i}", "url": ""} for i in range(args.n)]
@@ -210,6 +221,13 @@ def main() -> int:
     res["batched_qps"] = round(args.queries / t_batch, 1)
     res["one_by_one"] = one
     res["batched_over_one_by_one"] = round(res["batched_qps"] / one["qps"], 2)
+    res["bf16_min_batch"] = args.bf16_min_batch
+    if args.bf16_min_batch:  # the same batched searches with every pass in fp32, for the same-run comparison
+        set_bf16_min_batch(0)
+        _, t_fp32 = timed(lambda: searcher.search_many(texts, 10))
+        set_bf16_min_batch(args.bf16_min_batch)
+        res["batched_fp32_qps"] = round(args.queries / t_fp32, 1)
+        res["batched_fp32_over_one_by_one"] = round(res["batched_fp32_qps"] / one["qps"], 2)
     _, t_enc = timed(lambda: searcher.encode_many(texts))
     _, t_enc1 = timed(lambda: [searcher.encode_many([t]) for t in texts[: args.single]])
     res["encoder_batched_qps"] = round(args.queries / t_enc, 1)
@@ -232,7 +250,7 @@ def main() -> int:
     res["http_batched_qps"] = round(200 / t_http_batch, 1)
     many = [TextQuery(f"client query {i} on topic {i % 89}") for i in range(args.http_queries)]
     where = (str(out / "indices/bench"), str(out / "cache"), args.port or free_port())
-    extra = shlex.split(args.serve_args)
+    extra = shlex.split(args.serve_args) + ["--encoder-bf16-min-batch", str(args.bf16_min_batch)]
     with serve(*where, *extra) as url:
         res["http_1_client"] = concurrent_qps(url, many, 1)
         res[f"http_{args.clients}_clients"] = concurrent_qps(url, many, args.clients)
@@ -255,6 +273,11 @@ def main() -> int:
         f"encoder alone {res['encoder_batched_qps']} vs {res['encoder_one_by_one_qps']} q/s "
         f"(x{res['encoder_batched_over_single']}); FAISS alone (one shard) batched vs one-by-one x{res['faiss_shard_batched_over_single']}"
     )
+    if args.bf16_min_batch:
+        print(
+            f"bf16 for encoder passes of {args.bf16_min_batch}+ queries; the batched searches all in fp32: "
+            f"{res['batched_fp32_qps']} q/s (x{res['batched_fp32_over_one_by_one']} of one-by-one)"
+        )
     print(
         f"HTTP one-by-one {http['qps']} q/s (x{res['http_over_in_process']} of in-process), p50 {http['p50_ms']} "
         f"ms p99 {http['p99_ms']} ms; HTTP batched {res['http_batched_qps']} q/s"

@@ -82,3 +82,34 @@ def test_set_encoder_threads():
     for bad in (-1, 1.5, True, "2"):
         with pytest.raises(ValueError, match="encoder threads must be an integer >= 0"):
             set_encoder_threads(bad)
+
+
+@pytest.fixture
+def bf16_reset():
+    from indexing import embedders
+
+    yield embedders
+    embedders.set_bf16_min_batch(0)
+
+
+def test_bf16_min_batch_only_changes_passes_of_that_size(minilm, bf16_reset, monkeypatch):
+    """Passes of >= n texts run in bf16 (close to fp32, float32 and unit length); smaller ones stay exactly fp32.
+    Refused with a clear error for a bad value or a CPU without native bf16."""
+    if not bf16_reset.cpu_has_native_bf16():
+        pytest.skip("this CPU has no native bf16 (AVX512-BF16 / AMX)")
+    big = SentenceTransformerEncoder(TextEncoderConfig(device="cpu", batch_size=8), "")
+    want, alone = minilm.encode(TEXTS), big.encode([TEXTS[0]])  # fp32: passes of 2 (batch_size 2); of 1
+    bf16_reset.set_bf16_min_batch(3)
+    np.testing.assert_array_equal(minilm.encode(TEXTS), want)  # every pass has 2 texts: all fp32
+    got = big.encode(TEXTS)  # one pass of 5 >= 3: bf16
+    assert got.dtype == np.float32 and np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
+    cos = (got * want).sum(1)
+    assert cos.min() > 0.999 and not np.array_equal(got, want)  # close to fp32, but not fp32
+    np.testing.assert_array_equal(big.encode([TEXTS[0]]), alone)  # a pass of 1 < 3: fp32 again
+    for bad in (-1, 1.5, True, "8"):
+        with pytest.raises(ValueError, match="bf16 minimum batch"):
+            bf16_reset.set_bf16_min_batch(bad)
+    monkeypatch.setattr(bf16_reset, "cpu_has_native_bf16", lambda: False)
+    with pytest.raises(ValueError, match="no native bf16"):
+        bf16_reset.set_bf16_min_batch(8)
+    bf16_reset.set_bf16_min_batch(0)  # turning it off needs no bf16
