@@ -175,14 +175,22 @@ class SentenceTransformerEncoder:
         every parameter to check the device, input-modality checks, progress-bar setup, list re-sorting and a
         stack). The vectors are the same (tests/indexing/test_search_encoder.py). Forward passes of at least
         `set_bf16_min_batch`'s n texts on a CPU run under bf16 autocast."""
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        out = np.empty((len(texts), self.dim), np.float32)
+        for rows, vectors in self.encode_passes(texts):
+            out[rows] = vectors
+        return out
+
+    def encode_passes(self, texts: list[str]):
+        """`encode` one forward pass at a time: yields (positions in `texts`, their vectors) per pass, the texts
+        sorted by length, `batch_size` per pass (the passes and vectors `encode` makes). The searcher searches
+        pass i while pass i+1 is encoded."""
         import contextlib
 
         import torch
 
-        if not texts:
-            return np.zeros((0, self.dim), np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        out = np.empty((len(texts), self.dim), np.float32)
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
                 rows = order[start : start + self.batch_size]
@@ -191,8 +199,7 @@ class SentenceTransformerEncoder:
                 bf16 = _BF16_MIN_BATCH and self.device.type == "cpu" and len(rows) >= _BF16_MIN_BATCH
                 with torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext():
                     vectors = self.model(features)["sentence_embedding"]
-                out[rows] = torch.nn.functional.normalize(vectors.float(), p=2, dim=1).cpu().numpy()
-        return out
+                yield rows, torch.nn.functional.normalize(vectors.float(), p=2, dim=1).cpu().numpy()
 
 
 MAX_ASPECT = 4  # to_rgb_array: a longer side beyond 4x the shorter is centre-cropped before the resize

