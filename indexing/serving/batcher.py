@@ -7,7 +7,10 @@
 
 One thread calls the searcher (encoders need not be thread-safe). It takes every queued request, up to
 `max_queries` queries (a larger single request is served alone), and waits up to `window_ms` for more, but only
-while other requests are still being read or decoded (`arrival()`), so a lone client never waits for the window.
+while other requests are still being read or decoded (`arrival()`), or, within `window_ms` of the last call's
+answers, until as many requests have arrived since as that call answered: closed-loop clients (each sends its
+next query when it gets its answer) then meet in one batch instead of splitting into two alternating halves. A
+lone client never waits: its next request is the one arrival expected.
 Requests are grouped by k, one `search_many(all their queries, k)` per group, and each request gets its own slice.
 Searching at the largest k and cutting would not be safe: FAISS may keep a different one of several equal-score
 hits at a different k. When a grouped call raises, each of its requests is searched alone, so a bad request gets
@@ -68,6 +71,8 @@ class RequestBatcher:
         self._cv = threading.Condition()
         self._queue: deque[_Request] = deque()
         self._reading = 0  # requests being read/decoded, not yet queued
+        # closed-loop clients: the requests the last call answered, when, and how many arrived since (see _next_batch)
+        self._answered, self._answered_at, self._arrived_since = 0, 0.0, 0
         self._closed = False
         self._thread_init = thread_init
         self._thread = threading.Thread(target=self._run, name="search-batcher", daemon=True)
@@ -79,6 +84,8 @@ class RequestBatcher:
         arrival = _Arrival(self)
         with self._cv:
             self._reading += 1
+            self._arrived_since += 1
+            self._cv.notify_all()
         try:
             yield arrival
         finally:
@@ -120,11 +127,14 @@ class RequestBatcher:
             if not self._queue:
                 return None
             deadline = time.monotonic() + self.window
-            while self._reading > 0 and not self._closed and self._queued() < self.max_queries:
-                left = deadline - time.monotonic()
-                if left <= 0:
+            returning_until = self._answered_at + self.window
+            while not self._closed and self._queued() < self.max_queries:
+                now = time.monotonic()
+                reading = self._reading > 0 and now < deadline
+                returning = self._arrived_since < self._answered and now < returning_until
+                if not (reading or returning):
                     break
-                self._cv.wait(left)
+                self._cv.wait((deadline if reading else returning_until) - now)
             batch = [self._queue.popleft()]  # at least one request, even one over max_queries
             total = len(batch[0].queries)
             while self._queue and total + len(self._queue[0].queries) <= self.max_queries:
@@ -153,6 +163,8 @@ class RequestBatcher:
                 by_k.setdefault(request.k, []).append(request)
             for k, group in by_k.items():
                 self._serve(group, k)
+            with self._cv:  # these clients may send again at once: the next batch waits a window for them
+                self._answered, self._answered_at, self._arrived_since = len(batch), time.monotonic(), 0
 
     def _call(self, queries: list, k) -> list:
         self.calls.append(len(queries))

@@ -25,8 +25,8 @@ class Recording:
     """A searcher that records (queries, k) per call; the first call waits for `hold` (so requests pile up), and
     a text query containing "poison" / "crash" makes a call raise ValueError / RuntimeError."""
 
-    def __init__(self, inner, hold: threading.Event | None = None):
-        self.inner, self.hold, self.calls = inner, hold, []
+    def __init__(self, inner, hold: threading.Event | None = None, delay: float = 0.0):
+        self.inner, self.hold, self.calls, self.delay = inner, hold, [], delay
 
     @property
     def index_version(self):
@@ -36,6 +36,7 @@ class Recording:
         self.calls.append((len(queries), k))
         if self.hold is not None and len(self.calls) == 1:
             assert self.hold.wait(20)
+        time.sleep(self.delay)  # a slow model: the clients' next requests queue up meanwhile
         texts = [q.text for q in queries if isinstance(q, TextQuery)]
         if any("poison" in t for t in texts):
             raise ValueError("poisoned query")
@@ -113,6 +114,28 @@ def test_free_running_clients_are_batched_and_answered_exactly(inner):
         server.server_close()
     assert got == expected
     assert sum(n for n, _ in searcher.calls) == 96 and max(n for n, _ in searcher.calls) > 1
+
+
+def test_closed_loop_clients_meet_in_one_batch(inner):
+    """8 clients that each send their next query when answered: after a call, the batcher waits (within the
+    window) for as many arrivals as it answered, so the clients share calls of 8 instead of alternating halves."""
+    searcher = Recording(inner, delay=0.03)
+    expected = {i: inner.search(_query(i), 3) for i in range(64)}
+    server, url = _serve(searcher, batch_window_ms=1000)
+    try:
+
+        def client_loop(c: int):
+            with SearchClient.connect(url, timeout=30, retries=0) as client:
+                return [(i, client.search(_query(i), 3)) for i in range(c, 64, 8)]
+
+        with cf.ThreadPoolExecutor(8) as pool:
+            got = dict(r for f in [pool.submit(client_loop, c) for c in range(8)] for r in f.result(timeout=60))
+    finally:
+        server.shutdown()
+        server.server_close()
+    sizes = [n for n, _ in searcher.calls]
+    assert got == expected and sum(sizes) == 64
+    assert sizes.count(8) >= 4 and len(sizes) <= 13, sizes  # 64 queries in about 8 calls of 8 (not 16 of 1 and 7)
 
 
 def test_mixed_k_are_grouped_per_k_with_the_right_lengths(inner):
