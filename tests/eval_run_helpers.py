@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -40,3 +42,14 @@ def strip_volatile(records: list[dict]) -> list[dict]:
     return sorted(
         ({k: v for k, v in r.items() if k not in VOLATILE_FIELDS} for r in records), key=lambda r: r["sample_id"]
     )
+
+
+def cli_json(*argv) -> tuple[int, dict | None]:
+    """Run the `pixsearch` CLI in-process at log level WARNING: (exit code, its last stdout line as JSON on success)."""
+    from jobs import cli
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = cli.main(["--log-level", "WARNING", *argv])
+    out = buf.getvalue().strip().splitlines()
+    return rc, json.loads(out[-1]) if rc == 0 and out else None

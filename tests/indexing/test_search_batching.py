@@ -73,6 +73,19 @@ def _piled_up(server, requests: int, send):
         return [f.result(timeout=30) for f in futures]
 
 
+def _closed_loop(url: str, clients: int, queries: int, k: int) -> dict:
+    """`clients` threads, each on its own connection sending its share of `_query(0..queries-1)` one at a time
+    (the next when answered): {query number: its hits}."""
+
+    def client_loop(c: int):
+        with SearchClient.connect(url, timeout=30, retries=0) as client:
+            return [(i, client.search(_query(i), k)) for i in range(c, queries, clients)]
+
+    with cf.ThreadPoolExecutor(clients) as pool:
+        futures = [pool.submit(client_loop, c) for c in range(clients)]
+        return dict(r for f in futures for r in f.result(timeout=60))
+
+
 def _serve(searcher, **kw):
     server, url = start_http(searcher, **kw)
     return server, url
@@ -102,13 +115,7 @@ def test_free_running_clients_are_batched_and_answered_exactly(inner):
     expected = {i: inner.search(_query(i), 3) for i in range(96)}
     server, url = _serve(searcher)
     try:
-
-        def client_loop(c: int):
-            with SearchClient.connect(url, timeout=30, retries=0) as client:
-                return [(i, client.search(_query(i), 3)) for i in range(c, 96, 8)]
-
-        with cf.ThreadPoolExecutor(8) as pool:
-            got = dict(r for f in [pool.submit(client_loop, c) for c in range(8)] for r in f.result(timeout=60))
+        got = _closed_loop(url, 8, 96, 3)
     finally:
         server.shutdown()
         server.server_close()
@@ -123,13 +130,7 @@ def test_closed_loop_clients_meet_in_one_batch(inner):
     expected = {i: inner.search(_query(i), 3) for i in range(64)}
     server, url = _serve(searcher, batch_window_ms=1000)
     try:
-
-        def client_loop(c: int):
-            with SearchClient.connect(url, timeout=30, retries=0) as client:
-                return [(i, client.search(_query(i), 3)) for i in range(c, 64, 8)]
-
-        with cf.ThreadPoolExecutor(8) as pool:
-            got = dict(r for f in [pool.submit(client_loop, c) for c in range(8)] for r in f.result(timeout=60))
+        got = _closed_loop(url, 8, 64, 3)
     finally:
         server.shutdown()
         server.server_close()

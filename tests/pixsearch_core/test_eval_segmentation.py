@@ -8,9 +8,6 @@ report shows Tables 2-3 with overlays.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import shutil
 from pathlib import Path
 
@@ -18,31 +15,22 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jobs import cli
 from pixsearch_core.benchmarks._semseg import read_png
 from pixsearch_core.evaluation.segmentation_runner import combine_label_map
 from pixsearch_core.masks import rle_to_mask
 from pixsearch_core.records import read_records
 from pixsearch_core.storage import ObjectStore
-from tests.eval_run_helpers import strip_volatile
+from tests.eval_run_helpers import cli_json, strip_volatile
 from tests.seg_eval_data import write_ade20k, write_refer
 
 DEVICE = "model.device=cpu"
-
-
-def _cli(*argv) -> tuple[int, dict | None]:
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        rc = cli.main(["--log-level", "WARNING", *argv])
-    out = buf.getvalue().strip().splitlines()
-    return rc, json.loads(out[-1]) if rc == 0 and out else None
 
 
 def _run(bench, data, out, *extra, run_id=None, sequential=True, index=None):
     argv = ["eval", "run", "--benchmark", bench, "--data", str(data), "--model", "tiny", "--out", str(out)]
     argv += (["--sequential"] if sequential else []) + (["--run-id", run_id] if run_id else [])
     argv += ["--index", index] if index else []
-    rc, summary = _cli(*argv, DEVICE, *extra)
+    rc, summary = cli_json(*argv, DEVICE, *extra)
     assert rc == 0
     return summary
 
@@ -79,7 +67,7 @@ def test_refcoco_run_writes_official_pngs_scored_as_eval_score(refer):
         inter, union = int((g & (png > 0)).sum()), int((g | (png > 0)).sum())
         assert (r["scores"]["intersection"], r["scores"]["union"]) == (inter, union)
         assert r["answer"] == f"Sure: {r['question']}." and r["seg"]["prompts"] == 1
-    rc, scored = _cli(
+    rc, scored = cli_json(
         "eval",
         "score",
         "--benchmark",
@@ -156,7 +144,7 @@ def test_ade20k_run_label_maps_scored_as_eval_score(ade):
         assert r["seg"]["classes"] == present and r["seg"]["prompts"] == len(present)
         pred = read_png(Path(r["prediction"]).read_bytes())
         assert pred.shape == gold.shape and set(np.unique(pred)) <= set(present) | {255}
-    rc, scored = _cli(
+    rc, scored = cli_json(
         "eval", "score", "--benchmark", "ade20k", "--gold", str(root / "data"), "--predictions", f"{run}/predictions"
     )
     assert rc == 0 and scored == summary["aggregate"]
@@ -198,7 +186,7 @@ def test_bad_requests_fail_with_clear_errors(refer, tmp_path, caplog):
     root, _, _ = refer
     data = str(root / "refer")
     assert (
-        _cli(
+        cli_json(
             "eval",
             "run",
             "--benchmark",
@@ -217,7 +205,7 @@ def test_bad_requests_fail_with_clear_errors(refer, tmp_path, caplog):
     )
     assert "decode mode 'no_search' does not apply" in caplog.text
     assert (
-        _cli(
+        cli_json(
             "eval",
             "run",
             "--benchmark",
@@ -235,7 +223,7 @@ def test_bad_requests_fail_with_clear_errors(refer, tmp_path, caplog):
     assert "answers text benchmarks only" in caplog.text
     shutil.copytree(root / "refer" / "refcoco", tmp_path / "noimages" / "refcoco")
     assert (
-        _cli(
+        cli_json(
             "eval",
             "run",
             "--benchmark",
@@ -253,7 +241,7 @@ def test_bad_requests_fail_with_clear_errors(refer, tmp_path, caplog):
     )
     assert "segmentation.images" in caplog.text and "COCO_train2014_000000000001.jpg" in caplog.text
     assert (
-        _cli("eval", "run", "--benchmark", "hotpotqa", "--data", data, "--model", "tiny", "--out", str(tmp_path))[0]
+        cli_json("eval", "run", "--benchmark", "hotpotqa", "--data", data, "--model", "tiny", "--out", str(tmp_path))[0]
         == 2
     )
     assert "no retriever: pass --index URI|none" in caplog.text
@@ -264,7 +252,7 @@ def test_report_shows_tables_2_3_and_overlays(refer, ade, tmp_path):
     from pixsearch_core.evaluation.seg_report import _pct
 
     (_, _, ref), (_, sem) = refer, ade
-    rc, paths = _cli(
+    rc, paths = cli_json(
         "eval", "report", ref["run_uri"], sem["run_uri"], "--out", str(tmp_path / "rep"), "--overlays", "2"
     )
     assert rc == 0

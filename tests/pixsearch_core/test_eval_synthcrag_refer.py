@@ -3,20 +3,18 @@ from a saved checkpoint (the path the demo's mask figures come from)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from jobs import cli
 from pixsearch_core.masks import png_to_mask
 from pixsearch_core.records import read_records
 from pixsearch_core.registry import get
 from pixsearch_core.storage import ObjectStore
 from tests._train_fixtures import write_world
+from tests.eval_run_helpers import cli_json
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +49,6 @@ def test_one_example_per_searched_scene_with_its_phrase_and_gold_mask(world):
         list(bench.load(world, "egocentric/test"))
 
 
-def _cli(*argv) -> tuple[int, dict | None]:
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        rc = cli.main(["--log-level", "WARNING", *argv])
-    out = buf.getvalue().strip().splitlines()
-    return rc, json.loads(out[-1]) if rc == 0 and out else None
-
-
 def test_eval_run_from_a_checkpoint_writes_pngs_scored_as_eval_score(world, tmp_path):
     """`--model <checkpoint dir>` builds the trained model (its stored config) for the segmentation runner."""
     from pixsearch_core.modeling.weights import save_trainable
@@ -66,12 +56,12 @@ def test_eval_run_from_a_checkpoint_writes_pngs_scored_as_eval_score(world, tmp_
     ckpt = str(tmp_path / "ckpt")
     save_trainable(get("model", "tiny")(overrides=["sam.prompt_dim=16"]), ckpt)
     argv = ["eval", "run", "--benchmark", "synthcrag_refer", "--data", world, "--model", ckpt, "--sequential"]
-    rc, summary = _cli(*argv, "--out", str(tmp_path / "out"), "--run-id", "r", "model.device=cpu")
+    rc, summary = cli_json(*argv, "--out", str(tmp_path / "out"), "--run-id", "r", "model.device=cpu")
     n = len(list(get("benchmark", "synthcrag_refer")().load(world)))
     assert rc == 0 and summary["errors"] == 0 and summary["written"] == n
     records = list(read_records(ObjectStore(), summary["run_uri"]))
     assert all(Path(r["prediction"]).is_file() for r in records)
-    rc, scored = _cli(
+    rc, scored = cli_json(
         "eval", "score", "--benchmark", "synthcrag_refer", "--gold", world, "--predictions",
         f"{summary['run_uri']}/predictions",
     )  # fmt: skip
