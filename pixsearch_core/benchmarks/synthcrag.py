@@ -19,12 +19,19 @@ import numpy as np
 from pixsearch_core.benchmarks.base import Example, read_jsonl, require, resolve
 from pixsearch_core.benchmarks.crag_mm import CragMM
 from pixsearch_core.benchmarks.refcoco import ReferScored
-from pixsearch_core.masks import png_to_mask
+from pixsearch_core.masks import read_mask_png
 from pixsearch_core.registry import register
 from pixsearch_core.synthcrag.paths import reference_base
 from pixsearch_core.synthcrag.paths import resolve as resolve_ref
 
 ANSWER_MARK = "Answer:"
+
+
+def _split_file(store, path: str, split: str) -> tuple[str, str]:
+    """(the split's benchmark JSONL under a world directory, or the file itself; the base its references resolve
+    against)."""
+    uri = resolve(store, path, [f"benchmark/{split}.jsonl", f"{split}.jsonl"])
+    return uri, reference_base(store, uri)
 
 
 @register("benchmark", "synthcrag")
@@ -33,9 +40,7 @@ class SynthCRAG(CragMM):
     default_split = "test"
 
     def load(self, path, split=None):
-        split = split or self.default_split
-        uri = resolve(self.store, path, [f"benchmark/{split}.jsonl", f"{split}.jsonl"])
-        base = reference_base(self.store, uri)
+        uri, base = _split_file(self.store, path, split or self.default_split)
         for lineno, rec in read_jsonl(self.store, uri):
             where = f"{uri} line {lineno + 1}"
             yield Example(
@@ -81,8 +86,7 @@ class SynthCRAGRefer(ReferScored):
         group, _, split = (split or self.default_split).rpartition("/")
         if group not in GROUPS:
             raise ValueError(f"synthcrag_refer split {group}/{split}: the group must be one of ego, non_ego (or none)")
-        uri = resolve(self.store, path, [f"benchmark/{split}.jsonl", f"{split}.jsonl"])
-        base = reference_base(self.store, uri)
+        uri, base = _split_file(self.store, path, split)
         seen: set[str] = set()
         for lineno, rec in read_jsonl(self.store, uri):
             where = f"{uri} line {lineno + 1}"
@@ -98,6 +102,6 @@ class SynthCRAGRefer(ReferScored):
                 id=PurePosixPath(image).stem,
                 question=require(rec, "entity_span", where, str).strip().lower(),
                 image=resolve_ref(base, image),
-                mask=lambda u=mask_uri: png_to_mask(self.store.get_bytes(u)).astype(np.uint8),
+                mask=lambda u=mask_uri: read_mask_png(self.store, u).astype(np.uint8),
                 metadata={"egocentric": ego, "interaction_id": rec.get("interaction_id")},
             )
