@@ -110,6 +110,10 @@ class _Shard:
 
 
 class ShardedSearcher:
+    #: `search_many` may be called from several threads at once (`search serve --search-threads`): FAISS searches
+    #: and torch forward passes only read, the encoders load once under a lock and tokenize under one
+    thread_safe = True
+
     def __init__(
         self,
         uri: str,
@@ -140,6 +144,7 @@ class ShardedSearcher:
             for kind, spec in self.manifest["indices"].items()
         }
         self._encoders: dict[str, object] = dict(encoders or {})
+        self._encoders_lock = threading.Lock()  # search threads (`search serve --search-threads`) load one copy
 
     @property
     def index_version(self) -> str:
@@ -172,6 +177,12 @@ class ShardedSearcher:
         return _Shard(spec["name"], index, docs, docs["id"].to_numpy())
 
     def _encoder(self, kind: str):
+        if kind in self._encoders:
+            return self._encoders[kind]
+        with self._encoders_lock:
+            return self._load_encoder(kind)
+
+    def _load_encoder(self, kind: str):
         if kind not in self._encoders:
             from indexing.embedders import image_encoder, text_encoder
 

@@ -1,16 +1,19 @@
 """Request batching for the search HTTP server: requests that arrive together share one `search_many` call.
 
-    batcher = RequestBatcher(searcher, window_ms=2.0, max_queries=256)
+    batcher = RequestBatcher(searcher, window_ms=5.0, max_queries=256)
     with batcher.arrival() as arrival:          # a request is being read and decoded
         results = arrival.search(queries, k)    # blocks; returns this request's results or raises its error
     batcher.close()                             # serves what is queued, then stops the thread
 
-One thread calls the searcher (encoders need not be thread-safe). It takes every queued request, up to
-`max_queries` queries (a larger single request is served alone), and waits up to `window_ms` for more, but only
-while other requests are still being read or decoded (`arrival()`), or, within `window_ms` of the last call's
-answers, until as many requests have arrived since as that call answered: closed-loop clients (each sends its
-next query when it gets its answer) then meet in one batch instead of splitting into two alternating halves. A
-lone client never waits: its next request is the one arrival expected.
+One thread calls the searcher by default (encoders need not be thread-safe); `threads=N` runs N search threads,
+so N batches are searched at once (the searcher must be thread-safe: `ShardedSearcher` is). One thread at a time
+collects the next batch while the others search. The collector takes every queued request, up to `max_queries`
+queries (a larger single request is served alone), and waits up to `window_ms` for more, but only while other
+requests are still being read or decoded (`arrival()`), or, within `window_ms` of its own last call's answers,
+until as many requests have arrived since as that call answered: closed-loop clients (each sends its next query
+when it gets its answer) then meet again in one batch instead of splitting into smaller alternating groups. A
+lone client never waits: its next request is the one arrival expected. With N threads, clients settle into up to
+N groups, one per thread, whose searches overlap each other's network and parsing time.
 Requests are grouped by k, one `search_many(all their queries, k)` per group, and each request gets its own slice.
 Searching at the largest k and cutting would not be safe: FAISS may keep a different one of several equal-score
 hits at a different k. When a grouped call raises, each of its requests is searched alone, so a bad request gets
@@ -58,9 +61,18 @@ class _Arrival:
         return request.results
 
 
+class _Answered:
+    """A search thread's last batch: how many requests it answered, when, and the arrival count then."""
+
+    def __init__(self):
+        self.requests, self.at, self.arrivals = 0, 0.0, 0
+
+
 class RequestBatcher:
-    def __init__(self, searcher, window_ms: float = 2.0, max_queries: int = 256, thread_init=None):
-        """`thread_init`: called first on the batching thread (per-thread settings such as FAISS's OpenMP threads)."""
+    def __init__(self, searcher, window_ms: float = 5.0, max_queries: int = 256, thread_init=None, threads: int = 1):
+        """`thread_init`: called first on each search thread (per-thread settings such as FAISS's OpenMP threads)."""
+        if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 64:
+            raise ValueError(f"search threads must be an integer in [1, 64], got {threads!r}")
         if not 0 <= window_ms <= 1000:
             raise ValueError(f"batch window must be in [0, 1000] ms, got {window_ms!r}")
         if isinstance(max_queries, bool) or not isinstance(max_queries, int) or max_queries < 1:
@@ -71,12 +83,16 @@ class RequestBatcher:
         self._cv = threading.Condition()
         self._queue: deque[_Request] = deque()
         self._reading = 0  # requests being read/decoded, not yet queued
-        # closed-loop clients: the requests the last call answered, when, and how many arrived since (see _next_batch)
-        self._answered, self._answered_at, self._arrived_since = 0, 0.0, 0
+        self._arrivals = 0  # requests that ever arrived (closed-loop clients: see _next_batch)
+        self._collect = threading.Lock()  # held by the one search thread collecting the next batch
         self._closed = False
         self._thread_init = thread_init
-        self._thread = threading.Thread(target=self._run, name="search-batcher", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name="search-batcher" + (f"-{i}" if threads > 1 else ""), daemon=True)
+            for i in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     @contextmanager
     def arrival(self):
@@ -84,7 +100,7 @@ class RequestBatcher:
         arrival = _Arrival(self)
         with self._cv:
             self._reading += 1
-            self._arrived_since += 1
+            self._arrivals += 1
             self._cv.notify_all()
         try:
             yield arrival
@@ -105,33 +121,40 @@ class RequestBatcher:
             self._cv.notify_all()
 
     def close(self, timeout: float = 10.0) -> None:
-        """Stop taking requests, serve the queued ones, and end the thread (waits up to `timeout` s)."""
+        """Stop taking requests, serve the queued ones, and end the threads (waits up to `timeout` s)."""
         with self._cv:
             self._closed = True
             self._cv.notify_all()
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                log.warning("search batcher still busy after %.0f s; leaving it (daemon thread)", timeout)
+        end = time.monotonic() + timeout
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, end - time.monotonic()))
+        if any(t.is_alive() for t in self._threads if t is not threading.current_thread()):
+            log.warning("search batcher still busy after %.0f s; leaving it (daemon threads)", timeout)
+
+    def alive(self) -> bool:
+        """Whether any search thread is still running."""
+        return any(t.is_alive() for t in self._threads)
 
     def pending(self) -> int:
         """Requests queued and not yet taken by the batching thread."""
         with self._cv:
             return len(self._queue)
 
-    # ---------------------------------------------------------------- the batching thread
-    def _next_batch(self) -> list[_Request] | None:
+    # ---------------------------------------------------------------- the search threads
+    def _next_batch(self, last: _Answered) -> list[_Request] | None:
+        """The next batch (None once closed and drained); `last`: this thread's last answers (closed-loop wait)."""
         with self._cv:
             while not self._queue and not self._closed:
                 self._cv.wait()
             if not self._queue:
                 return None
             deadline = time.monotonic() + self.window
-            returning_until = self._answered_at + self.window
+            returning_until = last.at + self.window
             while not self._closed and self._queued() < self.max_queries:
                 now = time.monotonic()
                 reading = self._reading > 0 and now < deadline
-                returning = self._arrived_since < self._answered and now < returning_until
+                returning = self._arrivals - last.arrivals < last.requests and now < returning_until
                 if not (reading or returning):
                     break
                 self._cv.wait((deadline if reading else returning_until) - now)
@@ -153,7 +176,12 @@ class RequestBatcher:
         except Exception as e:  # noqa: BLE001 - every request is answered with it (a 500), none hangs
             log.exception("search thread setup failed")
             broken = RuntimeError(f"search thread setup failed: {type(e).__name__}: {e}")
-        while (batch := self._next_batch()) is not None:
+        last = _Answered()
+        while True:
+            with self._collect:
+                batch = self._next_batch(last)
+            if batch is None:
+                return
             if broken is not None:
                 for request in batch:
                     request.finish(error=broken)
@@ -163,14 +191,15 @@ class RequestBatcher:
                 by_k.setdefault(request.k, []).append(request)
             for k, group in by_k.items():
                 self._serve(group, k)
-            with self._cv:  # these clients may send again at once: the next batch waits a window for them
-                self._answered, self._answered_at, self._arrived_since = len(batch), time.monotonic(), 0
+            with self._cv:  # these clients may send again at once: this thread's next batch waits a window for them
+                last.requests, last.at, last.arrivals = len(batch), time.monotonic(), self._arrivals
 
     def _call(self, queries: list, k) -> list:
-        self.calls.append(len(queries))
-        del self.calls[:-1000]
-        self.totals["search_calls"] += 1
-        self.totals["queries_searched"] += len(queries)
+        with self._cv:
+            self.calls.append(len(queries))
+            del self.calls[:-1000]
+            self.totals["search_calls"] += 1
+            self.totals["queries_searched"] += len(queries)
         results = self.searcher.search_many(queries, k)
         if len(results) != len(queries):
             raise RuntimeError(f"searcher returned {len(results)} result lists for {len(queries)} queries")

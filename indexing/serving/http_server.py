@@ -22,7 +22,8 @@ parsed from the middle of it.
 
 Searches are batched (batcher.py): requests that arrive together are served by one `search_many` call per k on one
 thread, each request getting its own results (or its own 4xx/5xx). `batch_window_ms` is how long the batcher may
-wait for requests already being read; `max_batch_queries` bounds one call.
+wait for requests already being read; `max_batch_queries` bounds one call; `search_threads` searches that many
+batches at once (one core each: torch and FAISS release the GIL while they compute).
 """
 
 from __future__ import annotations
@@ -51,14 +52,21 @@ class SearchHTTPServer(PooledHTTPServer):
         max_body_bytes: int = MAX_BODY_BYTES,
         max_queries: int | None = None,
         limits: RequestLimits | None = None,
-        batch_window_ms: float = 2.0,
+        batch_window_ms: float = 5.0,
         max_batch_queries: int = 256,
         search_thread_init=None,
+        search_threads: int = 1,
         **pool,
     ):
         """`pool`: workers, read_timeout, request_timeout (connections.PooledHTTPServer); `search_thread_init`:
-        called first on the thread that runs every search (e.g. `lambda: set_faiss_threads(1)`)."""
-        batcher = RequestBatcher(searcher, batch_window_ms, max_batch_queries, search_thread_init)
+        called first on each thread that runs searches (e.g. `lambda: set_faiss_threads(1)`); `search_threads`:
+        how many batches are searched at once (more than 1 needs a searcher marked `thread_safe`)."""
+        if search_threads != 1 and not getattr(searcher, "thread_safe", False):
+            raise ValueError(
+                f"search_threads={search_threads!r}: {type(searcher).__name__} is not marked thread_safe, so it "
+                "must be searched by one thread (search_threads=1); ShardedSearcher and RaySearchRouter can take more"
+            )
+        batcher = RequestBatcher(searcher, batch_window_ms, max_batch_queries, search_thread_init, search_threads)
         try:
             super().__init__(addr, _Handler, **pool)
         except BaseException:

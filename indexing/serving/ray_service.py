@@ -41,6 +41,8 @@ def shard_groups(manifest: dict, groups: int) -> list[list[str]]:
 
 
 class RaySearchRouter:
+    thread_safe = True  # the front searcher is; each Ray call is its own
+
     def __init__(
         self, uri: str, groups: int = 1, replicas: int = 1, num_cpus: float = 0.25, timeout: float = 60, **searcher_kw
     ):

@@ -178,6 +178,50 @@ def test_a_failing_request_in_a_batch_gets_its_own_error_and_the_others_succeed(
     assert sorted(searcher.calls[2:]) == [(1, 3)] * 9 and health["errors"] == 2
 
 
+class Overlapping(Recording):
+    """A thread-safe Recording that counts how many search calls run at once, and on which threads."""
+
+    thread_safe = True
+
+    def __init__(self, inner, delay: float):
+        super().__init__(inner, delay=delay)
+        self.lock, self.running, self.most, self.threads = threading.Lock(), 0, 0, set()
+
+    def search_many(self, queries, k):
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.threads.add(threading.current_thread().name)
+        try:
+            return super().search_many(queries, k)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_search_threads_search_batches_at_once_with_exact_answers(inner):
+    """`search_threads=2`: 8 closed-loop clients against a slow searcher are searched two batches at a time (fails
+    with one thread: never more than one call at once), each client gets its query's own answer, and each thread
+    ran the init first. A searcher not marked thread-safe is refused by name."""
+    inits = []
+    searcher = Overlapping(inner, delay=0.03)
+    expected = {i: inner.search(_query(i), 3) for i in range(48)}
+    server, url = _serve(searcher, search_threads=2, search_thread_init=lambda: inits.append(1))
+    try:
+        got = _closed_loop(url, clients=8, queries=48, k=3)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert got == expected
+    assert searcher.most == 2 and searcher.threads == {"search-batcher-0", "search-batcher-1"} and len(inits) == 2
+    assert sum(n for n, _ in searcher.calls) == 48
+    with pytest.raises(ValueError, match="Recording is not marked thread_safe"):
+        SearchHTTPServer(("127.0.0.1", 0), Recording(inner), search_threads=2)
+    for bad in (0, 65, 1.5, True):
+        with pytest.raises(ValueError, match="search threads must be an integer in"):
+            RequestBatcher(inner, threads=bad)
+
+
 def test_a_lone_request_does_not_wait_for_the_window(inner):
     server, url = _serve(inner, batch_window_ms=1000)
     try:
@@ -202,8 +246,10 @@ def test_bad_settings_are_named_and_shutdown_ends_the_thread(inner):
     assert _post(url, TextQuery("tea"), 2).status_code == 200
     server.shutdown()
     server.server_close()
-    server.batcher._thread.join(5)
-    assert not server.batcher._thread.is_alive()
+    deadline = time.monotonic() + 5
+    while server.batcher.alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not server.batcher.alive()
     with pytest.raises(BatcherClosed), server.batcher.arrival() as arrival:
         arrival.search([TextQuery("tea")], 2)
 

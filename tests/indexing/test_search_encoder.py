@@ -49,8 +49,17 @@ def test_search_many_encodes_all_text_queries_in_one_call(tmp_path):
 
 
 def test_minilm_direct_forward_matches_sentence_transformers(minilm):
+    import torch
+
     got = minilm.encode(TEXTS)  # batch_size 2: three forward passes over the length-sorted texts
-    want = minilm.model.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+    from sentence_transformers import SentenceTransformer
+
+    from indexing.embedders import text_model_dir
+
+    stock = SentenceTransformer(str(text_model_dir(TextEncoderConfig().model, "")), device="cpu")  # with Dropout
+    assert any(isinstance(m, torch.nn.Dropout) for m in stock.modules())
+    assert not any(isinstance(m, torch.nn.Dropout) for m in minilm.model.modules())  # replaced by Identity
+    want = stock.encode(TEXTS, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
     assert got.shape == (5, 384) and got.dtype == np.float32 and got.flags["C_CONTIGUOUS"]
     np.testing.assert_allclose(got, want, atol=2e-5)
     np.testing.assert_allclose(minilm.encode([TEXTS[3]])[0], want[3], atol=2e-5)  # alone: no padding effects
@@ -105,7 +114,18 @@ def test_bf16_min_batch_only_changes_passes_of_that_size(minilm, bf16_reset, mon
     assert got.dtype == np.float32 and np.allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
     cos = (got * want).sum(1)
     assert cos.min() > 0.999 and not np.array_equal(got, want)  # close to fp32, but not fp32
+    import torch
+
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):  # plain autocast over fp32 weights
+        features = big.model.preprocess(sorted(TEXTS, key=len, reverse=True))
+        plain = big.model(features)["sentence_embedding"].float()
+    plain = torch.nn.functional.normalize(plain, dim=1).numpy()
+    order = np.argsort([-len(t) for t in TEXTS], kind="stable")
+    np.testing.assert_array_equal(got[order], plain)  # the bf16-weight copy changes the cost, not the vectors
+    assert big.model[0].auto_model.encoder.layer[0].attention.self.query.weight.dtype == torch.float32  # untouched
     np.testing.assert_array_equal(big.encode([TEXTS[0]]), alone)  # a pass of 1 < 3: fp32 again
+    assert minilm._bf16 is None  # never ran a bf16 pass: no copy; one made now makes it at once
+    assert SentenceTransformerEncoder(TextEncoderConfig(device="cpu"), "")._bf16 is not None
     for bad in (-1, 1.5, True, "8"):
         with pytest.raises(ValueError, match="bf16 minimum batch"):
             bf16_reset.set_bf16_min_batch(bad)
@@ -113,6 +133,19 @@ def test_bf16_min_batch_only_changes_passes_of_that_size(minilm, bf16_reset, mon
     with pytest.raises(ValueError, match="no native bf16"):
         bf16_reset.set_bf16_min_batch(8)
     bf16_reset.set_bf16_min_batch(0)  # turning it off needs no bf16
+
+
+def test_encoder_used_by_several_threads_at_once_gives_the_same_vectors(minilm):
+    """`search serve --search-threads`: one encoder, four threads encoding at once (tokenizer under a lock): each
+    gets exactly the vectors of encoding alone."""
+    import concurrent.futures as cf
+
+    batches = [[f"{t} ({i})" for t in TEXTS[i % 5 :] + TEXTS[: i % 5]] for i in range(16)]
+    want = [minilm.encode(b) for b in batches]
+    with cf.ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(minilm.encode, batches))
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
 
 
 def test_pipelined_search_equals_encode_then_search(tmp_path):
