@@ -142,7 +142,7 @@ _SYNTH_TYPES = {
     "identification": "Fine-grained Entity Identification",
     "factoid": "Factoid / KB Questions",
     "multi_hop": "Multi-hop External Knowledge Reasoning",
-    "no_search": "Visual Reasoning - Counting",
+    "no_search": "Visual Reasoning - Attribute",  # "What colour is ...?"; "How many ...?" is Counting (select)
     "unanswerable": "Factoid / KB Questions",
 }
 _BLOCK = re.compile(r"<search>(.*?)</search>(?:<information>.*?</information>)?", re.S)
@@ -165,6 +165,8 @@ class RuleBackend:
 
     def select(self, item: Item) -> tuple[str, bool]:
         qtype = str(item.metadata.get("question_type"))
+        if qtype == "no_search" and item.question.startswith("How many"):
+            return "Visual Reasoning - Counting", False
         return _SYNTH_TYPES.get(qtype, "Visual Reasoning - Attribute"), qtype != "no_search"
 
     def decompose(self, item: Item) -> list[tuple[str, bool]]:

@@ -200,8 +200,14 @@ def test_synthcrag_offline_matches_the_worlds_gold_trajectories(tmp_path):
     gold = {f"synthcrag/{r['interaction_id']}": r for r in _records(os.path.join(world, "benchmark", "train.jsonl"))}
     recs = _records(tmp_path / "stage2" / "train.jsonl")
     funnel = manifest["funnel"]["total"]
-    searching = sum(r["question_type"] != "no_search" for r in gold.values())  # unanswerable ones search too
-    assert funnel["read"] == len(gold) and funnel["selected"] == searching and funnel["verified"] == len(recs) > 0
+    # the config keeps SynthCRAG's no-search questions too (colour: Attribute, count: Counting)
+    assert funnel["read"] == len(gold) and funnel["selected"] == len(gold) and funnel["verified"] == len(recs) > 0
+    plain = [r for r in recs if gold[r["id"]]["question_type"] == "no_search"]
+    assert plain and all(not r["queries"] and "<search>" not in r["response"] for r in plain)
+    assert {r["question_type"] for r in plain} == {"Visual Reasoning - Attribute", "Visual Reasoning - Counting"}
+    for r in plain:
+        assert (r["question_type"] == "Visual Reasoning - Counting") == r["question"].startswith("How many")
+    assert any(gold[r["id"]]["question_type"] != "no_search" for r in recs)  # and searching ones, for real
     assert manifest["backend"] == "rule-based (no LLM)" and manifest["llm_usage"] == {}
     for r in recs:
         assert r["response"] == gold[r["id"]]["response"], r["id"]
