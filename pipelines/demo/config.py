@@ -30,6 +30,11 @@ class DemoConfig(Config):
     index: StepConfig = StepConfig(config="conf/index/synthcrag.yaml")
     train: StepConfig = StepConfig(config="conf/train/synthcrag-demo.yaml")
     train_nproc: int = Field(1, ge=1, description="training processes on this machine (torchrun)")
+    sam_embedding_cache: bool = Field(
+        False,
+        description="keep a frozen SAM encoder's image embeddings in <output>/sam-cache, shared by both training "
+        "stages, both ranks and every eval mode (the pretrained `mini`'s encoder is most of a CPU training step)",
+    )
     eval: StepConfig = StepConfig(config="conf/eval/demo.yaml")
     modes: list[str] = Field(
         ["full", "whole_image", "text_question", "no_search"], description="decode modes evaluated (paper Table 1 rows)"

@@ -145,12 +145,17 @@ class Demo:
             f"data.root={self.world}",
             f"output={self.train_store}",
             f"run_dir={self.out / 'train'}",
+            *self._sam_cache(),
             *self.cfg.train.overrides,
         ]
         n = self.cfg.train_nproc
         engine = ["engine=torchrun", f"torchrun.nproc_per_node={n}"] if n > 1 else ["engine=sequential"]
         for stage in (1, 2):
             _pixsearch(f"train stage {stage}", "train", "--stage", str(stage), *common, *engine)
+
+    def _sam_cache(self) -> list[str]:
+        """The model override that shares the frozen SAM encoder's embeddings between jobs (`sam_embedding_cache`)."""
+        return [f"model.sam_embedding_cache={self.out / 'sam-cache'}"] if self.cfg.sam_embedding_cache else []
 
     def step_eval(self) -> list[str]:
         from pipelines.steps import last_json
@@ -176,6 +181,7 @@ class Demo:
                     mode,
                     "--out",
                     self.eval_out,
+                    *self._sam_cache(),
                     *self.cfg.eval.overrides,
                 )
             )

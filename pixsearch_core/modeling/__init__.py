@@ -45,7 +45,8 @@ Segmenting (the `<region>` query):
                                                                          #   has_prompt (False: no span, empty)
 Masks come back as a list because images in a batch differ in size (torch.stack them when sizes agree). The SAM
 image embedding is cached per image content (LRU, `image_cache_size`), so several region searches on one image,
-and `mini`'s visual tokens, pay for the SAM encoder once.
+and `mini`'s visual tokens, pay for the SAM encoder once. A frozen encoder's embeddings can also be kept on disk
+(`sam_embedding_cache=<folder>`, image_cache.DiskEmbeddingCache), shared by processes and runs.
 
 Training: `model(images, input_ids, attention_mask, span_tags=..., with_teacher=True)` -> PixSearchOutput, and
 pixsearch_core.training.losses.pixsearch_loss. Checkpoints: weights.save_trainable / load_trainable,

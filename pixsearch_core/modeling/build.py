@@ -222,6 +222,7 @@ def _build_pixsearch(cfg: ModelConfig, store: ObjectStore | None = None):
         sam_image_size=sam.image_size,
         mask_feedback=cfg.mask_feedback,
         image_cache_size=cfg.image_cache_size,
+        sam_embedding_cache=cfg.sam_embedding_cache,
         sam_pixel_mean=sam.pixel_mean,
         sam_pixel_std=sam.pixel_std,
         copy_head=_copy_head(cfg, d, lm, tok) if cfg.copy_head else None,

@@ -97,6 +97,11 @@ class ModelConfig(Config):
     )
     mask_feedback: bool = Field(False, description="PLUM's mask feedback loop across the spans of a row")
     image_cache_size: int = Field(32, ge=0)
+    sam_embedding_cache: str | None = Field(
+        None,
+        description="a local folder for the frozen SAM encoder's image embeddings, shared by processes and runs "
+        "(training ranks, both stages, every eval mode); a run setting, not saved with checkpoints",
+    )
     copy_head: bool = Field(
         False,
         description="a pointer-generator copy head over the context (modeling/copy_head"

@@ -41,6 +41,8 @@ class PixSearchModel(SegmentationMixin, nn.Module):
       sam_image_size: the SAM encoder's square input side (1024 for SAM, 256 for LiteMedSAM).
       mask_feedback: PLUM's loop: each span of a row gets the previous span's mask as a dense prompt.
       image_cache_size: how many SAM image embeddings to keep (LRU, keyed by image content).
+      sam_embedding_cache: a local folder where the frozen SAM encoder's embeddings are kept across processes and
+        runs (image_cache.DiskEmbeddingCache), or None.
       sam_pixel_mean, sam_pixel_std: the SAM encoder's input normalization on 0..255 pixels (default: SAM's).
       copy_head: an optional pointer-generator over the context (copy_head.CopyHead; None = the LM's logits).
     """
@@ -60,6 +62,7 @@ class PixSearchModel(SegmentationMixin, nn.Module):
         sam_image_size: int,
         mask_feedback: bool = False,
         image_cache_size: int = 32,
+        sam_embedding_cache: str | None = None,
         sam_pixel_mean=None,
         sam_pixel_std=None,
         copy_head: nn.Module | None = None,
@@ -84,6 +87,8 @@ class PixSearchModel(SegmentationMixin, nn.Module):
         self.copy_head = copy_head
         self.config = config
         self._sam_cache = EmbeddingCache(image_cache_size)
+        self.sam_embedding_cache = sam_embedding_cache
+        self._disk = None
 
     @property
     def device(self) -> torch.device:

@@ -15,7 +15,7 @@ def _dtype(module: torch.nn.Module) -> torch.dtype:
 
 class SegmentationMixin:
     """Needs: sam_image_encoder, prompt_encoder, mask_decoder, mask_head, sam_transform, sam_image_size,
-    mask_feedback, _sam_cache (EmbeddingCache), device."""
+    mask_feedback, _sam_cache (EmbeddingCache), sam_embedding_cache (a folder or None), _disk, device."""
 
     # ------------------------------------------------------------ image embeddings
     def sam_image_embeddings(self, images: PreparedImages) -> tuple[torch.Tensor, list[tuple[int, int]]]:
@@ -34,15 +34,27 @@ class SegmentationMixin:
             )
         todo = [i for i, k in enumerate(images.keys) if k not in self._sam_cache]
         todo = list({images.keys[i]: i for i in todo}.values())  # one encoder pass per distinct image
+        disk = self._disk_cache()
+        if disk is not None and todo:
+            found = {i: disk.get(images.keys[i]) for i in todo}
+            for i, hit in found.items():
+                if hit is not None:
+                    self._sam_cache.put(images.keys[i], (hit[0].to(self.device), hit[1]))
+            todo = [i for i in todo if found[i] is None]
         if todo:
             pixels, sizes = zip(*(self.sam_transform(images.arrays[i]) for i in todo))
             with torch.no_grad():
                 emb = self.sam_image_encoder(torch.stack(pixels).to(self.device, _dtype(self.sam_image_encoder)))
             for j, i in enumerate(todo):
                 self._sam_cache.put(images.keys[i], (emb[j].detach(), sizes[j]))
+                if disk is not None:
+                    disk.put(images.keys[i], emb[j], sizes[j])
         got = []
         for i, k in enumerate(images.keys):
             hit = self._sam_cache.get(k)
+            if hit is None and disk is not None:
+                hit = disk.get(k)
+                hit = None if hit is None else (hit[0].to(self.device), hit[1])
             if hit is None:  # caching disabled (or evicted within this call): encode directly
                 pixels, size = self.sam_transform(images.arrays[i])
                 with torch.no_grad():
@@ -52,6 +64,23 @@ class SegmentationMixin:
                     )
             got.append(hit)
         return torch.stack([g[0] for g in got]), [g[1] for g in got]
+
+    def _disk_cache(self):
+        """The on-disk cache of a frozen encoder's embeddings (`sam_embedding_cache`), or None. Built on first use,
+        when the encoder's weights are final (they are loaded after construction)."""
+        if not self.sam_embedding_cache or any(p.requires_grad for p in self.sam_image_encoder.parameters()):
+            return None  # off, or an encoder that trains (its embeddings change with every step)
+        if self._disk is None:
+            from pixsearch_core.modeling.image_cache import DiskEmbeddingCache, encoder_fingerprint
+
+            fp = encoder_fingerprint(
+                self.sam_image_encoder,
+                self.sam_image_size,
+                self.sam_transform.mean.flatten(),
+                self.sam_transform.std.flatten(),
+            )
+            self._disk = DiskEmbeddingCache(self.sam_embedding_cache, fp)
+        return self._disk
 
     # ------------------------------------------------------------ the decoder
     def _decode_masks(

@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 
 TRAINABLE_FILE = "trainable.safetensors"
 CONFIG_FILE = "config.json"
+RUN_SETTINGS = {"sam_embedding_cache"}  # ModelConfig keys about where a run keeps things, not what the model is
 ROWS_IN, ROWS_OUT, ROWS_IDS = "token_rows.input", "token_rows.output", "token_rows.ids"
 
 PLUM_KEY_RULES: list[tuple[str, str]] = [
@@ -195,7 +196,7 @@ def save_trainable(model: nn.Module, uri: str, store: ObjectStore | None = None)
 
     store = store or ObjectStore()
     tensors = {k: v.contiguous().cpu() for k, v in trainable_state_dict(model).items()}
-    cfg = model.config.model_dump(mode="json") if model.config is not None else {}
+    cfg = model.config.model_dump(mode="json", exclude=RUN_SETTINGS) if model.config is not None else {}
     blob = save(tensors, metadata={"format": "pixsearch-trainable", "size": str(cfg.get("size", ""))})
     shas = {TRAINABLE_FILE: store.put_bytes(join(uri, TRAINABLE_FILE), blob)}
     shas[CONFIG_FILE] = store.put_bytes(join(uri, CONFIG_FILE), json.dumps(cfg, indent=2).encode())

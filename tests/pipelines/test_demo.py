@@ -88,6 +88,30 @@ def test_presets_load_and_unknown_steps_are_refused(tmp_path):
         Demo(DemoConfig(output=str(tmp_path))).run(("world", "indx"))
 
 
+def test_the_mini_preset_shares_the_frozen_sam_embeddings_between_its_jobs(tmp_path, monkeypatch):
+    """conf/demo/mini.yaml: both training stages and every eval mode get the same sam-cache folder, and the train
+    and eval configs accept the override as they load it."""
+    import pipelines.demo.pipeline as pipeline
+    from pixsearch_core.evaluation.config import EvalRunConfig
+    from pixsearch_core.training.config import TrainConfig
+
+    cfg = load_config(DemoConfig, ROOT / "conf" / "demo" / "mini.yaml", [f"output={tmp_path}"])
+    calls = []
+    monkeypatch.setattr(pipeline, "_pixsearch", lambda step, *args: calls.append(args) or '{"run_uri": "r"}')
+    (tmp_path / "eval").mkdir()
+    demo = Demo(cfg)
+    demo.step_train()
+    demo.step_eval()
+    want = f"model.sam_embedding_cache={tmp_path.resolve() / 'sam-cache'}"
+    assert len(calls) == 2 + len(cfg.modes) and all(want in args for args in calls)
+    train = load_config(TrainConfig, ROOT / cfg.train.config, [want, *cfg.train.overrides])
+    assert f"sam_embedding_cache={json.dumps(str(tmp_path.resolve() / 'sam-cache'))}" in train.model.build_overrides()
+    ev = load_config(EvalRunConfig, ROOT / cfg.eval.config, [want, *cfg.eval.overrides])
+    assert any(o.startswith("sam_embedding_cache=") for o in ev.model.build_overrides())
+    plain = load_config(DemoConfig, ROOT / "conf" / "demo" / "cpu.yaml", [f"output={tmp_path}"])
+    assert Demo(plain)._sam_cache() == []  # the CPU demo trains its SAM encoder: nothing to share
+
+
 def test_a_partial_rerun_keeps_the_other_steps_in_the_summary(tmp_path, monkeypatch):
     cfg = DemoConfig(output=str(tmp_path), world=SMALL)
     world = Demo(cfg).run(("world",))["world"]
