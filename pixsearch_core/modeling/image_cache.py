@@ -115,5 +115,5 @@ def encoder_fingerprint(encoder, image_size: int, pixel_mean, pixel_std) -> str:
     for name, t in sorted(encoder.state_dict().items()):
         h.update(name.encode())
         h.update(repr((tuple(t.shape), str(t.dtype))).encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())  # 0-d too
     return h.hexdigest()[:16]

@@ -94,3 +94,22 @@ def test_the_cache_folder_is_a_run_setting_not_saved_with_the_checkpoint(tmp_pat
     save_trainable(model, str(tmp_path / "ckpt"))
     stored = json.loads((tmp_path / "ckpt" / "config.json").read_text())
     assert "sam_embedding_cache" not in stored and stored["size"] == "tiny"
+
+
+def test_the_fingerprint_covers_every_weight_and_buffer_including_scalars():
+    """LiteMedSAM's TinyViT has BatchNorm layers, whose `num_batches_tracked` is a 0-d int64 buffer."""
+    from torch import nn
+
+    from pixsearch_core.modeling.image_cache import encoder_fingerprint
+
+    def enc():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+
+    a, b = enc(), enc()
+    mean, std = [1.0, 2.0, 3.0], [4.0, 5.0, 6.0]
+    assert encoder_fingerprint(a, 256, mean, std) == encoder_fingerprint(b, 256, mean, std)
+    b[1].num_batches_tracked += 1
+    assert encoder_fingerprint(a, 256, mean, std) != encoder_fingerprint(b, 256, mean, std)
+    assert encoder_fingerprint(a, 256, mean, std) != encoder_fingerprint(a, 1024, mean, std)
+    assert encoder_fingerprint(a, 256, mean, std) != encoder_fingerprint(a, 256, mean, [4.0, 5.0, 7.0])
