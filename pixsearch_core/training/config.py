@@ -92,6 +92,13 @@ class OptimConfig(Config):
     micro_batch_size: int = Field(6, ge=1)
     grad_accum: int = Field(10, ge=1)
     grad_clip: float = Field(1.0, ge=0.0)
+    token_rows_lr_scale: float = Field(
+        1.0,
+        gt=0.0,
+        description="LR multiplier for the new special tokens' embedding/output rows (their own optimizer group; "
+        "only with model.trainable.new_token_rows). Not in the paper: a small pretrained LM's new rows barely move "
+        "at the LoRA learning rate in a short run",
+    )
 
 
 class LossConfig(Config):

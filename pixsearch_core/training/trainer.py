@@ -67,6 +67,23 @@ def _step_loss(engine, batch, cfg: TrainConfig, with_teacher: bool):
     return total + _touch_every_trainable(engine.module), terms
 
 
+def param_groups(model, lr: float, token_rows_lr_scale: float = 1.0) -> list[dict]:
+    """The optimizer's parameter groups: every trainable parameter at `lr`, except that with new-token-row training
+    and a scale != 1 the LM's embedding/output matrices (whose only moving rows are the special tokens') get
+    `lr * token_rows_lr_scale` in a group of their own. The LR schedule scales every group alike."""
+    from pixsearch_core.modeling.trainable import token_row_params
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    rows = token_row_params(model) if getattr(model, "new_token_rows", False) and token_rows_lr_scale != 1.0 else []
+    row_ids = {id(p) for p in rows if p.requires_grad}
+    if not row_ids:
+        return [{"params": params, "lr": lr}]
+    return [
+        {"params": [p for p in params if id(p) not in row_ids], "lr": lr},
+        {"params": [p for p in params if id(p) in row_ids], "lr": lr * token_rows_lr_scale},
+    ]
+
+
 def _touch_every_trainable(model) -> torch.Tensor:
     """0 x (one element of every trainable parameter): each gets a (zero) gradient on every rank and every step.
 
@@ -105,8 +122,13 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
     per_step = oc.micro_batch_size * oc.grad_accum * world
     total = sc.total_steps(epoch, per_step)
     model = build_model(cfg, stage, store)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=sc.lr, betas=oc.betas, weight_decay=oc.weight_decay, eps=oc.eps)
+    optimizer = torch.optim.AdamW(
+        param_groups(model, sc.lr, oc.token_rows_lr_scale),
+        lr=sc.lr,
+        betas=oc.betas,
+        weight_decay=oc.weight_decay,
+        eps=oc.eps,
+    )
     engine, _, _, scheduler = deepspeed.initialize(
         model=model,
         optimizer=optimizer,
