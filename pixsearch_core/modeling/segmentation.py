@@ -34,28 +34,28 @@ class SegmentationMixin:
             )
         todo = [i for i, k in enumerate(images.keys) if k not in self._sam_cache]
         todo = list({images.keys[i]: i for i in todo}.values())  # one encoder pass per distinct image
+        fresh = {}  # key -> (embedding, size) read from disk or encoded in this call (used even if the LRU is off)
         disk = self._disk_cache()
-        if disk is not None and todo:
-            found = {i: disk.get(images.keys[i]) for i in todo}
-            for i, hit in found.items():
+        if disk is not None:
+            for i in todo:
+                hit = disk.get(images.keys[i])
                 if hit is not None:
-                    self._sam_cache.put(images.keys[i], (hit[0].to(self.device), hit[1]))
-            todo = [i for i in todo if found[i] is None]
+                    fresh[images.keys[i]] = (hit[0].to(self.device), hit[1])
+            todo = [i for i in todo if images.keys[i] not in fresh]
         if todo:
             pixels, sizes = zip(*(self.sam_transform(images.arrays[i]) for i in todo))
             with torch.no_grad():
                 emb = self.sam_image_encoder(torch.stack(pixels).to(self.device, _dtype(self.sam_image_encoder)))
             for j, i in enumerate(todo):
-                self._sam_cache.put(images.keys[i], (emb[j].detach(), sizes[j]))
+                fresh[images.keys[i]] = (emb[j].detach(), sizes[j])
                 if disk is not None:
                     disk.put(images.keys[i], emb[j], sizes[j])
+        for k, value in fresh.items():
+            self._sam_cache.put(k, value)
         got = []
         for i, k in enumerate(images.keys):
-            hit = self._sam_cache.get(k)
-            if hit is None and disk is not None:
-                hit = disk.get(k)
-                hit = None if hit is None else (hit[0].to(self.device), hit[1])
-            if hit is None:  # caching disabled (or evicted within this call): encode directly
+            hit = fresh.get(k) or self._sam_cache.get(k)
+            if hit is None:  # cached at the start of this call, then evicted by its new entries: encode directly
                 pixels, size = self.sam_transform(images.arrays[i])
                 with torch.no_grad():
                     hit = (

@@ -113,3 +113,14 @@ def test_the_fingerprint_covers_every_weight_and_buffer_including_scalars():
     assert encoder_fingerprint(a, 256, mean, std) != encoder_fingerprint(b, 256, mean, std)
     assert encoder_fingerprint(a, 256, mean, std) != encoder_fingerprint(a, 1024, mean, std)
     assert encoder_fingerprint(a, 256, mean, std) != encoder_fingerprint(a, 256, mean, [4.0, 5.0, 7.0])
+
+
+def test_with_the_lru_off_each_image_is_encoded_or_read_once_per_call(tmp_path):
+    images = _images()
+    first = get("model", "tiny")(overrides=[f"sam_embedding_cache={tmp_path}", "image_cache_size=0"])
+    calls = _counting(first)
+    _embed(first, images)
+    assert calls == [3]  # one batch, no per-image re-encode
+    second = get("model", "tiny")(overrides=[f"sam_embedding_cache={tmp_path}", "image_cache_size=0"])
+    _embed(second, images)
+    assert second._disk.hits == 3 and second._disk.misses == 0  # one read per image
