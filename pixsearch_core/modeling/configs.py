@@ -96,6 +96,11 @@ class ModelConfig(Config):
         "mlp2x_gelu", description="LLaVA-1.5's MLP, or LLaVA-1's linear (LLaVA-Llama-2 lightning: LISA, PLUM)"
     )
     mask_feedback: bool = Field(False, description="PLUM's mask feedback loop across the spans of a row")
+    new_token_init: Literal["mean", "words"] = Field(
+        "mean",
+        description="the special tokens' new embedding rows: the mean of the vocabulary (all alike), or each the mean "
+        "of its words' rows (tokens.TOKEN_WORDS: <image> from 'image', <region> from 'region'), for pretrained LMs",
+    )
     image_cache_size: int = Field(32, ge=0)
     sam_embedding_cache: str | None = Field(
         None,

@@ -13,6 +13,12 @@ for the image slot.
 
     ids = add_special_tokens(tokenizer)                   # idempotent; returns the ids
     resize_token_embeddings(language_model, tokenizer)    # new rows = mean of the old ones
+    resize_token_embeddings(language_model, tokenizer, init="words")   # each from its words (TOKEN_WORDS)
+
+Why "words" for a pretrained LM: with the mean init the six new rows start identical (a pretrained LM's mean row
+is also far shorter than its real rows), so `<image>` and `<region>` are one point that training must first pull
+apart, and `<search>` has no pull at all at the LM's small learning rate. Starting each row from the mean of its
+words' rows ("region", "image", "search") gives every choice its own direction from step 0 and a pretrained norm.
 """
 
 from __future__ import annotations
@@ -32,6 +38,16 @@ INFO_END = "</information>"
 SPECIAL_TOKENS: tuple[str, ...] = (SEARCH_START, SEARCH_END, IMAGE, REGION, INFO_START, INFO_END)
 #: where `encode_prefix` splices the image features into a prompt; never generated
 IMAGE_PLACEHOLDER = "<image_features>"
+#: the words whose embedding rows start each new token's rows with `init="words"`
+TOKEN_WORDS: dict[str, str] = {
+    SEARCH_START: "search",
+    SEARCH_END: "end search",
+    IMAGE: "image",
+    REGION: "region",
+    INFO_START: "information",
+    INFO_END: "end information",
+    IMAGE_PLACEHOLDER: "picture",
+}
 
 
 @dataclass(frozen=True)
@@ -91,12 +107,36 @@ def special_token_ids(tokenizer) -> SpecialTokenIds:
     )
 
 
-def resize_token_embeddings(language_model, tokenizer) -> int:
-    """Resize the LM's input and output embeddings to the tokenizer; new rows are the mean of the old rows.
+def resize_token_embeddings(language_model, tokenizer, init: str = "mean") -> int:
+    """Resize the LM's input and output embeddings to the tokenizer; returns the number of rows it had before
+    (rows at or past it are the new tokens' rows).
 
-    Returns the number of rows the model had before (rows at or past it are the new tokens' rows).
+    init: "mean" - every new row is the mean of the old rows (transformers' mean_resizing); "words" - each new
+    PixSearch token's row is the mean of the rows of its words in `TOKEN_WORDS` (input and, when untied, output
+    matrix alike); new tokens not in TOKEN_WORDS keep the mean.
     """
+    if init not in ("mean", "words"):
+        raise ValueError(f"new token init {init!r}: allowed 'mean' or 'words'")
     old = language_model.get_input_embeddings().weight.shape[0]
-    if len(tokenizer) > old:
-        language_model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    if len(tokenizer) <= old:
+        return old
+    language_model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    if init == "words":
+        import torch
+
+        vocab = tokenizer.get_vocab()
+        matrices = [language_model.get_input_embeddings().weight]
+        out = language_model.get_output_embeddings()
+        if out is not None and out.weight is not matrices[0] and out.weight.shape[0] == matrices[0].shape[0]:
+            matrices.append(out.weight)
+        with torch.no_grad():
+            for token, words in TOKEN_WORDS.items():
+                row = vocab.get(token)
+                if row is None or row < old:
+                    continue
+                ids = [i for i in tokenizer(words, add_special_tokens=False)["input_ids"] if i < old]
+                if not ids:
+                    raise ValueError(f"the words {words!r} of {token} have no pretrained tokens in this tokenizer")
+                for w in matrices:
+                    w[row] = w[ids].mean(0)
     return old
