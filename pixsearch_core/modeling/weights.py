@@ -235,10 +235,11 @@ def load_trainable(model: nn.Module, uri: str, store: ObjectStore | None = None)
         if ROWS_IDS in state:
             from pixsearch_core.modeling.trainable import token_row_params
 
-            rows, ids = token_row_params(model), state[ROWS_IDS].long()
-            rows[0][ids] = state[ROWS_IN].to(rows[0].dtype)
+            rows = token_row_params(model)  # the model may already sit on a GPU; the file is read on the CPU
+            ids = state[ROWS_IDS].long().to(rows[0].device)
+            rows[0][ids] = state[ROWS_IN].to(rows[0].device, rows[0].dtype)
             if len(rows) > 1:
-                rows[1][ids] = state[ROWS_OUT].to(rows[1].dtype)
+                rows[1][ids] = state[ROWS_OUT].to(rows[1].device, rows[1].dtype)
     log.info("loaded %d trainable tensors from %s", len(state), uri)
 
 
