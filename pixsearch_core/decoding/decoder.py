@@ -20,7 +20,7 @@ import torch
 from pixsearch_core.decoding.adapter import DecodeRequest, positions
 from pixsearch_core.decoding.hops import build_query, prepend_evidence, run_searches
 from pixsearch_core.decoding.options import DecodeOptions
-from pixsearch_core.decoding.policy import allowed_modalities, constrain, pick
+from pixsearch_core.decoding.policy import allowed_modalities, constrain, pick, turn_markers
 from pixsearch_core.decoding.state import Row, RowState, Trajectory, finalize
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class SearchInterleavedDecoder:
         self.searcher = searcher
         self.options = options or DecodeOptions()
         self.logits_processor = logits_processor
+        self._stops: frozenset[int] | None = None
 
     def decode(self, requests: list[DecodeRequest]) -> list[Trajectory]:
         if not requests:
@@ -101,8 +102,17 @@ class SearchInterleavedDecoder:
         if self.logits_processor is not None:
             logits = torch.stack([self.logits_processor(requests[i], rows[i], logits[j]) for j, i in enumerate(active)])
         masked = constrain(logits, [rows[i] for i in active], [allowed[i] for i in active], self.model.ids)
-        for i, token in zip(active, pick(masked, self.options.temperature, gen, self.model.ids.eos)):
-            rows[i].push(token)
+        eos, stops = self.model.ids.eos, self._turn_markers()
+        for i, token in zip(active, pick(masked, self.options.temperature, gen, eos)):
+            rows[i].push(eos if token in stops else token)
+
+    def _turn_markers(self) -> frozenset[int]:
+        """Tokens that end a row like EOS (`DecodeOptions.stop_at_turn_markers`; policy.turn_markers)."""
+        if self._stops is None:
+            tok = getattr(self.model, "tokenizer", None)
+            on = self.options.stop_at_turn_markers and tok is not None
+            self._stops = turn_markers(tok, self.model.ids) if on else frozenset()
+        return self._stops
 
     def _hop(self, ready: list[int], rows, requests, allowed) -> None:
         calls, queries = [], []

@@ -85,6 +85,11 @@ class DecodeOptions(Config):
     temperature: float = Field(0.0, ge=0.0, description="0 = greedy")
     seed: int = 0
     kv_cache: bool = Field(True, description="False: re-encode the whole context after every hop (baseline)")
+    stop_at_turn_markers: bool = Field(
+        True,
+        description="a generated sequence or chat-turn marker of the LM's tokenizer (its BOS, ChatML's "
+        "<|im_start|>, <|endoftext|>, ...) ends the answer like EOS (policy.turn_markers)",
+    )
 
     @field_validator("modalities", mode="before")
     @classmethod

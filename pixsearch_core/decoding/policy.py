@@ -57,6 +57,24 @@ def constrain(logits: torch.Tensor, rows: list[Row], allowed: list[set[str]], id
     return out
 
 
+#: sequence and chat-turn markers of common tokenizers; generated, each means the model's answer is over
+TURN_MARKERS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|start_header_id|>", "<|end|>", "</s>")
+
+
+def turn_markers(tokenizer, ids) -> frozenset[int]:
+    """Token ids that end a generated answer besides EOS: the tokenizer's BOS and the `TURN_MARKERS` it has as
+    special tokens. A pretrained chat LM fine-tuned on another template (SmolLM2-Instruct on vicuna_v1) can end
+    its answer by opening its own next turn (`<|im_start|>`) instead of emitting EOS; without this the rest of the
+    row (a made-up next turn, more searches) would be read as its answer. The PixSearch tokens never count."""
+    from pixsearch_core.modeling.tokens import IMAGE_PLACEHOLDER, SPECIAL_TOKENS
+
+    special = set(getattr(tokenizer, "all_special_tokens", ())) | set(getattr(tokenizer, "added_tokens_encoder", {}))
+    names = {t for t in TURN_MARKERS if t in special} | ({tokenizer.bos_token} if tokenizer.bos_token else set())
+    names -= {*SPECIAL_TOKENS, IMAGE_PLACEHOLDER}
+    found = {tokenizer.convert_tokens_to_ids(t) for t in names}
+    return frozenset(i for i in found if isinstance(i, int) and i >= 0 and i != tokenizer.unk_token_id) - {ids.eos}
+
+
 def pick(logits: torch.Tensor, temperature: float, generator: torch.Generator | None, eos: int) -> list[int]:
     """Greedy (temperature 0) or sampled next tokens for (B, V) logits; a row with nothing allowed gets EOS."""
     dead = torch.isneginf(logits).all(-1)

@@ -248,3 +248,31 @@ def test_no_search_also_masks_the_other_search_tokens(tok):
     assert t.tokens == enc(tok, "the dog") and t.issues == []
     [t], _, _ = run(tok, {"a": "the dog </search> yes"}, DecodeOptions())  # searching allowed: recorded
     assert [i.kind for i in t.issues] == ["search_end_without_start"]
+
+
+def test_a_generated_turn_marker_ends_the_answer_like_eos(tok):
+    """SmolLM2-Instruct fine-tuned on vicuna_v1 ended answers with its own `<|im_start|>` (here the tokenizer's
+    BOS, `<s>`): the answer stops there; with the option off the made-up rest is part of the answer."""
+    scripts = {"s": "answer : paris <s> who painted it"}
+    [t], _, _ = run(tok, scripts)
+    assert t.answer.split() == ["answer", ":", "paris"] and t.finish_reason == "eos"
+    [t], _, _ = run(tok, scripts, DecodeOptions(stop_at_turn_markers=False))
+    assert t.answer.split()[-3:] == ["who", "painted", "it"] and t.finish_reason == "eos"
+
+
+def test_turn_markers_of_a_chatml_tokenizer():
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from pixsearch_core.decoding.policy import turn_markers
+    from pixsearch_core.modeling.tokens import add_special_tokens
+
+    vocab = {t: i for i, t in enumerate(["<|endoftext|>", "<|im_start|>", "<|im_end|>", "hello", "world"])}
+    raw = Tokenizer(models.WordLevel(vocab, unk_token="<|endoftext|>"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    chatml = PreTrainedTokenizerFast(
+        tokenizer_object=raw, bos_token="<|im_start|>", eos_token="<|im_end|>", unk_token="<|endoftext|>"
+    )
+    ids = add_special_tokens(chatml)
+    # BOS = <|im_start|> stops; EOS is EOS already; the unknown token and the PixSearch tokens never stop
+    assert turn_markers(chatml, ids) == {1}
