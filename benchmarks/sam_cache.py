@@ -1,6 +1,6 @@
 """What the on-disk cache of the frozen SAM encoder's embeddings (`model.sam_embedding_cache`) saves on `mini`.
 
-    python perf/sam_cache.py [--images 8] [--batch 2] [--threads 2]
+    python benchmarks/sam_cache.py [--images 8] [--batch 2] [--threads 2]
 
 Builds the real `mini` (LiteMedSAM's TinyViT encoder, frozen) and measures `sam_image_embeddings` on batches of
 `--batch` distinct 256-px images: (a) encoding them, as every training step and eval run pays without the cache,

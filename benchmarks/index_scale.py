@@ -1,7 +1,7 @@
 """FAISS at scale: an N x 384 index built in chunks from a synthetic clustered source, within bounded memory.
 
-    python perf/index_scale.py --n 100000                 # minutes on 2 cores
-    python perf/index_scale.py --n 10000000 --work /big/disk   # the 10M run: hours on 2 cores, ~2 GiB RSS
+    python benchmarks/index_scale.py --n 100000                 # minutes on 2 cores
+    python benchmarks/index_scale.py --n 10000000 --work /big/disk   # the 10M run: hours on 2 cores, ~2 GiB RSS
 
 Source: unit vectors around 4096 random cluster centres (centre norm ~20, spread ~4 within a shared 48-dimensional
 subspace plus ~2 isotropic: real sentence embeddings are clustered with a low intrinsic dimension), generated chunk by chunk from per-chunk seeds, so no

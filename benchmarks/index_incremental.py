@@ -1,7 +1,7 @@
 """Incremental rebuild cost: embedding time of a rebuild after changing ~1% of the documents vs the full build,
 measured in the same run, and whether its index answers like a from-scratch build of the changed corpus.
 
-    python perf/index_incremental.py [--docs 400] [--change 0.01] [--out /tmp/pixsearch-incremental]
+    python benchmarks/index_incremental.py [--docs 400] [--change 0.01] [--out /tmp/pixsearch-incremental]
 
 Corpus: the demo's Wikipedia articles (gensim's test dump) cut into documents of ~120 words (paragraph groups), the
 first `--docs` of them. Change: a share of the documents, split between edits, additions and deletions. All three

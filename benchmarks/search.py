@@ -1,6 +1,6 @@
 """Search-service quality and speed, every figure a ratio from the same run.
 
-    python perf/search.py [--encoder minilm|hash] [--n 100000] [--shards 4] [--factory IVF256,Flat] [--nprobe 16]
+    python benchmarks/search.py [--encoder minilm|hash] [--n 100000] [--shards 4] [--factory IVF256,Flat] [--nprobe 16]
         [--bf16-min-batch 2] [--serve-args "--batch-window-ms 5"]
 
 On n clustered random unit vectors (a published synthetic index whose manifest names the text encoder that

@@ -1,7 +1,7 @@
 """Index build throughput and index quality, measured in one run.
 
-    python perf/index_build.py [--words 40] [--master local[2]] [--out /tmp/pixsearch-bench]
-    python perf/index_build.py --spark-only --max-articles 6 --per-shard 150     # part 1 only, a few minutes
+    python benchmarks/index_build.py [--words 40] [--master local[2]] [--out /tmp/pixsearch-bench]
+    python benchmarks/index_build.py --spark-only --max-articles 6 --per-shard 150     # part 1 only, a few minutes
 
 1. The embed stage of a Spark build (`engine=spark`, local[2], two one-thread tasks) over the demo's Wikipedia
    articles cut into ~40-word passages, against a plain loop with the same encoder and batch size in a fresh
