@@ -70,7 +70,7 @@ class SamTransform:
 
     def __call__(self, arr: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         h, w = longest_side_shape(arr.shape[0], arr.shape[1], self.size)
-        x = torch.from_numpy(arr).permute(2, 0, 1).float()
+        x = torch.from_numpy(arr.astype(np.float32)).permute(2, 0, 1)  # a copy: PIL arrays are read-only
         x = (_resize(x, (h, w)).clamp(0, 255) - self.mean) / self.std
         return F.pad(x, (0, self.size - w, 0, self.size - h)), (h, w)
 
@@ -95,7 +95,7 @@ class SquareTransform:
     def __call__(self, arr: np.ndarray) -> torch.Tensor:
         h, w = arr.shape[:2]
         side = max(h, w)
-        x = torch.from_numpy(arr).permute(2, 0, 1).float() / 255.0
+        x = torch.from_numpy(arr.astype(np.float32)).permute(2, 0, 1) / 255.0  # astype copies: PIL arrays are read-only
         canvas = self.mean.expand(3, side, side).clone()
         top, left = (side - h) // 2, (side - w) // 2
         canvas[:, top : top + h, left : left + w] = x
