@@ -38,7 +38,10 @@ class SearchInterleavedDecoder:
         self.searcher = searcher
         self.options = options or DecodeOptions()
         self.logits_processor = logits_processor
-        self._stops: frozenset[int] | None = None
+        tok = getattr(model, "tokenizer", None)
+        on = self.options.stop_at_turn_markers and tok is not None
+        #: tokens that end a row like EOS (`DecodeOptions.stop_at_turn_markers`; policy.turn_markers)
+        self.stops = turn_markers(tok, model.ids) if on else frozenset()
 
     def decode(self, requests: list[DecodeRequest]) -> list[Trajectory]:
         if not requests:
@@ -102,17 +105,9 @@ class SearchInterleavedDecoder:
         if self.logits_processor is not None:
             logits = torch.stack([self.logits_processor(requests[i], rows[i], logits[j]) for j, i in enumerate(active)])
         masked = constrain(logits, [rows[i] for i in active], [allowed[i] for i in active], self.model.ids)
-        eos, stops = self.model.ids.eos, self._turn_markers()
+        eos = self.model.ids.eos
         for i, token in zip(active, pick(masked, self.options.temperature, gen, eos)):
-            rows[i].push(eos if token in stops else token)
-
-    def _turn_markers(self) -> frozenset[int]:
-        """Tokens that end a row like EOS (`DecodeOptions.stop_at_turn_markers`; policy.turn_markers)."""
-        if self._stops is None:
-            tok = getattr(self.model, "tokenizer", None)
-            on = self.options.stop_at_turn_markers and tok is not None
-            self._stops = turn_markers(tok, self.model.ids) if on else frozenset()
-        return self._stops
+            rows[i].push(eos if token in self.stops else token)
 
     def _hop(self, ready: list[int], rows, requests, allowed) -> None:
         calls, queries = [], []

@@ -3,7 +3,6 @@
 import warnings
 
 import numpy as np
-import pytest
 import torch
 
 from pixsearch_core.modeling.preprocess import CLIP_MEAN, CLIP_STD, SAM_MEAN, SAM_STD, SamTransform, SquareTransform
@@ -37,9 +36,8 @@ def test_sam_transform_resizes_the_longest_side_and_pads_bottom_right_with_zero(
     assert x[:, :20].abs().sum() > 0
 
 
-@pytest.mark.parametrize("dtype", [np.uint8])
-def test_transforms_do_not_change_their_input(dtype):
-    arr = np.arange(6 * 6 * 3, dtype=dtype).reshape(6, 6, 3)
+def test_transforms_do_not_change_their_input():
+    arr = np.arange(6 * 6 * 3, dtype=np.uint8).reshape(6, 6, 3)
     before = arr.copy()
     SquareTransform(8)(arr)
     SamTransform(8)(arr)
