@@ -170,7 +170,9 @@ def _sam(cfg: ModelConfig, store):
     from pixsearch_core.modeling.weights import read_state_file
 
     sc = cfg.sam
-    parts = build_sam_parts(sc.kind, sc.image_size, sc.prompt_dim, sc.encoder_dim, sc.encoder_depth, sc.patch_size)
+    parts = build_sam_parts(
+        sc.kind, sc.image_size, sc.prompt_dim, sc.encoder_dim, sc.encoder_depth, sc.patch_size, sc.encoder_stem
+    )
     ckpt = cfg.sam.checkpoint
     if ckpt is None and cfg.sam.kind == "litemedsam":
         from pixsearch_core.modeling.litemedsam import checkpoint_path

@@ -42,6 +42,9 @@ class SamConfig(Config):
     encoder_dim: int = Field(32, ge=8, description="tiny only: the ViT encoder's width")
     encoder_depth: int = Field(1, ge=1, description="tiny only: the ViT encoder's blocks")
     patch_size: int = Field(16, ge=4, description="tiny only: the embedding grid is image_size // patch_size")
+    encoder_stem: Literal["patch", "conv"] = Field(
+        "patch", description="tiny only: SAM's patchify, or 3x3 stride-2 convolutions to the same grid"
+    )
 
 
 #: LoRA targets: q_proj and v_proj of the LM's decoder layers (names as in LlamaForCausalLM / MistralForCausalLM)

@@ -3,6 +3,7 @@
     parts = build_sam_parts("vit_h")      # SAM ViT-H (1024 input, 64x64x256 embedding); weights loaded separately
     parts = build_sam_parts("litemedsam") # TinyViT encoder (256 input) + SAM prompt encoder / mask decoder
     parts = build_sam_parts("tiny", image_size=64, prompt_dim=32)   # random, milliseconds
+    parts = build_sam_parts("tiny", image_size=128, patch_size=16, stem="conv")  # a conv stem instead of patchify
 
 `SamParts.image_size` is the encoder's square input side, `embedding_size` its output grid. segment-anything is
 imported through `_torchvision_compat.segment_anything()` (works without torchvision).
@@ -25,6 +26,8 @@ VIT_VARIANTS = {
     "vit_b": (768, 12, 12, (2, 5, 8, 11)),
 }
 SAM_KINDS = (*VIT_VARIANTS, "litemedsam", "tiny")
+#: how the `tiny` encoder turns pixels into its token grid
+STEMS = ("patch", "conv")
 
 
 @dataclass
@@ -66,9 +69,12 @@ def build_sam_parts(
     encoder_dim: int = 32,
     encoder_depth: int = 1,
     patch_size: int = 16,
+    stem: str = "patch",
 ) -> SamParts:
     """Random-initialised SAM parts of a kind (weights are loaded by the builders in build.py). `encoder_dim`,
-    `encoder_depth` and `patch_size` shape the `tiny` encoder only (its embedding grid is image_size // patch_size)."""
+    `encoder_depth`, `patch_size` and `stem` shape the `tiny` encoder only (its embedding grid is
+    image_size // patch_size). stem "patch": SAM's own patchify (one linear map of each patch_size^2 pixel block);
+    "conv": a stack of 3x3 stride-2 convolutions down to the same grid (see `conv_stem`)."""
     m = segment_anything().modeling
     if kind in VIT_VARIANTS:
         dim, depth, heads, global_idx = VIT_VARIANTS[kind]
@@ -114,7 +120,30 @@ def build_sam_parts(
         )
         if image_size % patch_size:
             raise ValueError(f"sam.image_size {image_size} is not a multiple of sam.patch_size {patch_size}")
+        if stem == "conv":
+            encoder.patch_embed.proj = conv_stem(encoder_dim, patch_size)
+        elif stem != "patch":
+            raise ValueError(f"unknown sam.encoder_stem {stem!r}; allowed: {', '.join(STEMS)}")
         embedding = image_size // patch_size
         pe, md = _prompt_and_decoder(prompt_dim, image_size, embedding, depth=1, mlp_dim=2 * prompt_dim, num_heads=2)
         return SamParts(encoder, pe, md, image_size, embedding, prompt_dim)
     raise ValueError(f"unknown SAM kind {kind!r}; allowed: {', '.join(SAM_KINDS)}")
+
+
+def conv_stem(dim: int, patch_size: int, width: int = 16) -> nn.Sequential:
+    """3x3 stride-2 convolutions (GELU between), log2(patch_size) of them, then a 1x1 to `dim`: the same token grid
+    as a patch_size patchify, but each token is built from local edges and corners rather than one linear map of a
+    whole patch ("Early Convolutions Help Transformers See Better", Xiao et al. 2021). For the from-scratch `tiny`
+    encoder of the demo: a 16-px patchify of a 128-px scene cannot say where inside a patch a small object's edge
+    runs, and the masks stay blobs. Channels double per stage from `width`, capped at `dim`."""
+    n = patch_size.bit_length() - 1
+    if patch_size < 2 or 2**n != patch_size:
+        raise ValueError(f"sam.encoder_stem=conv needs sam.patch_size a power of 2 (>= 2), got {patch_size}")
+    layers: list[nn.Module] = []
+    c_in = 3
+    for i in range(n):
+        c_out = min(dim, width * 2**i)
+        layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.GELU()]
+        c_in = c_out
+    layers.append(nn.Conv2d(c_in, dim, 1))
+    return nn.Sequential(*layers)
