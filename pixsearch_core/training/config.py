@@ -99,6 +99,19 @@ class OptimConfig(Config):
         "only with model.trainable.new_token_rows). Not in the paper: a small pretrained LM's new rows barely move "
         "at the LoRA learning rate in a short run",
     )
+    part_lr_scale: dict[str, float] = Field(
+        default_factory=dict,
+        description="LR multiplier per trainable part (a name of model trainable.parts -> >= 0), each such part in "
+        "an optimizer group of its own; 0 holds a part still while it stays in the export (e.g. "
+        "{sam_image_encoder: 0} after sam_pretrain)",
+    )
+
+    @model_validator(mode="after")
+    def _scales(self) -> OptimConfig:
+        bad = {k: v for k, v in self.part_lr_scale.items() if not v >= 0}
+        if bad:
+            raise ValueError(f"optim.part_lr_scale: multipliers must be >= 0, got {bad}")
+        return self
 
 
 class LossConfig(Config):
@@ -137,6 +150,16 @@ class ModelRef(ModelSpec):
         return str(yaml.safe_load(given["dtype"])) if "dtype" in given else None
 
 
+class SamPretrainConfig(Config):
+    steps: int = Field(0, ge=0, description="optimizer steps of box-prompted SAM pre-training before stage 1; 0 = off")
+    lr: float = Field(2.0e-3, gt=0.0, description="peak learning rate (linear warm-up, cosine decay to 10%)")
+    warmup_steps: int = Field(20, ge=0)
+    batch_size: int = Field(16, ge=1, description="samples per rank and step")
+    box_jitter: float = Field(
+        0.1, ge=0.0, le=0.5, description="std of the noise on each box corner, as a fraction of the box's side"
+    )
+
+
 class TrainConfig(Config):
     seed: int = 0
     engine: Literal["sequential", "torchrun"] = Field(
@@ -153,6 +176,10 @@ class TrainConfig(Config):
     stage2: StageConfig
     optim: OptimConfig = OptimConfig()
     loss: LossConfig = LossConfig()
+    sam_pretrain: SamPretrainConfig = Field(
+        SamPretrainConfig(),
+        description="box-prompted pre-training of a from-scratch SAM before stage 1 (training/sam_pretrain.py)",
+    )
     export_hf: bool = Field(
         True,
         description="also export the LM for plain transformers / peft (<final>/hf/: "

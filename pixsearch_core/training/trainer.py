@@ -28,6 +28,7 @@ from pixsearch_core.training.data import build_mixture, prepare_shards
 from pixsearch_core.training.distributed import deepspeed_config, init_distributed, shutdown, use_cuda
 from pixsearch_core.training.loss_log import MetricsLog, plot_metrics
 from pixsearch_core.training.losses import LossWeights, pixsearch_loss
+from pixsearch_core.training.sam_pretrain import pretrain_sam
 from pixsearch_core.training.schedule import make_scheduler
 
 log = logging.getLogger(__name__)
@@ -67,21 +68,35 @@ def _step_loss(engine, batch, cfg: TrainConfig, with_teacher: bool):
     return total + _touch_every_trainable(engine.module), terms
 
 
-def param_groups(model, lr: float, token_rows_lr_scale: float = 1.0) -> list[dict]:
-    """The optimizer's parameter groups: every trainable parameter at `lr`, except that with new-token-row training
-    and a scale != 1 the LM's embedding/output matrices (whose only moving rows are the special tokens') get
-    `lr * token_rows_lr_scale` in a group of their own. The LR schedule scales every group alike."""
-    from pixsearch_core.modeling.trainable import token_row_params
+def param_groups(
+    model, lr: float, token_rows_lr_scale: float = 1.0, part_lr_scale: dict[str, float] | None = None
+) -> list[dict]:
+    """The optimizer's parameter groups: every trainable parameter at `lr`, except
+    - with new-token-row training and a scale != 1, the LM's embedding/output matrices (whose only moving rows are
+      the special tokens') get `lr * token_rows_lr_scale` in a group of their own;
+    - each part named in `part_lr_scale` (a trainable part's name -> multiplier) gets `lr * multiplier` in a group
+      of its own (0 holds the part still, e.g. a SAM pre-trained before stage 1).
+    The LR schedule scales every group alike."""
+    from pixsearch_core.modeling.trainable import PARTS, token_row_params
 
+    part_lr_scale = {k: v for k, v in (part_lr_scale or {}).items() if v != 1.0}
+    unknown = sorted(set(part_lr_scale) - set(PARTS))
+    if unknown:
+        raise ValueError(f"optim.part_lr_scale names unknown parts {unknown}; allowed: {', '.join(PARTS)}")
     params = [p for p in model.parameters() if p.requires_grad]
     rows = token_row_params(model) if getattr(model, "new_token_rows", False) and token_rows_lr_scale != 1.0 else []
-    row_ids = {id(p) for p in rows if p.requires_grad}
-    if not row_ids:
-        return [{"params": params, "lr": lr}]
-    return [
-        {"params": [p for p in params if id(p) not in row_ids], "lr": lr},
-        {"params": [p for p in params if id(p) in row_ids], "lr": lr * token_rows_lr_scale},
-    ]
+    scale = {id(p): token_rows_lr_scale for p in rows if p.requires_grad}
+    for part, mult in part_lr_scale.items():
+        module = getattr(model, part, None)
+        if module is None:
+            raise ValueError(f"optim.part_lr_scale: this model has no part {part!r}")
+        for p in module.parameters():
+            if p.requires_grad:
+                scale[id(p)] = mult
+    groups: dict[float, list] = {}
+    for p in params:
+        groups.setdefault(scale.get(id(p), 1.0), []).append(p)
+    return [{"params": ps, "lr": lr * mult} for mult, ps in sorted(groups.items(), key=lambda kv: kv[0] != 1.0)]
 
 
 def _touch_every_trainable(model) -> torch.Tensor:
@@ -122,8 +137,22 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
     per_step = oc.micro_batch_size * oc.grad_accum * world
     total = sc.total_steps(epoch, per_step)
     model = build_model(cfg, stage, store)
+    tag = checkpoints.latest(join(prefix, "checkpoints"), store)
+    if stage == 1 and cfg.sam_pretrain.steps and not tag:  # a resumed stage 1 has its pre-trained SAM in the checkpoint
+        log.info("stage 1: %d steps of box-prompted SAM pre-training first", cfg.sam_pretrain.steps)
+        pretrain_sam(
+            model,
+            mixture.iterate(start=0),
+            Collator(model.tokenizer, cfg.data.max_length, cfg.data.image_max_side, cfg.data.template),
+            cfg.sam_pretrain,
+            cfg.loss,
+            seed=cfg.seed,
+            rank=rank,
+            world=world,
+            metrics_path=run_dir / "sam_pretrain.jsonl",
+        )
     optimizer = torch.optim.AdamW(
-        param_groups(model, sc.lr, oc.token_rows_lr_scale),
+        param_groups(model, sc.lr, oc.token_rows_lr_scale, oc.part_lr_scale),
         lr=sc.lr,
         betas=oc.betas,
         weight_decay=oc.weight_decay,
@@ -136,7 +165,6 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
         config=deepspeed_config(cfg, use_cuda()),
     )
     client = {"step": 0, "micro_batches": 0}
-    tag = checkpoints.latest(join(prefix, "checkpoints"), store)
     if tag:
         client = checkpoints.load(engine, join(prefix, "checkpoints"), tag, run_dir / f"resume-rank{rank}", store)
     metrics = MetricsLog(run_dir / "metrics.jsonl", client["step"]) if rank == 0 else None

@@ -121,6 +121,8 @@ def test_two_process_cpu_run_via_cli(world, tmp_path):
         "optim.micro_batch_size=4",
         "stage1.max_steps=10",
         "stage2.max_steps=12",
+        "sam_pretrain.steps=3",  # stage 1 starts with SAM pre-training: its gradients are all-reduced over 2 ranks
+        "sam_pretrain.batch_size=4",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ROOT}
     for stage in ("1", "2"):
@@ -139,6 +141,7 @@ def test_two_process_cpu_run_via_cli(world, tmp_path):
         assert ok, losses
         assert rows[-1]["samples_per_s"] > 0
     assert (tmp_path / "store" / "stage2" / "final" / "trainable.safetensors").exists()
+    assert [r["step"] for r in read_metrics(tmp_path / "run" / "stage1" / "sam_pretrain.jsonl")] == [1, 2, 3]
 
 
 def test_checkpoints_and_export_in_s3(world, tmp_path, s3_store):
