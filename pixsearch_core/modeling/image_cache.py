@@ -105,13 +105,15 @@ class DiskEmbeddingCache:
 
 
 def encoder_fingerprint(encoder, image_size: int, pixel_mean, pixel_std) -> str:
-    """sha256 (first 16 hex digits) of a frozen encoder's weights, input size and pixel normalization."""
+    """sha256 (first 16 hex digits) of a frozen encoder's weights, input size and pixel normalization. An encoder
+    whose weights live outside torch says what identifies them in a `fingerprint_bytes` attribute."""
     import hashlib
 
     import torch
 
     h = hashlib.sha256()
     h.update(repr((image_size, [float(v) for v in pixel_mean], [float(v) for v in pixel_std])).encode())
+    h.update(getattr(encoder, "fingerprint_bytes", b""))  # weights outside torch (dinov2's ONNX file)
     for name, t in sorted(encoder.state_dict().items()):
         h.update(name.encode())
         h.update(repr((tuple(t.shape), str(t.dtype))).encode())

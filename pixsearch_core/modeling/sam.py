@@ -4,6 +4,7 @@
     parts = build_sam_parts("litemedsam") # TinyViT encoder (256 input) + SAM prompt encoder / mask decoder
     parts = build_sam_parts("tiny", image_size=64, prompt_dim=32)   # random, milliseconds
     parts = build_sam_parts("tiny", image_size=128, patch_size=16, stem="conv")  # a conv stem instead of patchify
+    parts = build_sam_parts("dinov2")    # frozen DINOv2 ViT-S/14 (224 input, 16x16x384) + a 384-d prompt encoder/decoder
 
 `SamParts.image_size` is the encoder's square input side, `embedding_size` its output grid. segment-anything is
 imported through `_torchvision_compat.segment_anything()` (works without torchvision).
@@ -25,7 +26,7 @@ VIT_VARIANTS = {
     "vit_l": (1024, 24, 16, (5, 11, 17, 23)),
     "vit_b": (768, 12, 12, (2, 5, 8, 11)),
 }
-SAM_KINDS = (*VIT_VARIANTS, "litemedsam", "tiny")
+SAM_KINDS = (*VIT_VARIANTS, "litemedsam", "tiny", "dinov2")
 #: how the `tiny` encoder turns pixels into its token grid
 STEMS = ("patch", "conv")
 
@@ -105,6 +106,12 @@ def build_sam_parts(
             (0.0, 0.0, 0.0),
             (255.0, 255.0, 255.0),
         )  # [0, 1] input
+    if kind == "dinov2":
+        from pixsearch_core.modeling import dinov2
+
+        side = dinov2.IMAGE_SIZE // dinov2.PATCH
+        pe, md = _prompt_and_decoder(dinov2.WIDTH, dinov2.IMAGE_SIZE, side, depth=2, mlp_dim=1024, num_heads=8)
+        return SamParts(dinov2.Dinov2SamEncoder(), pe, md, dinov2.IMAGE_SIZE, side, dinov2.WIDTH)
     if kind == "tiny":
         encoder = m.ImageEncoderViT(
             depth=encoder_depth,

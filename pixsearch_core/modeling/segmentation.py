@@ -10,7 +10,8 @@ from pixsearch_core.modeling.outputs import PreparedImages
 
 
 def _dtype(module: torch.nn.Module) -> torch.dtype:
-    return next(module.parameters()).dtype
+    p = next(module.parameters(), None)
+    return torch.float32 if p is None else p.dtype  # a parameter-less encoder (dinov2's ONNX) takes float32
 
 
 class SegmentationMixin:

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import torch
 
-from pixsearch_core.training.config import SamPretrainConfig
+from pixsearch_core.training.config import SamPretrainConfig, StageConfig
 from pixsearch_core.training.loss_log import MetricsLog
 from pixsearch_core.training.losses import focal_tversky_loss, mask_bce_loss
+from pixsearch_core.training.schedule import make_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,6 @@ def pretrain_sam(
     """Train `model`'s SAM parts for cfg.steps box-prompted steps on `samples` (stage-1 samples with gold masks),
     in place. `loss`: the training config's LossConfig (seg/bce weights, tversky α/β). -> {steps, loss, iou}:
     the last step's loss and the mean IoU (mask logits > 0 vs gold) of the last 50 steps' masks."""
-    import math
 
     import torch.distributed as dist
 
@@ -87,11 +87,15 @@ def pretrain_sam(
             dist.broadcast(p.data, src=0)
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
 
-    def factor(step: int) -> float:
-        warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
-        return warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / max(1, cfg.steps))))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    schedule = StageConfig(
+        lr=cfg.lr,
+        ratio={"stage1": 1, "stage2": 0},
+        max_steps=cfg.steps,
+        warmup_steps=cfg.warmup_steps,
+        decay="cosine",
+        min_lr_ratio=0.1,
+    )
+    sched = make_scheduler(opt, cfg.steps, schedule)  # the stages' schedule: warm-up, then cosine to 10%
     metrics = MetricsLog(metrics_path) if metrics_path is not None and rank == 0 else None
     was_training = model.training
     model.train()

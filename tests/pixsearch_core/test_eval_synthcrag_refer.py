@@ -13,13 +13,7 @@ from pixsearch_core.masks import png_to_mask
 from pixsearch_core.records import read_records
 from pixsearch_core.registry import get
 from pixsearch_core.storage import ObjectStore
-from tests._train_fixtures import write_world
 from tests.eval_run_helpers import cli_json
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return write_world(str(tmp_path_factory.mktemp("refer") / "world"))
 
 
 def _rows(world: str, split: str = "test") -> list[dict]:

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from pixsearch_core import lineage
 from pixsearch_core.config import load_config
@@ -80,16 +79,7 @@ def test_resume_with_changed_data_is_refused(tmp_path):
         run_eval(cfg, RunRequest("crag_mm", str(gold), "oracle", "none", "full", "r", sequential=True))
 
 
-@pytest.fixture
-def _cpu_env(monkeypatch):
-    monkeypatch.setenv("DS_ACCELERATOR", "cpu")
-    torch.set_num_threads(1)
-    clear_dist_env()
-    yield
-    clear_dist_env()
-
-
-def test_full_chain_report_to_corpus(tmp_path, _cpu_env):
+def test_full_chain_report_to_corpus(tmp_path, train_env):
     from indexing.build import build_index
     from indexing.config import IndexBuildConfig
     from pixsearch_core.training.trainer import train

