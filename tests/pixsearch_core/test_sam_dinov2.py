@@ -31,8 +31,8 @@ def _scene(seed: int, size: int = 96):
 
 def test_encoder_is_the_onnx_backbone_patch_grid():
     """Channel c at grid (r, k) is token 1 + 16 r + k of the backbone (CLS dropped), for a batch."""
-    parts = build_sam_parts("dinov2")
-    assert (parts.image_size, parts.embedding_size, parts.prompt_dim) == (224, 16, 384)
+    parts = build_sam_parts("dinov2", prompt_dim=64)
+    assert (parts.image_size, parts.embedding_size, parts.prompt_dim) == (224, 16, 64)
     assert list(parts.image_encoder.parameters()) == []
     x = torch.randn(2, 3, 224, 224)
     out = parts.image_encoder(x)
@@ -42,9 +42,17 @@ def test_encoder_is_the_onnx_backbone_patch_grid():
     assert tokens.shape == (2, 257, 384) and len(digest) == 64
     for b, r, k in [(0, 0, 0), (1, 3, 11), (0, 15, 15), (1, 15, 0)]:
         np.testing.assert_allclose(out[b, :, r, k].numpy(), tokens[b, 1 + 16 * r + k], rtol=1e-5, atol=1e-5)
-    # the prompt encoder and mask decoder run at the backbone's width and grid
+    # the trainable neck takes the backbone's 384 channels to the prompt encoder's and decoder's 64, on its grid
     sparse, dense = parts.prompt_encoder(points=None, boxes=torch.tensor([[10.0, 10.0, 90.0, 120.0]]), masks=None)
-    low, _ = parts.mask_decoder(out[:1], parts.prompt_encoder.get_dense_pe(), sparse, dense, False)
+    assert sparse.shape[-1] == 64 and dense.shape == (1, 64, 16, 16)
+    assert parts.mask_decoder.neck(out).shape == (2, 64, 16, 16)
+    low, _ = parts.mask_decoder(
+        image_embeddings=out[:1],
+        image_pe=parts.prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense,
+        multimask_output=False,
+    )
     assert low.shape == (1, 1, 64, 64)
 
 
