@@ -110,6 +110,8 @@ def build_sam_parts(
         from pixsearch_core.modeling import dinov2
 
         side = dinov2.IMAGE_SIZE // dinov2.PATCH
+        if prompt_dim % 16:  # 8 heads, also in the decoder's cross-attention at half the width
+            raise ValueError(f"sam.prompt_dim for sam.kind=dinov2 must be a multiple of 16, got {prompt_dim}")
         pe, md = _prompt_and_decoder(prompt_dim, dinov2.IMAGE_SIZE, side, depth=2, mlp_dim=4 * prompt_dim, num_heads=8)
         md = NeckedMaskDecoder(dinov2.WIDTH, prompt_dim, md)
         return SamParts(dinov2.Dinov2SamEncoder(), pe, md, dinov2.IMAGE_SIZE, side, prompt_dim)

@@ -57,6 +57,8 @@ def test_encoder_is_the_onnx_backbone_patch_grid():
 
 
 def test_wrong_input_size_and_missing_package_are_named(monkeypatch):
+    with pytest.raises(ValueError, match="prompt_dim for sam.kind=dinov2 must be a multiple of 16, got 40"):
+        build_sam_parts("dinov2", prompt_dim=40)
     enc = dinov2.Dinov2SamEncoder()
     with pytest.raises(ValueError, match="224x224.*128"):
         enc(torch.zeros(1, 3, 128, 128))
