@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from pixsearch_core.training.config import SamPretrainConfig, StageConfig
+from pixsearch_core.training.config import SamPretrainConfig
 from pixsearch_core.training.loss_log import MetricsLog
 from pixsearch_core.training.losses import focal_tversky_loss, mask_bce_loss
 from pixsearch_core.training.schedule import make_scheduler
@@ -72,7 +72,6 @@ def pretrain_sam(
     """Train `model`'s SAM parts for cfg.steps box-prompted steps on `samples` (stage-1 samples with gold masks),
     in place. `loss`: the training config's LossConfig (seg/bce weights, tversky α/β). -> {steps, loss, iou}:
     the last step's loss and the mean IoU (mask logits > 0 vs gold) of the last 50 steps' masks."""
-
     import torch.distributed as dist
 
     params = trainable_sam_params(model)
@@ -87,15 +86,7 @@ def pretrain_sam(
             dist.broadcast(p.data, src=0)
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
 
-    schedule = StageConfig(
-        lr=cfg.lr,
-        ratio={"stage1": 1, "stage2": 0},
-        max_steps=cfg.steps,
-        warmup_steps=cfg.warmup_steps,
-        decay="cosine",
-        min_lr_ratio=0.1,
-    )
-    sched = make_scheduler(opt, cfg.steps, schedule)  # the stages' schedule: warm-up, then cosine to 10%
+    sched = make_scheduler(opt, cfg.steps, cfg.warmup_steps, "cosine", 0.1)  # the stages' schedule, to 10%
     metrics = MetricsLog(metrics_path) if metrics_path is not None and rank == 0 else None
     was_training = model.training
     model.train()

@@ -161,7 +161,7 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
     engine, _, _, scheduler = deepspeed.initialize(
         model=model,
         optimizer=optimizer,
-        lr_scheduler=make_scheduler(optimizer, total, sc),
+        lr_scheduler=make_scheduler(optimizer, total, sc.warmup_steps, sc.decay, sc.min_lr_ratio),
         config=deepspeed_config(cfg, use_cuda()),
     )
     client = {"step": 0, "micro_batches": 0}
