@@ -283,7 +283,7 @@ class DinoV2OnnxEncoder:
         from pixsearch_core.modeling import dinov2  # imports torch: only when this encoder is used
 
         device = resolve_device(cfg.device)
-        self.session, _ = dinov2.open_dinov2_onnx(device)
+        self.session = dinov2.open_dinov2_onnx(device)
         self.TENSOR = dinov2.TENSOR
         self.cfg, self.batch = cfg, devices.batch_size(cfg.batch_size, "image", device)
         self.dim = 384 * (1 if cfg.pooling == "cls" else 2)

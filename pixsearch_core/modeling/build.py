@@ -141,7 +141,9 @@ def _vision(cfg: ModelConfig, llava, store):
 
     vc = cfg.vision
     if vc.kind == "sam_embedding":
-        width = {"tiny": cfg.sam.prompt_dim, "dinov2": 384}.get(cfg.sam.kind, 256)  # the SAM embedding's channels
+        from pixsearch_core.modeling.dinov2 import WIDTH as DINO_WIDTH
+
+        width = {"tiny": cfg.sam.prompt_dim, "dinov2": DINO_WIDTH}.get(cfg.sam.kind, 256)  # the embedding's channels
         return SamEmbeddingVisionTower(width, vc.grid)
     if vc.kind == "llava_hf":
         if llava is None:

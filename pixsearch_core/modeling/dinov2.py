@@ -6,7 +6,8 @@ final layernorm output is an internal tensor. ONNX files are protobuf, and proto
 message, so appending one `graph { output { name } }` to the file bytes declares that tensor a graph output without
 the `onnx` package (ModelProto.graph = 7, GraphProto.output = 12, ValueInfoProto.name = 1).
 
-    session, digest = open_dinov2_onnx("cpu")          # onnxruntime session, sha256 of the model bytes
+    session = open_dinov2_onnx("cpu")                  # onnxruntime session
+    onnx_digest()                                      # sha256 of the model file (computed once per process)
     enc = Dinov2SamEncoder()                           # (B, 3, 224, 224) SAM-normalized -> (B, 384, 16, 16)
 
 The graph's input is fixed at 224 x 224 (16 x 16 patches of 14 px); its normalization is ImageNet's, which is also
@@ -17,6 +18,7 @@ The encoder has no torch parameters: it never trains, and the model's on-disk em
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -59,18 +61,26 @@ def onnx_path() -> Path:
     return path
 
 
+@functools.cache
+def onnx_digest() -> str:
+    """sha256 of the ONNX file (97 MB; read in 1 MiB blocks, once per process)."""
+    h = hashlib.sha256()
+    with onnx_path().open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def open_dinov2_onnx(device: str = "cpu", threads: int | None = None):
-    """-> (onnxruntime InferenceSession with the backbone's tokens as output `TENSOR`, sha256 of the model file).
-    `threads`: intra-op threads (None: $PIXSEARCH_ORT_THREADS, else onnxruntime's default, one per core)."""
+    """-> an onnxruntime InferenceSession with the backbone's tokens as output `TENSOR`. `threads`: intra-op threads
+    (None: $PIXSEARCH_ORT_THREADS, else onnxruntime's default, one per core)."""
     import onnxruntime as ort
 
-    raw = onnx_path().read_bytes()
-    blob = raw + _ld(7, _ld(12, _ld(1, TENSOR.encode())))
+    blob = onnx_path().read_bytes() + _ld(7, _ld(12, _ld(1, TENSOR.encode())))
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = int(os.environ.get("PIXSEARCH_ORT_THREADS", "0")) if threads is None else threads
     wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device != "cpu" else ["CPUExecutionProvider"]
-    session = ort.InferenceSession(blob, opts, providers=[p for p in wanted if p in ort.get_available_providers()])
-    return session, hashlib.sha256(raw).hexdigest()
+    return ort.InferenceSession(blob, opts, providers=[p for p in wanted if p in ort.get_available_providers()])
 
 
 class Dinov2SamEncoder(nn.Module):
@@ -82,11 +92,10 @@ class Dinov2SamEncoder(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self._session = None
-        self._digest: str | None = None
 
     def _open(self):
         if self._session is None:
-            self._session, self._digest = open_dinov2_onnx(
+            self._session = open_dinov2_onnx(
                 "cuda" if torch.cuda.is_available() else "cpu", threads=torch.get_num_threads()
             )
         return self._session
@@ -94,9 +103,7 @@ class Dinov2SamEncoder(nn.Module):
     @property
     def fingerprint_bytes(self) -> bytes:
         """What identifies this encoder's output for the embedding cache: the ONNX digest and the tensor read."""
-        if self._digest is None:
-            self._digest = hashlib.sha256(onnx_path().read_bytes()).hexdigest()
-        return f"{self._digest}#{TENSOR}".encode()
+        return f"{onnx_digest()}#{TENSOR}".encode()
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         if pixels.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
@@ -114,6 +121,5 @@ class Dinov2SamEncoder(nn.Module):
 
     def __deepcopy__(self, memo):
         new = Dinov2SamEncoder()
-        new._digest = self._digest
         new.train(self.training)
         return new
