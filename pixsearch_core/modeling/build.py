@@ -141,9 +141,9 @@ def _vision(cfg: ModelConfig, llava, store):
 
     vc = cfg.vision
     if vc.kind == "sam_embedding":
-        from pixsearch_core.modeling.dinov2 import WIDTH as DINO_WIDTH
+        from pixsearch_core.modeling.dinov2 import width as dino_width
 
-        width = {"tiny": cfg.sam.prompt_dim, "dinov2": DINO_WIDTH}.get(cfg.sam.kind, 256)  # the embedding's channels
+        width = {"tiny": cfg.sam.prompt_dim, "dinov2": dino_width(cfg.sam.colour_cells)}.get(cfg.sam.kind, 256)
         return SamEmbeddingVisionTower(width, vc.grid)
     if vc.kind == "llava_hf":
         if llava is None:
@@ -174,7 +174,14 @@ def _sam(cfg: ModelConfig, store):
 
     sc = cfg.sam
     parts = build_sam_parts(
-        sc.kind, sc.image_size, sc.prompt_dim, sc.encoder_dim, sc.encoder_depth, sc.patch_size, sc.encoder_stem
+        sc.kind,
+        sc.image_size,
+        sc.prompt_dim,
+        sc.encoder_dim,
+        sc.encoder_depth,
+        sc.patch_size,
+        sc.encoder_stem,
+        sc.colour_cells,
     )
     ckpt = cfg.sam.checkpoint
     if ckpt is None and cfg.sam.kind == "litemedsam":

