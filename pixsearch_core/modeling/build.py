@@ -182,6 +182,7 @@ def _sam(cfg: ModelConfig, store):
         sc.patch_size,
         sc.encoder_stem,
         sc.colour_cells,
+        sc.neck_blocks,
     )
     ckpt = cfg.sam.checkpoint
     if ckpt is None and cfg.sam.kind == "litemedsam":

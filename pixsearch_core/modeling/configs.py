@@ -60,6 +60,13 @@ class SamConfig(Config):
         description="dinov2 only: append each 14-px patch's c x c cell colours (3 c^2 channels) to its token; "
         "DINOv2 is trained colour-invariant",
     )
+    neck_blocks: int = Field(
+        0,
+        ge=0,
+        le=8,
+        description="dinov2 only: trainable ViT blocks (global attention, 4 heads) after the neck, trained with the "
+        "mask decoder",
+    )
 
 
 #: LoRA targets: q_proj and v_proj of the LM's decoder layers (names as in LlamaForCausalLM / MistralForCausalLM)

@@ -6,6 +6,7 @@
     parts = build_sam_parts("tiny", image_size=128, patch_size=16, stem="conv")  # a conv stem instead of patchify
     parts = build_sam_parts("dinov2", prompt_dim=64)  # frozen DINOv2 ViT-S/14 (224 input, 16x16x384), neck to 64-d
     parts = build_sam_parts("dinov2", prompt_dim=64, colour_cells=4)  # + each patch's 4x4 cell colours (432 channels)
+    parts = build_sam_parts("dinov2", prompt_dim=64, neck_blocks=1)  # + a trainable ViT block after the neck
 
 `SamParts.image_size` is the encoder's square input side, `embedding_size` its output grid. segment-anything is
 imported through `_torchvision_compat.segment_anything()` (works without torchvision).
@@ -73,15 +74,19 @@ def build_sam_parts(
     patch_size: int = 16,
     stem: str = "patch",
     colour_cells: int = 0,
+    neck_blocks: int = 0,
 ) -> SamParts:
     """Random-initialised SAM parts of a kind (weights are loaded by the builders in build.py). `encoder_dim`,
     `encoder_depth`, `patch_size` and `stem` shape the `tiny` encoder only (its embedding grid is
     image_size // patch_size). stem "patch": SAM's own patchify (one linear map of each patch_size^2 pixel block);
     "conv": a stack of 3x3 stride-2 convolutions down to the same grid (see `conv_stem`). `colour_cells`: dinov2
-    only, each patch's c x c cell colours appended to its token (dinov2.Dinov2SamEncoder)."""
+    only, each patch's c x c cell colours appended to its token (dinov2.Dinov2SamEncoder). `neck_blocks`: dinov2
+    only, trainable ViT blocks after the neck (NeckedMaskDecoder)."""
     m = segment_anything().modeling
     if colour_cells and kind != "dinov2":
         raise ValueError(f"sam.colour_cells is for sam.kind=dinov2 only, got kind {kind!r} with {colour_cells}")
+    if neck_blocks and kind != "dinov2":
+        raise ValueError(f"sam.neck_blocks is for sam.kind=dinov2 only, got kind {kind!r} with {neck_blocks}")
     if kind in VIT_VARIANTS:
         dim, depth, heads, global_idx = VIT_VARIANTS[kind]
         encoder = m.ImageEncoderViT(
@@ -119,7 +124,7 @@ def build_sam_parts(
             raise ValueError(f"sam.prompt_dim for sam.kind=dinov2 must be a multiple of 16, got {prompt_dim}")
         pe, md = _prompt_and_decoder(prompt_dim, dinov2.IMAGE_SIZE, side, depth=2, mlp_dim=4 * prompt_dim, num_heads=8)
         encoder = dinov2.Dinov2SamEncoder(colour_cells)
-        md = NeckedMaskDecoder(dinov2.width(colour_cells), prompt_dim, md)
+        md = NeckedMaskDecoder(dinov2.width(colour_cells), prompt_dim, md, neck_blocks, side)
         return SamParts(encoder, pe, md, dinov2.IMAGE_SIZE, side, prompt_dim)
     if kind == "tiny":
         encoder = m.ImageEncoderViT(
@@ -151,19 +156,31 @@ class NeckedMaskDecoder(nn.Module):
     frozen foreign encoder's features, then SAM's mask decoder at `dim`. The encoder's output stays what the
     embedding cache holds (and what the LM's sam_embedding tower pools); the neck trains with the decoder."""
 
-    def __init__(self, in_dim: int, dim: int, decoder: nn.Module) -> None:
+    def __init__(self, in_dim: int, dim: int, decoder: nn.Module, blocks: int = 0, side: int = 16) -> None:
         super().__init__()
-        common = segment_anything().modeling.common
+        m = segment_anything().modeling
         self.neck = nn.Sequential(
             nn.Conv2d(in_dim, dim, 1, bias=False),
-            common.LayerNorm2d(dim),
+            m.common.LayerNorm2d(dim),
             nn.Conv2d(dim, dim, 3, padding=1, bias=False),
-            common.LayerNorm2d(dim),
+            m.common.LayerNorm2d(dim),
+        )
+        # optional trainable ViT blocks after the neck (global attention over the side x side grid, SAM's relative
+        # positions): the image self-attention a from-scratch SAM encoder has and the frozen backbone's features,
+        # tuned for another task, lack; the decoder's two-way transformer never attends image to image
+        self.blocks = nn.ModuleList(
+            m.image_encoder.Block(dim, num_heads=4, use_rel_pos=True, input_size=(side, side)) for _ in range(blocks)
         )
         self.decoder = decoder
 
     def forward(self, image_embeddings: torch.Tensor, **kwargs):
-        return self.decoder(image_embeddings=self.neck(image_embeddings), **kwargs)
+        x = self.neck(image_embeddings)
+        if len(self.blocks):
+            x = x.permute(0, 2, 3, 1)  # SAM's blocks take (B, H, W, C)
+            for block in self.blocks:
+                x = block(x)
+            x = x.permute(0, 3, 1, 2)
+        return self.decoder(image_embeddings=x, **kwargs)
 
 
 def conv_stem(dim: int, patch_size: int, width: int = 16) -> nn.Sequential:

@@ -107,6 +107,34 @@ def test_colour_cells_are_each_patch_cell_means_after_the_backbone_tokens():
         dinov2.Dinov2SamEncoder(15)
 
 
+def test_neck_blocks_sit_between_the_neck_and_the_decoder_and_train_with_it():
+    """sam.neck_blocks=k: k trainable ViT blocks (SAM's, global attention, relative positions) after the neck, in
+    the mask_decoder part (so they train and checkpoint with it); 0 builds none; other SAM kinds refuse it."""
+    torch.manual_seed(0)
+    plain = build_sam_parts("dinov2", prompt_dim=64).mask_decoder
+    md = build_sam_parts("dinov2", prompt_dim=64, colour_cells=2, neck_blocks=2).mask_decoder
+    assert len(plain.blocks) == 0 and len(md.blocks) == 2
+    extra = sum(p.numel() for p in md.parameters()) - sum(p.numel() for p in plain.parameters())
+    assert extra == sum(p.numel() for p in md.blocks.parameters()) + 64 * 12  # the blocks + the neck's wider input
+    pe = build_sam_parts("dinov2", prompt_dim=64).prompt_encoder
+    emb = torch.randn(2, dinov2.width(2), 16, 16)
+    kw = dict(
+        image_pe=pe.get_dense_pe(),
+        sparse_prompt_embeddings=torch.randn(1, 1, 64),
+        dense_prompt_embeddings=pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(1, -1, 16, 16),
+        multimask_output=False,
+    )
+    masks, _ = md(image_embeddings=emb[:1], **kw)
+    masks.square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in md.blocks.parameters() if p.ndim > 1)
+    with torch.no_grad():
+        md.blocks[1].mlp.lin2.weight.add_(0.5)  # the last block is on the path to the masks
+        moved, _ = md(image_embeddings=emb[:1], **kw)
+    assert not torch.allclose(moved, masks)
+    with pytest.raises(ValueError, match="neck_blocks is for sam.kind=dinov2 only"):
+        build_sam_parts("tiny", image_size=64, prompt_dim=32, neck_blocks=1)
+
+
 def test_model_with_dinov2_sam_caches_embeddings_by_the_onnx_file(tmp_path):
     """Nothing in the encoder trains; the disk cache is used (a second model reads it back, bit for bit) and its
     fingerprint names the ONNX file, so another parameter-less encoder could not share its entries."""
@@ -133,11 +161,12 @@ def test_model_with_dinov2_sam_caches_embeddings_by_the_onnx_file(tmp_path):
     assert fp != empty
 
 
-def test_checkpoint_round_trip_gives_the_same_masks(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["sam.colour_cells=2", "sam.neck_blocks=1"]])
+def test_checkpoint_round_trip_gives_the_same_masks(tmp_path, extra):
     from pixsearch_core.modeling.build import build_from_checkpoint, build_tiny
     from pixsearch_core.modeling.weights import save_trainable
 
-    overrides = ["sam.kind=dinov2", "vision.kind=sam_embedding"]
+    overrides = ["sam.kind=dinov2", "vision.kind=sam_embedding", *extra]
     torch.manual_seed(0)
     model = build_tiny(overrides=overrides).eval()
     with torch.no_grad():
@@ -150,6 +179,8 @@ def test_checkpoint_round_trip_gives_the_same_masks(tmp_path):
     save_trainable(model, str(tmp_path / "ckpt"))
     loaded = build_from_checkpoint(str(tmp_path / "ckpt"), "tiny").eval()
     assert loaded.config.sam.kind == "dinov2"
+    assert loaded.vision_tower.feature_dim == dinov2.width(loaded.config.sam.colour_cells)
+    assert len(loaded.mask_decoder.blocks) == loaded.config.sam.neck_blocks == len(model.mask_decoder.blocks)
     with torch.no_grad():
         got, _ = loaded.segment_boxes(loaded.prepare_images([img]), box)
     torch.testing.assert_close(got[0], want[0])
