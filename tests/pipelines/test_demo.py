@@ -81,7 +81,7 @@ def test_retrieval_check_counts_hits_per_modality(tmp_path, monkeypatch):
 
 
 def test_presets_load_and_unknown_steps_are_refused(tmp_path):
-    for preset in ("cpu", "gpu", "mini"):
+    for preset in ("cpu", "gpu", "mini", "dinov2"):
         cfg = load_config(DemoConfig, ROOT / "conf" / "demo" / f"{preset}.yaml")
         assert cfg.modes[:2] == ["full", "whole_image"]
     with pytest.raises(ValueError, match="unknown demo steps"):
@@ -110,6 +110,20 @@ def test_the_mini_preset_shares_the_frozen_sam_embeddings_between_its_jobs(tmp_p
     assert any(o.startswith("sam_embedding_cache=") for o in ev.model.build_overrides())
     plain = load_config(DemoConfig, ROOT / "conf" / "demo" / "cpu.yaml", [f"output={tmp_path}"])
     assert Demo(plain)._sam_cache() == []  # the CPU demo trains its SAM encoder: nothing to share
+
+
+def test_the_dinov2_preset_builds_the_frozen_dinov2_sam_with_colour_cells_and_shares_its_cache(tmp_path):
+    """conf/demo/dinov2.yaml: the demo's recipe with sam.kind=dinov2 (+ colour cells, box pre-training, a longer
+    stage 1); its overrides load into the training config, and the frozen encoder's cache is shared."""
+    from pixsearch_core.training.config import TrainConfig
+
+    cfg = load_config(DemoConfig, ROOT / "conf" / "demo" / "dinov2.yaml", [f"output={tmp_path}"])
+    cache = Demo(cfg)._sam_cache()
+    assert cache == [f"model.sam_embedding_cache={tmp_path.resolve() / 'sam-cache'}"]
+    train = load_config(TrainConfig, ROOT / cfg.train.config, [*cache, *cfg.train.overrides])
+    built = train.model.build_overrides()
+    assert {'sam.kind="dinov2"', "sam.colour_cells=4", "sam.neck_blocks=1"} <= set(built)
+    assert train.sam_pretrain.steps == 600 and train.stage1.max_steps == 1500 and train.data.image_max_side == 256
 
 
 def test_a_partial_rerun_keeps_the_other_steps_in_the_summary(tmp_path, monkeypatch):
