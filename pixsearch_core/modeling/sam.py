@@ -83,10 +83,9 @@ def build_sam_parts(
     only, each patch's c x c cell colours appended to its token (dinov2.Dinov2SamEncoder). `neck_blocks`: dinov2
     only, trainable ViT blocks after the neck (NeckedMaskDecoder)."""
     m = segment_anything().modeling
-    if colour_cells and kind != "dinov2":
-        raise ValueError(f"sam.colour_cells is for sam.kind=dinov2 only, got kind {kind!r} with {colour_cells}")
-    if neck_blocks and kind != "dinov2":
-        raise ValueError(f"sam.neck_blocks is for sam.kind=dinov2 only, got kind {kind!r} with {neck_blocks}")
+    for name, value in (("colour_cells", colour_cells), ("neck_blocks", neck_blocks)):
+        if value and kind != "dinov2":
+            raise ValueError(f"sam.{name} is for sam.kind=dinov2 only, got kind {kind!r} with {value}")
     if kind in VIT_VARIANTS:
         dim, depth, heads, global_idx = VIT_VARIANTS[kind]
         encoder = m.ImageEncoderViT(

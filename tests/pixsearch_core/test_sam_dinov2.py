@@ -111,12 +111,12 @@ def test_neck_blocks_sit_between_the_neck_and_the_decoder_and_train_with_it():
     """sam.neck_blocks=k: k trainable ViT blocks (SAM's, global attention, relative positions) after the neck, in
     the mask_decoder part (so they train and checkpoint with it); 0 builds none; other SAM kinds refuse it."""
     torch.manual_seed(0)
-    plain = build_sam_parts("dinov2", prompt_dim=64).mask_decoder
+    base = build_sam_parts("dinov2", prompt_dim=64)
+    plain, pe = base.mask_decoder, base.prompt_encoder
     md = build_sam_parts("dinov2", prompt_dim=64, colour_cells=2, neck_blocks=2).mask_decoder
     assert len(plain.blocks) == 0 and len(md.blocks) == 2
     extra = sum(p.numel() for p in md.parameters()) - sum(p.numel() for p in plain.parameters())
     assert extra == sum(p.numel() for p in md.blocks.parameters()) + 64 * 12  # the blocks + the neck's wider input
-    pe = build_sam_parts("dinov2", prompt_dim=64).prompt_encoder
     emb = torch.randn(2, dinov2.width(2), 16, 16)
     kw = dict(
         image_pe=pe.get_dense_pe(),
