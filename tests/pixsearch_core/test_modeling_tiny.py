@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -9,7 +10,7 @@ from pixsearch_core.modeling import PixSearchModel
 from pixsearch_core.modeling.tokens import IMAGE_PLACEHOLDER, SPECIAL_TOKENS
 from pixsearch_core.modeling.trainable import special_row_ids, token_row_params
 from pixsearch_core.registry import get
-from pixsearch_core.training.losses import pixsearch_loss
+from pixsearch_core.training.losses import IGNORE, lm_labels, pixsearch_loss
 from tests._pixsearch_batch import batch, images
 
 
@@ -220,3 +221,45 @@ def test_tiny_sam_encoder_knobs_shape_the_embedding_grid():
     total.backward()
     with pytest.raises(ValueError, match="patch_size"):
         get("model", "tiny")(overrides=["sam.image_size=72", "sam.patch_size=16"])
+
+
+def test_the_choice_weight_ties_the_decision_to_the_picture():
+    """Two pictures (flat grey / noise), one text: after `<search>` the gold token is `<region>` for the noise and
+    `<image>` for the grey. Trained with the decision's weight (`loss.choice`, as the demo recipe), the tiny model's
+    choice follows the picture: swapping the picture flips it. (The demo's finding: without the weight, with a
+    decision of 1 byte in ~650, the trained LM's choice did not depend on the picture at all.)"""
+    from pixsearch_core.training.losses import LossWeights
+
+    torch.manual_seed(0)
+    m = get("model", "tiny")()
+    tok, ids = m.tokenizer, m.token_ids
+    rng = np.random.default_rng(0)
+    pics = [np.full((32, 32, 3), 128, dtype=np.uint8), rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)]
+    texts = [f"{IMAGE_PLACEHOLDER}Q: what is the cup? A: the cup<search>{t}</search>" for t in ("<image>", "<region>")]
+    enc = tok(texts, return_tensors="pt", padding=True)
+    labels = lm_labels(enc.input_ids, enc.attention_mask, enc.attention_mask.bool(), (ids.image_placeholder,))
+    decision = enc.input_ids == ids.search_start
+    tags = torch.full_like(enc.input_ids, IGNORE)  # no spans: no masks to learn
+    opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=3e-3)
+    m.train()
+    for _ in range(60):
+        out = m(pics, enc.input_ids, enc.attention_mask, span_tags=tags)
+        total, _ = pixsearch_loss(
+            out, labels, tags, [torch.zeros(0, 32, 32)] * 2, LossWeights(choice=5.0), decision=decision
+        )
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+    m.eval()
+    at = decision.float().argmax(1)  # the <search> position of each row predicts the choice
+
+    def gap(pictures):  # logit(<region>) - logit(<image>) after <search>, per row
+        with torch.no_grad():
+            lg = m(pictures, enc.input_ids, enc.attention_mask).logits
+        rows = lg[torch.arange(2), at]
+        return (rows[:, ids.region] - rows[:, ids.image]).tolist()
+
+    grey_row, noise_row = gap(pics)
+    assert grey_row < 0 < noise_row  # <image> for the grey picture, <region> for the noise
+    swapped = gap(pics[::-1])
+    assert swapped[0] > 0 > swapped[1]  # the same texts with the pictures swapped: the choices swap
