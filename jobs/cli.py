@@ -79,9 +79,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
+    """`parser.parse_args`, except that dotted key=value overrides may also follow an option
+    (`pixsearch demo output=/tmp/d --steps eval world.seed=1`): argparse ends a subcommand's `overrides` positional
+    at the first option and would reject what comes after it. Anything else left over is still an error."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        bad = [x for x in extra if x.startswith("-") or "=" not in x]
+        if bad or not isinstance(getattr(args, "overrides", None), list):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse(parser, argv)
     setup_logging(args.log_level)
     try:
         return int(args._run(args) or 0)

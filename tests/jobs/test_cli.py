@@ -70,3 +70,19 @@ def test_console_entry_exit_codes(tmp_path):
     assert missing.returncode == 2 and "no object at" in missing.stderr
     usage = run("no-such-command")
     assert usage.returncode == 2 and "invalid choice" in usage.stderr
+
+
+def test_overrides_may_follow_options():
+    """key=value overrides after an option join those before it, in order; any other leftover is still refused."""
+    parser = cli.build_parser()
+    args = cli.parse(parser, ["demo", "output=/tmp/d", "--steps", "eval,report", "world.seed=1", "seeds=[0,1]"])
+    assert args.overrides == ["output=/tmp/d", "world.seed=1", "seeds=[0,1]"]
+    assert args.steps == "eval,report"
+    args = cli.parse(parser, ["train", "--stage", "2", "stage2.max_steps=250", "--config", "c.yaml", "seed=1"])
+    assert args.overrides == ["stage2.max_steps=250", "seed=1"]
+    for argv in (["demo", "output=/tmp/d", "--steps", "eval", "stray"], ["demo", "x=1", "--steps", "eval", "--nope"]):
+        with pytest.raises(SystemExit) as ei:
+            cli.parse(parser, argv)
+        assert ei.value.code == 2
+    with pytest.raises(SystemExit):  # a subcommand without overrides does not take them
+        cli.parse(parser, ["eval", "report", "run-a", "--out", "r", "x=1"])
