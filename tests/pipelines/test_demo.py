@@ -112,18 +112,25 @@ def test_the_mini_preset_shares_the_frozen_sam_embeddings_between_its_jobs(tmp_p
     assert Demo(plain)._sam_cache() == []  # the CPU demo trains its SAM encoder: nothing to share
 
 
-def test_the_dinov2_preset_builds_the_frozen_dinov2_sam_with_colour_cells_and_shares_its_cache(tmp_path):
-    """conf/demo/dinov2.yaml: the demo's recipe with sam.kind=dinov2 (+ colour cells, box pre-training, a longer
-    stage 1); its overrides load into the training config, and the frozen encoder's cache is shared."""
+@pytest.mark.parametrize(
+    "preset, pretrain, stage1, stage2", [("dinov2.yaml", 600, 1500, 900), ("dinov2-fast.yaml", 0, 700, 700)]
+)
+def test_the_dinov2_presets_build_the_frozen_dinov2_sam_with_colour_cells_and_share_its_cache(
+    tmp_path, preset, pretrain, stage1, stage2
+):
+    """conf/demo/dinov2.yaml: the demo's recipe with sam.kind=dinov2 (+ colour cells, a neck block, box
+    pre-training, a longer stage 1); dinov2-fast.yaml: the same encoder, no pre-training, 700 + 700 steps. Their
+    overrides load into the training config, and the frozen encoder's cache is shared."""
     from pixsearch_core.training.config import TrainConfig
 
-    cfg = load_config(DemoConfig, ROOT / "conf" / "demo" / "dinov2.yaml", [f"output={tmp_path}"])
+    cfg = load_config(DemoConfig, ROOT / "conf" / "demo" / preset, [f"output={tmp_path}"])
     cache = Demo(cfg)._sam_cache()
     assert cache == [f"model.sam_embedding_cache={tmp_path.resolve() / 'sam-cache'}"]
     train = load_config(TrainConfig, ROOT / cfg.train.config, [*cache, *cfg.train.overrides])
     built = train.model.build_overrides()
     assert {'sam.kind="dinov2"', "sam.colour_cells=4", "sam.neck_blocks=1"} <= set(built)
-    assert train.sam_pretrain.steps == 600 and train.stage1.max_steps == 1500 and train.data.image_max_side == 256
+    assert (train.sam_pretrain.steps, train.stage1.max_steps, train.stage2.max_steps) == (pretrain, stage1, stage2)
+    assert train.data.image_max_side == 256
 
 
 def test_a_partial_rerun_keeps_the_other_steps_in_the_summary(tmp_path, monkeypatch):
