@@ -133,6 +133,18 @@ def test_the_dinov2_presets_build_the_frozen_dinov2_sam_with_colour_cells_and_sh
     assert train.data.image_max_side == 256
 
 
+def test_the_fast_dinov2_preset_differs_from_the_dinov2_preset_only_in_its_steps():
+    """dinov2-fast.yaml is a copy of dinov2.yaml (presets are whole files): only its output, the box pre-training
+    and the step counts may differ, so a change to the DINOv2 model in one preset cannot silently miss the other."""
+    full, fast = (load_config(DemoConfig, ROOT / "conf" / "demo" / f) for f in ("dinov2.yaml", "dinov2-fast.yaml"))
+    steps = ("sam_pretrain.", "stage1.max_steps=", "stage2.max_steps=")
+    keep = [o for o in full.train.overrides if not o.startswith(steps)]
+    assert [o for o in fast.train.overrides if not o.startswith(steps)] == keep
+    same = {"train", "output"}
+    assert full.model_dump(exclude=same) == fast.model_dump(exclude=same)
+    assert full.train.model_dump(exclude={"overrides"}) == fast.train.model_dump(exclude={"overrides"})
+
+
 def test_a_partial_rerun_keeps_the_other_steps_in_the_summary(tmp_path, monkeypatch):
     cfg = DemoConfig(output=str(tmp_path), world=SMALL)
     world = Demo(cfg).run(("world",))["world"]
