@@ -47,7 +47,7 @@ def mean_spread(values: list[float]) -> tuple[float, float]:
 def seed_summary(per_seed: dict[int, list[str]]) -> dict[str, Any]:
     """{seed: [run uris]} -> accuracy per mode and group per seed, mean/spread, ordering per seed, region choice."""
     from pixsearch_core.evaluation.behaviour import behaviour
-    from pixsearch_core.evaluation.report import CRAG_GROUPS, load_run
+    from pixsearch_core.evaluation.report import CRAG_GROUPS, by_question_type, load_run
     from pixsearch_core.storage import ObjectStore
 
     store = ObjectStore()
@@ -56,12 +56,16 @@ def seed_summary(per_seed: dict[int, list[str]]) -> dict[str, Any]:
     ordering: dict[str, dict[int, bool]] = {g: {} for g, _ in CRAG_GROUPS}
     margins: dict[str, dict[int, list[int]]] = {g: {} for g, _ in CRAG_GROUPS}
     region: dict[int, dict[str, Any]] = {}
+    ego_types: dict[str, dict[str, dict[int, list[int]]]] = {}  # mode -> question type -> seed -> [correct, n]
     for seed, uris in sorted(per_seed.items()):
         runs = {r.meta.get("mode"): r for r in (load_run(store, u) for u in uris)}
         for mode, run in runs.items():
             for g, _ in CRAG_GROUPS:
                 acc.setdefault(mode, {}).setdefault(g, {})[seed] = float(run.aggregate[g]["accuracy"])
                 n[g] = int(run.aggregate[g].get("n", 0))
+            for (g, qt), c in by_question_type(run.records).items():
+                if g == "ego":
+                    ego_types.setdefault(mode, {}).setdefault(qt, {})[seed] = c
         if all(m in runs for m in ORDER):
             for g, _ in CRAG_GROUPS:
                 a = [acc[m][g][seed] for m in ORDER]
@@ -87,6 +91,7 @@ def seed_summary(per_seed: dict[int, list[str]]) -> dict[str, Any]:
         "margins_questions": margins,
         "mean_margins_questions": mean_margins,
         "region": region,
+        "ego_by_question_type": ego_types,
     }
 
 
@@ -119,6 +124,16 @@ def to_markdown(s: dict[str, Any]) -> str:
         ]
         mm = s["mean_margins_questions"][g]
         lines.append(f"| {name} | " + " | ".join(per) + " | " + (f"{mm[0]:+.1f}, {mm[1]:+.1f}" if mm else "-") + " |")
+    types = sorted({qt for m in s.get("ego_by_question_type", {}).values() for qt in m})
+    if types:
+        lines += ["", "## Egocentric questions answered correctly, by question type (per seed: correct of n)", ""]
+        lines += ["| Mode | " + " | ".join(types) + " |", "|---|" + "---|" * len(types)]
+        for mode, per_type in s["ego_by_question_type"].items():
+            cells = [
+                ", ".join(f"{c[0]}/{c[1]}" for _, c in sorted(per_type[qt].items())) if qt in per_type else "-"
+                for qt in types
+            ]
+            lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     lines += ["", "## Region choice (full mode, egocentric questions whose gold trajectory searches a region)", ""]
     lines += ["| Seed | n | asked for <region> | mask sent | gIoU of the masks made |", "|---|---|---|---|---|"]
     for k, r in sorted(s["region"].items()):

@@ -189,6 +189,44 @@ def ordering_table(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
     return header, rows
 
 
+def by_question_type(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[int]]:
+    """{(group, question type): [correct, n]} over the scored records with CRAG verdicts and a `question_type`;
+    groups "ego" / "non_ego" (the verdict's `ego`) and "all"."""
+    out: dict[tuple[str, str], list[int]] = {}
+    for rec in records:
+        s, qt = rec.get("scores"), rec.get("question_type")
+        if rec.get("status") != "ok" or not isinstance(s, dict) or "correct" not in s or not qt:
+            continue
+        for g in ("ego" if s.get("ego") else "non_ego", "all"):
+            c = out.setdefault((g, str(qt)), [0, 0])
+            c[0] += bool(s["correct"])
+            c[1] += 1
+    return out
+
+
+def question_type_table(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
+    """Accuracy per CRAG group and question type (the records' `question_type`), one column per run: "% (correct
+    of n)". Which questions a mode wins matters as much as by how much: on SynthCRAG a mode can gain on the
+    questions no search can answer by guessing the picture's colour or count differently. None unless some CRAG
+    run's records carry question types."""
+    crag = [r for r in runs if _is_crag(r.aggregate)]
+    counts = [by_question_type(r.records) for r in crag]
+    keys = {k for c in counts for k in c}
+    if not keys:
+        return None
+    names = dict(CRAG_GROUPS)
+
+    def cell(c: dict[tuple[str, str], list[int]], key: tuple[str, str]) -> str:
+        return f"{_pct(c[key][0] / c[key][1])} ({c[key][0]} of {c[key][1]})" if key in c else "-"
+
+    rows = [
+        [names[g], qt, *(cell(c, (g, qt)) for c in counts)]
+        for g in ("ego", "non_ego", "all")
+        for qt in sorted(t for gg, t in keys if gg == g)
+    ]
+    return ["Group", "Question type", *(r.label for r in crag)], rows
+
+
 def tables(runs: list[Run], store: ObjectStore | None = None) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) for Table 1, the search behaviour table and, when such runs are given, the
     full / whole image / no search ordering and Tables 6 and 7; then, for segmentation runs, Tables 2 and 3
@@ -208,6 +246,9 @@ def _text_tables(runs: list[Run], store: ObjectStore | None) -> list[tuple[str, 
     order = ordering_table(runs)
     if order is not None:
         out.insert(1, ("Full vs whole image vs no search (accuracy, %)", *order))
+    by_type = question_type_table(runs)
+    if by_type is not None:
+        out.insert(2 if order is not None else 1, ("Accuracy by question type (%)", *by_type))
     abstention = abstention_table(runs)
     if abstention is not None:
         out.append(("Abstention: missing and hallucination per mode (%)", *abstention))

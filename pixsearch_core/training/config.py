@@ -116,7 +116,8 @@ class OptimConfig(Config):
 
 class LossConfig(Config):
     """Eq. 6's weights (paper Table 9), and `choice` (not in the paper, default 0): an extra cross-entropy on the
-    query-modality decision after each `<search>` (training.losses.choice_loss). `tversky_alpha`/`tversky_beta`
+    query-modality decision after each `<search>` (training.losses.choice_loss), and `answer` (likewise): an extra
+    cross-entropy on what the model writes after its last evidence block (training.losses.answer_loss). `tversky_alpha`/`tversky_beta`
     weigh false negatives / false positives in L_seg; the paper names Focal-Tversky without its α/β, so the
     defaults are Abraham & Khan's 0.7/0.3 (which favour recall: masks grow past small objects)."""
 
@@ -126,6 +127,7 @@ class LossConfig(Config):
     bce: float = 2.0
     kl: float = 0.1
     choice: float = Field(0.0, ge=0.0)
+    answer: float = Field(0.0, ge=0.0)
     tversky_alpha: float = Field(0.7, ge=0.0, le=1.0)
     tversky_beta: float = Field(0.3, ge=0.0, le=1.0)
 

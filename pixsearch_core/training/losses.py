@@ -8,6 +8,9 @@
 - `choice_loss`: the same cross-entropy over the query-modality decisions only (the token right after each
   `<search>`: `<region>`, `<image>` or a text query's first token). Not in the paper (its weight `choice`
   defaults to 0); one decision among hundreds of target tokens carries almost no weight in Eq. 10.
+- `answer_loss`: the same cross-entropy over the answer, the tokens after the last `</information>` of a row
+  (`answer_positions`; none in a row without evidence). Not in the paper (weight `answer`, default 0): which fact
+  the answer names is decided in a few tokens at the end of a long trajectory.
 - `span_tag_loss`: B/I/O cross-entropy (class weights configurable).
 - `focal_tversky_loss` (Eq. 7, L_seg) and `mask_bce_loss` (L_BCE): per mask, averaged over the N+ spans.
 - `span_kl_loss`: Eq. 8: Gaussian KL to frozen teacher span embeddings, ||h - t||² / 2σ², averaged over spans.
@@ -34,6 +37,7 @@ class LossWeights:
     bce: float = 2.0
     kl: float = 0.1
     choice: float = 0.0  # not in the paper: extra weight on the query-modality decisions (`choice_loss`)
+    answer: float = 0.0  # not in the paper: extra weight on the answer after the last evidence (`answer_loss`)
     tversky_alpha: float = 0.7  # L_seg's weight on false negatives (Abraham & Khan's default; the paper gives none)
     tversky_beta: float = 0.3  # ... and on false positives
 
@@ -56,6 +60,21 @@ def choice_loss(logits: torch.Tensor, labels: torch.Tensor, decision: torch.Tens
     if not keep.any():
         return logits.sum() * 0.0
     return F.cross_entropy(logits[:, :-1][keep].float(), labels[:, 1:][keep])
+
+
+def answer_positions(input_ids: torch.Tensor, info_end: int) -> torch.Tensor:
+    """(B, T) bool: True at the row's last `</information>` token (id `info_end`) and every position after it, i.e.
+    the positions whose NEXT token is part of what the model writes after its last evidence (the answer, with any
+    words that lead to it); all False in a row with no evidence."""
+    is_end = input_ids == info_end
+    pos = torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
+    last = torch.where(is_end, pos, torch.full_like(pos, -1)).max(dim=1, keepdim=True).values
+    return (last >= 0) & (pos >= last)
+
+
+def answer_loss(logits: torch.Tensor, labels: torch.Tensor, answer_at: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy over the answer tokens (`answer_positions`; IGNORE labels skipped; 0 if none)."""
+    return choice_loss(logits, labels, answer_at)
 
 
 # ---------------------------------------------------------------- span tagging
@@ -130,10 +149,11 @@ def pixsearch_loss(
     class_weights: tuple[float, float, float] | None = None,
     sigma: float = 1.0,
     decision: torch.Tensor | None = None,
+    answer_at: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Eq. 6 over a PixSearchOutput. labels (B, T) from `lm_labels`; tags (B, T) gold B/I/O; gt_masks per row
     (N_i, H_i, W_i) in the order of output.spans; decision (B, T) the `<search>` positions for `choice_loss`
-    (needed when weights.choice > 0). Returns (total, {term: value}) with the unweighted terms."""
+    (needed when weights.choice > 0); answer_at (B, T) the `answer_positions` (needed when weights.answer > 0). Returns (total, {term: value}) with the unweighted terms."""
     w = weights or LossWeights()
     zero = output.logits.sum() * 0.0
     terms = {"lm": masked_lm_loss(output.logits, labels)}
@@ -141,6 +161,10 @@ def pixsearch_loss(
         if decision is None:
             raise ValueError("loss weight choice > 0 needs the decision positions (the <search> tokens)")
         terms["choice"] = choice_loss(output.logits, labels, decision)
+    if w.answer:
+        if answer_at is None:
+            raise ValueError("loss weight answer > 0 needs the answer positions (answer_positions)")
+        terms["answer"] = answer_loss(output.logits, labels, answer_at)
     terms["span"] = span_tag_loss(output.span_logits, tags, class_weights) if tags is not None else zero
     if gt_masks is not None:
         for b, (pred, gt) in enumerate(zip(output.mask_logits, gt_masks)):
@@ -166,4 +190,6 @@ def pixsearch_loss(
     )
     if w.choice:
         total = total + w.choice * terms["choice"]
+    if w.answer:
+        total = total + w.answer * terms["answer"]
     return total, {k: float(v.detach()) for k, v in terms.items()}

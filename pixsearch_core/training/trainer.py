@@ -27,7 +27,7 @@ from pixsearch_core.training.config import TrainConfig
 from pixsearch_core.training.data import build_mixture, prepare_shards
 from pixsearch_core.training.distributed import deepspeed_config, init_distributed, shutdown, use_cuda
 from pixsearch_core.training.loss_log import MetricsLog, plot_metrics
-from pixsearch_core.training.losses import LossWeights, pixsearch_loss
+from pixsearch_core.training.losses import LossWeights, answer_positions, pixsearch_loss
 from pixsearch_core.training.sam_pretrain import pretrain_sam
 from pixsearch_core.training.schedule import make_scheduler
 
@@ -61,9 +61,17 @@ def _step_loss(engine, batch, cfg: TrainConfig, with_teacher: bool):
         with_teacher=with_teacher,
     )
     w = LossWeights(**cfg.loss.model_dump())
-    decision = batch["input_ids"] == engine.module.token_ids.search_start if w.choice else None
+    ids = engine.module.token_ids
+    decision = batch["input_ids"] == ids.search_start if w.choice else None
+    answer_at = answer_positions(batch["input_ids"], ids.info_end) if w.answer else None
     total, terms = pixsearch_loss(
-        out, batch["labels"].to(device), batch["tags"].to(device), batch["gt_masks"], w, decision=decision
+        out,
+        batch["labels"].to(device),
+        batch["tags"].to(device),
+        batch["gt_masks"],
+        w,
+        decision=decision,
+        answer_at=answer_at,
     )
     return total + _touch_every_trainable(engine.module), terms
 

@@ -35,7 +35,10 @@ def test_seed_summary_mean_spread_and_ordering_per_seed(tmp_path):
                 str(tmp_path / f"s{seed}"),
                 f"r-{mode}",
                 mode,
-                [rec(f"e{i}", verdict(correct=i < k, ego=True), ego=True) for i in range(4)],
+                [
+                    {**rec(f"e{i}", verdict(correct=i < k, ego=True), ego=True), "question_type": "qa" if i else "look"}
+                    for i in range(4)
+                ],
             )
             for mode, k in modes.items()
         ]
@@ -47,8 +50,12 @@ def test_seed_summary_mean_spread_and_ordering_per_seed(tmp_path):
     assert s["margins_questions"]["ego"] == {0: [1, 1], 1: [0, 2]}
     assert s["mean_margins_questions"]["ego"] == [0.5, 1.5]
     assert s["n"]["ego"] == 4 and s["region"][0]["n_region_gold"] == 0
+    # question e0 is of type "look", e1-e3 of type "qa": right answers are the first k questions
+    assert s["ego_by_question_type"]["no_search"] == {"look": {0: [1, 1], 1: [0, 1]}, "qa": {0: [0, 3], 1: [0, 3]}}
+    assert s["ego_by_question_type"]["full"]["qa"] == {0: [2, 3], 1: [1, 3]}
     md = to_markdown(s)
     assert "62.5 +/- 17.7 (75.0, 50.0)" in md and "yes (+1, +1)" in md and "no (+0, +2)" in md
+    assert "| no_search | 1/1, 0/1 | 0/3, 0/3 |" in md
 
 
 def test_run_seeds_runs_each_seed_in_its_own_directory_and_writes_the_table(tmp_path, monkeypatch):

@@ -297,3 +297,34 @@ def test_ordering_table_states_accuracy_margins_and_n(tmp_path):
     assert row(md, table, "Overall")[0] == "6"
     write_report(uris[:2], str(tmp_path / "two"))  # without a no-search run there is no such table
     assert table not in (tmp_path / "two" / "report.md").read_text()
+
+
+def test_accuracy_by_question_type_counts_each_group_and_mode(tmp_path):
+    """Per group and question type, each run's accuracy with its counts, from hand-made verdicts: the table that
+    shows which questions a mode wins (a mode can lead only on questions no search can answer)."""
+    root = str(tmp_path / "out")
+
+    def typed(sid, qtype, correct, ego):
+        return {**rec(sid, verdict(correct=correct, ego=ego), ego=ego), "question_type": qtype}
+
+    full = [typed("e0", "factoid", True, True), typed("e1", "factoid", False, True), typed("e2", "colour", True, True)]
+    full += [typed("n0", "factoid", True, False)]
+    blind = [
+        typed("e0", "factoid", False, True),
+        typed("e1", "factoid", False, True),
+        typed("e2", "colour", True, True),
+    ]
+    blind += [typed("n0", "factoid", False, False), {**rec("x", None, status="error"), "question_type": "factoid"}]
+    uris = [write_run(root, "f", "full", full), write_run(root, "z", "no_search", blind)]
+    write_report(uris, str(tmp_path / "report"))
+    md = (tmp_path / "report" / "report.md").read_text()
+    section = md.split("### Accuracy by question type")[1].split("###")[0]
+    lines = [[c.strip() for c in ln.strip("|").split("|")] for ln in section.splitlines() if ln.startswith("| ")]
+    assert lines[0] == ["Group", "Question type", "stage2 [full]", "stage2 [no_search]"]
+    assert lines[1:] == [
+        ["Egocentric", "colour", "100.0 (1 of 1)", "100.0 (1 of 1)"],
+        ["Egocentric", "factoid", "50.0 (1 of 2)", "0.0 (0 of 2)"],
+        ["Non-Egocentric", "factoid", "100.0 (1 of 1)", "0.0 (0 of 1)"],  # the error record is left out
+        ["Overall", "colour", "100.0 (1 of 1)", "100.0 (1 of 1)"],
+        ["Overall", "factoid", "66.7 (2 of 3)", "0.0 (0 of 3)"],
+    ]

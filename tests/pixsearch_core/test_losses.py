@@ -103,7 +103,7 @@ def test_bce_and_kl_reference():
 def test_default_weights_are_table_9():
     w = LossWeights()
     assert (w.ce, w.seg, w.bce, w.kl, w.cls) == (1.0, 8.0, 2.0, 0.1, 2.0)
-    assert w.choice == 0.0  # not in the paper: off unless a recipe asks for it
+    assert w.choice == 0.0 and w.answer == 0.0  # not in the paper: off unless a recipe asks for them
 
 
 def test_choice_loss_is_cross_entropy_at_the_decisions_only():
@@ -118,6 +118,32 @@ def test_choice_loss_is_cross_entropy_at_the_decisions_only():
     want = torch.nn.functional.cross_entropy(torch.stack([logits[0, 1], logits[1, 3]]), torch.tensor([4, 0]))
     assert choice_loss(logits, labels, decision).item() == pytest.approx(want.item(), rel=1e-6)
     assert choice_loss(logits, labels, torch.zeros_like(decision)).item() == 0.0
+
+
+def test_answer_positions_start_at_the_last_evidence_end_of_each_row():
+    from pixsearch_core.training.losses import answer_positions
+
+    end = 9
+    ids = torch.tensor([[1, end, 2, end, 3, 4], [1, 2, 3, 4, 5, 6], [end, 1, 1, 1, 1, 1]])
+    assert answer_positions(ids, end).tolist() == [
+        [False, False, False, True, True, True],  # from the second (last) </information> on
+        [False] * 6,  # no evidence: no answer positions
+        [True] * 6,
+    ]
+
+
+def test_answer_loss_is_cross_entropy_over_what_follows_the_last_evidence():
+    from pixsearch_core.training.losses import IGNORE, answer_loss, answer_positions
+
+    torch.manual_seed(1)
+    end = 6
+    ids = torch.tensor([[5, end, 2, 3, end, 4, 1], [5, 5, 2, 3, 1, 4, 1]])
+    labels = torch.tensor([[IGNORE, IGNORE, 2, 3, IGNORE, 4, 1], [IGNORE, 5, 2, 3, 1, 4, 1]])
+    logits = torch.randn(2, 7, 8)
+    # row 0: positions 4 and 5 predict labels 4 and 1 (position 6 has no next token); row 1 has no evidence
+    want = torch.nn.functional.cross_entropy(logits[0, [4, 5]], torch.tensor([4, 1]))
+    got = answer_loss(logits, labels, answer_positions(ids, end))
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)
 
 
 def test_tversky_weights_reach_the_seg_term():

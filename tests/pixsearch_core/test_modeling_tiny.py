@@ -207,6 +207,22 @@ def test_choice_weight_adds_the_decision_cross_entropy(model):
         pixsearch_loss(out, b["labels"], b["tags"], b["gt_masks"], LossWeights(choice=1.0))
 
 
+def test_answer_weight_adds_the_answer_cross_entropy(model):
+    from pixsearch_core.training.losses import LossWeights, answer_loss, answer_positions
+
+    b = batch(model)
+    out = model(b["images"], b["input_ids"], b["attention_mask"], span_tags=b["tags"])
+    at = answer_positions(b["input_ids"], model.token_ids.info_end)
+    assert at.any(), "the test batch should hold evidence"
+    base, _ = pixsearch_loss(out, b["labels"], b["tags"], b["gt_masks"])
+    total, terms = pixsearch_loss(out, b["labels"], b["tags"], b["gt_masks"], LossWeights(answer=2.0), answer_at=at)
+    want = answer_loss(out.logits, b["labels"], at)
+    assert terms["answer"] == pytest.approx(want.item()) and want.item() > 0
+    assert total.item() == pytest.approx(base.item() + 2.0 * want.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="answer positions"):
+        pixsearch_loss(out, b["labels"], b["tags"], b["gt_masks"], LossWeights(answer=1.0))
+
+
 def test_tiny_sam_encoder_knobs_shape_the_embedding_grid():
     """sam.patch_size / encoder_dim / encoder_depth size the tiny SAM encoder; masks still come out per span at
     image resolution and train; an image size that is not a multiple of the patch is refused by name."""
