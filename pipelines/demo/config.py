@@ -27,6 +27,20 @@ class DemoConfig(Config):
         le=0.5,
         description="share of each split's questions whose evidence lacks the answer (target: \"I don't know\")",
     )
+    evidence_first_share: float = Field(
+        0.25,
+        ge=0.0,
+        le=1.0,
+        description="share of the searching stage-2 questions trained a second time in the fixed-query baselines' "
+        "evidence-first format (every no-search question is); the whole-image and text-question modes decode in it",
+    )
+    visual_questions_per_scene: int = Field(
+        0,
+        ge=0,
+        le=8,
+        description="stage-2 colour or count questions (no search) about each training scene, half of them after "
+        "another entity's evidence: visual instruction data, so that the LM learns to read its picture (0: none)",
+    )
     index: StepConfig = StepConfig(config="conf/index/synthcrag.yaml")
     train: StepConfig = StepConfig(config="conf/train/synthcrag-demo.yaml")
     train_nproc: int = Field(1, ge=1, description="training processes on this machine (torchrun)")

@@ -82,9 +82,12 @@ class Demo:
             "questions_per_scene": self.cfg.questions_per_scene,
             "refer_scenes_per_entity": self.cfg.refer_scenes_per_entity,
             "unanswerable_share": self.cfg.unanswerable_share,
+            "evidence_first_share": self.cfg.evidence_first_share,
+            "visual_questions_per_scene": self.cfg.visual_questions_per_scene,
             "format": FORMAT,
         }
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        meta.setdefault("visual_questions_per_scene", 0)  # a world without them does not record the key
         if meta and {k: meta.get(k) for k in want} == want:
             log.info("[world] %s is up to date: %s", self.world, meta["counts"])
             counts = meta["counts"]
@@ -95,8 +98,10 @@ class Demo:
                 self.store,
                 self.cfg.scenes_per_entity,
                 self.cfg.questions_per_scene,
+                evidence_first_share=self.cfg.evidence_first_share,
                 refer_scenes_per_entity=self.cfg.refer_scenes_per_entity,
                 unanswerable_share=self.cfg.unanswerable_share,
+                visual_questions_per_scene=self.cfg.visual_questions_per_scene,
             )
         return {**counts, "sha256": tree_sha256(Path(self.world))}
 

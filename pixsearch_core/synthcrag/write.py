@@ -13,7 +13,11 @@ Layout under `out` (a path or object-store URI); every image / mask reference in
                                      counterfactual entities (same picture, fresh name and facts: questions.
                                      counterfactual), so that answers come from the evidence, not memory; ids
                                      ending -ef: the same question in the evidence-first (baseline) format (every
-                                     no-search question, `evidence_first_share` of the others)
+                                     no-search question, `evidence_first_share` of the others); ids ending
+                                     -v<j>: `visual_questions_per_scene` colour or count questions (no search)
+                                     about each training scene, stage 1's extra scenes included, half of them
+                                     in the evidence-first format (ids -v<j>-ef): visual instruction data, as
+                                     the paper's LLaVA data, so the LM learns to read its picture
     benchmark/{train,test}.jsonl     questions with gold answers (CRAG-MM-like fields), egocentric flag, masks
 `unanswerable_share` of the questions in each split ask for a fact the entity's document leaves out; their target is
 "I don't know" (`synthcrag.unanswerable`). Everything is a pure function of the world config and the counts: the
@@ -89,6 +93,33 @@ def _refer_record(sid: str, scene, e) -> dict[str, Any]:
     }
 
 
+def _visual_questions(world: World, scenes: list, per_scene: int) -> list[dict[str, Any]]:
+    """Stage-2 rows asking the colour of each training scene's target or the scene's object count (no search:
+    the answer is in the picture), half of them after another entity's evidence (the fixed-query baselines'
+    format, which the model must learn to look past). Their own random stream: the rest of the world is unchanged."""
+    rng = np.random.default_rng(world.config.seed + 5)
+    rows = []
+    for sid, e, ego, n_objects, img_ref, mask_ref, box in scenes:
+        for j in range(per_scene):
+            r = to_record(
+                f"{sid}-v{j}", make_question(world, e, "no_search", ego, n_objects, rng), e, ego, img_ref, mask_ref, box
+            )
+            first = bool(rng.random() < 0.5)
+            rows.append(
+                {
+                    "id": r["interaction_id"] + ("-ef" if first else ""),
+                    "image": r["image"],
+                    "question": r["query"],
+                    "response": r["response_evidence_first"] if first else r["response"],
+                    "query_types": r["query_types"],
+                    "entity_span": r["entity_span"],
+                    "mask": r["gold_mask"],
+                    "question_type": r["question_type"],
+                }
+            )
+    return rows
+
+
 def _pool(world: World, e) -> list:
     """Distractor candidates for `e`: same split, not of e's colour and shape."""
     return [d for d in world.entities if d.split == e.split and (d.colour, d.shape) != (e.colour, e.shape)]
@@ -108,11 +139,13 @@ def write_synthcrag(
     evidence_first_share: float = 0.25,
     refer_scenes_per_entity: int = 0,
     unanswerable_share: float = 0.15,
+    visual_questions_per_scene: int = 0,
 ) -> dict[str, int]:
     """Generate scenes and questions for every entity and write the layout above; returns the counts.
     Every no-search training question and `evidence_first_share` of the others get a second stage-2 trajectory in
     the baselines' format; `refer_scenes_per_entity` extra egocentric scenes per training entity feed stage 1;
-    `unanswerable_share` of each split's questions are unanswerable from the corpus."""
+    `unanswerable_share` of each split's questions are unanswerable from the corpus; `visual_questions_per_scene`
+    colour or count questions about each training scene join stage 2 (0: none, the world as before)."""
     store = store or ObjectStore()
     plan = plan_unanswerable(world, scenes_per_entity, questions_per_scene, unanswerable_share)
     world = world.withholding(plan.withheld)
@@ -124,6 +157,7 @@ def write_synthcrag(
     trajectories: list[dict[str, Any]] = []  # stage 2: the training questions about counterfactual entities
     cf_rng = np.random.default_rng(world.config.seed + 3)
     stage1: list[dict[str, Any]] = []
+    seen: list[tuple[str, Any, bool, int, str, str, tuple]] = []  # training scenes, for the visual questions
     for e in tqdm(world.entities, desc="synthcrag scenes", unit="entity"):
         pool = _pool(world, e)
         for s in range(scenes_per_entity):
@@ -139,6 +173,7 @@ def write_synthcrag(
             store.put_bytes(mask_uri, mask_to_png(scene.target_mask))
             if e.split == "train":
                 stage1.append(_refer_record(sid, scene, e))
+                seen.append((sid, e, ego, len(scene.objects), img_ref, mask_ref, scene.target_box))
             for qi in range(questions_per_scene):
                 qtype = QUESTION_TYPES[int(rng.integers(len(QUESTION_TYPES)))]
                 qtype = UNANSWERABLE if (e.id, s, qi) in plan.slots else qtype
@@ -160,6 +195,17 @@ def write_synthcrag(
             store.put_bytes(join(out, "scenes", "train", f"{sid}.png"), _png(scene.image))
             store.put_bytes(join(out, "masks", "train", f"{sid}.png"), mask_to_png(scene.target_mask))
             stage1.append(_refer_record(sid, scene, e))
+            seen.append(
+                (
+                    sid,
+                    e,
+                    True,
+                    len(scene.objects),
+                    f"scenes/train/{sid}.png",
+                    f"masks/train/{sid}.png",
+                    scene.target_box,
+                )
+            )
     for split, recs in rows.items():
         store.put_bytes(join(out, "benchmark", f"{split}.jsonl"), _jsonl(recs))
     stage2 = [
@@ -184,6 +230,7 @@ def write_synthcrag(
         for s2, r, p in zip(stage2, trajectories, pick)
         if p
     ]
+    stage2 += _visual_questions(world, seen, visual_questions_per_scene)
     store.put_bytes(join(out, "stage1", "train.jsonl"), _jsonl(stage1))
     store.put_bytes(join(out, "stage2", "train.jsonl"), _jsonl(stage2))
     counts = {
@@ -204,6 +251,7 @@ def write_synthcrag(
         "evidence_first_share": evidence_first_share,
         "unanswerable_share": unanswerable_share,
         "format": FORMAT,
+        **({"visual_questions_per_scene": visual_questions_per_scene} if visual_questions_per_scene else {}),
         "counts": counts,
     }
     store.put_bytes(join(out, "world.json"), json.dumps(meta, indent=2, sort_keys=True).encode())

@@ -182,6 +182,21 @@ def test_world_step_is_reused_when_unchanged(tmp_path):
     assert reseeded.run(("world",))["world"]["sha256"] != first["sha256"]
 
 
+def test_a_new_evidence_first_share_rewrites_the_world_with_that_share(tmp_path):
+    def evidence_first(share: float) -> tuple[int, dict]:
+        cfg = DemoConfig(output=str(tmp_path), world=SMALL, evidence_first_share=share)
+        Demo(cfg).run(("world",))
+        rows = [json.loads(line) for line in (tmp_path / "world" / "stage2" / "train.jsonl").read_text().splitlines()]
+        meta = json.loads((tmp_path / "world" / "world.json").read_text())
+        return sum(r["id"].endswith("-ef") for r in rows), meta
+
+    low, low_meta = evidence_first(0.0)
+    high, high_meta = evidence_first(1.0)
+    assert (low_meta["evidence_first_share"], high_meta["evidence_first_share"]) == (0.0, 1.0)
+    trajectories = high_meta["counts"]["stage2"] - high  # every trajectory once, plus its evidence-first copy
+    assert 0 < low < high == trajectories  # at 1.0 every trajectory has its copy; at 0.0 only the no-search ones
+
+
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     """The whole `pixsearch demo` on a small world (minutes): every step runs and the report exists."""

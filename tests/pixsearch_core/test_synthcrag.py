@@ -178,6 +178,46 @@ def test_stage2_trajectories_are_counterfactual_and_answerable_from_their_eviden
             assert title in {e.name for e in w.split("train")}
 
 
+def test_visual_questions_join_stage2_and_leave_the_rest_of_the_world_unchanged(tmp_path):
+    """Colour or count questions about every training scene (stage 1's extra scenes too), their answers those of
+    the picture's target or object count; every other file keeps its bytes."""
+    w = generate_world(SMALL)
+    plain, visual = tmp_path / "plain", tmp_path / "visual"
+    write_synthcrag(w, str(plain), scenes_per_entity=2, refer_scenes_per_entity=1)
+    counts = write_synthcrag(
+        w, str(visual), scenes_per_entity=2, refer_scenes_per_entity=1, visual_questions_per_scene=2
+    )
+    a, b = _tree_hashes(plain), _tree_hashes(visual)
+    assert {k for k in a if a[k] != b.get(k)} == {"stage2/train.jsonl", "world.json"} and a.keys() == b.keys()
+    rows = [json.loads(l) for l in (visual / "stage2" / "train.jsonl").read_text().splitlines()]
+    before = (plain / "stage2" / "train.jsonl").read_text().splitlines()
+    assert [json.dumps(r, sort_keys=True) for r in rows[: len(before)]] == [
+        json.dumps(json.loads(l), sort_keys=True) for l in before
+    ]
+    added = rows[len(before) :]
+    train = [e for e in w.entities if e.split == "train"]
+    assert len(added) == 2 * (2 * len(train) + len(train)) == counts["stage2"] - len(before)
+    stage1 = {json.loads(l)["image"] for l in (visual / "stage1" / "train.jsonl").read_text().splitlines()}
+    assert {r["image"] for r in added} == stage1  # every training scene, the extra stage-1 ones included
+    colours = {e.id: e.colour for e in train}
+    kinds = set()
+    for r in added:
+        entity = re.fullmatch(r"(.+)-[sr]\d+-v[01](-ef)?", r["id"]).group(1)
+        assert r["query_types"] == []
+        answer = r["response"].rsplit("Answer: ", 1)[1]
+        if r["question"].startswith("What colour"):
+            assert answer == colours[entity]
+            kinds.add("colour")
+        else:
+            assert r["question"] == "How many objects are in the image?" and int(answer) >= 2
+            kinds.add("count")
+        assert r["response"].startswith("<information>") == r["id"].endswith("-ef")
+    assert kinds == {"colour", "count"}
+    assert 0.3 < sum(r["id"].endswith("-ef") for r in added) / len(added) < 0.7
+    assert json.loads((visual / "world.json").read_text())["visual_questions_per_scene"] == 2
+    assert "visual_questions_per_scene" not in json.loads((plain / "world.json").read_text())
+
+
 def test_score_reads_the_text_after_the_last_answer_mark(tmp_path):
     from pixsearch_core import registry
 
