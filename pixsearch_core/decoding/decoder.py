@@ -115,4 +115,12 @@ class SearchInterleavedDecoder:
             call, query = build_query(rows[i], requests[i], self.model, allowed[i])
             calls.append(call)
             queries.append(query)
-        run_searches([rows[i] for i in ready], calls, queries, self.searcher, self.model, self.options)
+        run_searches(
+            [rows[i] for i in ready],
+            calls,
+            queries,
+            self.searcher,
+            self.model,
+            self.options,
+            [requests[i] for i in ready],
+        )

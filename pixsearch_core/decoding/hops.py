@@ -12,6 +12,7 @@ import torch
 from pixsearch_core.decoding.queries import format_information, parse_payload
 from pixsearch_core.decoding.state import Row, SearchCall
 from pixsearch_core.masks import mask_to_rle
+from pixsearch_core.prompts.restate import restate_question
 from pixsearch_core.retrieval.crop import mask_box
 from pixsearch_core.retrieval.types import ImageQuery, RegionQuery, TextQuery, image_hw
 
@@ -61,8 +62,11 @@ def build_query(row: Row, request, model, allowed: set[str]):
     return call, _region_query(row, request, model, call)
 
 
-def run_searches(rows: list[Row], calls: list[SearchCall], queries: list, searcher, model, options) -> None:
-    """Send the non-refused queries in ONE `search_many` call and force an information block into every row."""
+def run_searches(
+    rows: list[Row], calls: list[SearchCall], queries: list, searcher, model, options, requests: list | None = None
+) -> None:
+    """Send the non-refused queries in ONE `search_many` call and force an information block into every row
+    (ending with the row's question when `options.restate_question`; `requests` are the rows' requests)."""
     live = [i for i, q in enumerate(queries) if q is not None]
     results: list[list] = [[] for _ in queries]
     latency = 0.0
@@ -86,13 +90,20 @@ def run_searches(rows: list[Row], calls: list[SearchCall], queries: list, search
             call.latency_s, call.batch_size = latency, len(live)
         row.traj.searches.append(call)
         block = format_information(ev, model.tokenizer, options.top_k, options.max_passage_tokens)
+        if options.restate_question and requests is not None:
+            block = restate_question(block, question_text(requests[i]))
         row.force(model.tokenizer.encode(block, add_special_tokens=False))
+
+
+def question_text(request) -> str:
+    """The request's question: its `question`, else its prompt when that is text."""
+    return request.question or (request.prompt if isinstance(request.prompt, str) else "")
 
 
 def fixed_query(mode: str, request, model):
     """The fixed baselines' query: the question text, or the whole image; None (with a reason) if impossible."""
     if mode == "text_question":
-        text = request.question or (request.prompt if isinstance(request.prompt, str) else "")
+        text = question_text(request)
         return (TextQuery(text), None) if text.strip() else (None, "empty_payload")
     if request.image is None or not model.supports_images:
         return None, "no_image"
@@ -116,4 +127,4 @@ def prepend_evidence(rows: list[Row], requests: list, searcher, model, options) 
             row.issue(error, f"{options.mode} baseline could not build its query")
         calls.append(call)
         queries.append(query)
-    run_searches(rows, calls, queries, searcher, model, options)
+    run_searches(rows, calls, queries, searcher, model, options, requests)

@@ -90,6 +90,11 @@ class DecodeOptions(Config):
         description="a generated sequence or chat-turn marker of the LM's tokenizer (its BOS, ChatML's "
         "<|im_start|>, <|endoftext|>, ...) ends the answer like EOS (policy.turn_markers)",
     )
+    restate_question: bool = Field(
+        False,
+        description="end every forced <information> block with the question again (prompts.restate; not in the "
+        "paper), for a model trained with data.restate_question=true",
+    )
 
     @field_validator("modalities", mode="before")
     @classmethod

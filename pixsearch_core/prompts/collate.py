@@ -18,6 +18,7 @@ text-only row with `weight` 0: every rank still runs its forward, backward and g
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 
@@ -28,6 +29,7 @@ from pixsearch_core.modeling.span_tagger import TAG_B, TAG_I, TAG_O
 from pixsearch_core.modeling.templates import ChatTemplate, get_template, render_conversation
 from pixsearch_core.modeling.tokens import IMAGE_PLACEHOLDER
 from pixsearch_core.prompts.labels import IGNORE, information_spans, information_token_mask, lm_labels
+from pixsearch_core.prompts.restate import with_restated_question
 from pixsearch_core.prompts.sample import IMAGE, Sample
 
 log = logging.getLogger(__name__)
@@ -63,8 +65,16 @@ def _overlap(offsets: torch.Tensor, s: int, e: int) -> torch.Tensor:
 
 
 class Collator:
-    def __init__(self, tokenizer, max_length: int = 512, image_max_side: int = 1024, template: str = "vicuna_v1"):
+    def __init__(
+        self,
+        tokenizer,
+        max_length: int = 512,
+        image_max_side: int = 1024,
+        template: str = "vicuna_v1",
+        restate_question: bool = False,
+    ):
         self.template = get_template(template)
+        self.restate_question = restate_question  # prompts.restate: the question again inside each block
         self.tok, self.max_length, self.image_max_side = tokenizer, max_length, image_max_side
         self.placeholder = tokenizer.convert_tokens_to_ids(IMAGE_PLACEHOLDER)
 
@@ -73,6 +83,8 @@ class Collator:
         ok, skipped = [], []
         for s in samples:
             try:
+                if self.restate_question:
+                    s = dataclasses.replace(s, conversation=with_restated_question(s.conversation))
                 rendered = render(s, self.template, self.tok.eos_token)
                 if rendered[0].count(IMAGE_PLACEHOLDER) != 1:
                     raise ValueError(f"{rendered[0].count(IMAGE_PLACEHOLDER)} image placeholders; one needed")

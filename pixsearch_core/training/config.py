@@ -33,6 +33,11 @@ class DataConfig(Config):
     max_length: int = Field(512, ge=16)
     image_max_side: int = Field(1024, ge=16, description="images (and gold masks) are resized to fit")
     template: str = "vicuna_v1"
+    restate_question: bool = Field(
+        False,
+        description="end every <information> block with the question again (prompts.restate; not in the paper): "
+        "for small LMs that lose the question behind the evidence; evaluate with decode.restate_question=true",
+    )
     samples_per_shard: int = Field(1000, ge=1)
 
 

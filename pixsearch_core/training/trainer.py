@@ -151,7 +151,13 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
         pretrain_sam(
             model,
             mixture.iterate(start=0),
-            Collator(model.tokenizer, cfg.data.max_length, cfg.data.image_max_side, cfg.data.template),
+            Collator(
+                model.tokenizer,
+                cfg.data.max_length,
+                cfg.data.image_max_side,
+                cfg.data.template,
+                cfg.data.restate_question,
+            ),
             cfg.sam_pretrain,
             cfg.loss,
             seed=cfg.seed,
@@ -176,7 +182,9 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
     if tag:
         client = checkpoints.load(engine, join(prefix, "checkpoints"), tag, run_dir / f"resume-rank{rank}", store)
     metrics = MetricsLog(run_dir / "metrics.jsonl", client["step"]) if rank == 0 else None
-    collate = Collator(model.tokenizer, cfg.data.max_length, cfg.data.image_max_side, cfg.data.template)
+    collate = Collator(
+        model.tokenizer, cfg.data.max_length, cfg.data.image_max_side, cfg.data.template, cfg.data.restate_question
+    )
     samples = mixture.iterate(start=client["micro_batches"] * oc.micro_batch_size)
     micro, step, last = client["micro_batches"], client["step"], {}
     engine.train()

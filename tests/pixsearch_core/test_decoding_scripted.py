@@ -276,3 +276,31 @@ def test_turn_markers_of_a_chatml_tokenizer():
     ids = add_special_tokens(chatml)
     # BOS = <|im_start|> stops; EOS is EOS already; the unknown token and the PixSearch tokens never stop
     assert turn_markers(chatml, ids) == {1}
+
+
+def test_restate_question_ends_every_forced_block_with_the_question(tok):
+    """decode.restate_question: each information block, model-driven or a baseline's, ends with the question."""
+    restated = lambda kind: enc(  # noqa: E731
+        tok,
+        "<information>"
+        + "\n".join(f"Doc {i + 1} (wiki): about the {kind} doc {i}" for i in range(3))
+        + "\nQuestion: who painted it</information>",
+    )
+    [t], _, _ = run(
+        tok,
+        {"a": "the dog <search> <region> </search> the husky <search> who </search> leonardo"},
+        DecodeOptions(restate_question=True),
+        masks={"a": MASK},
+    )
+    expected = (
+        enc(tok, "the dog <search> <region> </search>")
+        + restated("region")
+        + enc(tok, "the husky <search> who </search>")
+        + restated("text")
+        + enc(tok, "leonardo")
+    )
+    assert t.tokens == expected and t.answer == "leonardo"
+    [b], _, _ = run(tok, {"b": "da vinci"}, DecodeOptions(mode="whole_image", restate_question=True))
+    assert b.tokens[: len(restated("image"))] == restated("image") and b.answer == "da vinci"
+    [plain], _, _ = run(tok, {"b": "da vinci"}, DecodeOptions(mode="whole_image"))  # off: the block as before
+    assert plain.tokens[: len(info_block(tok, "image"))] == info_block(tok, "image")

@@ -84,6 +84,21 @@ def test_labels_tags_and_masks(model):
     assert gm[5:15, 10:25].all() and gm.sum() == 10 * 15  # nearest resize of a 20x30 box by 1/2
 
 
+def test_restated_question_joins_each_information_block_and_stays_out_of_the_targets(model):
+    """data.restate_question: the question again before every </information> (what the decoder forces with
+    decode.restate_question), masked out of the LM loss with the evidence; targets and tags unchanged."""
+    tok = model.tokenizer
+    plain = Collator(tok, max_length=512, image_max_side=30, template="vicuna_v1")([_trajectory()])
+    b = Collator(tok, max_length=512, image_max_side=30, template="vicuna_v1", restate_question=True)([_trajectory()])
+    text = tok.decode(b["input_ids"][0][b["attention_mask"][0].bool()])
+    ask = "\nQuestion: Where was the owner born?</information>"
+    assert text.count(ask) == 2 and text.count("</information>") == 2
+    assert b["input_ids"].shape[1] > plain["input_ids"].shape[1]
+    kept = lambda x: tok.decode(x["input_ids"][0][x["labels"][0] != IGNORE])  # noqa: E731
+    assert kept(b) == kept(plain) and "Question:" not in kept(b)
+    assert tok.decode(b["input_ids"][0][b["tags"][0] >= 1]) == "The red cat"
+
+
 def test_truncation_drops_masks_of_lost_spans(model):
     long = _refer()
     long.conversation[1]["content"] = "x" * 300 + " the dog."
