@@ -194,6 +194,21 @@ class Demo:
         (self.out / "eval" / "runs.json").write_text(json.dumps(runs, indent=2))
         return runs
 
+    def check_restate_question(self) -> None:
+        """The model and its evaluation must agree on `restate_question` (prompts.restate): a model trained with
+        the question restated in every information block reads a block without it (or the reverse) as unseen text."""
+        from pixsearch_core.config import load_config
+        from pixsearch_core.evaluation.config import EvalRunConfig
+        from pixsearch_core.training.config import TrainConfig
+
+        trained = load_config(TrainConfig, self.cfg.train.config, self.cfg.train.overrides).data.restate_question
+        decoded = load_config(EvalRunConfig, self.cfg.eval.config, self.cfg.eval.overrides).decode.restate_question
+        if trained != decoded:
+            raise ValueError(
+                f"train data.restate_question={trained} but eval decode.restate_question={decoded}: set both to "
+                f"the same value (train.overrides and eval.overrides of the demo config)"
+            )
+
     def step_report(self) -> None:
         runs = json.loads((self.out / "eval" / "runs.json").read_text())
         _pixsearch("report", "eval", "report", *runs, "--out", str(self.report))
@@ -203,6 +218,8 @@ class Demo:
         unknown = [s for s in steps if s not in STEPS]
         if unknown:
             raise ValueError(f"unknown demo steps {unknown}; allowed: {', '.join(STEPS)}")
+        if "eval" in steps:
+            self.check_restate_question()
         results: dict[str, Any] = {}
         for step in STEPS:
             if step in steps:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.demo.config import DemoConfig
+from pipelines.demo.config import DemoConfig, StepConfig
 from pipelines.demo.pipeline import Demo
 from pipelines.demo.retrieval_check import retrieval_check, to_markdown
 from pixsearch_core.config import load_config
@@ -133,16 +133,41 @@ def test_the_dinov2_presets_build_the_frozen_dinov2_sam_with_colour_cells_and_sh
     assert train.data.image_max_side == 256
 
 
-def test_the_fast_dinov2_preset_differs_from_the_dinov2_preset_only_in_its_steps():
-    """dinov2-fast.yaml is a copy of dinov2.yaml (presets are whole files): only its output, the box pre-training
-    and the step counts may differ, so a change to the DINOv2 model in one preset cannot silently miss the other."""
+def test_the_fast_dinov2_preset_differs_from_the_dinov2_preset_only_in_its_steps_and_the_restated_question():
+    """dinov2-fast.yaml is a copy of dinov2.yaml (presets are whole files): only its output, the box pre-training,
+    the step counts and the restated question (train and eval) may differ, so a change to the DINOv2 model in one
+    preset cannot silently miss the other."""
     full, fast = (load_config(DemoConfig, ROOT / "conf" / "demo" / f) for f in ("dinov2.yaml", "dinov2-fast.yaml"))
-    steps = ("sam_pretrain.", "stage1.max_steps=", "stage2.max_steps=")
+    steps = ("sam_pretrain.", "stage1.max_steps=", "stage2.max_steps=", "data.restate_question=")
     keep = [o for o in full.train.overrides if not o.startswith(steps)]
     assert [o for o in fast.train.overrides if not o.startswith(steps)] == keep
-    same = {"train", "output"}
+    assert "data.restate_question=true" in fast.train.overrides
+    assert [o for o in fast.eval.overrides if o != "decode.restate_question=true"] == full.eval.overrides
+    same = {"train", "eval", "output"}
     assert full.model_dump(exclude=same) == fast.model_dump(exclude=same)
     assert full.train.model_dump(exclude={"overrides"}) == fast.train.model_dump(exclude={"overrides"})
+    assert full.eval.model_dump(exclude={"overrides"}) == fast.eval.model_dump(exclude={"overrides"})
+
+
+@pytest.mark.parametrize("preset", ["cpu", "dinov2", "dinov2-fast", "mini", "gpu"])
+def test_every_preset_trains_and_evaluates_with_the_same_restate_question(preset):
+    Demo(load_config(DemoConfig, ROOT / "conf" / "demo" / f"{preset}.yaml")).check_restate_question()
+
+
+def test_a_model_trained_with_the_question_restated_is_not_evaluated_without_it(tmp_path):
+    """data.restate_question for training and decode.restate_question for eval must agree: refused before any
+    step runs, naming both keys."""
+    train = StepConfig(config=str(ROOT / "conf/train/synthcrag-demo.yaml"), overrides=["data.restate_question=true"])
+    cfg = DemoConfig(output=str(tmp_path), world=SMALL, train=train)
+    with pytest.raises(ValueError, match=r"data.restate_question=True but eval decode.restate_question=False"):
+        Demo(cfg).run(("world", "eval"))
+    assert not (tmp_path / "world").exists()
+    agreed = cfg.model_copy(
+        update={
+            "eval": StepConfig(config=str(ROOT / "conf/eval/demo.yaml"), overrides=["decode.restate_question=true"])
+        }
+    )
+    Demo(agreed).check_restate_question()
 
 
 def test_a_partial_rerun_keeps_the_other_steps_in_the_summary(tmp_path, monkeypatch):
