@@ -91,9 +91,27 @@ def resolve(cfg: EvalRunConfig, req: RunRequest) -> EvalRunConfig:
     size = cfg.model.size
     if req.model in names("model") and "size" in cfg.model.model_fields_set and size != req.model:
         problems.append(f"--model {req.model} disagrees with the config's model.size={size!r}; give the model once")
+    if not _is_mask_benchmark(req.benchmark) and req.model not in names("model"):
+        trained = _trained_restate_question(req.model)
+        if trained is not None and trained != cfg.decode.restate_question:
+            problems.append(
+                f"the model at {req.model} was trained with data.restate_question={trained} (its lineage.json) but "
+                f"decode.restate_question={cfg.decode.restate_question}; set decode.restate_question={str(trained).lower()}"
+            )
     if problems:
         raise ConfigError("eval run: command line vs config", problems)
     return cfg.model_copy(update={"retriever": chosen})
+
+
+def _trained_restate_question(model_uri: str) -> bool | None:
+    """`data.restate_question` of the training run that exported `model_uri` (prompts.restate), from the export's
+    lineage.json; None when there is no such record (a registry model, an export from elsewhere)."""
+    try:
+        record = lineage.read(ObjectStore(), model_uri)
+    except Exception:  # an unreadable location is the model loader's error to report, with its own message
+        return None
+    value = ((record or {}).get("config") or {}).get("data", {}).get("restate_question")
+    return value if isinstance(value, bool) else None
 
 
 def identity_hash(cfg: EvalRunConfig) -> str:

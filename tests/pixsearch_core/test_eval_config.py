@@ -114,6 +114,29 @@ def test_model_name_and_model_size_agree():
     assert cfg.model.size == "mini"
 
 
+def test_an_export_trained_with_the_question_restated_is_evaluated_with_it(tmp_path):
+    """The export's lineage.json records data.restate_question; eval refuses a decode.restate_question that differs,
+    naming the fix. Exports without that record, registry models and mask benchmarks are not checked."""
+    import json
+
+    export = tmp_path / "stage2" / "final"
+    export.mkdir(parents=True)
+    record = {"kind": "training", "config": {"data": {"restate_question": True}}}
+    (export / "lineage.json").write_text(json.dumps(record))
+    plain = load_config(EvalRunConfig, None, [])
+    with pytest.raises(ConfigError, match=r"data.restate_question=True .* set decode.restate_question=true"):
+        resolve(plain, RunRequest("synthcrag", "d", str(export), index="none"))
+    agreed = load_config(EvalRunConfig, None, ["decode.restate_question=true"])
+    assert resolve(agreed, RunRequest("synthcrag", "d", str(export), index="none")).decode.restate_question
+    record["config"]["data"]["restate_question"] = False
+    (export / "lineage.json").write_text(json.dumps(record))
+    with pytest.raises(ConfigError, match=r"data.restate_question=False .* set decode.restate_question=false"):
+        resolve(agreed, RunRequest("synthcrag", "d", str(export), index="none"))
+    (export / "lineage.json").unlink()
+    resolve(agreed, RunRequest("synthcrag", "d", str(export), index="none"))  # no record: nothing to check
+    resolve(agreed, RunRequest("synthcrag", "d", "tiny", index="none"))
+
+
 def test_a_conf_model_file_is_what_the_builder_gets(tmp_path):
     edited = tmp_path / "13b.yaml"
     edited.write_text((ROOT / "conf/model/13b.yaml").read_text().replace("s3://CHANGE-ME/llava", "s3://mine/llava"))
