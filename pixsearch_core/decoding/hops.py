@@ -63,7 +63,7 @@ def build_query(row: Row, request, model, allowed: set[str]):
 
 
 def run_searches(
-    rows: list[Row], calls: list[SearchCall], queries: list, searcher, model, options, requests: list | None = None
+    rows: list[Row], calls: list[SearchCall], queries: list, searcher, model, options, requests: list
 ) -> None:
     """Send the non-refused queries in ONE `search_many` call and force an information block into every row
     (ending with the row's question when `options.restate_question`; `requests` are the rows' requests)."""
@@ -90,7 +90,7 @@ def run_searches(
             call.latency_s, call.batch_size = latency, len(live)
         row.traj.searches.append(call)
         block = format_information(ev, model.tokenizer, options.top_k, options.max_passage_tokens)
-        if options.restate_question and requests is not None:
+        if options.restate_question:
             block = restate_question(block, question_text(requests[i]))
         row.force(model.tokenizer.encode(block, add_special_tokens=False))
 

@@ -110,7 +110,9 @@ def _trained_restate_question(model_uri: str) -> bool | None:
         record = lineage.read(ObjectStore(), model_uri)
     except Exception:  # an unreadable location is the model loader's error to report, with its own message
         return None
-    value = ((record or {}).get("config") or {}).get("data", {}).get("restate_question")
+    value = record
+    for key in ("config", "data", "restate_question"):  # any other shape: no record to check against
+        value = value.get(key) if isinstance(value, dict) else None
     return value if isinstance(value, bool) else None
 
 

@@ -104,20 +104,33 @@ def _visual_questions(world: World, scenes: list, per_scene: int) -> list[dict[s
             r = to_record(
                 f"{sid}-v{j}", make_question(world, e, "no_search", ego, n_objects, rng), e, ego, img_ref, mask_ref, box
             )
-            first = bool(rng.random() < 0.5)
-            rows.append(
-                {
-                    "id": r["interaction_id"] + ("-ef" if first else ""),
-                    "image": r["image"],
-                    "question": r["query"],
-                    "response": r["response_evidence_first"] if first else r["response"],
-                    "query_types": r["query_types"],
-                    "entity_span": r["entity_span"],
-                    "mask": r["gold_mask"],
-                    "question_type": r["question_type"],
-                }
-            )
+            rows.append(_evidence_first_row(r) if rng.random() < 0.5 else _stage2_row(r))
     return rows
+
+
+def _stage2_row(r: dict[str, Any]) -> dict[str, Any]:
+    """The stage-2 (trajectory reader) row of a benchmark-style record (`questions.to_record`)."""
+    return {
+        "id": r["interaction_id"],
+        "image": r["image"],
+        "question": r["query"],
+        "response": r["response"],
+        "query_types": r["query_types"],
+        "entity_span": r["entity_span"],
+        "mask": r["gold_mask"],
+        "question_type": r["question_type"],
+    }
+
+
+def _evidence_first_row(r: dict[str, Any]) -> dict[str, Any]:
+    """The same question in the fixed-query baselines' format: the evidence first, no first search (id -ef)."""
+    row = _stage2_row(r)
+    return {
+        **row,
+        "id": row["id"] + "-ef",
+        "response": r["response_evidence_first"],
+        "query_types": r["query_types"][1:],
+    }
 
 
 def _pool(world: World, e) -> list:
@@ -192,44 +205,19 @@ def write_synthcrag(
         for j in range(refer_scenes_per_entity):
             scene = compose_scene(refer_rng, e, _distractors(refer_rng, pool), egocentric=True)
             sid = f"{e.id}-r{j}"
-            store.put_bytes(join(out, "scenes", "train", f"{sid}.png"), _png(scene.image))
-            store.put_bytes(join(out, "masks", "train", f"{sid}.png"), mask_to_png(scene.target_mask))
+            img_ref, mask_ref = f"scenes/train/{sid}.png", f"masks/train/{sid}.png"
+            store.put_bytes(join(out, img_ref), _png(scene.image))
+            store.put_bytes(join(out, mask_ref), mask_to_png(scene.target_mask))
             stage1.append(_refer_record(sid, scene, e))
-            seen.append(
-                (
-                    sid,
-                    e,
-                    True,
-                    len(scene.objects),
-                    f"scenes/train/{sid}.png",
-                    f"masks/train/{sid}.png",
-                    scene.target_box,
-                )
-            )
+            seen.append((sid, e, True, len(scene.objects), img_ref, mask_ref, scene.target_box))
     for split, recs in rows.items():
         store.put_bytes(join(out, "benchmark", f"{split}.jsonl"), _jsonl(recs))
-    stage2 = [
-        {
-            "id": r["interaction_id"],
-            "image": r["image"],
-            "question": r["query"],
-            "response": r["response"],
-            "query_types": r["query_types"],
-            "entity_span": r["entity_span"],
-            "mask": r["gold_mask"],
-            "question_type": r["question_type"],
-        }
-        for r in trajectories
-    ]
+    stage2 = [_stage2_row(r) for r in trajectories]
     # a share of the trajectories again in the fixed-query baselines' format (evidence prepended), so that the
     # whole-image and text-question baselines evaluate a model that knows how to read prepended evidence
     pick = np.random.default_rng(world.config.seed + 2).random(len(trajectories)) < evidence_first_share
     pick |= np.array([r["question_type"] == "no_search" for r in trajectories], dtype=bool)  # answer, ignore it
-    stage2 += [
-        {**s2, "id": s2["id"] + "-ef", "response": r["response_evidence_first"], "query_types": r["query_types"][1:]}
-        for s2, r, p in zip(stage2, trajectories, pick)
-        if p
-    ]
+    stage2 += [_evidence_first_row(r) for r, p in zip(trajectories, pick) if p]
     stage2 += _visual_questions(world, seen, visual_questions_per_scene)
     store.put_bytes(join(out, "stage1", "train.jsonl"), _jsonl(stage1))
     store.put_bytes(join(out, "stage2", "train.jsonl"), _jsonl(stage2))

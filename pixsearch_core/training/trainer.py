@@ -51,6 +51,11 @@ def build_model(cfg: TrainConfig, stage: int, store: ObjectStore):
     return model
 
 
+def _collator(model, cfg: TrainConfig) -> Collator:
+    d = cfg.data
+    return Collator(model.tokenizer, d.max_length, d.image_max_side, d.template, d.restate_question)
+
+
 def _step_loss(engine, batch, cfg: TrainConfig, with_teacher: bool):
     device = engine.device
     out = engine(
@@ -151,13 +156,7 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
         pretrain_sam(
             model,
             mixture.iterate(start=0),
-            Collator(
-                model.tokenizer,
-                cfg.data.max_length,
-                cfg.data.image_max_side,
-                cfg.data.template,
-                cfg.data.restate_question,
-            ),
+            _collator(model, cfg),
             cfg.sam_pretrain,
             cfg.loss,
             seed=cfg.seed,
@@ -182,9 +181,7 @@ def train(cfg: TrainConfig, stage: int, stop_after: int | None = None, store: Ob
     if tag:
         client = checkpoints.load(engine, join(prefix, "checkpoints"), tag, run_dir / f"resume-rank{rank}", store)
     metrics = MetricsLog(run_dir / "metrics.jsonl", client["step"]) if rank == 0 else None
-    collate = Collator(
-        model.tokenizer, cfg.data.max_length, cfg.data.image_max_side, cfg.data.template, cfg.data.restate_question
-    )
+    collate = _collator(model, cfg)
     samples = mixture.iterate(start=client["micro_batches"] * oc.micro_batch_size)
     micro, step, last = client["micro_batches"], client["step"], {}
     engine.train()

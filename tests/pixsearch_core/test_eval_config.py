@@ -132,6 +132,11 @@ def test_an_export_trained_with_the_question_restated_is_evaluated_with_it(tmp_p
     (export / "lineage.json").write_text(json.dumps(record))
     with pytest.raises(ConfigError, match=r"data.restate_question=False .* set decode.restate_question=false"):
         resolve(agreed, RunRequest("synthcrag", "d", str(export), index="none"))
+    for odd in ({"config": {"data": "x"}}, {"config": None}, [1, 2], {"config": {"data": {"restate_question": "yes"}}}):
+        (export / "lineage.json").write_text(json.dumps(odd))  # another shape: nothing to check, no crash
+        resolve(agreed, RunRequest("synthcrag", "d", str(export), index="none"))
+    (export / "lineage.json").write_text('{"config": {"da')  # truncated: left to the model loader
+    resolve(agreed, RunRequest("synthcrag", "d", str(export), index="none"))
     (export / "lineage.json").unlink()
     resolve(agreed, RunRequest("synthcrag", "d", str(export), index="none"))  # no record: nothing to check
     resolve(agreed, RunRequest("synthcrag", "d", "tiny", index="none"))
