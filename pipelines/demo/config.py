@@ -41,6 +41,12 @@ class DemoConfig(Config):
         description="stage-2 colour or count questions (no search) about each training scene, half of them after "
         "another entity's evidence: visual instruction data, so that the LM learns to read its picture (0: none)",
     )
+    fact_tails: bool = Field(
+        False,
+        description='factoid trajectories restate the fact asked before answering ("... is the Ulsho, first '
+        'produced in Marrobel. Answer: Marrobel"), unanswerable ones say which fact the evidence lacks (not in '
+        'the paper; False: the tail is "... is the Ulsho. Answer: Marrobel")',
+    )
     index: StepConfig = StepConfig(config="conf/index/synthcrag.yaml")
     train: StepConfig = StepConfig(config="conf/train/synthcrag-demo.yaml")
     train_nproc: int = Field(1, ge=1, description="training processes on this machine (torchrun)")

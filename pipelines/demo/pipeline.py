@@ -84,10 +84,12 @@ class Demo:
             "unanswerable_share": self.cfg.unanswerable_share,
             "evidence_first_share": self.cfg.evidence_first_share,
             "visual_questions_per_scene": self.cfg.visual_questions_per_scene,
+            "fact_tails": self.cfg.fact_tails,
             "format": FORMAT,
         }
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
         meta.setdefault("visual_questions_per_scene", 0)  # a world without them does not record the key
+        meta.setdefault("fact_tails", False)  # nor one without fact tails
         if meta and {k: meta.get(k) for k in want} == want:
             log.info("[world] %s is up to date: %s", self.world, meta["counts"])
             counts = meta["counts"]
@@ -102,6 +104,7 @@ class Demo:
                 refer_scenes_per_entity=self.cfg.refer_scenes_per_entity,
                 unanswerable_share=self.cfg.unanswerable_share,
                 visual_questions_per_scene=self.cfg.visual_questions_per_scene,
+                fact_tails=self.cfg.fact_tails,
             )
         return {**counts, "sha256": tree_sha256(Path(self.world))}
 

@@ -57,6 +57,7 @@ class SynthCRAG(CragMM):
                     "gold_response": rec.get("response"),
                     "query_types": rec.get("query_types", []),
                     "answerable": rec.get("answerable", True),
+                    "gold_doc_id": rec.get("entity_id"),  # the target's document (the report's retrieval table)
                 },
             )
 

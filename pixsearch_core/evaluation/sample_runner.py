@@ -96,6 +96,8 @@ def _base_record(ex: Example) -> dict[str, Any]:
         "egocentric": ex.metadata.get("egocentric"),
         "question_type": ex.metadata.get("question_type"),
         "gold_query_types": ex.metadata.get("query_types"),
+        # the target's document where the benchmark knows it (SynthCRAG); other benchmarks' records lack the key
+        **({"gold_doc_id": ex.metadata["gold_doc_id"]} if ex.metadata.get("gold_doc_id") else {}),
     }
 
 

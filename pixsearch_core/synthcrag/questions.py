@@ -4,6 +4,12 @@ Trajectory convention (what stage-2 trains and the decoder parses): the response
 REGION when the question refers to an object in an egocentric scene, IMAGE for the whole (non-egocentric) scene,
 TEXT for follow-up hops; evidence in <information> blocks; the answer last, after "Answer: ". An unanswerable
 question (`unanswerable`) searches the same way and answers "I don't know": its evidence lacks the fact asked.
+
+Fact tails (`fact_tails=True`, not in the paper): after the evidence, a factoid's response restates the fact it asks
+("… is the Ulsho, first produced in Marrobel. Answer: Marrobel"), as the multi-hop tail names the maker before its
+second search, and an unanswerable one says which fact the evidence lacks ("… is the Ulsho; the evidence does not
+give the year it was first produced. Answer: I don't know"). Without them the tail is "… is the Ulsho. Answer: Marrobel", which
+the demo's small LM answers with the name it has just written.
 """
 
 from __future__ import annotations
@@ -18,6 +24,19 @@ from pixsearch_core.synthcrag.world import CATEGORIES, Entity, Maker, World, ran
 
 QUESTION_TYPES = ("identification", "factoid", "multi_hop", "no_search")  # drawn per question
 FACTOID_ATTRIBUTES = ("maker", "year", "origin", "category")
+# fact tails: the clause naming a factoid's fact, and what an unanswerable tail says is missing (`fact_tail`)
+_FACT_CLAUSE = {
+    "maker": lambda e: f"made by {e.maker}",
+    "year": lambda e: f"first produced in {e.year}",
+    "origin": lambda e: f"first produced in {e.origin}",
+    "category": lambda e: f"a {e.category}",
+}
+_MISSING = {
+    "maker": "its maker",
+    "year": "the year it was first produced",
+    "origin": "the place where it was first produced",
+    "category": "what kind of object it is",
+}
 
 
 @dataclass
@@ -52,6 +71,13 @@ def _searched(q: Question, subject: str, search: str, evidence: str, tail: str) 
     return q
 
 
+def fact_tail(e: Entity, attr: str, answerable: bool, said: str) -> str:
+    """The tail after a factoid's evidence that restates the fact asked, or says it is missing (module docstring)."""
+    if answerable:
+        return f" is the {e.name}, {_FACT_CLAUSE[attr](e)}. Answer: {said}"
+    return f" is the {e.name}; the evidence does not give {_MISSING[attr]}. Answer: {said}"
+
+
 def counterfactual(world: World, e: Entity, rng: np.random.Generator) -> tuple[Entity, Maker]:
     """`e` as it looks, but with a fresh name and fresh facts, made by a renamed maker with fresh facts.
 
@@ -84,9 +110,11 @@ def make_question(
     n_objects: int,
     rng: np.random.Generator,
     maker: Maker | None = None,
+    fact_tails: bool = False,
 ) -> Question:
     """One question about `e` with its gold answer and trajectories; `maker` replaces e's maker from the world
-    (for counterfactual entities)."""
+    (for counterfactual entities); `fact_tails`: factoid tails that restate the fact (module docstring). Draws the
+    same random numbers either way."""
     ref = e.description
     if qtype == "no_search":
         peers = [d for d in world.split(e.split) if d.id != e.id]  # never a document of the other split
@@ -122,9 +150,8 @@ def make_question(
             "category": (f"What kind of object is {ref}?", e.category),
         }[attr]
         said = IDK if qtype == UNANSWERABLE else a  # the gold answer stays the true fact; the target abstains
-        return _searched(
-            Question(qtype, q, a, "", [qt], ref), subject, search, evidence, f" is the {e.name}. Answer: {said}"
-        )
+        tail = fact_tail(e, attr, qtype != UNANSWERABLE, said) if fact_tails else f" is the {e.name}. Answer: {said}"
+        return _searched(Question(qtype, q, a, "", [qt], ref), subject, search, evidence, tail)
     if qtype == "multi_hop":
         maker = maker or world.maker(e.maker)
         if rng.random() < 0.5:

@@ -153,12 +153,14 @@ def write_synthcrag(
     refer_scenes_per_entity: int = 0,
     unanswerable_share: float = 0.15,
     visual_questions_per_scene: int = 0,
+    fact_tails: bool = False,
 ) -> dict[str, int]:
     """Generate scenes and questions for every entity and write the layout above; returns the counts.
     Every no-search training question and `evidence_first_share` of the others get a second stage-2 trajectory in
     the baselines' format; `refer_scenes_per_entity` extra egocentric scenes per training entity feed stage 1;
     `unanswerable_share` of each split's questions are unanswerable from the corpus; `visual_questions_per_scene`
-    colour or count questions about each training scene join stage 2 (0: none, the world as before)."""
+    colour or count questions about each training scene join stage 2 (0: none, the world as before); `fact_tails`:
+    factoid responses restate the fact asked (`synthcrag.questions`; False: the world as before)."""
     store = store or ObjectStore()
     plan = plan_unanswerable(world, scenes_per_entity, questions_per_scene, unanswerable_share)
     world = world.withholding(plan.withheld)
@@ -191,13 +193,15 @@ def write_synthcrag(
                 qtype = QUESTION_TYPES[int(rng.integers(len(QUESTION_TYPES)))]
                 qtype = UNANSWERABLE if (e.id, s, qi) in plan.slots else qtype
                 draws = rng.bit_generator.state  # a fresh dict: the counterfactual replays the same draws
-                q = make_question(world, e, qtype, ego, len(scene.objects), rng)
+                q = make_question(world, e, qtype, ego, len(scene.objects), rng, fact_tails=fact_tails)
                 rows[e.split].append(to_record(f"{sid}-q{qi}", q, e, ego, img_ref, mask_ref, scene.target_box))
                 if e.split == "train":
                     e_cf, maker_cf = counterfactual(world, e, cf_rng)
                     same = np.random.default_rng()
                     same.bit_generator.state = draws
-                    q_cf = make_question(world, e_cf, qtype, ego, len(scene.objects), same, maker=maker_cf)
+                    q_cf = make_question(
+                        world, e_cf, qtype, ego, len(scene.objects), same, maker=maker_cf, fact_tails=fact_tails
+                    )
                     trajectories.append(to_record(f"{sid}-q{qi}", q_cf, e, ego, img_ref, mask_ref, scene.target_box))
     refer_rng = np.random.default_rng(world.config.seed + 4)  # its own stream: the benchmark stays as it was
     for e in world.split("train") if refer_scenes_per_entity else []:
@@ -240,6 +244,7 @@ def write_synthcrag(
         "unanswerable_share": unanswerable_share,
         "format": FORMAT,
         **({"visual_questions_per_scene": visual_questions_per_scene} if visual_questions_per_scene else {}),
+        **({"fact_tails": True} if fact_tails else {}),
         "counts": counts,
     }
     store.put_bytes(join(out, "world.json"), json.dumps(meta, indent=2, sort_keys=True).encode())

@@ -222,6 +222,21 @@ def test_a_new_evidence_first_share_rewrites_the_world_with_that_share(tmp_path)
     assert 0 < low < high == trajectories  # at 1.0 every trajectory has its copy; at 0.0 only the no-search ones
 
 
+def test_fact_tails_rewrite_the_world_and_an_unchanged_config_reuses_it(tmp_path):
+    def world(tails: bool) -> tuple[dict, str]:
+        Demo(DemoConfig(output=str(tmp_path), world=SMALL, fact_tails=tails)).run(("world",))
+        stage2 = (tmp_path / "world" / "stage2" / "train.jsonl").read_text()
+        return json.loads((tmp_path / "world" / "world.json").read_text()), stage2
+
+    plain, before = world(False)
+    tails, after = world(True)
+    assert "fact_tails" not in plain and tails["fact_tails"] is True
+    assert "the evidence does not give" in after and "the evidence does not give" not in before
+    stamp = (tmp_path / "world" / "world.json").stat().st_mtime_ns
+    world(True)
+    assert (tmp_path / "world" / "world.json").stat().st_mtime_ns == stamp  # up to date: not rewritten
+
+
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     """The whole `pixsearch demo` on a small world (minutes): every step runs and the report exists."""

@@ -328,3 +328,39 @@ def test_accuracy_by_question_type_counts_each_group_and_mode(tmp_path):
         ["Overall", "colour", "100.0 (1 of 1)", "100.0 (1 of 1)"],
         ["Overall", "factoid", "66.7 (2 of 3)", "0.0 (0 of 3)"],
     ]
+
+
+def test_target_document_retrieved_counts_finds_and_right_answers_per_group(tmp_path):
+    """How often a mode's searches returned the target's document (any search), over the questions whose gold
+    trajectory searches, and how many of those it answered right; picture questions, error records and records
+    without a target document are left out."""
+    root = str(tmp_path / "out")
+
+    def found(sid, correct, ego, ids, gold_types=("REGION",), doc="d-x"):
+        r = rec(sid, verdict(correct=correct, ego=ego), ego=ego)
+        r["searches"] = [{"modality": "region", "evidence_ids": list(i)} for i in ids]
+        return {**r, "gold_doc_id": doc, "gold_query_types": list(gold_types)}
+
+    full = [
+        found("e0", True, True, [["d-x"]]),
+        found("e1", False, True, [["d-y"], ["d-z", "d-x"]]),  # found by the second search, answered wrong
+        found("e2", True, True, [["d-y"]]),  # right without the document (a lucky guess): not "right when found"
+        found("e3", True, True, [], gold_types=()),  # a colour question: no document to find
+        found("n0", False, False, [["d-y"]]),
+        {**rec("n1", None, status="error"), "gold_doc_id": "d-x", "gold_query_types": ["IMAGE"]},
+    ]
+    plain = [rec("e0", verdict(correct=True, ego=True), ego=True)]  # a benchmark that names no documents
+    uris = [write_run(root, "f", "full", full), write_run(root, "z", "no_search", plain)]
+    write_report(uris, str(tmp_path / "report"))
+    md = (tmp_path / "report" / "report.md").read_text()
+    section = md.split("### Target's document retrieved")[1].split("###")[0]
+    lines = [[c.strip() for c in ln.strip("|").split("|")] for ln in section.splitlines() if ln.startswith("| ")]
+    assert lines[0] == ["Group", "stage2 [full]", "stage2 [no_search]"]
+    assert lines[1:] == [
+        ["Egocentric", "2 of 3 (66.7); right 1", "-"],
+        ["Non-Egocentric", "0 of 1 (0.0); right 0", "-"],
+        ["Overall", "2 of 4 (50.0); right 1", "-"],
+    ]
+    assert md.index("### Target's document retrieved") < md.index("### Search behaviour")
+    write_report(uris[1:], str(tmp_path / "plain"))
+    assert "Target's document" not in (tmp_path / "plain" / "report.md").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -218,6 +219,46 @@ def test_visual_questions_join_stage2_and_leave_the_rest_of_the_world_unchanged(
     assert "visual_questions_per_scene" not in json.loads((plain / "world.json").read_text())
 
 
+def test_fact_tails_restate_the_fact_and_change_nothing_else(tmp_path):
+    """With fact tails every answerable factoid response names its fact from the evidence before answering, every
+    unanswerable one says which fact is missing; questions, answers, pictures and every other trajectory keep
+    their bytes (the same random draws)."""
+    w = generate_world(SMALL)
+    plain, tails = tmp_path / "plain", tmp_path / "tails"
+    write_synthcrag(w, str(plain), scenes_per_entity=2, unanswerable_share=0.3)
+    write_synthcrag(w, str(tails), scenes_per_entity=2, unanswerable_share=0.3, fact_tails=True)
+    a, b = _tree_hashes(plain), _tree_hashes(tails)
+    changed = {k for k in a if a[k] != b.get(k)}
+    assert changed == {"stage2/train.jsonl", "benchmark/train.jsonl", "benchmark/test.jsonl", "world.json"}
+    assert json.loads((tails / "world.json").read_text())["fact_tails"] is True
+    assert "fact_tails" not in json.loads((plain / "world.json").read_text())
+    seen = set()
+    for name in ("stage2/train.jsonl", "benchmark/test.jsonl"):
+        old = [json.loads(l) for l in (plain / name).read_text().splitlines()]
+        new = [json.loads(l) for l in (tails / name).read_text().splitlines()]
+        assert len(old) == len(new)
+        for r0, r1 in zip(old, new):
+            qtype = r1["question_type"]
+            assert {k: v for k, v in r0.items() if "response" not in k} == {
+                k: v for k, v in r1.items() if "response" not in k
+            }
+            if qtype not in ("factoid", "unanswerable"):
+                assert r0["response"] == r1["response"]
+                continue
+            seen.add(qtype)
+            evidence = re.search(r"<information>Doc 1 \((.+?)\): (.+?)</information>", r1["response"])
+            name, doc = evidence.groups()
+            tail = r1["response"].rsplit("</information>", 1)[1]  # (evidence-first rows: the subject, then the tail)
+            answer = tail.rsplit("Answer: ", 1)[1]
+            assert r0["response"].rsplit("Answer: ", 1)[1] == answer  # the same target
+            if qtype == "unanswerable":
+                assert answer == IDK and f" is the {name}; the evidence does not give " in tail
+            else:
+                clause = re.search(rf" is the {re.escape(name)}, (.+)\. Answer: .+$", tail).group(1)
+                assert clause.endswith(answer) and answer in doc  # the fact asked, as the evidence gives it
+    assert seen == {"factoid", "unanswerable"}
+
+
 def test_score_reads_the_text_after_the_last_answer_mark(tmp_path):
     from pixsearch_core import registry
 
@@ -251,3 +292,21 @@ def test_extra_refer_scenes_add_stage1_data_and_leave_the_benchmark(tmp_path):
         ys, xs = np.nonzero(mask)
         assert [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] == r["box"]
         assert mask.mean() < 0.036  # egocentric: the target small
+
+
+def test_eval_records_name_the_target_document(tmp_path):
+    """Every SynthCRAG eval record carries its question's target document (the report's retrieval table counts
+    how often the model's searches found it)."""
+    from pixsearch_core import registry
+    from pixsearch_core.evaluation.sample_runner import _base_record
+
+    write_synthcrag(generate_world(SMALL), str(tmp_path), scenes_per_entity=2)
+    gold = {
+        json.loads(l)["interaction_id"]: json.loads(l)["entity_id"]
+        for l in (tmp_path / "benchmark" / "test.jsonl").read_text().splitlines()
+    }
+    examples = list(registry.get("benchmark", "synthcrag")().load(str(tmp_path)))
+    assert len(examples) == len(gold) > 0
+    assert {ex.id: _base_record(ex)["gold_doc_id"] for ex in examples} == gold
+    bare = dataclasses.replace(examples[0], metadata={"egocentric": True})  # a benchmark that names no documents
+    assert "gold_doc_id" not in _base_record(bare)
