@@ -5,11 +5,11 @@ REGION when the question refers to an object in an egocentric scene, IMAGE for t
 TEXT for follow-up hops; evidence in <information> blocks; the answer last, after "Answer: ". An unanswerable
 question (`unanswerable`) searches the same way and answers "I don't know": its evidence lacks the fact asked.
 
-Fact tails (`fact_tails=True`, not in the paper): after the evidence, a factoid's response restates the fact it asks
-("… is the Ulsho, first produced in Marrobel. Answer: Marrobel"), as the multi-hop tail names the maker before its
-second search, and an unanswerable one says which fact the evidence lacks ("… is the Ulsho; the evidence does not
-give the year it was first produced. Answer: I don't know"). Without them the tail is "… is the Ulsho. Answer: Marrobel", which
-the demo's small LM answers with the name it has just written.
+Fact tails (`fact_tails=True`, not in the paper): after the evidence, a factoid's response restates the fact it
+asks ("… is the Ulsho, first produced in Marrobel. Answer: Marrobel"), as the multi-hop tail names the maker before
+its second search, and an unanswerable one says which fact the evidence lacks ("… is the Ulsho; the evidence does
+not give the year it was first produced. Answer: I don't know"). Without them the tail is "… is the Ulsho. Answer:
+Marrobel", which the demo's small LM tends to answer with the name it has just written.
 """
 
 from __future__ import annotations
