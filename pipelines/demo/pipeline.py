@@ -73,7 +73,7 @@ class Demo:
     # ------------------------------------------------------------------ steps
     def step_world(self) -> dict[str, Any]:
         from pixsearch_core.synthcrag import generate_world
-        from pixsearch_core.synthcrag.write import FORMAT, write_synthcrag
+        from pixsearch_core.synthcrag.write import FORMAT, OPTIONAL_META, write_synthcrag
 
         meta_path = Path(self.world) / "world.json"
         want = {
@@ -87,9 +87,8 @@ class Demo:
             "fact_tails": self.cfg.fact_tails,
             "format": FORMAT,
         }
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        meta.setdefault("visual_questions_per_scene", 0)  # a world without them does not record the key
-        meta.setdefault("fact_tails", False)  # nor one without fact tails
+        # a world records an option added after its format only when it is not the default (OPTIONAL_META)
+        meta = {**OPTIONAL_META, **json.loads(meta_path.read_text())} if meta_path.is_file() else {}
         if meta and {k: meta.get(k) for k in want} == want:
             log.info("[world] %s is up to date: %s", self.world, meta["counts"])
             counts = meta["counts"]

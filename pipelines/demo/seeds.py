@@ -47,7 +47,8 @@ def mean_spread(values: list[float]) -> tuple[float, float]:
 def seed_summary(per_seed: dict[int, list[str]]) -> dict[str, Any]:
     """{seed: [run uris]} -> accuracy per mode and group per seed, mean/spread, ordering per seed, region choice."""
     from pixsearch_core.evaluation.behaviour import behaviour
-    from pixsearch_core.evaluation.report import CRAG_GROUPS, by_question_type, load_run
+    from pixsearch_core.evaluation.breakdown import CRAG_GROUPS, by_question_type
+    from pixsearch_core.evaluation.report import load_run
     from pixsearch_core.storage import ObjectStore
 
     store = ObjectStore()
@@ -96,7 +97,7 @@ def seed_summary(per_seed: dict[int, list[str]]) -> dict[str, Any]:
 
 
 def to_markdown(s: dict[str, Any]) -> str:
-    from pixsearch_core.evaluation.report import CRAG_GROUPS
+    from pixsearch_core.evaluation.breakdown import CRAG_GROUPS
 
     seeds = s["seeds"]
     lines = [

@@ -4,6 +4,7 @@
 - runner.py: the SampleRunner protocol and `process_batch` (error isolation, per-example scoring)
 - decoding_runner.py: the real runner (model + searcher + SearchInterleavedDecoder); scripted.py: a test runner
 - execute.py: sequential and Ray Data (actor pool of replicas) executors
-- run.py: `run_eval` (records, resume, run.json); report.py + plots.py: tables and figures from run records
+- run.py: `run_eval` (records, resume, run.json); report.py + plots.py: tables and figures from run records;
+  abstention.py and breakdown.py (by question type, target document found): the report's per-question sections
 - segmentation.py (driver) + segmentation_runner.py (replica) + seg_report.py: the mask benchmarks (Tables 2-3)
 """

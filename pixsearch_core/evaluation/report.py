@@ -22,12 +22,12 @@ from typing import Any
 from pixsearch_core import lineage
 from pixsearch_core.decoding.options import ABLATIONS
 from pixsearch_core.evaluation.abstention import abstention_table
+from pixsearch_core.evaluation.breakdown import CRAG_GROUPS, question_type_table, target_retrieval_table
 from pixsearch_core.records import read_records, read_run_meta
 from pixsearch_core.storage import ObjectStore, join
 
 log = logging.getLogger(__name__)
 
-CRAG_GROUPS = (("all", "Overall"), ("ego", "Egocentric"), ("non_ego", "Non-Egocentric"))
 CRAG_METRICS = (("truthfulness", "Truth."), ("accuracy", "Acc."), ("missing", "Miss."), ("hallucination", "Hallu."))
 
 
@@ -189,86 +189,6 @@ def ordering_table(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
     return header, rows
 
 
-def by_question_type(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[int]]:
-    """{(group, question type): [correct, n]} over the scored records with CRAG verdicts and a `question_type`;
-    groups "ego" / "non_ego" (the verdict's `ego`) and "all"."""
-    out: dict[tuple[str, str], list[int]] = {}
-    for rec in records:
-        s, qt = rec.get("scores"), rec.get("question_type")
-        if rec.get("status") != "ok" or not isinstance(s, dict) or "correct" not in s or not qt:
-            continue
-        for g in ("ego" if s.get("ego") else "non_ego", "all"):
-            c = out.setdefault((g, str(qt)), [0, 0])
-            c[0] += bool(s["correct"])
-            c[1] += 1
-    return out
-
-
-def question_type_table(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
-    """Accuracy per CRAG group and question type (the records' `question_type`), one column per run: "% (correct
-    of n)". Which questions a mode wins matters as much as by how much: on SynthCRAG a mode can gain on the
-    questions no search can answer by guessing the picture's colour or count differently. None unless some CRAG
-    run's records carry question types."""
-    crag = [r for r in runs if _is_crag(r.aggregate)]
-    counts = [by_question_type(r.records) for r in crag]
-    keys = {k for c in counts for k in c}
-    if not keys:
-        return None
-    names = dict(CRAG_GROUPS)
-
-    def cell(c: dict[tuple[str, str], list[int]], key: tuple[str, str]) -> str:
-        return f"{_pct(c[key][0] / c[key][1])} ({c[key][0]} of {c[key][1]})" if key in c else "-"
-
-    rows = [
-        [names[g], qt, *(cell(c, (g, qt)) for c in counts)]
-        for g in ("ego", "non_ego", "all")
-        for qt in sorted(t for gg, t in keys if gg == g)
-    ]
-    return ["Group", "Question type", *(r.label for r in crag)], rows
-
-
-def target_retrieval(records: list[dict[str, Any]]) -> dict[str, list[int]]:
-    """{group: [found, n, right when found]} over the scored CRAG records that name the target's document
-    (`gold_doc_id`) and whose gold trajectory searches (`gold_query_types`): `found` counts those where some
-    search of the model returned that document, `right when found` those of them answered correctly. Groups
-    "ego" / "non_ego" (the verdict's `ego`) and "all"."""
-    out: dict[str, list[int]] = {}
-    for rec in records:
-        s, doc = rec.get("scores"), rec.get("gold_doc_id")
-        if rec.get("status") != "ok" or not isinstance(s, dict) or "correct" not in s or not doc:
-            continue
-        if not rec.get("gold_query_types"):
-            continue  # a question answered from the picture: no document to find
-        found = any(doc in (call.get("evidence_ids") or []) for call in rec.get("searches") or [])
-        for g in ("ego" if s.get("ego") else "non_ego", "all"):
-            c = out.setdefault(g, [0, 0, 0])
-            c[0] += found
-            c[1] += 1
-            c[2] += found and bool(s["correct"])
-    return out
-
-
-def target_retrieval_table(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
-    """Per CRAG group, one column per run: how often the model's searches returned the target's document, and how
-    often it answered right when they did: "found of n (%); right r". A mode can only answer a knowledge question
-    from a document it found, so this bounds what its search can add over no search. None unless some CRAG run's
-    records name target documents (SynthCRAG)."""
-    crag = [r for r in runs if _is_crag(r.aggregate)]
-    counts = [target_retrieval(r.records) for r in crag]
-    if not any(counts):
-        return None
-    names = dict(CRAG_GROUPS)
-
-    def cell(c: dict[str, list[int]], g: str) -> str:
-        if g not in c:
-            return "-"
-        found, n, right = c[g]
-        return f"{found} of {n} ({_pct(found / n)}); right {right}"
-
-    rows = [[names[g], *(cell(c, g) for c in counts)] for g in ("ego", "non_ego", "all")]
-    return ["Group", *(r.label for r in crag)], rows
-
-
 def tables(runs: list[Run], store: ObjectStore | None = None) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) for Table 1, the search behaviour table and, when such runs are given, the
     full / whole image / no search ordering and Tables 6 and 7; then, for segmentation runs, Tables 2 and 3
@@ -288,10 +208,11 @@ def _text_tables(runs: list[Run], store: ObjectStore | None) -> list[tuple[str, 
     order = ordering_table(runs)
     if order is not None:
         out.insert(1, ("Full vs whole image vs no search (accuracy, %)", *order))
-    by_type = question_type_table(runs)
+    crag = [r for r in runs if _is_crag(r.aggregate)]
+    by_type = question_type_table(crag)
     if by_type is not None:
         out.insert(2 if order is not None else 1, ("Accuracy by question type (%)", *by_type))
-    found = target_retrieval_table(runs)
+    found = target_retrieval_table(crag)
     if found is not None:
         at = next(i for i, t in enumerate(out) if t[0] == "Search behaviour and mask quality")
         out.insert(at, ("Target's document retrieved (questions whose gold trajectory searches)", *found))

@@ -47,6 +47,9 @@ log = logging.getLogger(__name__)
 #: bumped whenever the writer's output changes for the same config (`pixsearch demo` then rewrites a world);
 #: 3: references relative to the world root, unanswerable questions
 FORMAT = 3
+#: options added after format 3, with the value that writes the world as before: world.json records each only when
+#: it differs from this, so the worlds made without them keep their bytes (and digests); readers fill them back in
+OPTIONAL_META: dict[str, Any] = {"visual_questions_per_scene": 0, "fact_tails": False}
 
 
 def _png(img: Image.Image) -> bytes:
@@ -235,6 +238,7 @@ def write_synthcrag(
         "stage2": len(stage2),
         "unanswerable": sum(not r["answerable"] for rs in rows.values() for r in rs),
     }
+    options = {"visual_questions_per_scene": visual_questions_per_scene, "fact_tails": fact_tails}
     meta = {
         "config": world.config.model_dump(),
         "scenes_per_entity": scenes_per_entity,
@@ -243,8 +247,7 @@ def write_synthcrag(
         "evidence_first_share": evidence_first_share,
         "unanswerable_share": unanswerable_share,
         "format": FORMAT,
-        **({"visual_questions_per_scene": visual_questions_per_scene} if visual_questions_per_scene else {}),
-        **({"fact_tails": True} if fact_tails else {}),
+        **{k: v for k, v in options.items() if v != OPTIONAL_META[k]},
         "counts": counts,
     }
     store.put_bytes(join(out, "world.json"), json.dumps(meta, indent=2, sort_keys=True).encode())
