@@ -139,6 +139,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             choices=COMPONENTS,
             help="region queries: crop to the mask's largest piece (default) or all its pixels",
         )
+        a.add_argument(
+            "--region-snap",
+            type=float,
+            metavar="SHARE",
+            help="region queries: snap the mask to the image's colour segments it covers at least SHARE of "
+            "(0-1, e.g. 0.3; default: use the mask as it is)",
+        )
         a.add_argument("overrides", nargs="*", help="retriever config key=value (crop.padding=0.2, cragmm.url=...)")
 
 
@@ -155,7 +162,7 @@ def _config(args):
         if getattr(args, "url", None)
         else {"kind": args.retriever}
     )
-    flags = {f"crop.{name}": getattr(args, f"region_{name}") for name in ("padding", "background", "component")}
+    flags = {f"crop.{name}": getattr(args, f"region_{name}") for name in ("padding", "background", "component", "snap")}
     flags = {key: value for key, value in flags.items() if value is not None}
     twice = sorted(key for key in flags if any(o.partition("=")[0].strip() == key for o in args.overrides))
     if twice:

@@ -18,6 +18,7 @@ Remote kinds (http, cragmm) get a deadline (`timeout` seconds) and `retries` (pi
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from typing import Any, Literal
 
@@ -83,14 +84,30 @@ def _problems(cfg: RetrieverConfig) -> list[str]:
         out.append(f"retriever kind 'http' needs an http:// or https:// uri, got {cfg.uri!r}")
     if kind == "http" and cfg.crop != RegionCrop():
         out.append(
-            "retriever kind 'http': the service crops region queries with its own settings (pixsearch search "
-            "serve --region-*); remove retriever.crop"
+            "retriever kind 'http': the service crops region queries with its own settings; start it with "
+            f"`pixsearch search serve {_region_flags(cfg.crop)}` and reset retriever.crop here "
+            f"({_crop_resets(cfg.crop)})"
         )
     if kind == "replay" and cfg.crop != RegionCrop():
         out.append("retriever kind 'replay': the backend crops; set retriever.backend.crop, not retriever.crop")
     if kind == "replay" and (cfg.backend is None or cfg.backend.kind in (None, "replay")):
         out.append("retriever kind 'replay' needs backend.kind (index, http, cragmm or none) for cache misses")
     return out
+
+
+def _changed(crop: RegionCrop) -> dict[str, Any]:
+    return {k: v for k, v in crop.model_dump().items() if v != RegionCrop.model_fields[k].default}
+
+
+def _region_flags(crop: RegionCrop) -> str:
+    """The `search serve --region-*` flags that give a service this crop."""
+    text = {k: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v) for k, v in _changed(crop).items()}
+    return " ".join(f"--region-{k} {v}" for k, v in text.items())
+
+
+def _crop_resets(crop: RegionCrop) -> str:
+    """The overrides that put this crop back to the defaults."""
+    return " ".join(f"retriever.crop.{k}={json.dumps(RegionCrop.model_fields[k].default)}" for k in _changed(crop))
 
 
 def shorthand(text: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
     RegionCrop(padding=0.1).apply(image, mask)                  # the mask's box grown by 10% of its size per side
     RegionCrop(background=(255, 255, 255)).apply(image, mask)   # pixels outside the mask painted over
+    RegionCrop(background=(255, 255, 255), snap=0.3)            # ... after snapping the mask to the image's edges
 
 Every backend that searches region queries (ShardedSearcher, the Ray router, CragMMSearcher) takes one
 `RegionCrop`; it travels inside the retriever config (pixsearch_core/retrieval/backends.py, `crop:`).
@@ -10,6 +11,13 @@ The crop follows the mask's largest connected piece (`component="largest"`, the 
 a few stray pixels across the image would otherwise crop nearly the whole image. On the demo's egocentric scenes,
 masks with IoU 0.3-0.75 against the target had boxes spanning most of the picture, and not one region search found
 the target's page until the crop kept only the largest piece.
+
+`snap` moves a rough mask's edge onto the image's own edges before the crop: the image is split into
+Felzenszwalb segments (scikit-image's graph-based over-segmentation: regions of near-uniform colour) and the mask
+becomes the union of the segments it covers at least `snap` of. Painting the background only pays with an exact
+edge: on the demo's egocentric scenes the gold mask painted white finds the target's page at hit@1 for 69% of
+questions (37% with the clutter kept), the same mask grown by 3 pixels for 36%, and the model's masks (gIoU 57%)
+painted white for 16%; snapped at 0.3 and painted white, the model's masks find it for 36% (19% kept as they are).
 """
 
 from __future__ import annotations
@@ -36,10 +44,16 @@ class RegionCrop(Config):
     component: Literal["largest", "all"] = Field(
         "largest", description="crop to the mask's largest connected piece, or to the box of all its pixels"
     )
+    snap: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="snap the mask to the image's colour segments it covers at least this share of (null = as is)",
+    )
 
     def apply(self, image, mask: np.ndarray):
         """The image a RegionQuery(image, mask) is searched with (see `crop_to_mask`)."""
-        return crop_to_mask(image, mask, self.padding, self.background, self.component)
+        return crop_to_mask(image, mask, self.padding, self.background, self.component, self.snap)
 
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -70,27 +84,52 @@ def largest_component(mask: np.ndarray) -> np.ndarray:
     return labels == (int(np.argmax(sizes)) + 1)
 
 
+def snap_to_segments(image: np.ndarray, mask: np.ndarray, min_cover: float) -> np.ndarray:
+    """The union of the image's Felzenszwalb segments that `mask` covers at least `min_cover` of; the mask itself
+    when no segment qualifies. `image` is (H, W) or (H, W, C) with C >= 3 (extra channels are ignored)."""
+    if not 0 < min_cover <= 1:
+        raise ValueError(f"snap share must be in (0, 1], got {min_cover}")
+    try:
+        from skimage.segmentation import felzenszwalb
+    except ImportError as e:  # the embedded extra brings it
+        raise ImportError("region crop snap needs scikit-image: pip install scikit-image") from e
+    arr = np.asarray(image)
+    colour = arr.ndim == 3
+    labels = felzenszwalb(
+        arr[..., :3] if colour else arr, scale=100, sigma=0.5, min_size=20, channel_axis=-1 if colour else None
+    ).ravel()
+    mask = np.asarray(mask, dtype=bool)
+    area = np.bincount(labels)
+    covered = np.bincount(labels, weights=mask.ravel(), minlength=area.size)
+    snapped = (covered >= min_cover * area)[labels].reshape(mask.shape)
+    return snapped if snapped.any() else mask
+
+
 def crop_to_mask(
     image,
     mask: np.ndarray,
     padding: float = 0.0,
     background: tuple[int, int, int] | None = None,
     component: str = "largest",
+    snap: float | None = None,
 ):
     """Crop a PIL image or (H, W, C) array to the (padded) box of `mask` (of its largest connected piece with
-    component="largest"); optionally paint the pixels outside that mask with `background`. Returns the same kind
-    it was given. An empty mask is a ValueError."""
+    component="largest", after snapping it to the image's segments with `snap`, see `snap_to_segments`);
+    optionally paint the pixels outside that mask with `background`. Returns the same kind it was given. An empty
+    mask is a ValueError."""
     if component not in COMPONENTS:
         raise ValueError(f"component {component!r}; allowed: {', '.join(map(repr, COMPONENTS))}")
+    is_pil = hasattr(image, "crop")
+    arr = np.asarray(image)
+    if arr.shape[:2] != np.asarray(mask).shape:
+        raise ValueError(f"mask shape {np.asarray(mask).shape} does not match image (H, W) {arr.shape[:2]}")
+    if snap is not None and np.asarray(mask).any():
+        mask = snap_to_segments(arr, mask, snap)
     if component == "largest":
         mask = largest_component(mask)
     box = mask_box(mask)
     if box is None:
         raise ValueError("cannot crop to an empty mask")
-    is_pil = hasattr(image, "crop")
-    arr = np.asarray(image)
-    if arr.shape[:2] != np.asarray(mask).shape:
-        raise ValueError(f"mask shape {np.asarray(mask).shape} does not match image (H, W) {arr.shape[:2]}")
     x0, y0, x1, y1 = padded_box(box, arr.shape[:2], padding)
     if background is not None:
         arr = arr.copy()

@@ -90,7 +90,12 @@ def test_the_retriever_is_chosen_once():
     assert (cfg.retriever.kind, cfg.retriever.uri, cfg.retriever.crop.padding) == ("index", "out/idx", 0.3)
     cfg, _ = _eval("--retriever", "cragmm", "retriever.cragmm.url=http://h:1/search")
     assert cfg.retriever.kind == "cragmm"
-    cfg, _ = _eval("--index", "http://127.0.0.1:1")
+    # the demo config crops (snap + white paint); a service crops with its own flags: the error names both fixes
+    with pytest.raises(ConfigError) as ei:
+        _eval("--index", "http://127.0.0.1:1")
+    assert "pixsearch search serve --region-background 255,255,255 --region-snap 0.3" in str(ei.value)
+    assert "retriever.crop.background=null retriever.crop.snap=null" in str(ei.value)
+    cfg, _ = _eval("--index", "http://127.0.0.1:1", "retriever.crop.background=null", "retriever.crop.snap=null")
     assert (cfg.retriever.kind, cfg.retriever.uri) == ("http", "http://127.0.0.1:1")
     cfg, _ = _eval("--index", "out/idx", "retriever.kind=index", "retriever.uri=out/idx")  # the same twice: fine
     with pytest.raises(ConfigError, match="needs backend.kind"):

@@ -40,7 +40,8 @@ def test_shorthand_and_config_errors_name_the_bad_value():
     assert shorthand("s3://b/indices/x") == {"kind": "index", "uri": "s3://b/indices/x"}
     with pytest.raises(ConfigError) as ei:
         validate_config(RetrieverConfig, {"kind": "http", "uri": "ftp://x", "crop": {"padding": 0.5}})
-    assert "'ftp://x'" in str(ei.value) and "remove retriever.crop" in str(ei.value)
+    assert "'ftp://x'" in str(ei.value) and "--region-padding 0.5" in str(ei.value)
+    assert "retriever.crop.padding=0.1" in str(ei.value)
     with pytest.raises(ConfigError, match="needs backend.kind"):
         validate_config(RetrieverConfig, {"kind": "replay", "uri": "/tmp/r"})
     with pytest.raises(ConfigError, match="kind 'cragmm' takes no uri"):
@@ -176,3 +177,19 @@ def test_search_query_cli_reaches_every_kind_through_the_factory(tmp_path, capsy
         == 2
     )  # one setting, two sources: refused
     assert "crop.padding is set by both --region-padding and crop.padding=..." in caplog.text
+
+
+def test_region_flags_become_crop_settings_and_a_setting_given_twice_is_refused():
+    from argparse import Namespace
+
+    from jobs.search import _config
+
+    def args(**kw):
+        base = dict(index="/tmp/idx", region_padding=None, region_background=None, region_component=None)
+        return Namespace(**{**base, "region_snap": None, "overrides": [], "cache_dir": "c", "timeout": 5.0, **kw})
+
+    cfg = _config(args(region_snap=0.3, region_background=(255, 255, 255)))
+    assert cfg.crop == RegionCrop(snap=0.3, background=(255, 255, 255))
+    assert _config(args(overrides=["crop.snap=0.5"])).crop.snap == 0.5
+    with pytest.raises(ConfigError, match="crop.snap is set by both --region-snap"):
+        _config(args(region_snap=0.3, overrides=["crop.snap=0.5"]))

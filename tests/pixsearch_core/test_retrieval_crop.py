@@ -92,3 +92,54 @@ def test_crop_to_mask_box():
     assert crop_to_mask(Image.fromarray(image), mask, component="all").size == (4, 3)
     with pytest.raises(ValueError, match="empty mask"):
         crop_to_mask(image, np.zeros((6, 8), bool))
+
+
+def _disc_scene():
+    """A red disc on a grey background with light noise, its exact mask, and a rough mask: the disc shrunk and
+    shifted so that it misses part of the disc and covers some background."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    disc = (yy - 32) ** 2 + (xx - 30) ** 2 < 14**2
+    img = np.full((64, 64, 3), 170, np.uint8)
+    img[disc] = (220, 40, 40)
+    img = np.clip(img.astype(int) + rng.integers(-4, 5, img.shape), 0, 255).astype(np.uint8)
+    rough = (yy - 33) ** 2 + (xx - 35) ** 2 < 12**2  # spills over the disc's right edge
+    return img, disc, rough
+
+
+def test_snap_moves_a_rough_mask_onto_the_object_edge():
+    from pixsearch_core.retrieval.crop import snap_to_segments
+
+    img, disc, rough = _disc_scene()
+    assert (rough & ~disc).any() and (disc & ~rough).any()  # the rough mask is wrong on both sides
+    snapped = snap_to_segments(img, rough, 0.3)
+    assert np.array_equal(snapped, disc)
+    # the crop paints exactly the background white: the box is the disc's, every disc pixel kept
+    crop = crop_to_mask(img, rough, background=(255, 255, 255), snap=0.3)
+    x0, y0, x1, y1 = mask_box(disc)
+    assert crop.shape == (y1 - y0, x1 - x0, 3)
+    inside = disc[y0:y1, x0:x1]
+    assert np.array_equal(crop[inside], img[y0:y1, x0:x1][inside]) and (crop[~inside] == 255).all()
+    # without snap the rough mask's own box and pixels are used
+    x0, y0, x1, y1 = mask_box(rough)
+    assert crop_to_mask(img, rough, background=(255, 255, 255)).shape == (y1 - y0, x1 - x0, 3)
+    # a PIL image and a grey (H, W) image go through the same path
+    assert np.array_equal(
+        np.asarray(RegionCrop(padding=0, snap=0.3).apply(Image.fromarray(img), rough)),
+        crop_to_mask(img, rough, snap=0.3),
+    )
+    assert np.array_equal(snap_to_segments(img.mean(axis=2).astype(np.uint8), rough, 0.3), disc)
+
+
+def test_snap_keeps_the_mask_when_no_segment_is_covered_enough_and_rejects_bad_shares():
+    from pixsearch_core.retrieval.crop import snap_to_segments
+
+    img, disc, _ = _disc_scene()
+    speck = np.zeros_like(disc)
+    speck[30:32, 28:30] = True  # 4 pixels of a ~600-pixel disc: no segment is 30% covered
+    assert np.array_equal(snap_to_segments(img, speck, 0.3), speck)
+    for bad in (0, 1.5):
+        with pytest.raises(ValueError, match="snap"):
+            snap_to_segments(img, disc, bad)
+        with pytest.raises(ValueError):
+            RegionCrop(snap=bad)
