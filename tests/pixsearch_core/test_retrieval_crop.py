@@ -94,13 +94,13 @@ def test_crop_to_mask_box():
         crop_to_mask(image, np.zeros((6, 8), bool))
 
 
-def _disc_scene():
+def _disc_scene(size: int = 64):
     """A red disc on a grey background with light noise, its exact mask, and a rough mask: the disc shrunk and
-    shifted so that it misses part of the disc and covers some background."""
+    shifted so that it misses part of the disc and covers some background (drawn at `size` pixels a side)."""
     rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:64, :64]
+    yy, xx = np.mgrid[:size, :size] * (64 / size)
     disc = (yy - 32) ** 2 + (xx - 30) ** 2 < 14**2
-    img = np.full((64, 64, 3), 170, np.uint8)
+    img = np.full((size, size, 3), 170, np.uint8)
     img[disc] = (220, 40, 40)
     img = np.clip(img.astype(int) + rng.integers(-4, 5, img.shape), 0, 255).astype(np.uint8)
     rough = (yy - 33) ** 2 + (xx - 35) ** 2 < 12**2  # spills over the disc's right edge
@@ -143,3 +143,21 @@ def test_snap_keeps_the_mask_when_no_segment_is_covered_enough_and_rejects_bad_s
             snap_to_segments(img, disc, bad)
         with pytest.raises(ValueError):
             RegionCrop(snap=bad)
+
+
+def test_a_large_picture_is_segmented_downscaled_and_snaps_the_same(monkeypatch):
+    import skimage.segmentation
+
+    from pixsearch_core.retrieval.crop import SNAP_MAX_SIDE, snap_to_segments
+
+    img, disc, rough = _disc_scene()
+    big, big_disc, big_rough = _disc_scene(1536)
+    seen = []
+    real = skimage.segmentation.felzenszwalb
+    monkeypatch.setattr(skimage.segmentation, "felzenszwalb", lambda a, **kw: seen.append(a.shape) or real(a, **kw))
+    snapped = snap_to_segments(big, big_rough, 0.3)
+    assert seen == [(SNAP_MAX_SIDE, SNAP_MAX_SIDE, 3)]  # not the 1536-px picture
+    iou = (snapped & big_disc).sum() / (snapped | big_disc).sum()
+    assert iou > 0.97, iou  # the disc, up to the downscaled segments' edge pixels
+    seen.clear()
+    assert np.array_equal(snap_to_segments(img, rough, 0.3), disc) and seen == [(64, 64, 3)]  # small: as it is
