@@ -129,6 +129,13 @@ def snap_to_segments(image: np.ndarray, mask: np.ndarray, min_cover: float) -> n
     return snapped if snapped.any() else mask
 
 
+def _rgb(arr: np.ndarray) -> np.ndarray:
+    """An (H, W) or (H, W, C) array as (H, W, 3): grey repeated, channels past the third (alpha) dropped."""
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr[..., :3]
+
+
 def crop_to_mask(
     image,
     mask: np.ndarray,
@@ -139,14 +146,19 @@ def crop_to_mask(
 ):
     """Crop a PIL image or (H, W, C) array to the (padded) box of `mask` (of its largest connected piece with
     component="largest", after snapping it to the image's segments with `snap`, see `snap_to_segments`);
-    optionally paint the pixels outside that mask with `background`. Returns the same kind it was given. An empty
-    mask is a ValueError."""
+    optionally paint the pixels outside that mask with `background`. Returns the same kind it was given (an RGB
+    one when it snaps or paints a PIL picture of another mode, or paints a grey or RGBA array). An empty mask is
+    a ValueError."""
     if component not in COMPONENTS:
         raise ValueError(f"component {component!r}; allowed: {', '.join(map(repr, COMPONENTS))}")
     is_pil = hasattr(image, "crop")
+    if is_pil and (snap is not None or background is not None) and image.mode != "RGB":
+        image = image.convert("RGB")  # palette, grey or RGBA pictures: segment and paint their colours
     arr = np.asarray(image)
     if arr.shape[:2] != np.asarray(mask).shape:
         raise ValueError(f"mask shape {np.asarray(mask).shape} does not match image (H, W) {arr.shape[:2]}")
+    if background is not None and not is_pil:
+        arr = _rgb(arr)
     if snap is not None and np.asarray(mask).any():
         mask = snap_to_segments(arr, mask, snap)
     if component == "largest":

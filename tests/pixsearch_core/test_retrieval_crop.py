@@ -161,3 +161,17 @@ def test_a_large_picture_is_segmented_downscaled_and_snaps_the_same(monkeypatch)
     assert iou > 0.97, iou  # the disc, up to the downscaled segments' edge pixels
     seen.clear()
     assert np.array_equal(snap_to_segments(img, rough, 0.3), disc) and seen == [(64, 64, 3)]  # small: as it is
+
+
+def test_painting_and_snapping_other_picture_modes_give_rgb():
+    img, disc, rough = _disc_scene()
+    want = crop_to_mask(img, rough, background=(255, 255, 255), snap=0.3)
+    rgba = Image.fromarray(img).convert("RGBA")
+    assert np.array_equal(
+        np.asarray(RegionCrop(padding=0, background=(255, 255, 255), snap=0.3).apply(rgba, rough)), want
+    )
+    assert np.array_equal(crop_to_mask(np.asarray(rgba), rough, background=(255, 255, 255), snap=0.3), want)
+    grey = img.mean(axis=2).astype(np.uint8)
+    painted = crop_to_mask(grey, disc, background=(255, 255, 255))
+    assert painted.shape[2] == 3 and (painted[0, 0] == 255).all()
+    assert crop_to_mask(Image.fromarray(grey).convert("P"), disc, background=(0, 0, 0)).mode == "RGB"
