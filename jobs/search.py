@@ -154,6 +154,7 @@ def _config(args):
     crop.* settings) and the trailing overrides; a setting given twice is an error naming both."""
     from pixsearch_core.config import ConfigError, validate_config
     from pixsearch_core.retrieval.backends import RetrieverConfig, shorthand
+    from pixsearch_core.retrieval.crop import RegionCrop
 
     base = (
         shorthand(args.index)
@@ -162,7 +163,7 @@ def _config(args):
         if getattr(args, "url", None)
         else {"kind": args.retriever}
     )
-    flags = {f"crop.{name}": getattr(args, f"region_{name}") for name in ("padding", "background", "component", "snap")}
+    flags = {f"crop.{name}": getattr(args, f"region_{name}") for name in RegionCrop.model_fields}  # --region-<field>
     flags = {key: value for key, value in flags.items() if value is not None}
     twice = sorted(key for key in flags if any(o.partition("=")[0].strip() == key for o in args.overrides))
     if twice:
