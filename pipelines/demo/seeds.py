@@ -8,7 +8,8 @@ the normal resumable demo in its own directory, so a re-run skips the seeds (and
 
 The table gives, per mode and question group, accuracy as mean +/- spread over the seeds (spread = the sample
 standard deviation; with one seed it is 0) and the per-seed values; the paper's ordering (full > whole image > no
-search, accuracy) is tested per seed and group; the region-choice figures (share of gold-region egocentric
+search, accuracy) is tested per seed and group, each margin with its paired test (questions won and lost, exact
+McNemar p: `evaluation.breakdown`) per seed and pooled over the seeds' questions; the region-choice figures (share of gold-region egocentric
 questions where the model asked for `<region>`, and gIoU of the masks it made there) come per seed from the full
 mode's records (`evaluation.behaviour`).
 """
@@ -47,7 +48,7 @@ def mean_spread(values: list[float]) -> tuple[float, float]:
 def seed_summary(per_seed: dict[int, list[str]]) -> dict[str, Any]:
     """{seed: [run uris]} -> accuracy per mode and group per seed, mean/spread, ordering per seed, region choice."""
     from pixsearch_core.evaluation.behaviour import behaviour
-    from pixsearch_core.evaluation.breakdown import CRAG_GROUPS, by_question_type
+    from pixsearch_core.evaluation.breakdown import CRAG_GROUPS, by_question_type, paired_counts
     from pixsearch_core.evaluation.report import load_run
     from pixsearch_core.storage import ObjectStore
 
@@ -56,6 +57,7 @@ def seed_summary(per_seed: dict[int, list[str]]) -> dict[str, Any]:
     n: dict[str, int] = {}
     ordering: dict[str, dict[int, bool]] = {g: {} for g, _ in CRAG_GROUPS}
     margins: dict[str, dict[int, list[int]]] = {g: {} for g, _ in CRAG_GROUPS}
+    paired: dict[str, dict[int, list[list[int]]]] = {g: {} for g, _ in CRAG_GROUPS}  # [[won, lost]] per margin
     region: dict[int, dict[str, Any]] = {}
     ego_types: dict[str, dict[str, dict[int, list[int]]]] = {}  # mode -> question type -> seed -> [correct, n]
     for seed, uris in sorted(per_seed.items()):
@@ -68,7 +70,9 @@ def seed_summary(per_seed: dict[int, list[str]]) -> dict[str, Any]:
                 if g == "ego":
                     ego_types.setdefault(mode, {}).setdefault(qt, {})[seed] = c
         if all(m in runs for m in ORDER):
+            pairs = [paired_counts(runs[a].records, runs[b].records) for a, b in zip(ORDER, ORDER[1:])]
             for g, _ in CRAG_GROUPS:
+                paired[g][seed] = [pair[g] for pair in pairs]
                 a = [acc[m][g][seed] for m in ORDER]
                 ordering[g][seed] = a[0] > a[1] > a[2]
                 margins[g][seed] = [round((a[0] - a[1]) * n[g]), round((a[1] - a[2]) * n[g])]
@@ -84,6 +88,10 @@ def seed_summary(per_seed: dict[int, list[str]]) -> dict[str, Any]:
     mean_margins = {
         g: [statistics.fmean(m[i] for m in ms.values()) for i in (0, 1)] if ms else None for g, ms in margins.items()
     }
+    pooled = {
+        g: [[sum(p[i][j] for p in ps.values()) for j in (0, 1)] for i in (0, 1)] if ps else None
+        for g, ps in paired.items()
+    }
     return {
         "seeds": sorted(per_seed),
         "n": n,
@@ -91,13 +99,15 @@ def seed_summary(per_seed: dict[int, list[str]]) -> dict[str, Any]:
         "ordering": ordering,
         "margins_questions": margins,
         "mean_margins_questions": mean_margins,
+        "paired": paired,
+        "paired_pooled": pooled,
         "region": region,
         "ego_by_question_type": ego_types,
     }
 
 
 def to_markdown(s: dict[str, Any]) -> str:
-    from pixsearch_core.evaluation.breakdown import CRAG_GROUPS
+    from pixsearch_core.evaluation.breakdown import CRAG_GROUPS, mcnemar_p
 
     seeds = s["seeds"]
     lines = [
@@ -114,17 +124,37 @@ def to_markdown(s: dict[str, Any]) -> str:
             cells.append(f"{100 * st['mean']:.1f} +/- {100 * st['spread']:.1f} ({each})")
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     lines += ["", "## full > whole image > no search, per seed", ""]
-    lines += ["| Group | " + " | ".join(f"seed {k}" for k in seeds) + " | mean margins (questions) |"]
-    lines += ["|---|" + "---|" * (len(seeds) + 1)]
+    lines += [
+        "Per seed: whether it holds, then each margin in questions with its paired test (questions won / lost against",
+        "the next mode, exact McNemar p). Pooled: the seeds' questions together.",
+        "",
+    ]
+    lines += ["| Group | " + " | ".join(f"seed {k}" for k in seeds) + " | mean margins (questions) | pooled |"]
+    lines += ["|---|" + "---|" * (len(seeds) + 2)]
+
+    def test(won_lost: list[int]) -> str:
+        return f"{won_lost[0]}/{won_lost[1]}, p={mcnemar_p(*won_lost):.2g}"
+
     for g, name in CRAG_GROUPS:
-        per = [
-            ("yes" if s["ordering"][g][k] else "no") + " ({:+d}, {:+d})".format(*s["margins_questions"][g][k])
-            if k in s["ordering"][g]
-            else "-"
-            for k in seeds
-        ]
+        per = []
+        for k in seeds:
+            if k not in s["ordering"][g]:
+                per.append("-")
+                continue
+            m, pair = s["margins_questions"][g][k], s.get("paired", {}).get(g, {}).get(k)
+            detail = [f"{m[i]:+d}" + (f" ({test(pair[i])})" if pair else "") for i in (0, 1)]
+            per.append(("yes" if s["ordering"][g][k] else "no") + ": " + ", ".join(detail))
         mm = s["mean_margins_questions"][g]
-        lines.append(f"| {name} | " + " | ".join(per) + " | " + (f"{mm[0]:+.1f}, {mm[1]:+.1f}" if mm else "-") + " |")
+        pooled = s.get("paired_pooled", {}).get(g)
+        lines.append(
+            f"| {name} | "
+            + " | ".join(per)
+            + " | "
+            + (f"{mm[0]:+.1f}, {mm[1]:+.1f}" if mm else "-")
+            + " | "
+            + (f"{test(pooled[0])}; {test(pooled[1])}" if pooled else "-")
+            + " |"
+        )
     types = sorted({qt for m in s.get("ego_by_question_type", {}).values() for qt in m})
     if types:
         lines += ["", "## Egocentric questions answered correctly, by question type (per seed: correct of n)", ""]

@@ -101,3 +101,27 @@ def target_retrieval_table(runs: list) -> tuple[list[str], list[list[str]]] | No
 
     rows = [[names[g], *(cell(c, g) for c in counts)] for g in ("ego", "non_ego", "all")]
     return ["Group", *(r.label for r in runs)], rows
+
+
+def paired_counts(records_a: list[dict[str, Any]], records_b: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """{group: [a only, b only]}: the questions (by `sample_id`, scored with a CRAG verdict in both runs) that run a
+    answered correctly and run b did not, and the reverse. Questions both got right or both got wrong say nothing
+    about which run is better; these two counts are the whole of a paired comparison (McNemar's)."""
+    right_b = {rec.get("sample_id"): bool(s["correct"]) for rec, s, _ in _crag_verdicts(records_b)}
+    out: dict[str, list[int]] = {g: [0, 0] for g, _ in CRAG_GROUPS}
+    for rec, s, groups in _crag_verdicts(records_a):
+        sid = rec.get("sample_id")
+        if sid not in right_b or bool(s["correct"]) == right_b[sid]:
+            continue
+        for g in groups:
+            out[g][0 if s["correct"] else 1] += 1
+    return out
+
+
+def mcnemar_p(a_only: int, b_only: int) -> float:
+    """Exact two-sided McNemar test of "a and b are equally accurate" from the discordant counts: a binomial test
+    of a_only successes in a_only + b_only fair coin flips (scipy). 1.0 when no question tells the runs apart."""
+    from scipy.stats import binomtest
+
+    n = a_only + b_only
+    return float(binomtest(a_only, n, 0.5).pvalue) if n else 1.0

@@ -22,7 +22,13 @@ from typing import Any
 from pixsearch_core import lineage
 from pixsearch_core.decoding.options import ABLATIONS
 from pixsearch_core.evaluation.abstention import abstention_table
-from pixsearch_core.evaluation.breakdown import CRAG_GROUPS, question_type_table, target_retrieval_table
+from pixsearch_core.evaluation.breakdown import (
+    CRAG_GROUPS,
+    mcnemar_p,
+    paired_counts,
+    question_type_table,
+    target_retrieval_table,
+)
 from pixsearch_core.records import read_records, read_run_meta
 from pixsearch_core.storage import ObjectStore, join
 
@@ -146,12 +152,15 @@ def behaviour_table(runs: list[Run], store: ObjectStore) -> tuple[list[str], lis
 
 
 ORDER = ("full", "whole_image", "no_search")
+ALPHA = 0.05  # the ordering's significance level: both margins' exact McNemar p below it
 
 
 def ordering_table(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
     """The paper's central comparison, per CRAG group: accuracy of full, whole image and no search, the margins
-    (points and questions), and whether full > whole image > no search holds. None unless one CRAG run of each
-    of the three modes is given."""
+    (points and questions) with their paired test (the questions one mode got right and the other wrong, both
+    ways, and the exact McNemar p of "equally accurate"), whether full > whole image > no search holds, and whether
+    it holds with both margins significant (p < ALPHA). None unless one CRAG run of each of the three modes is
+    given."""
     by_mode = {r.meta.get("mode"): r for r in runs if _is_crag(r.aggregate)}
     if not all(m in by_mode for m in ORDER):
         return None
@@ -164,26 +173,31 @@ def ordering_table(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
         "full - whole image",
         "whole image - no search",
         "full > whole image > no search",
+        f"both margins significant (p < {ALPHA})",
     ]
+    pairs = [paired_counts(by_mode[a].records, by_mode[b].records) for a, b in zip(ORDER, ORDER[1:])]
     rows = []
     for g, name in CRAG_GROUPS:
         aggs = [by_mode[m].aggregate[g] for m in ORDER]
         ns = {int(a.get("n", 0)) for a in aggs}
         n = ns.pop() if len(ns) == 1 else None
         acc = [float(a["accuracy"]) for a in aggs]
+        tests = [(won, lost, mcnemar_p(won, lost)) for won, lost in (pair[g] for pair in pairs)]
 
-        def margin(x: float, y: float, n: int | None = n) -> str:
-            right = f" ({round((x - y) * n):+d} questions)" if n else ""
-            return f"{100 * (x - y):+.1f}{right}"
+        def margin(x: float, y: float, test: tuple[int, int, float], n: int | None = n) -> str:
+            right = f"{round((x - y) * n):+d} questions; " if n else ""
+            return f"{100 * (x - y):+.1f} ({right}won {test[0]}, lost {test[1]}, p={test[2]:.2g})"
 
+        holds = acc[0] > acc[1] > acc[2]
         rows.append(
             [
                 name,
                 str(n) if n is not None else "differs",
                 *(_pct(v) for v in acc),
-                margin(acc[0], acc[1]),
-                margin(acc[1], acc[2]),
-                "yes" if acc[0] > acc[1] > acc[2] else "no",
+                margin(acc[0], acc[1], tests[0]),
+                margin(acc[1], acc[2], tests[1]),
+                "yes" if holds else "no",
+                "yes" if holds and all(p < ALPHA for _, _, p in tests) else "no",
             ]
         )
     return header, rows

@@ -54,7 +54,13 @@ def test_seed_summary_mean_spread_and_ordering_per_seed(tmp_path):
     assert s["ego_by_question_type"]["no_search"] == {"look": {0: [1, 1], 1: [0, 1]}, "qa": {0: [0, 3], 1: [0, 3]}}
     assert s["ego_by_question_type"]["full"]["qa"] == {0: [2, 3], 1: [1, 3]}
     md = to_markdown(s)
-    assert "62.5 +/- 17.7 (75.0, 50.0)" in md and "yes (+1, +1)" in md and "no (+0, +2)" in md
+    # paired: seed 0 full wins e2 over whole image, which wins e1 over no search; seed 1 ties full and whole image,
+    # and whole image wins e0 and e1 over no search
+    assert s["paired"]["ego"] == {0: [[1, 0], [1, 0]], 1: [[0, 0], [2, 0]]}
+    assert s["paired_pooled"]["ego"] == [[1, 0], [3, 0]]
+    assert "62.5 +/- 17.7 (75.0, 50.0)" in md
+    assert "| yes: +1 (1/0, p=1), +1 (1/0, p=1) | no: +0 (0/0, p=1), +2 (2/0, p=0.5) | +0.5, +1.5 |" in md
+    assert "| 1/0, p=1; 3/0, p=0.25 |" in md  # pooled: 3 wins of 3 is still p = 2 / 2^3
     assert "| no_search | 1/1, 0/1 | 0/3, 0/3 |" in md
 
 

@@ -281,22 +281,65 @@ def test_ordering_table_states_accuracy_margins_and_n(tmp_path):
         "75.0",
         "50.0",
         "25.0",
-        "+25.0 (+1 questions)",
-        "+25.0 (+1 questions)",
+        "+25.0 (+1 questions; won 1, lost 0, p=1)",  # full alone right on e2; whole image alone on e1
+        "+25.0 (+1 questions; won 1, lost 0, p=1)",
         "yes",
+        "no",  # one question either way is no evidence
     ]
     assert row(md, table, "Non-Egocentric") == [
         "2",
         "50.0",
         "50.0",
         "100.0",
-        "+0.0 (+0 questions)",
-        "-50.0 (-1 questions)",
+        "+0.0 (+0 questions; won 0, lost 0, p=1)",
+        "-50.0 (-1 questions; won 0, lost 1, p=1)",
+        "no",
         "no",
     ]
     assert row(md, table, "Overall")[0] == "6"
     write_report(uris[:2], str(tmp_path / "two"))  # without a no-search run there is no such table
     assert table not in (tmp_path / "two" / "report.md").read_text()
+
+
+def test_ordering_is_significant_only_when_both_paired_tests_are(tmp_path):
+    """20 egocentric questions: full right on 18, whole image on the first 10 of those, no search on the first 2:
+    each margin is 8 questions won and none lost (exact McNemar p = 2 / 2^8). The same margins made of wins and
+    losses (full loses 4 and wins 12) are no longer significant."""
+    root = str(tmp_path / "out")
+
+    def run(name, mode, right):
+        return write_run(
+            root, name, mode, [rec(f"e{i}", verdict(correct=i in right, ego=True), ego=True) for i in range(20)]
+        )
+
+    whole = run("w", "whole_image", set(range(10)))
+    clear = [run("f", "full", set(range(18))), whole, run("z", "no_search", {0, 1})]
+    write_report(clear, str(tmp_path / "clear"))
+    table = "Full vs whole image vs no search"
+    got = row((tmp_path / "clear" / "report.md").read_text(), table, "Egocentric")
+    assert got[4:] == [
+        "+40.0 (+8 questions; won 8, lost 0, p=0.0078)",
+        "+40.0 (+8 questions; won 8, lost 0, p=0.0078)",
+        "yes",
+        "yes",
+    ]
+    mixed = [run("f2", "full", set(range(4, 20)) - {10, 11}), whole, run("z", "no_search", {0, 1})]
+    write_report(mixed, str(tmp_path / "mixed"))
+    got = row((tmp_path / "mixed" / "report.md").read_text(), table, "Egocentric")
+    assert got[4] == "+20.0 (+4 questions; won 8, lost 4, p=0.39)" and got[6:] == ["yes", "no"]
+
+
+def test_mcnemar_p_is_the_exact_two_sided_binomial_tail():
+    """Against the formula by hand: p = min(1, 2 * sum_{i <= min(b, c)} C(b + c, i) / 2^(b + c))."""
+    from math import comb
+
+    from pixsearch_core.evaluation.breakdown import mcnemar_p
+
+    for b, c in [(16, 2), (2, 16), (8, 0), (5, 5), (3, 7), (1, 0), (40, 25)]:
+        n = b + c
+        want = min(1.0, 2 * sum(comb(n, i) for i in range(min(b, c) + 1)) / 2**n)
+        assert mcnemar_p(b, c) == pytest.approx(want, rel=1e-9), (b, c)
+    assert mcnemar_p(0, 0) == 1.0  # nothing tells the runs apart
 
 
 def test_accuracy_by_question_type_counts_each_group_and_mode(tmp_path):
