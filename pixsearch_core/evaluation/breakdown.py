@@ -107,11 +107,11 @@ def paired_counts(records_a: list[dict[str, Any]], records_b: list[dict[str, Any
     """{group: [a only, b only]}: the questions (by `sample_id`, scored with a CRAG verdict in both runs) that run a
     answered correctly and run b did not, and the reverse. Questions both got right or both got wrong say nothing
     about which run is better; these two counts are the whole of a paired comparison (McNemar's)."""
-    right_b = {rec.get("sample_id"): bool(s["correct"]) for rec, s, _ in _crag_verdicts(records_b)}
+    right_b = {rec["sample_id"]: bool(s["correct"]) for rec, s, _ in _crag_verdicts(records_b) if rec.get("sample_id")}
     out: dict[str, list[int]] = {g: [0, 0] for g, _ in CRAG_GROUPS}
     for rec, s, groups in _crag_verdicts(records_a):
         sid = rec.get("sample_id")
-        if sid not in right_b or bool(s["correct"]) == right_b[sid]:
+        if not sid or sid not in right_b or bool(s["correct"]) == right_b[sid]:
             continue
         for g in groups:
             out[g][0 if s["correct"] else 1] += 1

@@ -407,3 +407,16 @@ def test_target_document_retrieved_counts_finds_and_right_answers_per_group(tmp_
     assert md.index("### Target's document retrieved") < md.index("### Search behaviour")
     write_report(uris[1:], str(tmp_path / "plain"))
     assert "Target's document" not in (tmp_path / "plain" / "report.md").read_text()
+
+
+def test_paired_counts_use_only_questions_scored_in_both_runs():
+    """A question missing from one run, an error record, or a record without a sample id is no evidence either way."""
+    from pixsearch_core.evaluation.breakdown import paired_counts
+
+    a = [rec("e0", verdict(correct=True, ego=True), ego=True), rec("e1", verdict(correct=True, ego=True), ego=True)]
+    a += [rec("e2", verdict(correct=True, ego=True), ego=True), {**rec("e3", verdict(correct=True)), "sample_id": None}]
+    a += [rec("n0", verdict(correct=False))]
+    b = [rec("e0", verdict(correct=False, ego=True), ego=True), rec("e1", None, status="error")]
+    b += [{**rec("e3", verdict(correct=False)), "sample_id": None}, rec("n0", verdict(correct=True))]
+    got = paired_counts(a, b)
+    assert got == {"all": [1, 1], "ego": [1, 0], "non_ego": [0, 1]}  # e0 won, n0 lost; e1, e2, e3 not paired
