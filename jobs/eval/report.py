@@ -8,7 +8,15 @@ import sys
 
 
 def add(sub) -> None:
-    p = sub.add_parser("report", help="Markdown/HTML tables (paper Tables 1, 6, 7) and figures from run records")
+    p = sub.add_parser(
+        "report",
+        help="Markdown/HTML tables (paper Tables 1, 6, 7) and figures from run records",
+        description="Writes <out>/report.md and report.html: Table 1 (truthfulness, accuracy, missing, hallucination "
+        "per CRAG group), search behaviour and mask quality, and, given full, whole_image and no_search runs, the "
+        "paper's ordering with each margin's paired test (questions won / lost, exact McNemar p) and whether it "
+        "holds with both margins significant at p < 0.05; per question type, target documents retrieved, "
+        "abstention, Tables 6-7 when such runs are given; Figure-4 plots and mask overlays.",
+    )
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (<output>/runs/<run_id>)")
     p.add_argument("--out", default="eval-report", help="output directory or URI (default: eval-report)")
     p.add_argument("--overlays", type=int, default=4, help="mask overlays per run (default 4)")
