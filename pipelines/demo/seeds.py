@@ -141,11 +141,11 @@ def to_markdown(s: dict[str, Any]) -> str:
             if k not in s["ordering"][g]:
                 per.append("-")
                 continue
-            m, pair = s["margins_questions"][g][k], s.get("paired", {}).get(g, {}).get(k)
-            detail = [f"{m[i]:+d}" + (f" ({test(pair[i])})" if pair else "") for i in (0, 1)]
+            m, pair = s["margins_questions"][g][k], s["paired"][g][k]  # both set with the ordering
+            detail = [f"{m[i]:+d} ({test(pair[i])})" for i in (0, 1)]
             per.append(("yes" if s["ordering"][g][k] else "no") + ": " + ", ".join(detail))
         mm = s["mean_margins_questions"][g]
-        pooled = s.get("paired_pooled", {}).get(g)
+        pooled = s["paired_pooled"][g]
         lines.append(
             f"| {name} | "
             + " | ".join(per)
