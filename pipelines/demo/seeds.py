@@ -26,8 +26,6 @@ from pipelines.demo.config import DemoConfig
 
 log = logging.getLogger(__name__)
 
-ORDER = ("full", "whole_image", "no_search")
-
 
 def seed_config(cfg: DemoConfig, seed: int) -> DemoConfig:
     """The single-seed demo config for `seed`: its own output directory, world seed and training seed."""
@@ -48,7 +46,7 @@ def mean_spread(values: list[float]) -> tuple[float, float]:
 def seed_summary(per_seed: dict[int, list[str]]) -> dict[str, Any]:
     """{seed: [run uris]} -> accuracy per mode and group per seed, mean/spread, ordering per seed, region choice."""
     from pixsearch_core.evaluation.behaviour import behaviour
-    from pixsearch_core.evaluation.breakdown import CRAG_GROUPS, by_question_type, paired_counts
+    from pixsearch_core.evaluation.breakdown import CRAG_GROUPS, ORDER, by_question_type, ordering_pairs
     from pixsearch_core.evaluation.report import load_run
     from pixsearch_core.storage import ObjectStore
 
@@ -70,7 +68,7 @@ def seed_summary(per_seed: dict[int, list[str]]) -> dict[str, Any]:
                 if g == "ego":
                     ego_types.setdefault(mode, {}).setdefault(qt, {})[seed] = c
         if all(m in runs for m in ORDER):
-            pairs = [paired_counts(runs[a].records, runs[b].records) for a, b in zip(ORDER, ORDER[1:])]
+            pairs = ordering_pairs({m: runs[m].records for m in ORDER})
             for g, _ in CRAG_GROUPS:
                 paired[g][seed] = [pair[g] for pair in pairs]
                 a = [acc[m][g][seed] for m in ORDER]

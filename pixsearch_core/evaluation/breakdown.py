@@ -103,6 +103,16 @@ def target_retrieval_table(runs: list) -> tuple[list[str], list[list[str]]] | No
     return ["Group", *(r.label for r in runs)], rows
 
 
+#: the paper's Table-1 ordering, best first: full > whole image > no search
+ORDER = ("full", "whole_image", "no_search")
+
+
+def ordering_pairs(records_by_mode: dict[str, list[dict[str, Any]]]) -> list[dict[str, list[int]]]:
+    """The paired counts of the ordering's two margins, [full vs whole image, whole image vs no search]: each
+    {group: [won, lost]} as `paired_counts` gives it. records_by_mode must hold every mode of ORDER."""
+    return [paired_counts(records_by_mode[a], records_by_mode[b]) for a, b in zip(ORDER, ORDER[1:])]
+
+
 def paired_counts(records_a: list[dict[str, Any]], records_b: list[dict[str, Any]]) -> dict[str, list[int]]:
     """{group: [a only, b only]}: the questions (by `sample_id`, scored with a CRAG verdict in both runs) that run a
     answered correctly and run b did not, and the reverse. Questions both got right or both got wrong say nothing

@@ -24,8 +24,9 @@ from pixsearch_core.decoding.options import ABLATIONS
 from pixsearch_core.evaluation.abstention import abstention_table
 from pixsearch_core.evaluation.breakdown import (
     CRAG_GROUPS,
+    ORDER,
     mcnemar_p,
-    paired_counts,
+    ordering_pairs,
     question_type_table,
     target_retrieval_table,
 )
@@ -151,7 +152,6 @@ def behaviour_table(runs: list[Run], store: ObjectStore) -> tuple[list[str], lis
     return header, rows
 
 
-ORDER = ("full", "whole_image", "no_search")
 ALPHA = 0.05  # the ordering's significance level: both margins' exact McNemar p below it
 
 
@@ -175,7 +175,7 @@ def ordering_table(runs: list[Run]) -> tuple[list[str], list[list[str]]] | None:
         "full > whole image > no search",
         f"both margins significant (p < {ALPHA})",
     ]
-    pairs = [paired_counts(by_mode[a].records, by_mode[b].records) for a, b in zip(ORDER, ORDER[1:])]
+    pairs = ordering_pairs({m: by_mode[m].records for m in ORDER})
     rows = []
     for g, name in CRAG_GROUPS:
         aggs = [by_mode[m].aggregate[g] for m in ORDER]
