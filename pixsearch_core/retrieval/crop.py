@@ -12,7 +12,8 @@ a few stray pixels across the image would otherwise crop nearly the whole image.
 masks with IoU 0.3-0.75 against the target had boxes spanning most of the picture, and not one region search found
 the target's page until the crop kept only the largest piece.
 
-`snap` moves a rough mask's edge onto the image's own edges before the crop: the image is split into
+`snap` moves a rough mask's edge onto the image's own edges before the crop (after the largest piece is taken,
+`search_mask`): the image is split into
 Felzenszwalb segments (scikit-image's graph-based over-segmentation: regions of near-uniform colour) and the mask
 becomes the union of the segments it covers at least `snap` of. Painting the background only pays with an exact
 edge: on the demo's egocentric scenes the gold mask painted white finds the target's page at hit@1 for 69% of
@@ -54,6 +55,10 @@ class RegionCrop(Config):
     def apply(self, image, mask: np.ndarray):
         """The image a RegionQuery(image, mask) is searched with (see `crop_to_mask`)."""
         return crop_to_mask(image, mask, self.padding, self.background, self.component, self.snap)
+
+    def search_mask(self, image, mask: np.ndarray) -> np.ndarray:
+        """The mask the crop keeps (its box is cropped, the pixels outside it painted): `search_mask`."""
+        return search_mask(image, mask, self.component, self.snap)
 
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -136,6 +141,21 @@ def _rgb(arr: np.ndarray) -> np.ndarray:
     return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr[..., :3]
 
 
+def search_mask(image, mask: np.ndarray, component: str = "largest", snap: float | None = None) -> np.ndarray:
+    """The mask a region query keeps: its largest connected piece (component="largest"), then snapped to the
+    image's segments (`snap`). The piece comes first: snapped first, a predicted mask's stray blobs on other objects
+    grow onto those objects' segments too (on `make demo`'s stage-1 masks, gIoU against the target 0.33 as made,
+    0.40 snapped then cut to the largest piece, 0.50 cut then snapped)."""
+    if component not in COMPONENTS:
+        raise ValueError(f"component {component!r}; allowed: {', '.join(map(repr, COMPONENTS))}")
+    mask = np.asarray(mask, dtype=bool)
+    if component == "largest":
+        mask = largest_component(mask)
+    if snap is not None and mask.any():
+        mask = snap_to_segments(np.asarray(image), mask, snap)
+    return mask
+
+
 def crop_to_mask(
     image,
     mask: np.ndarray,
@@ -145,7 +165,7 @@ def crop_to_mask(
     snap: float | None = None,
 ):
     """Crop a PIL image or (H, W, C) array to the (padded) box of `mask` (of its largest connected piece with
-    component="largest", after snapping it to the image's segments with `snap`, see `snap_to_segments`);
+    component="largest", then snapped to the image's segments with `snap`: `search_mask`);
     optionally paint the pixels outside that mask with `background`. Returns the same kind it was given (an RGB
     one when it snaps or paints a PIL picture of another mode, or paints a grey or RGBA array). An empty mask is
     a ValueError."""
@@ -159,10 +179,7 @@ def crop_to_mask(
         raise ValueError(f"mask shape {np.asarray(mask).shape} does not match image (H, W) {arr.shape[:2]}")
     if background is not None and not is_pil:
         arr = _rgb(arr)
-    if snap is not None and np.asarray(mask).any():
-        mask = snap_to_segments(arr, mask, snap)
-    if component == "largest":
-        mask = largest_component(mask)
+    mask = search_mask(arr, mask, component, snap)
     box = mask_box(mask)
     if box is None:
         raise ValueError("cannot crop to an empty mask")

@@ -175,3 +175,34 @@ def test_painting_and_snapping_other_picture_modes_give_rgb():
     painted = crop_to_mask(grey, disc, background=(255, 255, 255))
     assert painted.shape[2] == 3 and (painted[0, 0] == 255).all()
     assert crop_to_mask(Image.fromarray(grey).convert("P"), disc, background=(0, 0, 0)).mode == "RGB"
+
+
+def test_the_largest_piece_is_taken_before_snapping():
+    """A predicted mask: most of the target disc, and a smaller stray blob over a third of a larger square. Snapped
+    first, the blob would grow onto the square's segments and be the largest piece; the crop keeps the largest
+    piece first, then snaps it onto the disc."""
+    from pixsearch_core.retrieval.crop import largest_component, search_mask, snap_to_segments
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    disc = (yy - 20) ** 2 + (xx - 16) ** 2 < 8**2
+    square = np.zeros((64, 64), bool)
+    square[36:56, 36:56] = True  # 400 px
+    img = np.full((64, 64, 3), 170, np.uint8)
+    img[disc] = (220, 40, 40)
+    img[square] = (40, 40, 220)
+    img = np.clip(img.astype(int) + rng.integers(-4, 5, img.shape), 0, 255).astype(np.uint8)
+    piece = disc & (xx < 20)  # most of the disc
+    stray = np.zeros((64, 64), bool)
+    stray[36:48, 36:47] = True  # 132 px: a third of the square
+    assert square.sum() > disc.sum() and piece.sum() > stray.sum() >= 0.3 * square.sum()
+    mask = piece | stray
+    old = largest_component(snap_to_segments(img, mask, 0.3))  # snapped first: a piece of the square
+    assert old.sum() > disc.sum() and not (old & ~square).any()
+    assert np.array_equal(search_mask(img, mask, "largest", 0.3), disc)
+    assert np.array_equal(RegionCrop(snap=0.3).search_mask(img, mask), disc)
+    x0, y0, x1, y1 = mask_box(disc)
+    assert crop_to_mask(img, mask, background=(255, 255, 255), snap=0.3).shape == (y1 - y0, x1 - x0, 3)
+    # component="all" snaps every piece
+    both = search_mask(img, mask, "all", 0.3)
+    assert (both & disc).sum() == disc.sum() and (both & square).sum() > stray.sum()
