@@ -11,10 +11,10 @@ DESCRIPTION = """Run the whole pipeline on a generated knowledge world (SynthCRA
 world, index (Spark), retrieval check (region vs whole image vs text, gold masks), train (stage 1, 2), eval (one
 Ray run per decode mode), report. Re-running skips what is finished.
 
-  pixsearch demo                                   # conf/demo/cpu.yaml, output in out/demo
+  pixsearch demo                                   # conf/demo/cpu.yaml (DINOv2 SAM encoder, ~18 min), out/demo
   pixsearch demo --config conf/demo/gpu.yaml       # the larger preset for a GPU machine
-  pixsearch demo --config conf/demo/dinov2.yaml    # frozen pretrained DINOv2 as the SAM encoder (~30 min)
-  pixsearch demo --config conf/demo/dinov2-fast.yaml   # the same, shorter training (~19-20 min)
+  pixsearch demo --config conf/demo/dinov2.yaml    # the same encoder, box pre-training, longer training (~30 min)
+  pixsearch demo --config conf/demo/scratch.yaml   # every part trained from scratch (~15 min; masks ~33% gIoU)
   pixsearch demo --config conf/demo/mini.yaml      # pretrained SmolLM2-135M + LiteMedSAM, LoRA (~2-3 h on CPU)
   pixsearch demo --steps world,index,retrieval     # only some steps
   pixsearch demo output=/tmp/d world.seed=1

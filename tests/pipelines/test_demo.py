@@ -108,18 +108,18 @@ def test_the_mini_preset_shares_the_frozen_sam_embeddings_between_its_jobs(tmp_p
     assert f"sam_embedding_cache={json.dumps(str(tmp_path.resolve() / 'sam-cache'))}" in train.model.build_overrides()
     ev = load_config(EvalRunConfig, ROOT / cfg.eval.config, [want, *cfg.eval.overrides])
     assert any(o.startswith("sam_embedding_cache=") for o in ev.model.build_overrides())
-    plain = load_config(DemoConfig, ROOT / "conf" / "demo" / "cpu.yaml", [f"output={tmp_path}"])
-    assert Demo(plain)._sam_cache() == []  # the CPU demo trains its SAM encoder: nothing to share
+    plain = load_config(DemoConfig, ROOT / "conf" / "demo" / "scratch.yaml", [f"output={tmp_path}"])
+    assert Demo(plain)._sam_cache() == []  # the from-scratch demo trains its SAM encoder: nothing to share
 
 
 @pytest.mark.parametrize(
-    "preset, pretrain, stage1, stage2", [("dinov2.yaml", 600, 1500, 900), ("dinov2-fast.yaml", 0, 700, 700)]
+    "preset, pretrain, stage1, stage2", [("dinov2.yaml", 600, 1500, 900), ("cpu.yaml", 0, 700, 700)]
 )
 def test_the_dinov2_presets_build_the_frozen_dinov2_sam_with_colour_cells_and_share_its_cache(
     tmp_path, preset, pretrain, stage1, stage2
 ):
     """conf/demo/dinov2.yaml: the demo's recipe with sam.kind=dinov2 (+ colour cells, a neck block, box
-    pre-training, a longer stage 1); dinov2-fast.yaml: the same encoder, no pre-training, 700 + 700 steps. Their
+    pre-training, a longer stage 1); cpu.yaml (make demo's): the same encoder, no pre-training, 700 + 700 steps. Their
     overrides load into the training config, and the frozen encoder's cache is shared."""
     from pixsearch_core.training.config import TrainConfig
 
@@ -133,11 +133,11 @@ def test_the_dinov2_presets_build_the_frozen_dinov2_sam_with_colour_cells_and_sh
     assert train.data.image_max_side == 256
 
 
-def test_the_fast_dinov2_preset_differs_from_the_dinov2_preset_only_in_its_steps_and_the_restated_question():
-    """dinov2-fast.yaml is a copy of dinov2.yaml (presets are whole files): only its output, the box pre-training,
+def test_make_demos_preset_differs_from_the_dinov2_preset_only_in_its_steps_and_the_restated_question():
+    """cpu.yaml (make demo's) is a copy of dinov2.yaml (presets are whole files): only its output, the box pre-training,
     the step counts and the restated question (train and eval) may differ, so a change to the DINOv2 model in one
     preset cannot silently miss the other."""
-    full, fast = (load_config(DemoConfig, ROOT / "conf" / "demo" / f) for f in ("dinov2.yaml", "dinov2-fast.yaml"))
+    full, fast = (load_config(DemoConfig, ROOT / "conf" / "demo" / f) for f in ("dinov2.yaml", "cpu.yaml"))
     steps = ("sam_pretrain.", "stage1.max_steps=", "stage2.max_steps=", "data.restate_question=")
     keep = [o for o in full.train.overrides if not o.startswith(steps)]
     assert [o for o in fast.train.overrides if not o.startswith(steps)] == keep
@@ -149,7 +149,7 @@ def test_the_fast_dinov2_preset_differs_from_the_dinov2_preset_only_in_its_steps
     assert full.eval.model_dump(exclude={"overrides"}) == fast.eval.model_dump(exclude={"overrides"})
 
 
-@pytest.mark.parametrize("preset", ["cpu", "dinov2", "dinov2-fast", "mini", "gpu"])
+@pytest.mark.parametrize("preset", ["cpu", "scratch", "dinov2", "mini", "gpu"])
 def test_every_preset_trains_and_evaluates_with_the_same_restate_question(preset):
     Demo(load_config(DemoConfig, ROOT / "conf" / "demo" / f"{preset}.yaml")).check_restate_question()
 
