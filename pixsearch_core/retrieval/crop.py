@@ -56,10 +56,6 @@ class RegionCrop(Config):
         """The image a RegionQuery(image, mask) is searched with (see `crop_to_mask`)."""
         return crop_to_mask(image, mask, self.padding, self.background, self.component, self.snap)
 
-    def search_mask(self, image, mask: np.ndarray) -> np.ndarray:
-        """The mask the crop keeps (its box is cropped, the pixels outside it painted): `search_mask`."""
-        return search_mask(image, mask, self.component, self.snap)
-
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """(x0, y0, x1, y1) of a boolean mask, exclusive right/bottom; None for an empty mask."""
@@ -169,8 +165,6 @@ def crop_to_mask(
     optionally paint the pixels outside that mask with `background`. Returns the same kind it was given (an RGB
     one when it snaps or paints a PIL picture of another mode, or paints a grey or RGBA array). An empty mask is
     a ValueError."""
-    if component not in COMPONENTS:
-        raise ValueError(f"component {component!r}; allowed: {', '.join(map(repr, COMPONENTS))}")
     is_pil = hasattr(image, "crop")
     if is_pil and (snap is not None or background is not None) and image.mode != "RGB":
         image = image.convert("RGB")  # palette, grey or RGBA pictures: segment and paint their colours

@@ -200,7 +200,10 @@ def test_the_largest_piece_is_taken_before_snapping():
     old = largest_component(snap_to_segments(img, mask, 0.3))  # snapped first: a piece of the square
     assert old.sum() > disc.sum() and not (old & ~square).any()
     assert np.array_equal(search_mask(img, mask, "largest", 0.3), disc)
-    assert np.array_equal(RegionCrop(snap=0.3).search_mask(img, mask), disc)
+    white = (255, 255, 255)  # the searcher's crop keeps the disc: its box, the rest painted
+    assert np.array_equal(
+        RegionCrop(padding=0, background=white, snap=0.3).apply(img, mask), crop_to_mask(img, disc, background=white)
+    )
     x0, y0, x1, y1 = mask_box(disc)
     assert crop_to_mask(img, mask, background=(255, 255, 255), snap=0.3).shape == (y1 - y0, x1 - x0, 3)
     # component="all" snaps every piece
