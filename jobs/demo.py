@@ -16,6 +16,7 @@ Ray run per decode mode), report. Re-running skips what is finished.
   pixsearch demo --config conf/demo/dinov2.yaml    # the same encoder, box pre-training, longer training (~30 min)
   pixsearch demo --config conf/demo/scratch.yaml   # every part trained from scratch (~15 min; masks ~33% gIoU)
   pixsearch demo --config conf/demo/mini.yaml      # pretrained SmolLM2-135M + LiteMedSAM, LoRA (~2-3 h on CPU)
+  pixsearch demo --config conf/demo/mini-dinov2.yaml  # the same LM with the DINOv2 SAM (~1.5 h on CPU)
   pixsearch demo --steps world,index,retrieval     # only some steps
   pixsearch demo output=/tmp/d world.seed=1
   pixsearch demo seeds=[0,1,2]                     # one demo per seed, then mean +/- spread: out/demo/seeds.md"""

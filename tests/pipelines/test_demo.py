@@ -81,7 +81,7 @@ def test_retrieval_check_counts_hits_per_modality(tmp_path, monkeypatch):
 
 
 def test_presets_load_and_unknown_steps_are_refused(tmp_path):
-    for preset in ("cpu", "gpu", "mini", "dinov2"):
+    for preset in ("cpu", "gpu", "mini", "mini-dinov2", "dinov2", "scratch"):
         cfg = load_config(DemoConfig, ROOT / "conf" / "demo" / f"{preset}.yaml")
         assert cfg.modes[:2] == ["full", "whole_image"]
     with pytest.raises(ValueError, match="unknown demo steps"):
@@ -110,6 +110,29 @@ def test_the_mini_preset_shares_the_frozen_sam_embeddings_between_its_jobs(tmp_p
     assert any(o.startswith("sam_embedding_cache=") for o in ev.model.build_overrides())
     plain = load_config(DemoConfig, ROOT / "conf" / "demo" / "scratch.yaml", [f"output={tmp_path}"])
     assert Demo(plain)._sam_cache() == []  # the from-scratch demo trains its SAM encoder: nothing to share
+
+
+def test_the_mini_dinov2_preset_is_mini_with_make_demos_sam(tmp_path):
+    """conf/demo/mini-dinov2.yaml: the pretrained mini LM (its own recipe, one process) with the frozen DINOv2 SAM
+    of cpu.yaml, box pre-training first, and the from-scratch SAM parts, mask head and span tagger at 10 x the LR;
+    every other key of the training config is conf/train/synthcrag-mini.yaml's."""
+    from pixsearch_core.training.config import TrainConfig
+
+    cfg = load_config(DemoConfig, ROOT / "conf" / "demo" / "mini-dinov2.yaml", [f"output={tmp_path}"])
+    mini = load_config(DemoConfig, ROOT / "conf" / "demo" / "mini.yaml", [f"output={tmp_path}"])
+    assert cfg.train.config == mini.train.config and cfg.train_nproc == 1
+    cache = Demo(cfg)._sam_cache()
+    assert cache == [f"model.sam_embedding_cache={tmp_path.resolve() / 'sam-cache'}"]
+    train = load_config(TrainConfig, ROOT / cfg.train.config, [*cache, *cfg.train.overrides])
+    base = load_config(TrainConfig, ROOT / cfg.train.config, cache)
+    assert train.model.size == "mini"
+    built = set(train.model.build_overrides())
+    assert {'sam.kind="dinov2"', "sam.prompt_dim=64", "sam.colour_cells=4", "sam.neck_blocks=1"} <= built
+    assert train.sam_pretrain.steps == 600 and base.sam_pretrain.steps == 0
+    assert train.optim.part_lr_scale == dict.fromkeys(
+        ("prompt_encoder", "mask_decoder", "mask_head", "span_tagger"), 10
+    )
+    assert (train.stage1, train.stage2, train.data) == (base.stage1, base.stage2, base.data)
 
 
 @pytest.mark.parametrize(
