@@ -121,6 +121,10 @@ def test_the_mini_dinov2_preset_is_mini_with_make_demos_sam(tmp_path):
     cfg = load_config(DemoConfig, ROOT / "conf" / "demo" / "mini-dinov2.yaml", [f"output={tmp_path}"])
     mini = load_config(DemoConfig, ROOT / "conf" / "demo" / "mini.yaml", [f"output={tmp_path}"])
     assert cfg.train.config == mini.train.config and cfg.train_nproc == 1
+    # presets are whole files: the world, index, eval and modes are mini.yaml's but for the crop mini's masks needed
+    assert cfg.model_dump(exclude={"output", "train", "eval"}) == mini.model_dump(exclude={"output", "train", "eval"})
+    assert cfg.eval.config == mini.eval.config
+    assert mini.eval.overrides == [*cfg.eval.overrides, "retriever.crop.background=null", "retriever.crop.snap=null"]
     cache = Demo(cfg)._sam_cache()
     assert cache == [f"model.sam_embedding_cache={tmp_path.resolve() / 'sam-cache'}"]
     train = load_config(TrainConfig, ROOT / cfg.train.config, [*cache, *cfg.train.overrides])
@@ -172,7 +176,7 @@ def test_make_demos_preset_differs_from_the_dinov2_preset_only_in_its_steps_and_
     assert full.eval.model_dump(exclude={"overrides"}) == fast.eval.model_dump(exclude={"overrides"})
 
 
-@pytest.mark.parametrize("preset", ["cpu", "scratch", "dinov2", "mini", "gpu"])
+@pytest.mark.parametrize("preset", ["cpu", "scratch", "dinov2", "mini", "mini-dinov2", "gpu"])
 def test_every_preset_trains_and_evaluates_with_the_same_restate_question(preset):
     Demo(load_config(DemoConfig, ROOT / "conf" / "demo" / f"{preset}.yaml")).check_restate_question()
 
